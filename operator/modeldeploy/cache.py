@@ -1,0 +1,73 @@
+"""What the watches have shown: the latest body of every watched object.
+
+Reconciles read from here instead of the API server (as controller-runtime's
+informers do), so a pass costs requests only for what it writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from .builders import LABEL_NAME
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+class ObjectCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict[str, Any]] = {}
+        # (namespace, ModelDeployment name) -> keys of children labelled with it.
+        self._children: dict[tuple[str, str], set[Key]] = {}
+
+    def upsert(self, kind: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        owner = (meta.get("labels") or {}).get(LABEL_NAME)
+        with self._lock:
+            self._objects[key] = copy.deepcopy(body)
+            if owner is not None and kind != "ModelDeployment":
+                self._children.setdefault((key[1], owner), set()).add(key)
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        key = (kind, namespace, name)
+        with self._lock:
+            body = self._objects.pop(key, None)
+            owner = ((body or {}).get("metadata", {}).get("labels") or {}).get(LABEL_NAME)
+            if owner is not None:
+                children = self._children.get((namespace, owner))
+                if children is not None:
+                    children.discard(key)
+                    if not children:
+                        del self._children[(namespace, owner)]
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            body = self._objects.get((kind, namespace, name))
+            return copy.deepcopy(body) if body is not None else None
+
+    def labelled(self, kind: str, namespace: str, md_name: str) -> list[dict[str, Any]]:
+        """Objects of one kind labelled with the ModelDeployment's name."""
+        with self._lock:
+            keys = [k for k in self._children.get((namespace, md_name), ()) if k[0] == kind]
+            return [copy.deepcopy(self._objects[k]) for k in keys if k in self._objects]
+
+    def children(self, kind: str, namespace: str, md_name: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Labelled objects that this incarnation of the ModelDeployment owns."""
+        return [
+            body
+            for body in self.labelled(kind, namespace, md_name)
+            if any(
+                ref.get("uid") == owner_uid for ref in body.get("metadata", {}).get("ownerReferences") or []
+            )
+        ]
+
+    def model_deployment_keys(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(ns, name) for kind, ns, name in self._objects if kind == "ModelDeployment"]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)

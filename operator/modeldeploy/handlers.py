@@ -1,0 +1,127 @@
+"""Thin kopf wiring: watches feed the cache and the work queue; worker threads reconcile.
+
+Only event-watching handlers are used. kopf's change handlers would store their
+progress in annotations and its daemons and timers add finalizers; with event
+handlers the operator writes nothing but children, status and Events, and a
+ModelDeployment deletes even while the operator is down.
+
+Run: ``kopf run --standalone --all-namespaces -m modeldeploy.handlers``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from . import builders, kube, models
+from .builders import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from .cache import ObjectCache
+from .reconciler import Reconciler
+from .workqueue import WorkQueue, run_workers
+
+LOG = logging.getLogger(__name__)
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+RESYNC_SECONDS = float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", "600"))
+WORKERS = int(os.environ.get("MODELDEPLOY_WORKERS", "4"))
+
+
+@dataclass
+class Runtime:
+    cache: ObjectCache = field(default_factory=ObjectCache)
+    queue: WorkQueue = field(default_factory=WorkQueue)
+    reconciler: Reconciler | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+RUNTIME = Runtime()
+
+
+def _handle(key: Any) -> float | None:
+    namespace, name = key
+    assert RUNTIME.reconciler is not None
+    return RUNTIME.reconciler.reconcile(namespace, name)
+
+
+def _resync_loop() -> None:
+    """Re-run every ModelDeployment now and then: repairs drift no watch reports."""
+    while not RUNTIME.stopping.wait(RESYNC_SECONDS):
+        assert RUNTIME.reconciler is not None
+        RUNTIME.reconciler.clear_memo()
+        for key in RUNTIME.cache.model_deployment_keys():
+            RUNTIME.queue.add(key)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Watch only the children we made: the API server filters, not the operator.
+    settings.watching.label_selectors["apps", "deployments"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = MANAGED_SELECTOR
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    options = builders.BuildOptions(
+        fetcher_image=os.environ.get("MODELDEPLOY_FETCHER_IMAGE", builders.BuildOptions.fetcher_image)
+    )
+    RUNTIME.reconciler = Reconciler(kube.Kube(kube.load_client_config()), RUNTIME.cache, options)
+    run_workers(RUNTIME.queue, _handle, WORKERS)
+    threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    RUNTIME.stopping.set()
+    RUNTIME.queue.close()
+
+
+@kopf.on.probe(id="cachedObjects")
+async def cached_objects(**_: Any) -> int:
+    return len(RUNTIME.cache)
+
+
+def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
+    """Update the cache from one watch event; the ModelDeployment to reconcile, if any."""
+    body: dict[str, Any] = dict(event["object"])
+    deleted = event["type"] == "DELETED"
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    if deleted:
+        RUNTIME.cache.remove(kind, namespace, name)
+    else:
+        RUNTIME.cache.upsert(kind, body)
+    if kind == "ModelDeployment":
+        if deleted and RUNTIME.reconciler is not None:
+            RUNTIME.reconciler.forget(namespace, name)
+            return None
+        return namespace, name
+    owner = (meta.get("labels") or {}).get(LABEL_NAME)
+    return (namespace, owner) if owner else None
+
+
+def _enqueue(key: tuple[str, str] | None) -> None:
+    if key is not None:
+        RUNTIME.queue.add(key)
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+async def model_deployment_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("ModelDeployment", event))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("Deployment", event))
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("Pod", event))
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("HorizontalPodAutoscaler", event))

@@ -1,0 +1,156 @@
+"""The only module that talks to the API server.
+
+Children are written with server-side apply under one field manager; status is
+a merge patch on the status subresource; Events are core/v1 Events. Every call
+is synchronous (the official client) and runs on a reconcile worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import uuid
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from . import models
+
+FIELD_MANAGER = "modeldeploy"
+LOG = logging.getLogger(__name__)
+
+# kind -> (API path prefix, plural); only kinds the operator writes or deletes.
+_KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+}
+_MD_PREFIX = f"/apis/{models.GROUP}/{models.VERSION}"
+
+
+def load_client_config() -> ApiClient:
+    """In-cluster config when running in a pod, else the KUBECONFIG file."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return ApiClient()
+
+
+class Kube:
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        # The raw response, decoded here: call_api's typed-response arguments differ
+        # between client releases, the raw mode does not.
+        response = self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=False,
+        )
+        data = response.data
+        return json.loads(data) if data else None
+
+    def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
+        prefix, plural = _KINDS[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        path = self._path(manifest["kind"], meta["namespace"], meta["name"])
+        result: dict[str, Any] = self._call(
+            "PATCH",
+            path,
+            body=manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete with background propagation; False when it was already gone."""
+        try:
+            self._call(
+                "DELETE",
+                self._path(kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._call(
+                "GET", f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}"
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._call(
+            "PATCH",
+            f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", f"{models.GROUP}/{models.VERSION}"),
+                "kind": models.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+        }
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        except ApiException as exc:
+            LOG.warning(
+                "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason
+            )

@@ -1,0 +1,322 @@
+"""Pydantic models of the ModelDeployment spec and status: the v1alpha1 contract.
+
+The CRD's openAPIV3Schema is generated from these classes (see ``crdgen``), so a
+field, default, bound or enum added here reaches the API server's validation.
+Cross-field rules the schema cannot express are CEL rules attached with
+``cel_rules`` and are also enforced here, so unit tests and the operator agree
+with the API server.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "serving.modeldeploy.dev"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md", "mdep"]
+
+# TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
+DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.1"
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+STORAGE_URI_PATTERN = r"^(s3|gs|https?|pvc|file)://.+"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``90s``, ``1m30s`` or ``250ms``."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+class CamelModel(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # CEL rules (rule, message, fieldPath) placed on this object's schema.
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = []
+
+
+class ModelSpec(CamelModel):
+    name: str | None = Field(
+        default=None,
+        description="TF Serving model name; defaults to metadata.name.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+    )
+    storage_uri: str = Field(
+        description="Base path holding numeric version folders: s3://, gs://, http(s)://, pvc://, file://.",
+        pattern=STORAGE_URI_PATTERN,
+        max_length=2048,
+    )
+    version: int = Field(ge=1, description="The model version this resource must serve.")
+    storage_secret_name: str | None = Field(
+        default=None, description="Secret with credentials for the model fetch.", max_length=253
+    )
+
+
+class Batching(CamelModel):
+    max_batch_size: int = Field(default=32, ge=1)
+    batch_timeout_micros: int = Field(default=1000, ge=0)
+    max_enqueued_batches: int = Field(default=100, ge=1)
+    num_batch_threads: int = Field(default=4, ge=1)
+
+
+class RuntimeSpec(CamelModel):
+    image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1)
+    resources: dict[str, Any] = Field(
+        default_factory=dict, description="core/v1 ResourceRequirements (GPUs included)."
+    )
+    batching: Batching | None = None
+    args: list[str] = Field(default_factory=list, description="Extra tensorflow_model_server flags.")
+
+
+class Autoscaling(CamelModel):
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(ge=1)
+    target_cpu_utilization_percentage: int = Field(default=70, ge=1, le=100)
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must be less than or equal to maxReplicas",
+            ".minReplicas",
+        )
+    ]
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling.minReplicas must be less than or equal to maxReplicas")
+        return self
+
+
+class Strategy(StrEnum):
+    CANARY = "Canary"
+    IMMEDIATE = "Immediate"
+
+
+class CanaryStep(CamelModel):
+    weight: int = Field(ge=1, le=99, description="Percent of traffic sent to the canary.")
+    pause: str = Field(default="60s", pattern=DURATION_PATTERN, description="How long to hold.")
+
+
+class Threshold(CamelModel):
+    min: float | None = Field(default=None, ge=0)
+    max: float | None = Field(default=None, ge=0)
+
+
+class PrometheusSource(CamelModel):
+    address: str = Field(pattern=r"^https?://.+")
+
+
+class Analysis(CamelModel):
+    interval: str = Field(default="30s", pattern=DURATION_PATTERN)
+    failure_limit: int = Field(default=2, ge=1)
+    min_requests: int = Field(default=100, ge=0)
+    success_rate: Threshold | None = None
+    latency_p99_ms: Threshold | None = Field(default=None, alias="latencyP99Ms")
+    prometheus: PrometheusSource | None = None
+
+
+class RolloutSpec(CamelModel):
+    strategy: Strategy = Strategy.CANARY
+    paused: bool = False
+    steps: list[CanaryStep] = Field(default_factory=list, max_length=20)
+    analysis: Analysis | None = None
+    progress_deadline_seconds: int = Field(default=600, ge=10)
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "!has(self.steps) || self.steps.map(s, s.weight).isSorted() && "
+            "self.steps.all(a, self.steps.exists_one(b, b.weight == a.weight))",
+            "steps weights must be strictly increasing",
+            ".steps",
+        )
+    ]
+
+    @field_validator("steps")
+    @classmethod
+    def _strictly_increasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        weights = [s.weight for s in steps]
+        if any(b <= a for a, b in pairwise(weights)):
+            raise ValueError("rollout.steps weights must be strictly increasing")
+        return steps
+
+
+class Router(StrEnum):
+    SERVICE = "Service"
+    GATEWAY_API = "GatewayAPI"
+
+
+class GatewaySpec(CamelModel):
+    parent_refs: list[dict[str, Any]] = Field(default_factory=list, max_length=16)
+    hostnames: list[str] = Field(default_factory=list, max_length=16)
+
+
+class TrafficSpec(CamelModel):
+    router: Router = Router.SERVICE
+    gateway: GatewaySpec | None = None
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "self.router != 'GatewayAPI' || has(self.gateway) && has(self.gateway.parentRefs) "
+            "&& size(self.gateway.parentRefs) > 0",
+            "router GatewayAPI needs gateway.parentRefs",
+            ".gateway",
+        )
+    ]
+
+    @model_validator(mode="after")
+    def _gateway_has_parents(self) -> TrafficSpec:
+        if self.router is Router.GATEWAY_API and not (self.gateway and self.gateway.parent_refs):
+            raise ValueError("traffic.router GatewayAPI needs gateway.parentRefs")
+        return self
+
+
+class ModelDeploymentSpec(CamelModel):
+    model: ModelSpec
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    replicas: int | None = Field(
+        default=None, ge=0, le=1000, description="Fixed replica count; defaults to 1 without autoscaling."
+    )
+    autoscaling: Autoscaling | None = None
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "!(has(self.replicas) && has(self.autoscaling))",
+            "replicas and autoscaling are mutually exclusive: set one",
+            ".replicas",
+        )
+    ]
+
+    @model_validator(mode="after")
+    def _replicas_xor_autoscaling(self) -> ModelDeploymentSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("replicas and autoscaling are mutually exclusive: set one")
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        """Replicas of the serving version when no HPA owns the count."""
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas
+        return 1 if self.replicas is None else self.replicas
+
+
+# ----- status -----
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class Condition(CamelModel):
+    """metav1.Condition-shaped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    type: str
+    status: str = Field(pattern=r"^(True|False|Unknown)$")
+    reason: str
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class VersionStatus(CamelModel):
+    version: int
+    replicas: int = 0
+    ready_replicas: int = 0
+
+
+class CheckResult(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    at: str
+    verdict: str
+    requests: float | None = None
+    success_rate: float | None = None
+    latency_p99_ms: float | None = Field(default=None, alias="latencyP99Ms")
+    message: str = ""
+
+
+class AnalysisStatus(CamelModel):
+    passed: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    last_check: CheckResult | None = None
+
+
+class CanaryStatus(CamelModel):
+    version: int
+    weight: int = 0
+    step: int = 0
+    replicas: int = 0
+    ready_replicas: int = 0
+    analysis: AnalysisStatus | None = None
+
+
+class Endpoints(CamelModel):
+    rest: str
+    grpc: str
+
+
+class HistoryEntry(CamelModel):
+    version: int
+    result: str = Field(pattern=r"^(Promoted|RolledBack|Aborted)$")
+    at: str
+    reason: str = ""
+
+
+class ModelDeploymentStatus(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    ready: str | None = Field(default=None, description="readyReplicas/replicas of the stable version.")
+    conditions: list[Condition] = Field(default_factory=list)
+    stable: VersionStatus | None = None
+    canary: CanaryStatus | None = None
+    endpoints: Endpoints | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    failed_versions: list[int] = Field(default_factory=list)
+
+
+class ModelDeployment(BaseModel):
+    """The whole object as the operator sees it (metadata kept loose)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ModelDeploymentSpec
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model.name or self.name
+
+
+def spec_error_message(exc: Exception) -> str:
+    """One line naming each bad field, for conditions and events."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for err in errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"spec.{loc}: {err.get('msg')}" if loc else f"spec: {err.get('msg')}")
+    return "; ".join(parts)

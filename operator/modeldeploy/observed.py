@@ -1,0 +1,105 @@
+"""Typed views of what the API server reports about children (Deployments, pods)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .builders import FETCHER_CONTAINER, LABEL_TRACK, LABEL_VERSION
+
+
+@dataclass(frozen=True)
+class DeploymentCondition:
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    name: str
+    version: int
+    track: str
+    generation: int
+    observed_generation: int
+    spec_replicas: int
+    replicas: int
+    updated_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    conditions: dict[str, DeploymentCondition] = field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, obj: dict[str, Any]) -> ObservedDeployment:
+        meta = obj.get("metadata", {})
+        spec = obj.get("spec", {})
+        status = obj.get("status") or {}
+        labels = meta.get("labels") or {}
+        return cls(
+            name=meta.get("name", ""),
+            version=int(labels.get(LABEL_VERSION, "0")),
+            track=labels.get(LABEL_TRACK, ""),
+            generation=int(meta.get("generation", 0)),
+            observed_generation=int(status.get("observedGeneration", 0)),
+            spec_replicas=int(spec.get("replicas", 1)),
+            replicas=int(status.get("replicas", 0)),
+            updated_replicas=int(status.get("updatedReplicas", 0)),
+            ready_replicas=int(status.get("readyReplicas", 0)),
+            available_replicas=int(status.get("availableReplicas", 0)),
+            conditions={
+                c["type"]: DeploymentCondition(
+                    c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
+                )
+                for c in status.get("conditions") or []
+            },
+        )
+
+    @property
+    def complete(self) -> bool:
+        """The controller saw the latest spec and every wanted pod is updated and available."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas >= self.spec_replicas
+            and self.available_replicas >= self.spec_replicas
+            and self.replicas == self.updated_replicas
+        )
+
+    @property
+    def deadline_exceeded(self) -> bool:
+        progressing = self.conditions.get("Progressing")
+        return (
+            progressing is not None
+            and progressing.status == "False"
+            and progressing.reason == "ProgressDeadlineExceeded"
+        )
+
+    @property
+    def available(self) -> bool:
+        cond = self.conditions.get("Available")
+        return cond is not None and cond.status == "True" and self.available_replicas > 0
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """Why the model fetch init container of a pod failed, from its termination message."""
+
+    pod: str
+    reason: str
+    message: str
+
+
+def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
+    status = pod.get("status") or {}
+    for cs in status.get("initContainerStatuses") or []:
+        if cs.get("name") != FETCHER_CONTAINER:
+            continue
+        for state_key in ("state", "lastState"):
+            terminated = (cs.get(state_key) or {}).get("terminated")
+            if terminated and int(terminated.get("exitCode", 0)) != 0:
+                message = (terminated.get("message") or "").strip().splitlines()
+                return FetchFailure(
+                    pod=pod.get("metadata", {}).get("name", ""),
+                    reason=terminated.get("reason") or "Error",
+                    message=message[-1] if message else f"exit code {terminated.get('exitCode')}",
+                )
+    return None

@@ -1,0 +1,253 @@
+"""One reconcile pass: spec -> validated model -> desired children -> apply -> observe -> status.
+
+Level-based and idempotent: every pass recomputes the full desired state from
+the spec and what the watches have seen. A pass that finds nothing to change
+sends no request: children whose applied hash matches are skipped, and status
+is patched only when it differs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import builders, models, rollout, tfconfig
+from .cache import ObjectCache
+from .kube import Kube
+from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
+from .observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod
+from .status import derive_status, transition_events
+
+LOG = logging.getLogger(__name__)
+ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
+# Kinds whose live objects the cache watches, so drift there is seen and repaired.
+WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler"}
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def spec_problem(spec: ModelDeploymentSpec) -> str | None:
+    """What the schema cannot reject but would break serving."""
+    reserved = tfconfig.reserved_flags_in(spec.runtime.args)
+    if reserved:
+        return (
+            f"spec.runtime.args: {', '.join(reserved)} is set by the operator and may not be "
+            "overridden; remove it"
+        )
+    unknown = set(spec.runtime.resources) - {"limits", "requests", "claims"}
+    if unknown:
+        return f"spec.runtime.resources: unknown key(s) {sorted(unknown)}; use limits and requests"
+    return None
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    cache: ObjectCache
+    options: builders.BuildOptions = field(default_factory=builders.BuildOptions)
+    clock: Callable[[], str] = utc_now
+
+    def __post_init__(self) -> None:
+        # (kind, namespace, name) -> hash last applied. A restart loses it and
+        # re-applies once, which server-side apply makes harmless.
+        self._applied: dict[tuple[str, str, str], str] = {}
+        self._applied_lock = threading.Lock()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop memo entries of a deleted ModelDeployment's children."""
+        with self._applied_lock:
+            for key in [k for k in self._applied if k[1] == namespace and k[2].startswith(name)]:
+                del self._applied[key]
+
+    def clear_memo(self) -> None:
+        """Periodic resync: re-apply everything once, repairing drift in unwatched kinds."""
+        with self._applied_lock:
+            self._applied.clear()
+
+    # ----- the pass -----
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        body = self.cache.get("ModelDeployment", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # owner references let the garbage collector remove the children
+        meta = body["metadata"]
+        previous = _parse_status(body.get("status"))
+        try:
+            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            self._report_invalid(body, previous, models.spec_error_message(exc))
+            return None
+        md = ModelDeployment(
+            name=name,
+            namespace=namespace,
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 1)),
+            spec=spec,
+        )
+        problem = spec_problem(spec)
+        observed = {
+            dep.version: dep
+            for dep in (
+                ObservedDeployment.from_manifest(d)
+                for d in self.cache.children("Deployment", namespace, name, md.uid)
+            )
+        }
+        plan = rollout.plan(md, previous, observed)
+        if problem is None:
+            self._apply_plan(md, plan, observed)
+        status = derive_status(
+            md,
+            plan,
+            observed,
+            previous,
+            self.clock(),
+            fetch_failure=self._fetch_failure(md, plan.target_version),
+            spec_problem=problem,
+        )
+        self._write_status(body, previous, status)
+        return None
+
+    def _apply_plan(
+        self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
+    ) -> None:
+        desired: list[dict[str, Any]] = [builders.build_service(md)]
+        for version_plan in plan.apply:
+            desired.append(builders.build_config_map(md, version_plan.version))
+            desired.append(
+                builders.build_deployment(
+                    md, version_plan.version, version_plan.replicas, version_plan.track, self.options
+                )
+            )
+        hpa = builders.build_hpa(md, plan.target_version)
+        if hpa is not None:
+            desired.append(hpa)
+        for manifest in desired:
+            self._apply_if_changed(manifest)
+        if hpa is None:
+            for live in self.cache.children("HorizontalPodAutoscaler", md.namespace, md.name, md.uid):
+                self._delete("HorizontalPodAutoscaler", md.namespace, live["metadata"]["name"])
+        for version in plan.delete:
+            dep = observed.get(version)
+            self._delete(
+                "Deployment", md.namespace, dep.name if dep else builders.deployment_name(md.name, version)
+            )
+            self._delete("ConfigMap", md.namespace, builders.config_map_name(md.name, version))
+
+    def _apply_if_changed(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        key = (manifest["kind"], meta["namespace"], meta["name"])
+        digest = manifest_hash(manifest)
+        with self._applied_lock:
+            remembered = self._applied.get(key) == digest
+        if key[0] in WATCHED_CHILD_KINDS:
+            live = self.cache.get(*key)
+            live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
+                ANNOTATION_APPLIED_HASH
+            )
+            if live_hash == digest:
+                remembered = True
+            elif live is None or live_hash is not None:
+                remembered = False  # gone, or changed since: apply again
+        if remembered:
+            return
+        meta.setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
+        self.kube.apply(manifest)
+        LOG.info("applied %s %s/%s", key[0], key[1], key[2])
+        with self._applied_lock:
+            self._applied[key] = digest
+
+    def _delete(self, kind: str, namespace: str, name: str) -> None:
+        if self.kube.delete(kind, namespace, name):
+            LOG.info("deleted %s %s/%s", kind, namespace, name)
+        with self._applied_lock:
+            self._applied.pop((kind, namespace, name), None)
+
+    def _fetch_failure(self, md: ModelDeployment, version: int) -> FetchFailure | None:
+        # Pods are owned by ReplicaSets, not by the ModelDeployment: match them by labels.
+        for pod in self.cache.labelled("Pod", md.namespace, md.name):
+            labels = pod.get("metadata", {}).get("labels") or {}
+            if labels.get(builders.LABEL_VERSION) != str(version):
+                continue
+            failure = fetch_failure_of_pod(pod)
+            if failure is not None:
+                return failure
+        return None
+
+    # ----- status -----
+
+    def _write_status(
+        self, body: dict[str, Any], previous: ModelDeploymentStatus, status: ModelDeploymentStatus
+    ) -> None:
+        if status == previous:
+            return
+        meta = body["metadata"]
+        self.kube.patch_status(meta["namespace"], meta["name"], _dump_status(status))
+        for event in transition_events(previous, status):
+            self.kube.post_event(body, event.type, event.reason, event.message)
+
+    def _report_invalid(self, body: dict[str, Any], previous: ModelDeploymentStatus, message: str) -> None:
+        """A spec the models refuse: say so on the resource, touch no child."""
+        now = self.clock()
+        generation = int(body["metadata"].get("generation", 1))
+        old = {c.type: c for c in previous.conditions}
+
+        def since(type_: str, value: str) -> str:
+            cond = old.get(type_)
+            return cond.last_transition_time or now if cond is not None and cond.status == value else now
+
+        conditions = [c for c in previous.conditions if c.type not in ("Degraded", "Ready")] + [
+            models.Condition(
+                type="Degraded",
+                status="True",
+                reason="InvalidSpec",
+                message=message,
+                last_transition_time=since("Degraded", "True"),
+                observed_generation=generation,
+            ),
+            models.Condition(
+                type="Ready",
+                status="False",
+                reason="InvalidSpec",
+                message=message,
+                last_transition_time=since("Ready", "False"),
+                observed_generation=generation,
+            ),
+        ]
+        status = previous.model_copy(
+            update={
+                "observed_generation": generation,
+                "phase": models.Phase.DEGRADED,
+                "conditions": conditions,
+            }
+        )
+        self._write_status(body, previous, status)
+
+
+def _parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
+    try:
+        return ModelDeploymentStatus.model_validate(raw or {})
+    except ValidationError:
+        LOG.warning("status does not match the schema; rebuilding it from observation")
+        return ModelDeploymentStatus()
+
+
+def _dump_status(status: ModelDeploymentStatus) -> dict[str, Any]:
+    dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # A merge patch removes fields only when they are sent as null.
+    for key in ("stable", "canary", "endpoints"):
+        dumped.setdefault(key, None)
+    return dumped

@@ -1,0 +1,413 @@
+"""A real, local Kubernetes control plane for tests and the demo, on loopback only.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from Go
+modules (hack/controlplane/build.sh), with kwok simulating a node and the
+lifecycle of its pods. Every server binds 127.0.0.1; pod and node IPs are in
+127.0.0.0/8 so nothing ever dials a private-range address.
+
+    python tests/cluster/localcluster.py up [DIR]    # prints the kubeconfig path
+    python tests/cluster/localcluster.py down [DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
+DEFAULT_DIR = REPO / ".cluster"
+ADMIN_TOKEN_USER = "admin"
+POD_CIDR = "127.1.0.1/16"  # kwok hands out pod IPs from here: loopback, bindable by tests
+NODE_IP = "127.0.0.2"
+NODE_NAME = "kwok-node-0"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def build_binaries() -> Path:
+    """Build (or reuse) the cached binaries; their directory."""
+    out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+STAGES_DIR = Path(__file__).resolve().parent / "stages"
+# kwok's own stages, read from its module at start so they match the kwok built.
+KWOK_STAGE_FILES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/general/pod-create.yaml",
+    "pod/general/pod-init-container-running.yaml",
+    "pod/general/pod-init-container-completed.yaml",
+    "pod/general/pod-ready.yaml",
+    "pod/general/pod-complete.yaml",
+    "pod/general/pod-delete.yaml",
+)
+
+
+def _versions() -> dict[str, str]:
+    env = {}
+    for line in (REPO / "hack" / "controlplane" / "versions.env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip()
+    return env
+
+
+def go_module_dir(module: str, version: str) -> Path:
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    ).stdout
+    return Path(json.loads(out)["Dir"])
+
+
+def write_kwok_config(path: Path) -> None:
+    kwok_dir = go_module_dir("sigs.k8s.io/kwok", _versions()["KWOK_VERSION"])
+    docs = [(kwok_dir / "kustomize" / "stage" / f).read_text() for f in KWOK_STAGE_FILES]
+    docs += [p.read_text() for p in sorted(STAGES_DIR.glob("*.yaml"))]
+    path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(pki: Path) -> None:
+    """A CA, the API server's serving cert (127.0.0.1) and the service-account key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    if (pki / "apiserver.crt").exists():
+        return
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=modeldeploy-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=pki,
+    )
+    (pki / "san.cnf").write_text(
+        "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        "san.cnf",
+        "-extensions",
+        "ext",
+        "-out",
+        "apiserver.crt",
+        cwd=pki,
+    )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = ADMIN_TOKEN_USER) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    def state(self) -> dict[str, object]:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def running(self) -> bool:
+        pids = self.state().get("pids", {})
+        assert isinstance(pids, dict)
+        return bool(pids) and all(_alive(int(pid)) for pid in pids.values())
+
+    def up(self, timeout: float = 120.0) -> Path:
+        if self.running():
+            return self.kubeconfig
+        self.down()
+        bin_dir = build_binaries()
+        self.root.mkdir(parents=True, exist_ok=True)
+        pki = self.root / "pki"
+        make_pki(pki)
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        token = os.urandom(16).hex()
+        (pki / "tokens.csv").write_text(f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n')
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
+        etcd_dir = self.root / "etcd"
+        write_kwok_config(self.root / "kwok.yaml")
+        commands = {
+            "etcd": [
+                str(bin_dir / "etcd"),
+                "--data-dir",
+                str(etcd_dir),
+                "--name",
+                "default",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+            ],
+            "kube-apiserver": [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",  # allocated, never dialled
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",  # no kubernetes Service endpoint pointing anywhere
+                "--max-requests-inflight=2000",
+                "--max-mutating-requests-inflight=1000",
+                "--profiling=false",
+                "--v=1",
+            ],
+            "kube-controller-manager": [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
+                "--concurrent-gc-syncs=40",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--v=1",
+            ],
+            "kube-scheduler": [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--v=1",
+            ],
+            "kwok": [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={self.root / 'kwok.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--cidr={POD_CIDR}",
+                f"--node-ip={NODE_IP}",
+                "--node-lease-duration-seconds=40",
+                "--server-address=127.0.0.1:0",
+            ],
+        }
+        pids: dict[str, int] = {}
+        self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
+        try:
+            for name in COMPONENTS:
+                log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+                proc = subprocess.Popen(
+                    commands[name],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                pids[name] = proc.pid
+                self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
+                if name == "kube-apiserver":
+                    self._wait_ready(server, pki / "ca.crt", token, timeout)
+            self._create_node(bin_dir)
+        except BaseException:
+            self.down()
+            raise
+        return self.kubeconfig
+
+    def _wait_ready(self, server: str, ca: Path, token: str, timeout: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            request = urllib.request.Request(f"{server}/readyz", headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(request, context=ctx, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.5)  # polling a starting process; bounded by the deadline
+        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}; logs in {self.root / 'logs'}")
+
+    def _create_node(self, bin_dir: Path) -> None:
+        """One fake node kwok manages: no taint, room for thousands of pods, a loopback IP."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
+                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
+            },
+        }
+        subprocess.run(
+            [str(bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
+            input=json.dumps(node),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+
+    def down(self) -> None:
+        pids = self.state().get("pids", {})
+        assert isinstance(pids, dict)
+        for name in reversed(COMPONENTS):
+            pid = pids.get(name)
+            if pid is not None and _alive(int(pid)):
+                _terminate(int(pid))
+        if self.state_file.exists():
+            self.state_file.unlink()
+        # Each start is a fresh cluster: no state leaks between runs.
+        etcd_dir = self.root / "etcd"
+        if etcd_dir.exists():
+            subprocess.run(["rm", "-rf", str(etcd_dir)], check=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] not in ("up", "down", "kubeconfig"):
+        print(__doc__)
+        return 2
+    cluster = LocalCluster(Path(argv[2]) if len(argv) > 2 else DEFAULT_DIR)
+    if argv[1] == "up":
+        start = time.monotonic()
+        path = cluster.up()
+        print(f"control plane up in {time.monotonic() - start:.1f}s", file=sys.stderr)
+        print(path)
+    elif argv[1] == "down":
+        cluster.down()
+        print("control plane stopped", file=sys.stderr)
+    else:
+        print(cluster.kubeconfig)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
