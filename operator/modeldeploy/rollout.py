@@ -58,7 +58,7 @@ def plan(md: ModelDeployment, status: ModelDeploymentStatus, observed: dict[int,
 
     if previous is None or previous == target:
         # First rollout, or nothing else serves: the target is all there is.
-        serving = target if target_dep is not None and target_dep.available else None
+        serving = target if target_dep is not None and (target_dep.available or target_dep.complete) else None
         if previous == target:
             serving = target
         return Plan(serving, target, [target_plan], sorted(v for v in observed if v != target))

@@ -1,0 +1,172 @@
+"""Golden and property tests of the pure child builders."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from modeldeploy import builders
+from modeldeploy.models import ModelDeployment
+
+from .conftest import SAMPLE_SPEC, make_md
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def assert_golden(name: str, manifest: Any) -> None:
+    """Compare with tests/unit/golden/<name>.json; UPDATE_GOLDEN=1 rewrites it (review the diff)."""
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1"
+    assert json.loads(path.read_text()) == manifest
+
+
+def test_deployment_golden(md: ModelDeployment) -> None:
+    assert_golden("deployment", builders.build_deployment(md, 3, 2, "stable"))
+
+
+def test_service_golden(md: ModelDeployment) -> None:
+    assert_golden("service", builders.build_service(md))
+
+
+def test_config_map_golden(md: ModelDeployment) -> None:
+    assert_golden("configmap", builders.build_config_map(md, 3))
+
+
+def test_hpa_golden() -> None:
+    spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"minReplicas": 2, "maxReplicas": 6}}
+    del spec["replicas"]
+    assert_golden("hpa", builders.build_hpa(make_md(spec), 3))
+
+
+def test_every_child_is_owned_and_labelled(md: ModelDeployment) -> None:
+    children = [
+        builders.build_deployment(md, 3, 2, "stable"),
+        builders.build_service(md),
+        builders.build_config_map(md, 3),
+    ]
+    for child in children:
+        meta = child["metadata"]
+        assert meta["namespace"] == "ml"
+        assert meta["labels"]["app.kubernetes.io/name"] == "mnist"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "modeldeploy"
+        (owner,) = meta["ownerReferences"]
+        assert owner == {
+            "apiVersion": "serving.modeldeploy.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "name": "mnist",
+            "uid": md.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        assert "generateName" not in meta
+
+
+def test_deployment_names_ports_probes_and_track(md: ModelDeployment) -> None:
+    dep = builders.build_deployment(md, 3, 2, "canary")
+    assert dep["metadata"]["name"] == "mnist-v3"
+    assert dep["metadata"]["labels"]["serving.modeldeploy.dev/track"] == "canary"
+    template = dep["spec"]["template"]
+    # The track stays off the pods so promotion does not restart them.
+    assert "serving.modeldeploy.dev/track" not in template["metadata"]["labels"]
+    assert template["metadata"]["labels"]["serving.modeldeploy.dev/version"] == "3"
+    (serving,) = template["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in serving["ports"]} == {"grpc": 8500, "http": 8501}
+    assert serving["readinessProbe"]["httpGet"] == {"path": "/v1/models/mnist/versions/3", "port": "http"}
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["progressDeadlineSeconds"] == 300
+
+
+def test_pods_are_locked_down(md: ModelDeployment) -> None:
+    pod = builders.build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in pod["containers"] + pod["initContainers"]:
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_fetcher_gets_credentials_only_by_secret_reference(md: ModelDeployment) -> None:
+    pod = builders.build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
+    (fetcher,) = pod["initContainers"]
+    assert fetcher["args"] == ["s3://models/mnist", "3", "/models/mnist"]
+    assert fetcher["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert "env" not in fetcher
+    assert fetcher["image"] == builders.BuildOptions().fetcher_image
+    custom = builders.build_deployment(md, 3, 2, "stable", builders.BuildOptions(fetcher_image="reg/f:1"))
+    assert custom["spec"]["template"]["spec"]["initContainers"][0]["image"] == "reg/f:1"
+
+
+def test_pvc_storage_is_mounted_not_fetched() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["model"] = {"storageUri": "pvc://model-store/team-a/mnist", "version": 3}
+    pod = builders.build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in pod[
+        "volumes"
+    ]
+    mount = pod["containers"][0]["volumeMounts"][0]
+    assert mount == {
+        "name": "model",
+        "mountPath": "/models/mnist",
+        "readOnly": True,
+        "subPath": "team-a/mnist",
+    }
+
+
+def test_hpa_mode_leaves_replicas_to_the_hpa() -> None:
+    spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"maxReplicas": 4}}
+    del spec["replicas"]
+    md = make_md(spec)
+    assert "replicas" not in builders.build_deployment(md, 3, None, "stable")["spec"]
+    hpa = builders.build_hpa(md, 3)
+    assert hpa is not None
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "mnist-v3"
+    assert builders.build_hpa(make_md(), 3) is None
+
+
+def test_config_map_holds_the_parsed_model_config(md: ModelDeployment) -> None:
+    data = builders.build_config_map(md, 3)["data"]
+    parsed = text_format.Parse(data["models.config"], model_server_config_pb2.ModelServerConfig())
+    assert parsed.model_config_list.config[0].model_version_policy.specific.versions == [3]
+    assert "prometheus_config" in data["monitoring.config"]
+    assert "max_batch_size { value: 16 }" in data["batching.config"]
+
+
+def test_config_change_changes_the_pod_template_hash() -> None:
+    base = builders.build_deployment(make_md(), 3, 2, "stable")
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["batching"] = {"maxBatchSize": 64}
+    changed = builders.build_deployment(make_md(spec), 3, 2, "stable")
+    key = builders.ANNOTATION_CONFIG_HASH
+    assert (
+        base["spec"]["template"]["metadata"]["annotations"][key]
+        != changed["spec"]["template"]["metadata"]["annotations"][key]
+    )
+
+
+def test_builders_are_deterministic_and_do_not_mutate_input(md: ModelDeployment) -> None:
+    before = md.model_dump()
+    first = builders.build_deployment(md, 3, 2, "stable")
+    first["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "99"
+    assert md.model_dump() == before
+    assert builders.build_deployment(md, 3, 2, "stable") != first
+    assert builders.build_deployment(md, 3, 2, "stable") == builders.build_deployment(md, 3, 2, "stable")
+
+
+@pytest.mark.parametrize("name", ["mnist", "resnet-50"])
+def test_endpoints(name: str) -> None:
+    endpoints = builders.endpoints(make_md(name=name))
+    assert endpoints.grpc == f"{name}.ml.svc:8500"
+    assert endpoints.rest == f"http://{name}.ml.svc:8501/v1/models/{name}"

@@ -1,0 +1,187 @@
+"""Status derived from Deployment states, and the events its transitions emit."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modeldeploy import rollout
+from modeldeploy.models import ModelDeploymentStatus, Phase, VersionStatus
+from modeldeploy.observed import FetchFailure, ObservedDeployment
+from modeldeploy.status import derive_status, transition_events
+
+from .conftest import SAMPLE_SPEC, make_md
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
+
+
+def deployment(
+    version: int,
+    replicas: int = 2,
+    ready: int = 2,
+    generation: int = 1,
+    observed: int = 1,
+    progressing: tuple[str, str] = ("True", "NewReplicaSetAvailable"),
+    available: str = "True",
+) -> ObservedDeployment:
+    return ObservedDeployment.from_manifest(
+        {
+            "metadata": {
+                "name": f"mnist-v{version}",
+                "generation": generation,
+                "labels": {
+                    "serving.modeldeploy.dev/version": str(version),
+                    "serving.modeldeploy.dev/track": "stable",
+                },
+            },
+            "spec": {"replicas": replicas},
+            "status": {
+                "observedGeneration": observed,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "conditions": [
+                    {"type": "Available", "status": available, "reason": "MinimumReplicasAvailable"},
+                    {
+                        "type": "Progressing",
+                        "status": progressing[0],
+                        "reason": progressing[1],
+                        "message": 'ReplicaSet "mnist-v3-abc" has timed out progressing.',
+                    },
+                ],
+            },
+        }
+    )
+
+
+def derive(
+    observed: dict[int, ObservedDeployment],
+    previous: ModelDeploymentStatus | None = None,
+    spec: dict[str, Any] | None = None,
+    now: str = T0,
+    **kwargs: Any,
+) -> ModelDeploymentStatus:
+    md = make_md(spec)
+    previous = previous or ModelDeploymentStatus()
+    return derive_status(md, rollout.plan(md, previous, observed), observed, previous, now, **kwargs)
+
+
+def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+def test_no_children_yet_is_pending() -> None:
+    status = derive({})
+    assert status.phase is Phase.PENDING
+    assert conditions(status)["Ready"] == ("False", "RollingOut")
+    assert conditions(status)["Available"] == ("False", "NoReadyReplicas")
+    assert status.stable is None
+    assert status.observed_generation == 1
+
+
+def test_progressing_while_pods_come_up() -> None:
+    status = derive({3: deployment(3, ready=1)})
+    assert status.phase is Phase.PROGRESSING  # one pod answers already
+    assert conditions(status)["Progressing"] == ("True", "RollingOut")
+    assert conditions(status)["Ready"][0] == "False"
+    assert status.ready == "1/2"
+
+
+def test_available_and_complete_is_ready() -> None:
+    status = derive({3: deployment(3)})
+    assert status.phase is Phase.READY
+    assert conditions(status) == {
+        "Ready": ("True", "RolloutComplete"),
+        "Available": ("True", "MinimumReplicasReady"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+        "ModelLoaded": ("True", "VersionAvailable"),
+    }
+    assert status.stable == VersionStatus(version=3, replicas=2, ready_replicas=2)
+    assert status.endpoints is not None
+    assert status.endpoints.grpc == "mnist.ml.svc:8500"
+
+
+def test_stale_observed_generation_is_not_ready() -> None:
+    status = derive({3: deployment(3, generation=2, observed=1)})
+    assert status.phase is not Phase.READY
+
+
+def test_failed_rollout_while_old_version_serves_is_degraded() -> None:
+    previous = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, ready_replicas=2))
+    observed = {
+        2: deployment(2),
+        3: deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded")),
+    }
+    status = derive(observed, previous)
+    assert status.phase is Phase.DEGRADED
+    assert status.stable is not None
+    assert status.stable.version == 2
+    degraded = next(c for c in status.conditions if c.type == "Degraded")
+    assert degraded.reason == "ProgressDeadlineExceeded"
+    assert "version 3 did not become ready within 300s" in degraded.message
+
+
+def test_failed_first_rollout_is_failed() -> None:
+    status = derive(
+        {3: deployment(3, ready=0, available="False", progressing=("False", "ProgressDeadlineExceeded"))}
+    )
+    assert status.phase is Phase.FAILED
+
+
+def test_scaled_to_zero_is_ready_but_not_available() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["replicas"] = 0
+    status = derive({3: deployment(3, replicas=0, ready=0)}, spec=spec)
+    assert status.phase is Phase.READY
+    assert conditions(status)["Available"] == ("False", "ScaledToZero")
+    assert status.ready == "0/0"
+
+
+def test_fetch_failure_is_reported_as_model_not_loaded() -> None:
+    failure = FetchFailure(
+        pod="mnist-v3-x", reason="Error", message="version 3 not found under s3://models/mnist/"
+    )
+    status = derive({3: deployment(3, ready=0, available="False")}, fetch_failure=failure)
+    assert conditions(status)["ModelLoaded"] == ("False", "FetchFailed")
+    assert conditions(status)["Degraded"] == ("True", "ModelFetchFailed")
+    message = next(c.message for c in status.conditions if c.type == "ModelLoaded")
+    assert "version 3 not found under s3://models/mnist/" in message
+    assert status.phase is Phase.FAILED
+
+
+def test_unchanged_observation_gives_an_equal_status() -> None:
+    first = derive({3: deployment(3)}, now=T0)
+    second = derive({3: deployment(3)}, previous=first, now=T1)
+    assert second == first  # nothing to write
+    assert all(c.last_transition_time == T0 for c in second.conditions)
+
+
+def test_transition_times_move_only_with_the_status() -> None:
+    first = derive({3: deployment(3, ready=1)}, now=T0)
+    second = derive({3: deployment(3)}, previous=first, now=T1)
+    times = {c.type: c.last_transition_time for c in second.conditions}
+    assert times["Ready"] == T1
+    assert times["Degraded"] == T0
+
+
+def test_events_on_ready_degraded_and_version_change() -> None:
+    pending = derive({})
+    ready = derive({3: deployment(3)}, previous=pending)
+    assert [(e.type, e.reason) for e in transition_events(pending, ready)] == [("Normal", "Ready")]
+    assert transition_events(ready, ready) == []
+    previous = ModelDeploymentStatus(
+        phase=Phase.READY, stable=VersionStatus(version=2, replicas=2, ready_replicas=2)
+    )
+    rolled = derive({3: deployment(3)}, previous=previous)
+    assert ("Normal", "VersionRolled") in [(e.type, e.reason) for e in transition_events(previous, rolled)]
+    assert rolled.history[-1].version == 3
+    assert rolled.history[-1].result == "Promoted"
+    broken = derive(
+        {2: deployment(2), 3: deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded"))},
+        previous=previous,
+    )
+    assert [(e.type, e.reason) for e in transition_events(previous, broken)] == [
+        ("Warning", "ProgressDeadlineExceeded")
+    ]

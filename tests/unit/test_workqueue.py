@@ -1,0 +1,85 @@
+"""The work queue de-duplicates keys and never runs one key on two workers at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+
+import pytest
+
+from modeldeploy.workqueue import WorkQueue, run_workers
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_duplicate_adds_are_processed_once() -> None:
+    queue = WorkQueue()
+    for _ in range(3):
+        queue.add("a")
+    queue.add("b")
+    assert queue.get() == "a"
+    assert queue.get() == "b"
+    assert len(queue) == 0
+
+
+def test_key_added_while_processing_runs_again_after_done() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    assert queue.get() == "a"
+    queue.add("a")  # arrives while "a" is being processed
+    assert len(queue) == 0  # not handed to a second worker
+    queue.done("a")
+    assert queue.get() == "a"
+
+
+def test_add_after_waits_for_its_time() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    queue.add_after("late", 10)
+    queue.add("now")
+    assert queue.get() == "now"
+    queue.done("now")
+    clock.now = 10.5
+    assert queue.get() == "late"
+
+
+@pytest.mark.timeout(20)
+def test_workers_never_overlap_on_one_key() -> None:
+    queue = WorkQueue()
+    active: dict[Hashable, int] = {}
+    overlaps: list[Hashable] = []
+    processed: list[Hashable] = []
+    lock = threading.Lock()
+
+    def handle(key: Hashable) -> float | None:
+        with lock:
+            active[key] = active.get(key, 0) + 1
+            if active[key] > 1:
+                overlaps.append(key)
+        time.sleep(0.001)  # hold the key so concurrent adds pile up on it
+        with lock:
+            active[key] -= 1
+            processed.append(key)
+        return None
+
+    run_workers(queue, handle, 4)
+    for i in range(200):
+        queue.add(f"k{i % 5}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with lock:
+            idle = not any(active.values())
+        if idle and len(queue) == 0 and set(processed) == {f"k{i}" for i in range(5)}:
+            break
+        time.sleep(0.01)
+    queue.close()
+    assert overlaps == []
+    assert set(processed) == {f"k{i}" for i in range(5)}
+    assert len(processed) < 200  # duplicates collapsed
