@@ -63,6 +63,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
     settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = MANAGED_SELECTOR
     settings.posting.level = logging.WARNING
+    # kopf logs every event handler's success at INFO: thousands of lines an hour.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     options = builders.BuildOptions(
         fetcher_image=os.environ.get("MODELDEPLOY_FETCHER_IMAGE", builders.BuildOptions.fetcher_image)

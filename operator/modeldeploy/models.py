@@ -169,7 +169,7 @@ class TrafficSpec(CamelModel):
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
-            "self.router != 'GatewayAPI' || has(self.gateway) && has(self.gateway.parentRefs) "
+            "!has(self.router) || self.router != 'GatewayAPI' || has(self.gateway) && has(self.gateway.parentRefs) "
             "&& size(self.gateway.parentRefs) > 0",
             "router GatewayAPI needs gateway.parentRefs",
             ".gateway",
@@ -185,13 +185,13 @@ class TrafficSpec(CamelModel):
 
 class ModelDeploymentSpec(CamelModel):
     model: ModelSpec
-    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, json_schema_extra={"default": {}})
     replicas: int | None = Field(
         default=None, ge=0, le=1000, description="Fixed replica count; defaults to 1 without autoscaling."
     )
     autoscaling: Autoscaling | None = None
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
-    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, json_schema_extra={"default": {}})
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec, json_schema_extra={"default": {}})
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (

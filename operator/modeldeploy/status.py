@@ -145,7 +145,10 @@ def derive_status(
     if ready_ok:
         phase = Phase.READY
     elif degraded_reason:
-        phase = Phase.DEGRADED if available.status == "True" else Phase.FAILED
+        # A bad spec is the user's to fix (Degraded); a version that failed with
+        # nothing else serving leaves the model unavailable (Failed).
+        serving_ok = available.status == "True" or spec_problem is not None
+        phase = Phase.DEGRADED if serving_ok else Phase.FAILED
     elif available.status == "True":
         phase = Phase.PROGRESSING
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -75,7 +76,16 @@ def go_module_dir(module: str, version: str) -> Path:
 
 def write_kwok_config(path: Path) -> None:
     kwok_dir = go_module_dir("sigs.k8s.io/kwok", _versions()["KWOK_VERSION"])
-    docs = [(kwok_dir / "kustomize" / "stage" / f).read_text() for f in KWOK_STAGE_FILES]
+    # kwok's general stages wait 1s plus up to 5s of jitter each; 200-400ms keeps
+    # their order and makes a pod's life (create, init, ready) take about a second.
+    docs = [
+        re.sub(
+            r"jitterDurationMilliseconds: \d+",
+            "jitterDurationMilliseconds: 400",
+            (kwok_dir / "kustomize" / "stage" / f).read_text(),
+        ).replace("durationMilliseconds: 1000", "durationMilliseconds: 200")
+        for f in KWOK_STAGE_FILES
+    ]
     docs += [p.read_text() for p in sorted(STAGES_DIR.glob("*.yaml"))]
     path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
 

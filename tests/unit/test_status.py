@@ -185,3 +185,9 @@ def test_events_on_ready_degraded_and_version_change() -> None:
     assert [(e.type, e.reason) for e in transition_events(previous, broken)] == [
         ("Warning", "ProgressDeadlineExceeded")
     ]
+
+
+def test_invalid_spec_is_degraded_even_before_anything_serves() -> None:
+    status = derive({}, spec_problem="spec.runtime.args: --port=9000 is set by the operator")
+    assert status.phase is Phase.DEGRADED
+    assert conditions(status)["Degraded"] == ("True", "InvalidSpec")

@@ -1,0 +1,257 @@
+"""Fixtures for tests against a real API server.
+
+By default a local control plane (tests/cluster/localcluster.py) is started for
+the session. With MODELDEPLOY_TEST_KUBECONFIG set, the suite runs against that
+cluster instead (kind, or any other); nothing is ever skipped: a cluster that
+cannot start fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from tests.cluster.localcluster import LocalCluster, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with its last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except ApiException as exc:
+            last = f"ApiException {exc.status}: {exc.reason}"
+        if last:
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    api: ApiClient
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> kubernetes.client.AppsV1Api:
+        return kubernetes.client.AppsV1Api(self.api)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        kubectl = os.environ.get("KUBECTL") or str(_bin_dir() / "kubectl")
+        result = subprocess.run(
+            [kubectl, f"--kubeconfig={self.kubeconfig}", *args], input=stdin, text=True, capture_output=True
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    # ----- ModelDeployments -----
+
+    def create_md(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        return result
+
+    def get_md(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return result
+
+    def patch_md(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, patch
+        )
+        return result
+
+    def condition(self, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+        status = self.get_md(namespace, name).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+    def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 60.0) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            md = self.get_md(namespace, name)
+            status = md.get("status") or {}
+            current = status.get("observedGeneration") == md["metadata"]["generation"]
+            return md if current and status.get("phase") == phase else None
+
+        return wait_for(reached, timeout, what=f"{namespace}/{name} phase {phase}")
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
+        events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        return [(e.type, e.reason, e.message) for e in events.items]
+
+    def children(self, namespace: str, md_name: str) -> dict[str, list[str]]:
+        selector = f"app.kubernetes.io/name={md_name},app.kubernetes.io/managed-by=modeldeploy"
+        return {
+            "deployments": [d.metadata.name for d in self.apps.list_namespaced_deployment(
+                namespace, label_selector=selector).items],
+            "services": [s.metadata.name for s in self.core.list_namespaced_service(
+                namespace, label_selector=selector).items],
+            "configmaps": [c.metadata.name for c in self.core.list_namespaced_config_map(
+                namespace, label_selector=selector).items],
+        }
+
+
+def _bin_dir() -> Path:
+    from tests.cluster.localcluster import build_binaries
+
+    return build_binaries()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    external = os.environ.get("MODELDEPLOY_TEST_KUBECONFIG")
+    local: LocalCluster | None = None
+    if external:
+        kubeconfig = Path(external)
+    else:
+        local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+        kubeconfig = local.up()
+    api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+    handle = Cluster(kubeconfig, api)
+    handle.kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"))
+    handle.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    if local is not None:
+        # Pods need a node that kwok has made Ready before anything can schedule.
+        handle.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+    try:
+        yield handle
+    finally:
+        api.close()
+        if local is not None:
+            local.down()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace({"metadata": {"name": name}})
+    wait_for(lambda: cluster.core.list_namespaced_service_account(name).items, 30, what="default SA")
+    yield name
+    cluster.core.delete_namespace(name)
+
+
+@dataclass
+class Operator:
+    """The operator as a real process: ``kopf run``, watching one namespace."""
+
+    kubeconfig: Path
+    namespace: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={self.namespace}",
+             f"--liveness=http://127.0.0.1:{self.port}/healthz", "-m", "modeldeploy.handlers"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        wait_for(self._healthy, 60, what="operator liveness endpoint")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def start_operator(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Operator]]:
+    started: list[Operator] = []
+
+    def start(kubeconfig: Path | None = None, watch_namespace: str | None = None, **env: str) -> Operator:
+        op = Operator(kubeconfig or cluster.kubeconfig, watch_namespace or namespace,
+                      tmp_path / f"operator-{len(started)}.log", env=env)
+        started.append(op)
+        op.start()
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+    if request.node.stash.get(_FAILED, False):
+        for op in started:
+            # Shown under "Captured stdout teardown" of the failed test.
+            print(f"===== operator log {op.log_path.name} =====\n{op.log()[-20000:]}")
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., Operator]) -> Operator:
+    return start_operator()
+
+
+def sample(name: str = "mnist", **spec_overrides: Any) -> dict[str, Any]:
+    """The README's sample manifest, with spec overrides for a test."""
+    body: dict[str, Any] = yaml.safe_load((REPO / "manifests" / "samples" / "mnist.yaml").read_text())
+    body["metadata"]["name"] = name
+    for key, value in spec_overrides.items():
+        if value is None:
+            body["spec"].pop(key, None)
+        else:
+            body["spec"][key] = value
+    return body

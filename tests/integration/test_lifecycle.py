@@ -1,0 +1,135 @@
+"""The sample on a real API server: Ready, Immediate roll, garbage collection, HPA, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Cluster, Operator, sample, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_sample_becomes_ready_with_owned_children(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    cluster.create_md(namespace, sample())
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    status = md["status"]
+    assert status["observedGeneration"] == md["metadata"]["generation"]
+    assert status["stable"] == {"version": 1, "replicas": 2, "readyReplicas": 2}
+    assert status["ready"] == "2/2"
+    assert status["endpoints"]["grpc"] == f"mnist.{namespace}.svc:8500"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"Ready": "True", "Available": "True", "Progressing": "False", "Degraded": "False",
+                          "ModelLoaded": "True"}
+    assert cluster.children(namespace, "mnist") == {
+        "deployments": ["mnist-v1"], "services": ["mnist"], "configmaps": ["mnist-v1-config"],
+    }
+    dep = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
+    assert dep.status.ready_replicas == 2
+    (owner,) = dep.metadata.owner_references
+    assert owner.kind == "ModelDeployment" and owner.uid == md["metadata"]["uid"] and owner.controller
+    # Pods got loopback IPs from kwok: nothing here points at a private range.
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=mnist").items
+    assert pods and all(p.status.pod_ip.startswith("127.") for p in pods)
+    assert ("Normal", "Ready", "version 1 is ready") in cluster.events(namespace, "mnist")
+    printed = cluster.kubectl("get", "md", "-n", namespace).stdout
+    assert printed.split("\n")[0].split() == ["NAME", "VERSION", "CANARY", "WEIGHT", "READY", "PHASE", "AGE"]
+    assert "Ready" in printed.split("\n")[1]
+
+
+def test_immediate_version_change_rolls_the_deployment(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    assert md["status"]["stable"]["version"] == 2
+    wait_for(lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v2"], 30,
+             what="old version retired")
+    assert cluster.children(namespace, "mnist")["configmaps"] == ["mnist-v2-config"]
+    assert md["status"]["history"][-1]["version"] == 2
+    assert md["status"]["history"][-1]["result"] == "Promoted"
+    assert any(r == "VersionRolled" for _, r, _ in cluster.events(namespace, "mnist"))
+    config = cluster.core.read_namespaced_config_map("mnist-v2-config", namespace)
+    assert "versions: 2" in config.data["models.config"]
+
+
+def test_deleting_the_resource_garbage_collects_every_child(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    cluster.custom.delete_namespaced_custom_object("serving.modeldeploy.dev", "v1alpha1", namespace,
+                                                   "modeldeployments", "mnist")
+    empty = {"deployments": [], "services": [], "configmaps": []}
+    wait_for(lambda: cluster.children(namespace, "mnist") == empty, 60, what="children collected")
+    # Pods then honour their grace period (the kubelet's job, kwok's here): gone or terminating.
+    wait_for(
+        lambda: all(p.metadata.deletion_timestamp for p in cluster.core.list_namespaced_pod(namespace).items),
+        60,
+        what="pods terminating",
+    )
+
+
+def test_autoscaling_creates_an_hpa_and_leaves_replicas_to_it(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    cluster.create_md(namespace, sample(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 5}))
+    cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    hpa = cluster.kubectl("get", "hpa", "mnist", "-n", namespace, "-o", "jsonpath={.spec.scaleTargetRef.name}")
+    assert hpa.stdout == "mnist-v1"
+    dep = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
+    ours = [m for m in dep.metadata.managed_fields if m.manager == "modeldeploy"]
+    assert ours and all("f:replicas" not in str(m.fields_v1.get("f:spec", {})) for m in ours)
+    # Back to a fixed count: the HPA goes.
+    cluster.patch_md(namespace, "mnist", {"spec": {"autoscaling": None, "replicas": 1}})
+    wait_for(lambda: cluster.kubectl("get", "hpa", "-n", namespace, "-o", "name").stdout.strip() == "", 30,
+             what="HPA removed")
+
+
+def test_fetch_failure_shows_as_model_not_loaded(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    cluster.create_md(namespace, sample(model={"storageUri": "file:///kwok-fetch-fails/model", "version": 4}))
+
+    def not_loaded() -> dict[str, str] | None:
+        cond = cluster.condition(namespace, "mnist", "ModelLoaded")
+        return cond if cond and cond["status"] == "False" and cond["reason"] == "FetchFailed" else None
+
+    cond = wait_for(not_loaded, 60, what="ModelLoaded=False")
+    assert "version 4 not found: file:///kwok-fetch-fails/model/4/ does not exist" in cond["message"]
+    md = cluster.get_md(namespace, "mnist")
+    assert md["status"]["phase"] == "Failed"
+    assert any(t == "Warning" and r == "ModelFetchFailed" for t, r, _ in cluster.events(namespace, "mnist"))
+
+
+def test_a_version_that_cannot_load_never_replaces_a_healthy_one(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"storageUri": "file:///kwok-fetch-fails/model",
+                                                             "version": 2}}})
+    md = cluster.wait_phase(namespace, "mnist", "Degraded")
+    assert md["status"]["stable"]["version"] == 1
+    assert md["status"]["stable"]["readyReplicas"] == 2
+    degraded = cluster.condition(namespace, "mnist", "Degraded")
+    assert degraded is not None and degraded["reason"] == "ModelFetchFailed"
+    assert "mnist-v1" in cluster.children(namespace, "mnist")["deployments"]
+    assert cluster.apps.read_namespaced_deployment("mnist-v1", namespace).status.ready_replicas == 2
+
+
+def test_a_spec_the_schema_allows_but_serving_cannot_is_degraded_and_others_carry_on(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    bad = sample("bad", runtime={"args": ["--port=9000"]})
+    cluster.create_md(namespace, bad)
+    cluster.create_md(namespace, sample("good"))
+    md = cluster.wait_phase(namespace, "bad", "Degraded")
+    degraded = next(c for c in md["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert "spec.runtime.args: --port=9000 is set by the operator" in degraded["message"]
+    assert any(t == "Warning" and r == "InvalidSpec" for t, r, _ in cluster.events(namespace, "bad"))
+    assert cluster.children(namespace, "bad")["deployments"] == []
+    cluster.wait_phase(namespace, "good", "Ready")
+    # Fixing the spec recovers it.
+    cluster.patch_md(namespace, "bad", {"spec": {"runtime": {"args": []}}})
+    cluster.wait_phase(namespace, "bad", "Ready")

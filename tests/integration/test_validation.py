@@ -1,0 +1,59 @@
+"""The API server itself refuses invalid manifests, naming the field (schema and CEL)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from .conftest import Cluster, sample
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def changed(**spec: Any) -> dict[str, Any]:
+    body = sample("invalid")
+    merged = copy.deepcopy(body["spec"])
+    for key, value in spec.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    body["spec"] = merged
+    return body
+
+
+CASES = [
+    ("version below 1", changed(model={"storageUri": "s3://m/x", "version": 0}), "spec.model.version"),
+    ("unknown storage scheme", changed(model={"storageUri": "ftp://m/x", "version": 1}), "spec.model.storageUri"),
+    ("missing model", changed(model=None), "spec.model"),
+    ("replicas and autoscaling (CEL)", changed(autoscaling={"minReplicas": 1, "maxReplicas": 3}),
+     "replicas and autoscaling are mutually exclusive"),
+    ("min above max (CEL)", changed(replicas=None, autoscaling={"minReplicas": 5, "maxReplicas": 2}),
+     "spec.autoscaling.minReplicas"),
+    ("steps not increasing (CEL)", changed(rollout={"steps": [{"weight": 50}, {"weight": 20}]}),
+     "spec.rollout.steps"),
+    ("weight out of range", changed(rollout={"steps": [{"weight": 100}]}), "spec.rollout.steps[0].weight"),
+    ("unknown strategy", changed(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
+    ("bad pause duration", changed(rollout={"steps": [{"weight": 10, "pause": "a while"}]}),
+     "spec.rollout.steps[0].pause"),
+    ("GatewayAPI without parents (CEL)", changed(traffic={"router": "GatewayAPI"}), "spec.traffic.gateway"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_manifest_is_rejected_naming_the_field(
+    cluster: Cluster, namespace: str, body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ApiException) as excinfo:
+        cluster.create_md(namespace, body)
+    assert excinfo.value.status == 422
+    assert field in excinfo.value.body, excinfo.value.body
+
+
+def test_valid_sample_is_accepted_with_defaults(cluster: Cluster, namespace: str) -> None:
+    created = cluster.create_md(namespace, sample())
+    assert created["spec"]["runtime"]["image"].startswith("tensorflow/serving:")
+    assert created["spec"]["traffic"]["router"] == "Service"
