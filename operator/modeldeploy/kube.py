@@ -101,17 +101,6 @@ class Kube:
             raise
         return True
 
-    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self._call(
-                "GET", f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}"
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._call(
             "PATCH",

@@ -1,0 +1,53 @@
+"""The operator completes a full reconcile with exactly the rights manifests/ grants it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.localcluster import write_kubeconfig
+
+from .conftest import REPO, Cluster, Operator, sample
+
+pytestmark = pytest.mark.timeout(180)
+SA_NAMESPACE, SA_NAME = "modeldeploy-system", "modeldeploy"
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "namespace.yaml"))
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "rbac.yaml"))
+    token = cluster.kubectl("create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    write_kubeconfig(path, server["server"], Path(server["certificate-authority"]), token, user=SA_NAME)
+    return path
+
+
+def test_full_reconcile_with_manifest_rbac(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator], tmp_path: Path
+) -> None:
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa-kubeconfig")
+    op = start_operator(kubeconfig=kubeconfig)
+    cluster.create_md(namespace, sample(autoscaling={"minReplicas": 2, "maxReplicas": 3}, replicas=None))
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    assert md["status"]["stable"]["version"] == 2
+    assert "Forbidden" not in op.log() and " 403" not in op.log()
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [("get", "secrets"), ("create", "modeldeployments.serving.modeldeploy.dev"), ("create", "pods"),
+     ("delete", "modeldeployments.serving.modeldeploy.dev"), ("update", "clusterroles")],
+)
+def test_operator_rights_are_least(cluster: Cluster, verb: str, resource: str) -> None:
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "namespace.yaml"))
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "rbac.yaml"))
+    result = cluster.kubectl(
+        "auth", "can-i", verb, resource, f"--as=system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", "-A", check=False
+    )
+    assert result.stdout.strip() == "no"
