@@ -1,0 +1,102 @@
+# modeldeploy: run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+CLUSTER_DIR ?= .cluster
+# TF Serving's API messages without TensorFlow: the operator imports only its config protos.
+TFS_API := tensorflow-serving-api>=2.16
+
+##@ Setup
+.PHONY: help venv setup
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps '$(TFS_API)'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev,test]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the operator and lint tools (no TensorFlow)
+setup: $(VENV)/.installed-test ## Also install the test dependencies (TensorFlow, moto)
+
+##@ Development
+.PHONY: lint fmt crds run
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+fmt: venv ## Format and fix what ruff can
+	$(VENV)/bin/ruff format operator tests
+	$(VENV)/bin/ruff check --fix operator tests
+
+crds: venv ## Regenerate crds/ from the pydantic models
+	$(PY) -m modeldeploy.crdgen crds
+
+run: venv ## Run the operator against $$KUBECONFIG (all namespaces)
+	$(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.handlers
+
+##@ Tests
+.PHONY: test test-unit test-e2e
+test: setup ## Every test: unit, then integration on a local control plane (built if missing)
+	$(VENV)/bin/pytest tests
+
+test-unit: setup ## Unit tests only (no cluster)
+	$(VENV)/bin/pytest tests/unit
+
+test-e2e: setup ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs them on another cluster
+	$(VENV)/bin/pytest tests/integration
+
+##@ Local control plane (no Docker needed)
+.PHONY: controlplane cluster-up cluster-down demo
+controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubectl, kwok
+	bash hack/controlplane/build.sh
+
+cluster-up: venv ## Start the local control plane in .cluster/ and print the kubeconfig path
+	$(PY) tests/cluster/localcluster.py up $(CLUSTER_DIR)
+
+cluster-down: ## Stop the operator started by the demo and the local control plane
+	-$(PY) hack/demo.py stop $(CLUSTER_DIR)
+	$(PY) tests/cluster/localcluster.py down $(CLUSTER_DIR)
+
+demo: venv ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
+	$(PY) hack/demo.py run $(CLUSTER_DIR)
+
+##@ Images and kind (needs Docker; not exercised by this project's CI)
+.PHONY: images kind-up kind-deploy kind-down
+KIND_CLUSTER ?= modeldeploy
+IMG_OPERATOR ?= modeldeploy/operator:0.1.0
+IMG_FETCHER ?= modeldeploy/fetcher:0.1.0
+images: ## Build the operator and fetcher images
+	docker build -t $(IMG_OPERATOR) .
+	docker build -t $(IMG_FETCHER) -f serving_image/fetcher.Dockerfile .
+
+kind-up: ## Create a kind cluster
+	kind create cluster --name $(KIND_CLUSTER)
+
+kind-deploy: images ## Load the images into kind and install everything with kubectl apply -k
+	kind load docker-image $(IMG_OPERATOR) $(IMG_FETCHER) --name $(KIND_CLUSTER)
+	kubectl apply -k manifests/
+	kubectl -n modeldeploy-system rollout status deploy/modeldeploy --timeout=120s
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+##@ Benchmarks
+.PHONY: bench
+bench: setup ## Convergence, API economy and footprint on the local control plane (N=200; N=1000 works)
+	$(PY) -m tests.bench.run --n $${N:-200}
+
+.PHONY: clean
+clean: ## Remove caches and the local cluster state (not the cached binaries)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache $(CLUSTER_DIR)
