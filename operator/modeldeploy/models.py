@@ -169,8 +169,8 @@ class TrafficSpec(CamelModel):
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
-            "!has(self.router) || self.router != 'GatewayAPI' || has(self.gateway) && has(self.gateway.parentRefs) "
-            "&& size(self.gateway.parentRefs) > 0",
+            "!has(self.router) || self.router != 'GatewayAPI' || has(self.gateway) "
+            "&& has(self.gateway.parentRefs) && size(self.gateway.parentRefs) > 0",
             "router GatewayAPI needs gateway.parentRefs",
             ".gateway",
         )

@@ -65,7 +65,9 @@ class Cluster:
     def custom(self) -> kubernetes.client.CustomObjectsApi:
         return kubernetes.client.CustomObjectsApi(self.api)
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         kubectl = os.environ.get("KUBECTL") or str(_bin_dir() / "kubectl")
         result = subprocess.run(
             [kubectl, f"--kubeconfig={self.kubeconfig}", *args], input=stdin, text=True, capture_output=True
@@ -77,11 +79,15 @@ class Cluster:
     # ----- ModelDeployments -----
 
     def create_md(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body
+        )
         return result
 
     def get_md(self, namespace: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
         return result
 
     def patch_md(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +116,18 @@ class Cluster:
     def children(self, namespace: str, md_name: str) -> dict[str, list[str]]:
         selector = f"app.kubernetes.io/name={md_name},app.kubernetes.io/managed-by=modeldeploy"
         return {
-            "deployments": [d.metadata.name for d in self.apps.list_namespaced_deployment(
-                namespace, label_selector=selector).items],
-            "services": [s.metadata.name for s in self.core.list_namespaced_service(
-                namespace, label_selector=selector).items],
-            "configmaps": [c.metadata.name for c in self.core.list_namespaced_config_map(
-                namespace, label_selector=selector).items],
+            "deployments": [
+                d.metadata.name
+                for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
+            ],
+            "services": [
+                s.metadata.name
+                for s in self.core.list_namespaced_service(namespace, label_selector=selector).items
+            ],
+            "configmaps": [
+                c.metadata.name
+                for c in self.core.list_namespaced_config_map(namespace, label_selector=selector).items
+            ],
         }
 
 
@@ -136,7 +148,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kubeconfig = local.up()
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     handle = Cluster(kubeconfig, api)
-    handle.kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"))
+    handle.kubectl(
+        "apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml")
+    )
     handle.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
     if local is not None:
         # Pods need a node that kwok has made Ready before anything can schedule.
@@ -174,9 +188,21 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={self.namespace}",
-             f"--liveness=http://127.0.0.1:{self.port}/healthz", "-m", "modeldeploy.handlers"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                f"--namespace={self.namespace}",
+                f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                "-m",
+                "modeldeploy.handlers",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         wait_for(self._healthy, 60, what="operator liveness endpoint")
 
@@ -225,8 +251,12 @@ def start_operator(
     started: list[Operator] = []
 
     def start(kubeconfig: Path | None = None, watch_namespace: str | None = None, **env: str) -> Operator:
-        op = Operator(kubeconfig or cluster.kubeconfig, watch_namespace or namespace,
-                      tmp_path / f"operator-{len(started)}.log", env=env)
+        op = Operator(
+            kubeconfig or cluster.kubeconfig,
+            watch_namespace or namespace,
+            tmp_path / f"operator-{len(started)}.log",
+            env=env,
+        )
         started.append(op)
         op.start()
         return op

@@ -9,7 +9,9 @@ from .conftest import Cluster, Operator, sample, wait_for
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_sample_becomes_ready_with_owned_children(cluster: Cluster, namespace: str, operator: Operator) -> None:
+def test_sample_becomes_ready_with_owned_children(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
     cluster.create_md(namespace, sample())
     md = cluster.wait_phase(namespace, "mnist", "Ready")
     status = md["status"]
@@ -18,18 +20,28 @@ def test_sample_becomes_ready_with_owned_children(cluster: Cluster, namespace: s
     assert status["ready"] == "2/2"
     assert status["endpoints"]["grpc"] == f"mnist.{namespace}.svc:8500"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"Ready": "True", "Available": "True", "Progressing": "False", "Degraded": "False",
-                          "ModelLoaded": "True"}
+    assert conditions == {
+        "Ready": "True",
+        "Available": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "ModelLoaded": "True",
+    }
     assert cluster.children(namespace, "mnist") == {
-        "deployments": ["mnist-v1"], "services": ["mnist"], "configmaps": ["mnist-v1-config"],
+        "deployments": ["mnist-v1"],
+        "services": ["mnist"],
+        "configmaps": ["mnist-v1-config"],
     }
     dep = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
     assert dep.status.ready_replicas == 2
     (owner,) = dep.metadata.owner_references
-    assert owner.kind == "ModelDeployment" and owner.uid == md["metadata"]["uid"] and owner.controller
+    assert owner.kind == "ModelDeployment"
+    assert owner.uid == md["metadata"]["uid"]
+    assert owner.controller
     # Pods got loopback IPs from kwok: nothing here points at a private range.
     pods = cluster.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=mnist").items
-    assert pods and all(p.status.pod_ip.startswith("127.") for p in pods)
+    assert pods
+    assert all(p.status.pod_ip.startswith("127.") for p in pods)
     assert ("Normal", "Ready", "version 1 is ready") in cluster.events(namespace, "mnist")
     printed = cluster.kubectl("get", "md", "-n", namespace).stdout
     assert printed.split("\n")[0].split() == ["NAME", "VERSION", "CANARY", "WEIGHT", "READY", "PHASE", "AGE"]
@@ -44,8 +56,11 @@ def test_immediate_version_change_rolls_the_deployment(
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     md = cluster.wait_phase(namespace, "mnist", "Ready")
     assert md["status"]["stable"]["version"] == 2
-    wait_for(lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v2"], 30,
-             what="old version retired")
+    wait_for(
+        lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v2"],
+        30,
+        what="old version retired",
+    )
     assert cluster.children(namespace, "mnist")["configmaps"] == ["mnist-v2-config"]
     assert md["status"]["history"][-1]["version"] == 2
     assert md["status"]["history"][-1]["result"] == "Promoted"
@@ -59,8 +74,9 @@ def test_deleting_the_resource_garbage_collects_every_child(
 ) -> None:
     cluster.create_md(namespace, sample())
     cluster.wait_phase(namespace, "mnist", "Ready")
-    cluster.custom.delete_namespaced_custom_object("serving.modeldeploy.dev", "v1alpha1", namespace,
-                                                   "modeldeployments", "mnist")
+    cluster.custom.delete_namespaced_custom_object(
+        "serving.modeldeploy.dev", "v1alpha1", namespace, "modeldeployments", "mnist"
+    )
     empty = {"deployments": [], "services": [], "configmaps": []}
     wait_for(lambda: cluster.children(namespace, "mnist") == empty, 60, what="children collected")
     # Pods then honour their grace period (the kubelet's job, kwok's here): gone or terminating.
@@ -76,18 +92,26 @@ def test_autoscaling_creates_an_hpa_and_leaves_replicas_to_it(
 ) -> None:
     cluster.create_md(namespace, sample(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 5}))
     cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
-    hpa = cluster.kubectl("get", "hpa", "mnist", "-n", namespace, "-o", "jsonpath={.spec.scaleTargetRef.name}")
+    hpa = cluster.kubectl(
+        "get", "hpa", "mnist", "-n", namespace, "-o", "jsonpath={.spec.scaleTargetRef.name}"
+    )
     assert hpa.stdout == "mnist-v1"
     dep = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
     ours = [m for m in dep.metadata.managed_fields if m.manager == "modeldeploy"]
-    assert ours and all("f:replicas" not in str(m.fields_v1.get("f:spec", {})) for m in ours)
+    assert ours
+    assert all("f:replicas" not in str(m.fields_v1.get("f:spec", {})) for m in ours)
     # Back to a fixed count: the HPA goes.
     cluster.patch_md(namespace, "mnist", {"spec": {"autoscaling": None, "replicas": 1}})
-    wait_for(lambda: cluster.kubectl("get", "hpa", "-n", namespace, "-o", "name").stdout.strip() == "", 30,
-             what="HPA removed")
+    wait_for(
+        lambda: cluster.kubectl("get", "hpa", "-n", namespace, "-o", "name").stdout.strip() == "",
+        30,
+        what="HPA removed",
+    )
 
 
-def test_fetch_failure_shows_as_model_not_loaded(cluster: Cluster, namespace: str, operator: Operator) -> None:
+def test_fetch_failure_shows_as_model_not_loaded(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
     cluster.create_md(namespace, sample(model={"storageUri": "file:///kwok-fetch-fails/model", "version": 4}))
 
     def not_loaded() -> dict[str, str] | None:
@@ -106,13 +130,17 @@ def test_a_version_that_cannot_load_never_replaces_a_healthy_one(
 ) -> None:
     cluster.create_md(namespace, sample())
     cluster.wait_phase(namespace, "mnist", "Ready")
-    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"storageUri": "file:///kwok-fetch-fails/model",
-                                                             "version": 2}}})
+    cluster.patch_md(
+        namespace,
+        "mnist",
+        {"spec": {"model": {"storageUri": "file:///kwok-fetch-fails/model", "version": 2}}},
+    )
     md = cluster.wait_phase(namespace, "mnist", "Degraded")
     assert md["status"]["stable"]["version"] == 1
     assert md["status"]["stable"]["readyReplicas"] == 2
     degraded = cluster.condition(namespace, "mnist", "Degraded")
-    assert degraded is not None and degraded["reason"] == "ModelFetchFailed"
+    assert degraded is not None
+    assert degraded["reason"] == "ModelFetchFailed"
     assert "mnist-v1" in cluster.children(namespace, "mnist")["deployments"]
     assert cluster.apps.read_namespaced_deployment("mnist-v1", namespace).status.ready_replicas == 2
 

@@ -36,18 +36,30 @@ def test_full_reconcile_with_manifest_rbac(
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     md = cluster.wait_phase(namespace, "mnist", "Ready")
     assert md["status"]["stable"]["version"] == 2
-    assert "Forbidden" not in op.log() and " 403" not in op.log()
+    assert "Forbidden" not in op.log()
+    assert " 403" not in op.log()
 
 
 @pytest.mark.parametrize(
     ("verb", "resource"),
-    [("get", "secrets"), ("create", "modeldeployments.serving.modeldeploy.dev"), ("create", "pods"),
-     ("delete", "modeldeployments.serving.modeldeploy.dev"), ("update", "clusterroles")],
+    [
+        ("get", "secrets"),
+        ("create", "modeldeployments.serving.modeldeploy.dev"),
+        ("create", "pods"),
+        ("delete", "modeldeployments.serving.modeldeploy.dev"),
+        ("update", "clusterroles"),
+    ],
 )
 def test_operator_rights_are_least(cluster: Cluster, verb: str, resource: str) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "manifests" / "namespace.yaml"))
     cluster.kubectl("apply", "-f", str(REPO / "manifests" / "rbac.yaml"))
     result = cluster.kubectl(
-        "auth", "can-i", verb, resource, f"--as=system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", "-A", check=False
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        f"--as=system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}",
+        "-A",
+        check=False,
     )
     assert result.stdout.strip() == "no"

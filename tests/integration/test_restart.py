@@ -22,7 +22,10 @@ def snapshot(cluster: Cluster, namespace: str) -> dict[str, tuple[str, str]]:
     for kind, items in (
         ("deployment", cluster.apps.list_namespaced_deployment(namespace).items),
         ("service", cluster.core.list_namespaced_service(namespace).items),
-        ("configmap", cluster.core.list_namespaced_config_map(namespace, label_selector="app.kubernetes.io/name").items),
+        (
+            "configmap",
+            cluster.core.list_namespaced_config_map(namespace, label_selector="app.kubernetes.io/name").items,
+        ),
     ):
         for item in items:
             objects[f"{kind}/{item.metadata.name}"] = (item.metadata.uid, item.metadata.resource_version)
@@ -32,7 +35,11 @@ def snapshot(cluster: Cluster, namespace: str) -> dict[str, tuple[str, str]]:
 def changes_during(seconds: int, list_fn: Callable[..., object], **kwargs: object) -> list[str]:
     """Watch a collection for ``seconds`` from its current state; the changes seen."""
     initial = list_fn(**kwargs)
-    rv = initial["metadata"]["resourceVersion"] if isinstance(initial, dict) else initial.metadata.resource_version
+    rv = (
+        initial["metadata"]["resourceVersion"]
+        if isinstance(initial, dict)
+        else initial.metadata.resource_version
+    )
     seen = []
     for event in kubernetes.watch.Watch().stream(
         list_fn, resource_version=rv, timeout_seconds=seconds, **kwargs
@@ -55,8 +62,12 @@ def test_restart_makes_no_duplicates_and_idles_without_writes(
     start_operator()
     start = time.monotonic()
     md_changes = changes_during(
-        IDLE_SECONDS, cluster.custom.list_namespaced_custom_object,
-        group="serving.modeldeploy.dev", version="v1alpha1", namespace=namespace, plural="modeldeployments",
+        IDLE_SECONDS,
+        cluster.custom.list_namespaced_custom_object,
+        group="serving.modeldeploy.dev",
+        version="v1alpha1",
+        namespace=namespace,
+        plural="modeldeployments",
     )
     assert time.monotonic() - start >= IDLE_SECONDS - 1
     assert md_changes == [], f"the resource was written while idle: {md_changes}"

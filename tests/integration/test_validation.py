@@ -27,18 +27,34 @@ def changed(**spec: Any) -> dict[str, Any]:
 
 CASES = [
     ("version below 1", changed(model={"storageUri": "s3://m/x", "version": 0}), "spec.model.version"),
-    ("unknown storage scheme", changed(model={"storageUri": "ftp://m/x", "version": 1}), "spec.model.storageUri"),
+    (
+        "unknown storage scheme",
+        changed(model={"storageUri": "ftp://m/x", "version": 1}),
+        "spec.model.storageUri",
+    ),
     ("missing model", changed(model=None), "spec.model"),
-    ("replicas and autoscaling (CEL)", changed(autoscaling={"minReplicas": 1, "maxReplicas": 3}),
-     "replicas and autoscaling are mutually exclusive"),
-    ("min above max (CEL)", changed(replicas=None, autoscaling={"minReplicas": 5, "maxReplicas": 2}),
-     "spec.autoscaling.minReplicas"),
-    ("steps not increasing (CEL)", changed(rollout={"steps": [{"weight": 50}, {"weight": 20}]}),
-     "spec.rollout.steps"),
+    (
+        "replicas and autoscaling (CEL)",
+        changed(autoscaling={"minReplicas": 1, "maxReplicas": 3}),
+        "replicas and autoscaling are mutually exclusive",
+    ),
+    (
+        "min above max (CEL)",
+        changed(replicas=None, autoscaling={"minReplicas": 5, "maxReplicas": 2}),
+        "spec.autoscaling.minReplicas",
+    ),
+    (
+        "steps not increasing (CEL)",
+        changed(rollout={"steps": [{"weight": 50}, {"weight": 20}]}),
+        "spec.rollout.steps",
+    ),
     ("weight out of range", changed(rollout={"steps": [{"weight": 100}]}), "spec.rollout.steps[0].weight"),
     ("unknown strategy", changed(rollout={"strategy": "BlueGreen"}), "spec.rollout.strategy"),
-    ("bad pause duration", changed(rollout={"steps": [{"weight": 10, "pause": "a while"}]}),
-     "spec.rollout.steps[0].pause"),
+    (
+        "bad pause duration",
+        changed(rollout={"steps": [{"weight": 10, "pause": "a while"}]}),
+        "spec.rollout.steps[0].pause",
+    ),
     ("GatewayAPI without parents (CEL)", changed(traffic={"router": "GatewayAPI"}), "spec.traffic.gateway"),
 ]
 

@@ -1,0 +1,14 @@
+# The operator image: Python, kopf and the operator, with tensorflow-serving-api's
+# config messages but without TensorFlow (the operator never imports it).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN pip install --no-cache-dir --prefix=/install . \
+ && pip install --no-cache-dir --prefix=/install --no-deps "tensorflow-serving-api>=2.16"
+
+FROM python:3.11-slim
+COPY --from=build /install /usr/local
+USER 65532:65532
+ENTRYPOINT ["kopf", "run"]
+CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.handlers"]
