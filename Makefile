@@ -31,10 +31,11 @@ setup: $(VENV)/.installed-test ## Also install the test dependencies (TensorFlow
 
 ##@ Development
 .PHONY: lint fmt crds run
-lint: venv ## ruff (lint + format check) and mypy --strict
+lint: venv ## ruff (lint + format check), mypy --strict, hadolint
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile serving_image/Dockerfile serving_image/fetcher.Dockerfile
 
 fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format operator tests

@@ -240,6 +240,29 @@ def build_service(md: ModelDeployment) -> Manifest:
     }
 
 
+def build_network_policy(md: ModelDeployment) -> Manifest | None:
+    """Ingress to the serving pods on the gRPC and REST ports only, from anywhere."""
+    if not md.spec.runtime.network_policy:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(md, md.name, child_labels(md)),
+        "spec": {
+            "podSelector": {"matchLabels": child_labels(md)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": tfconfig.GRPC_PORT},
+                        {"protocol": "TCP", "port": tfconfig.REST_PORT},
+                    ]
+                }
+            ],
+        },
+    }
+
+
 def build_hpa(md: ModelDeployment, version: int) -> Manifest | None:
     autoscaling = md.spec.autoscaling
     if autoscaling is None:

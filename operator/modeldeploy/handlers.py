@@ -62,6 +62,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["apps", "deployments"] = MANAGED_SELECTOR
     settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
     settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["networking.k8s.io", "networkpolicies"] = MANAGED_SELECTOR
     settings.posting.level = logging.WARNING
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -127,3 +128,8 @@ async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
     _enqueue(_observe("HorizontalPodAutoscaler", event))
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def network_policy_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("NetworkPolicy", event))

@@ -25,7 +25,7 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md", "mdep"]
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
-DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.1"
+DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 STORAGE_URI_PATTERN = r"^(s3|gs|https?|pvc|file)://.+"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -78,6 +78,9 @@ class RuntimeSpec(CamelModel):
     )
     batching: Batching | None = None
     args: list[str] = Field(default_factory=list, description="Extra tensorflow_model_server flags.")
+    network_policy: bool = Field(
+        default=False, description="Add a NetworkPolicy admitting only the gRPC and REST ports."
+    )
 
 
 class Autoscaling(CamelModel):
@@ -242,6 +245,9 @@ class VersionStatus(CamelModel):
     version: int
     replicas: int = 0
     ready_replicas: int = 0
+    digest: str | None = Field(
+        default=None, description="sha256 of the fetched artifact, as the fetcher reported it."
+    )
 
 
 class CheckResult(CamelModel):

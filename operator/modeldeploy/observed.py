@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,4 +103,20 @@ def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
                     reason=terminated.get("reason") or "Error",
                     message=message[-1] if message else f"exit code {terminated.get('exitCode')}",
                 )
+    return None
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def fetched_digest_of_pod(pod: dict[str, Any]) -> str | None:
+    """The artifact digest the fetcher reported in its successful termination message."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") != FETCHER_CONTAINER:
+            continue
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if int(terminated.get("exitCode", 1)) == 0:
+            match = _DIGEST.search(terminated.get("message") or "")
+            if match:
+                return match.group(0)
     return None

@@ -23,13 +23,13 @@ from . import builders, models, rollout, tfconfig
 from .cache import ObjectCache
 from .kube import Kube
 from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
-from .observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod
+from .observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
 from .status import derive_status, transition_events
 
 LOG = logging.getLogger(__name__)
 ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
 # Kinds whose live objects the cache watches, so drift there is seen and repaired.
-WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler"}
+WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy"}
 
 
 def utc_now() -> str:
@@ -117,6 +117,7 @@ class Reconciler:
             self.clock(),
             fetch_failure=self._fetch_failure(md, plan.target_version),
             spec_problem=problem,
+            digests=self._digests(md),
         )
         self._write_status(body, previous, status)
         return None
@@ -132,14 +133,17 @@ class Reconciler:
                     md, version_plan.version, version_plan.replicas, version_plan.track, self.options
                 )
             )
-        hpa = builders.build_hpa(md, plan.target_version)
-        if hpa is not None:
-            desired.append(hpa)
-        for manifest in desired:
-            self._apply_if_changed(manifest)
-        if hpa is None:
-            for live in self.cache.children("HorizontalPodAutoscaler", md.namespace, md.name, md.uid):
-                self._delete("HorizontalPodAutoscaler", md.namespace, live["metadata"]["name"])
+        optional = {
+            "HorizontalPodAutoscaler": builders.build_hpa(md, plan.target_version),
+            "NetworkPolicy": builders.build_network_policy(md),
+        }
+        desired += [manifest for manifest in optional.values() if manifest is not None]
+        for child in desired:
+            self._apply_if_changed(child)
+        for kind, manifest in optional.items():
+            if manifest is None:  # turned off in the spec: remove what an earlier pass made
+                for live in self.cache.children(kind, md.namespace, md.name, md.uid):
+                    self._delete(kind, md.namespace, live["metadata"]["name"])
         for version in plan.delete:
             dep = observed.get(version)
             self._delete(
@@ -186,6 +190,19 @@ class Reconciler:
             if failure is not None:
                 return failure
         return None
+
+    def _digests(self, md: ModelDeployment) -> dict[int, str]:
+        """version -> artifact digest reported by its newest pod that reported one."""
+        newest: dict[int, tuple[str, str]] = {}
+        for pod in self.cache.labelled("Pod", md.namespace, md.name):
+            digest = fetched_digest_of_pod(pod)
+            version = (pod.get("metadata", {}).get("labels") or {}).get(builders.LABEL_VERSION, "")
+            if digest is None or not version.isdigit():
+                continue
+            created = pod["metadata"].get("creationTimestamp", "")
+            if int(version) not in newest or created > newest[int(version)][0]:
+                newest[int(version)] = (created, digest)
+        return {version: digest for version, (_, digest) in newest.items()}
 
     # ----- status -----
 

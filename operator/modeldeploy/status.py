@@ -61,6 +61,7 @@ def derive_status(
     now: str,
     fetch_failure: FetchFailure | None = None,
     spec_problem: str | None = None,
+    digests: dict[int, str] | None = None,
 ) -> ModelDeploymentStatus:
     target = observed.get(plan.target_version)
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
@@ -154,13 +155,17 @@ def derive_status(
     else:
         phase = Phase.PENDING
 
-    stable = (
-        VersionStatus(
-            version=serving.version, replicas=serving.replicas, ready_replicas=serving.ready_replicas
+    stable = None
+    if serving is not None:
+        digest = (digests or {}).get(serving.version)
+        if digest is None and previous.stable is not None and previous.stable.version == serving.version:
+            digest = previous.stable.digest  # pods that report no digest do not erase a known one
+        stable = VersionStatus(
+            version=serving.version,
+            replicas=serving.replicas,
+            ready_replicas=serving.ready_replicas,
+            digest=digest,
         )
-        if serving is not None
-        else None
-    )
     wanted = desired if desired is not None else (serving.spec_replicas if serving else 0)
     history = list(previous.history)
     if previous.stable is not None and stable is not None and previous.stable.version != stable.version:
@@ -197,6 +202,22 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
             message = degraded.message if degraded else str(current.phase.value)
             reason = degraded.reason if degraded else str(current.phase.value)
             events.append(Event("Warning", reason, message))
+    if (
+        previous.stable is not None
+        and current.stable is not None
+        and previous.stable.version == current.stable.version
+        and previous.stable.digest
+        and current.stable.digest
+        and previous.stable.digest != current.stable.digest
+    ):
+        events.append(
+            Event(
+                "Warning",
+                "ArtifactChanged",
+                f"version {current.stable.version} now serves artifact {current.stable.digest} "
+                f"(was {previous.stable.digest}): the files behind this version number changed",
+            )
+        )
     if (
         previous.stable is not None
         and current.stable is not None

@@ -161,3 +161,23 @@ def test_a_spec_the_schema_allows_but_serving_cannot_is_degraded_and_others_carr
     # Fixing the spec recovers it.
     cluster.patch_md(namespace, "bad", {"spec": {"runtime": {"args": []}}})
     cluster.wait_phase(namespace, "bad", "Ready")
+
+
+def test_network_policy_follows_the_spec(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    cluster.create_md(namespace, sample(runtime={"networkPolicy": True}))
+    cluster.wait_phase(namespace, "mnist", "Ready")
+
+    def policy_ports() -> list[int]:
+        out = cluster.kubectl(
+            "get",
+            "networkpolicy",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.items[*].spec.ingress[*].ports[*].port}",
+        ).stdout
+        return sorted(int(p) for p in out.split())
+
+    assert wait_for(policy_ports, 30, what="NetworkPolicy") == [8500, 8501]
+    cluster.patch_md(namespace, "mnist", {"spec": {"runtime": {"networkPolicy": False}}})
+    wait_for(lambda: policy_ports() == [], 30, what="NetworkPolicy removed")

@@ -170,3 +170,15 @@ def test_endpoints(name: str) -> None:
     endpoints = builders.endpoints(make_md(name=name))
     assert endpoints.grpc == f"{name}.ml.svc:8500"
     assert endpoints.rest == f"http://{name}.ml.svc:8501/v1/models/{name}"
+
+
+def test_network_policy_admits_only_the_serving_ports() -> None:
+    assert builders.build_network_policy(make_md()) is None
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["networkPolicy"] = True
+    policy = builders.build_network_policy(make_md(spec))
+    assert policy is not None
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mnist"
+    (rule,) = policy["spec"]["ingress"]
+    assert sorted(p["port"] for p in rule["ports"]) == [8500, 8501]
+    assert "from" not in rule  # any client, but only these ports

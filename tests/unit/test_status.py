@@ -191,3 +191,19 @@ def test_invalid_spec_is_degraded_even_before_anything_serves() -> None:
     status = derive({}, spec_problem="spec.runtime.args: --port=9000 is set by the operator")
     assert status.phase is Phase.DEGRADED
     assert conditions(status)["Degraded"] == ("True", "InvalidSpec")
+
+
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_fetched_digest_reaches_status_and_a_changed_artifact_is_visible() -> None:
+    first = derive({3: deployment(3)}, digests={3: DIGEST_A})
+    assert first.stable is not None
+    assert first.stable.digest == DIGEST_A
+    # Pods that report nothing (e.g. restarted from a PVC) keep the known digest.
+    assert derive({3: deployment(3)}, previous=first).stable.digest == DIGEST_A  # type: ignore[union-attr]
+    changed = derive({3: deployment(3)}, previous=first, digests={3: DIGEST_B})
+    events = transition_events(first, changed)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "ArtifactChanged")]
+    assert DIGEST_A in events[0].message
+    assert DIGEST_B in events[0].message
