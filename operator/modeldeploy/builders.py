@@ -22,6 +22,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_VERSION = f"{models.GROUP}/version"
 LABEL_TRACK = f"{models.GROUP}/track"
 ANNOTATION_CONFIG_HASH = f"{models.GROUP}/config-hash"
+# Set on a pod by the operator once TF Serving reports its version AVAILABLE.
+LABEL_MODEL_AVAILABLE = f"{models.GROUP}/model-available"
 SERVING_CONTAINER = "tensorflow-serving"
 FETCHER_CONTAINER = "fetch-model"
 SERVING_UID = 1000
@@ -223,20 +225,63 @@ def build_deployment(
     }
 
 
-def build_service(md: ModelDeployment) -> Manifest:
-    """Service ``<name>``: every ready pod of every serving version, so traffic splits by replicas."""
+def version_service_name(md_name: str, version: int) -> str:
+    return f"{md_name}-v{version}"
+
+
+def _service(md: ModelDeployment, name: str, labels: dict[str, str], selector: dict[str, str]) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(md, md.name, child_labels(md)),
+        "metadata": _metadata(md, name, labels),
         "spec": {
             "type": "ClusterIP",
-            "selector": child_labels(md),
+            # Only pods whose model is loaded: the gate label, not just readiness.
+            "selector": {**selector, LABEL_MODEL_AVAILABLE: "true"},
             "ports": [
                 {"name": "grpc", "port": tfconfig.GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
                 {"name": "http", "port": tfconfig.REST_PORT, "targetPort": "http", "protocol": "TCP"},
             ],
         },
+    }
+
+
+def build_service(md: ModelDeployment) -> Manifest:
+    """Service ``<name>``: serving pods of every version, so traffic splits by replica counts."""
+    return _service(md, md.name, child_labels(md), child_labels(md))
+
+
+def build_version_service(md: ModelDeployment, version: int) -> Manifest:
+    """Service ``<name>-v<version>``: one version's serving pods, a backend of the HTTPRoute."""
+    labels = version_labels(md, version)
+    return _service(md, version_service_name(md.name, version), labels, labels)
+
+
+def build_http_route(md: ModelDeployment, weights: dict[int, int]) -> Manifest:
+    """HTTPRoute ``<name>``: version -> weight, exactly the canary step's weight."""
+    gateway = md.spec.traffic.gateway
+    spec: Manifest = {
+        "parentRefs": copy.deepcopy(gateway.parent_refs) if gateway else [],
+        "rules": [
+            {
+                "backendRefs": [
+                    {
+                        "name": version_service_name(md.name, version),
+                        "port": tfconfig.REST_PORT,
+                        "weight": weight,
+                    }
+                    for version, weight in sorted(weights.items())
+                ]
+            }
+        ],
+    }
+    if gateway and gateway.hostnames:
+        spec["hostnames"] = list(gateway.hostnames)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _metadata(md, md.name, child_labels(md)),
+        "spec": spec,
     }
 
 

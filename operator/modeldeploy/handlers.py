@@ -63,6 +63,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
     settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = MANAGED_SELECTOR
     settings.watching.label_selectors["networking.k8s.io", "networkpolicies"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["gateway.networking.k8s.io", "httproutes"] = MANAGED_SELECTOR
     settings.posting.level = logging.WARNING
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -133,3 +134,8 @@ async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def network_policy_event(event: kopf.RawEvent, **_: Any) -> None:
     _enqueue(_observe("NetworkPolicy", event))
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def http_route_event(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue(_observe("HTTPRoute", event))

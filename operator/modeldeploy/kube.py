@@ -102,6 +102,19 @@ class Kube:
             raise
         return True
 
+    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """Add labels to a live pod (no restart: only its template would do that)."""
+        try:
+            self._call(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                body={"metadata": {"labels": labels}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # a pod that went away needs no label
+                raise
+
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self._call(
             "PATCH",

@@ -120,6 +120,11 @@ class Threshold(CamelModel):
 
 class PrometheusSource(CamelModel):
     address: str = Field(pattern=r"^https?://.+")
+    version_label: str = Field(
+        default="version",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="Prometheus label carrying the pod's serving.modeldeploy.dev/version.",
+    )
 
 
 class Analysis(CamelModel):
@@ -137,6 +142,11 @@ class RolloutSpec(CamelModel):
     steps: list[CanaryStep] = Field(default_factory=list, max_length=20)
     analysis: Analysis | None = None
     progress_deadline_seconds: int = Field(default=600, ge=10)
+    shrink_stable: bool = Field(
+        default=False,
+        description="Router Service: shrink the stable version as the canary grows (GPU budgets) "
+        "instead of keeping it at full size.",
+    )
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
@@ -260,11 +270,21 @@ class CheckResult(CamelModel):
     message: str = ""
 
 
+class Counters(CamelModel):
+    """Cumulative canary metrics at the last check; the next check measures the difference."""
+
+    requests: float = 0
+    errors: float = 0
+    buckets: dict[str, float] = Field(default_factory=dict)
+
+
 class AnalysisStatus(CamelModel):
     passed: int = 0
     failed: int = 0
     inconclusive: int = 0
+    step_passed: int = Field(default=0, description="Passed checks in the current step.")
     last_check: CheckResult | None = None
+    counters: Counters | None = None
 
 
 class CanaryStatus(CamelModel):
@@ -273,7 +293,22 @@ class CanaryStatus(CamelModel):
     step: int = 0
     replicas: int = 0
     ready_replicas: int = 0
-    analysis: AnalysisStatus | None = None
+    analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
+    started_at: str | None = None
+    step_started_at: str | None = Field(
+        default=None, description="When the current step's canary pods were all serving."
+    )
+    last_progress_at: str | None = None
+    paused: bool = False
+    manual_promotion: bool = False
+
+
+class HandledActions(CamelModel):
+    """Values of the one-shot annotations already acted on (set a new value to act again)."""
+
+    promote: str | None = None
+    abort: str | None = None
+    retry: str | None = None
 
 
 class Endpoints(CamelModel):
@@ -299,6 +334,7 @@ class ModelDeploymentStatus(CamelModel):
     endpoints: Endpoints | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     failed_versions: list[int] = Field(default_factory=list)
+    handled_actions: HandledActions | None = None
 
 
 class ModelDeployment(BaseModel):

@@ -29,9 +29,12 @@ class ObservedDeployment:
     ready_replicas: int
     available_replicas: int
     conditions: dict[str, DeploymentCondition] = field(default_factory=dict)
+    # Pods whose model TF Serving reports AVAILABLE (the model-aware gate); the
+    # reconciler counts them from pods, default is the Deployment's ready count.
+    serving_replicas: int = 0
 
     @classmethod
-    def from_manifest(cls, obj: dict[str, Any]) -> ObservedDeployment:
+    def from_manifest(cls, obj: dict[str, Any], serving_replicas: int | None = None) -> ObservedDeployment:
         meta = obj.get("metadata", {})
         spec = obj.get("spec", {})
         status = obj.get("status") or {}
@@ -53,6 +56,9 @@ class ObservedDeployment:
                 )
                 for c in status.get("conditions") or []
             },
+            serving_replicas=int(status.get("readyReplicas", 0))
+            if serving_replicas is None
+            else serving_replicas,
         )
 
     @property
@@ -62,6 +68,7 @@ class ObservedDeployment:
             self.observed_generation >= self.generation
             and self.updated_replicas >= self.spec_replicas
             and self.available_replicas >= self.spec_replicas
+            and self.serving_replicas >= self.spec_replicas
             and self.replicas == self.updated_replicas
         )
 

@@ -8,6 +8,7 @@ is patched only when it differs.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import builders, models, rollout, tfconfig
+from . import analysis, builders, modelgate, models, rollout, tfconfig
 from .cache import ObjectCache
 from .kube import Kube
 from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
@@ -28,8 +29,12 @@ from .status import derive_status, transition_events
 
 LOG = logging.getLogger(__name__)
 ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
+# One-shot actions: acted on when their value changes (the kubectl plugin writes a timestamp).
+ANNOTATION_PROMOTE = f"{models.GROUP}/promote"
+ANNOTATION_ABORT = f"{models.GROUP}/abort"
+ANNOTATION_RETRY = f"{models.GROUP}/retry"
 # Kinds whose live objects the cache watches, so drift there is seen and repaired.
-WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy"}
+WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "HTTPRoute"}
 
 
 def utc_now() -> str:
@@ -81,6 +86,7 @@ class Reconciler:
     # ----- the pass -----
 
     def reconcile(self, namespace: str, name: str) -> float | None:
+        """One pass; returns seconds until this resource wants another, if it does."""
         body = self.cache.get("ModelDeployment", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references let the garbage collector remove the children
@@ -98,15 +104,27 @@ class Reconciler:
             generation=int(meta.get("generation", 1)),
             spec=spec,
         )
+        now = self.clock()
         problem = spec_problem(spec)
+        pods = [
+            p
+            for p in self.cache.labelled("Pod", namespace, name)
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        ungated = self._open_gates(md, pods)
+        serving = _serving_counts(pods)
         observed = {
             dep.version: dep
             for dep in (
-                ObservedDeployment.from_manifest(d)
+                ObservedDeployment.from_manifest(d, serving_replicas=serving.get(_version_of(d), 0))
                 for d in self.cache.children("Deployment", namespace, name, md.uid)
             )
         }
-        plan = rollout.plan(md, previous, observed)
+        check, counters = self._check_if_due(md, previous, pods, now)
+        plan = rollout.plan(md, previous, observed, now, check, _actions(meta))
+        if counters is not None and plan.canary is not None:
+            analysis = plan.canary.analysis.model_copy(update={"counters": counters})
+            plan = dataclasses.replace(plan, canary=plan.canary.model_copy(update={"analysis": analysis}))
         if problem is None:
             self._apply_plan(md, plan, observed)
         status = derive_status(
@@ -114,13 +132,52 @@ class Reconciler:
             plan,
             observed,
             previous,
-            self.clock(),
+            now,
             fetch_failure=self._fetch_failure(md, plan.target_version),
             spec_problem=problem,
             digests=self._digests(md),
         )
         self._write_status(body, previous, status)
-        return None
+        waits = [w for w in (plan.requeue_after, GATE_RETRY_SECONDS if ungated else None) if w is not None]
+        return min(waits) if waits else None
+
+    def _open_gates(self, md: ModelDeployment, pods: list[dict[str, Any]]) -> int:
+        """Label pods whose exact version TF Serving reports AVAILABLE; how many are still closed."""
+        closed = 0
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            ip = (pod.get("status") or {}).get("podIP")
+            if labels.get(builders.LABEL_MODEL_AVAILABLE) == "true" or not ip or not _running(pod):
+                continue
+            version = labels.get(builders.LABEL_VERSION, "")
+            if version.isdigit() and modelgate.version_available(ip, md.model_name, int(version)):
+                self.kube.label_pod(
+                    md.namespace, pod["metadata"]["name"], {builders.LABEL_MODEL_AVAILABLE: "true"}
+                )
+                LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
+            else:
+                closed += 1
+        return closed
+
+    def _check_if_due(
+        self, md: ModelDeployment, previous: ModelDeploymentStatus, pods: list[dict[str, Any]], now: str
+    ) -> tuple[models.CheckResult | None, models.Counters | None]:
+        spec = md.spec.rollout.analysis
+        if spec is None or not rollout.analysis_due(md, previous, now):
+            return None, None
+        assert previous.canary is not None
+        version = previous.canary.version
+        ips = tuple(
+            sorted(
+                p["status"]["podIP"]
+                for p in pods
+                if _version_of(p) == version and _gated(p) and (p.get("status") or {}).get("podIP")
+            )
+        )
+        target = analysis.Target(
+            md.namespace, md.model_name, version, ips, models.parse_duration(spec.interval)
+        )
+        return analysis.check(spec, target, previous.canary.analysis.counters, now)
 
     def _apply_plan(
         self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
@@ -133,9 +190,16 @@ class Reconciler:
                     md, version_plan.version, version_plan.replicas, version_plan.track, self.options
                 )
             )
+        gateway = md.spec.traffic.router is models.Router.GATEWAY_API
+        if gateway:
+            weights = _route_weights(plan)
+            desired += [
+                builders.build_version_service(md, v) for v in sorted({vp.version for vp in plan.apply})
+            ]
         optional = {
-            "HorizontalPodAutoscaler": builders.build_hpa(md, plan.target_version),
+            "HorizontalPodAutoscaler": builders.build_hpa(md, plan.serving_version or plan.target_version),
             "NetworkPolicy": builders.build_network_policy(md),
+            "HTTPRoute": builders.build_http_route(md, weights) if gateway else None,
         }
         desired += [manifest for manifest in optional.values() if manifest is not None]
         for child in desired:
@@ -150,6 +214,8 @@ class Reconciler:
                 "Deployment", md.namespace, dep.name if dep else builders.deployment_name(md.name, version)
             )
             self._delete("ConfigMap", md.namespace, builders.config_map_name(md.name, version))
+            if gateway:
+                self._delete("Service", md.namespace, builders.version_service_name(md.name, version))
 
     def _apply_if_changed(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
@@ -252,6 +318,52 @@ class Reconciler:
             }
         )
         self._write_status(body, previous, status)
+
+
+GATE_RETRY_SECONDS = 1.0
+
+
+def _version_of(obj: dict[str, Any]) -> int:
+    text = (obj.get("metadata", {}).get("labels") or {}).get(builders.LABEL_VERSION, "")
+    return int(text) if text.isdigit() else 0
+
+
+def _running(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return status.get("phase") == "Running" and ready
+
+
+def _gated(pod: dict[str, Any]) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    return labels.get(builders.LABEL_MODEL_AVAILABLE) == "true" and _running(pod)
+
+
+def _serving_counts(pods: list[dict[str, Any]]) -> dict[int, int]:
+    """version -> pods that are ready and whose model TF Serving reports AVAILABLE."""
+    counts: dict[int, int] = {}
+    for pod in pods:
+        if _gated(pod):
+            counts[_version_of(pod)] = counts.get(_version_of(pod), 0) + 1
+    return counts
+
+
+def _route_weights(plan: rollout.Plan) -> dict[int, int]:
+    serving = plan.serving_version if plan.serving_version is not None else plan.target_version
+    if plan.canary is None or plan.serving_version is None:
+        return {serving: 100}
+    return {serving: 100 - plan.canary_weight, plan.canary.version: plan.canary_weight}
+
+
+def _actions(meta: dict[str, Any]) -> rollout.Actions:
+    annotations = meta.get("annotations") or {}
+    return rollout.Actions(
+        promote=annotations.get(ANNOTATION_PROMOTE),
+        abort=annotations.get(ANNOTATION_ABORT),
+        retry=annotations.get(ANNOTATION_RETRY),
+    )
 
 
 def _parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:

@@ -1,4 +1,4 @@
-"""Observed children -> the resource's status: conditions, phase, versions, events.
+"""Observed children and the rollout plan -> the resource's status, and the events it warrants.
 
 Pure: the caller passes ``now``. A condition keeps its lastTransitionTime while
 its status does not change, so a pass that observes nothing new yields a status
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from . import builders
 from .models import (
+    CanaryStatus,
     Condition,
+    HandledActions,
     HistoryEntry,
     ModelDeployment,
     ModelDeploymentStatus,
@@ -19,7 +21,7 @@ from .models import (
     VersionStatus,
 )
 from .observed import FetchFailure, ObservedDeployment
-from .rollout import Plan
+from .rollout import Plan, history_entry, steps_of
 
 HISTORY_LIMIT = 20
 
@@ -53,6 +55,30 @@ def _condition(
     )
 
 
+def _canary_summary(canary: CanaryStatus, steps: int) -> str:
+    a = canary.analysis
+    step = f"promoting (after {steps} step(s))" if canary.step >= steps else f"step {canary.step + 1}/{steps}"
+    return (
+        f"canary version {canary.version}: {step} at {canary.weight}% weight, "
+        f"{canary.ready_replicas}/{canary.replicas} canary pod(s) serving; analysis {a.passed} passed, "
+        f"{a.failed} failed, {a.inconclusive} inconclusive" + (" (paused)" if canary.paused else "")
+    )
+
+
+def _rollback_reason(plan: Plan, history: list[HistoryEntry]) -> tuple[str, str] | None:
+    """(reason, message) when the requested version was rolled back or aborted and is held back."""
+    if plan.outcome is not None and plan.outcome.result in ("RolledBack", "Aborted"):
+        return (
+            plan.outcome.result,
+            f"version {plan.outcome.version} {plan.outcome.result.lower()}: {plan.outcome.reason}",
+        )
+    if plan.held_back is not None:
+        last = next((h for h in reversed(history) if h.version == plan.target_version), None)
+        detail = f" ({last.reason})" if last is not None else ""
+        return (last.result if last is not None else "RolledBack"), plan.held_back + detail
+    return None
+
+
 def derive_status(
     md: ModelDeployment,
     plan: Plan,
@@ -65,28 +91,45 @@ def derive_status(
 ) -> ModelDeploymentStatus:
     target = observed.get(plan.target_version)
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
-    desired = md.spec.desired_replicas if md.spec.autoscaling is None else None
+    canary = plan.canary
+    steps = len(steps_of(md))
 
     def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
         return _condition(previous, type_, ok, reason, message, md.generation, now)
 
+    history = list(previous.history)
+    if plan.outcome is not None:
+        history.append(history_entry(plan.outcome, now))
+    elif previous.stable is not None and serving is not None and previous.stable.version != serving.version:
+        history.append(
+            HistoryEntry(
+                version=serving.version,
+                result="Promoted",
+                at=now,
+                reason=f"{md.spec.rollout.strategy.value}: replaced version {previous.stable.version}",
+            )
+        )
+    rolled_back = _rollback_reason(plan, history)
+
     # Available: some version answers requests.
-    if serving is not None and serving.ready_replicas > 0:
+    if serving is not None and serving.serving_replicas > 0:
         available = cond(
             "Available",
             True,
             "MinimumReplicasReady",
-            f"version {serving.version}: {serving.ready_replicas} pod(s) ready",
+            f"version {serving.version}: {serving.serving_replicas} pod(s) serving",
         )
     elif serving is not None and serving.spec_replicas == 0:
         available = cond("Available", False, "ScaledToZero", "replicas is 0: nothing serves")
     else:
-        available = cond("Available", False, "NoReadyReplicas", "no version has a ready pod yet")
+        available = cond("Available", False, "NoReadyReplicas", "no version has a serving pod yet")
 
-    # Progressing / Degraded: the target version's own rollout.
+    # Degraded: what a person must fix, most specific first.
     degraded_reason, degraded_message = "", ""
     if spec_problem is not None:
         degraded_reason, degraded_message = "InvalidSpec", spec_problem
+    elif rolled_back is not None:
+        degraded_reason, degraded_message = rolled_back
     elif fetch_failure is not None:
         degraded_reason = "ModelFetchFailed"
         degraded_message = (
@@ -94,11 +137,10 @@ def derive_status(
             f"{fetch_failure.message}"
         )
     elif target is not None and target.deadline_exceeded:
-        progressing_cond = target.conditions["Progressing"]
         degraded_reason = "ProgressDeadlineExceeded"
         degraded_message = (
             f"version {plan.target_version} did not become ready within "
-            f"{md.spec.rollout.progress_deadline_seconds}s: {progressing_cond.message}"
+            f"{md.spec.rollout.progress_deadline_seconds}s: {target.conditions['Progressing'].message}"
         )
     degraded = cond(
         "Degraded",
@@ -107,9 +149,21 @@ def derive_status(
         degraded_message or "no problem observed",
     )
 
-    rolled_out = plan.serving_version == plan.target_version and target is not None and target.complete
+    rolled_out = (
+        plan.serving_version == plan.target_version
+        and target is not None
+        and target.complete
+        and canary is None
+    )
     if degraded_reason:
         progressing = cond("Progressing", False, degraded_reason, degraded_message)
+    elif canary is not None:
+        progressing = cond(
+            "Progressing",
+            True,
+            "Paused" if canary.paused else "CanaryProgressing",
+            _canary_summary(canary, steps),
+        )
     elif rolled_out:
         progressing = cond(
             "Progressing", False, "RolloutComplete", f"version {plan.target_version} is rolled out"
@@ -123,32 +177,55 @@ def derive_status(
             + (f" while version {plan.serving_version} serves" if plan.rolling and serving else ""),
         )
 
-    model_loaded = (
-        cond("ModelLoaded", False, "FetchFailed", degraded_message)
-        if fetch_failure is not None
-        else cond(
-            "ModelLoaded",
-            target is not None and target.ready_replicas > 0,
-            "VersionAvailable" if target is not None and target.ready_replicas > 0 else "Loading",
-            f"version {plan.target_version}: "
-            + (f"{target.ready_replicas} pod(s) report it available" if target else "no pod yet"),
+    if fetch_failure is not None:
+        model_loaded = cond(
+            "ModelLoaded", False, "FetchFailed", f"version {plan.target_version}: {fetch_failure.message}"
         )
-    )
+    else:
+        loaded = target is not None and target.serving_replicas > 0
+        model_loaded = cond(
+            "ModelLoaded",
+            loaded,
+            "VersionAvailable" if loaded else "Loading",
+            f"version {plan.target_version}: "
+            + (f"{target.serving_replicas} pod(s) report it AVAILABLE" if target else "no pod yet"),
+        )
+
+    last_check = canary.analysis.last_check if canary is not None else None
+    if canary is not None and last_check is not None and last_check.verdict == "Failed":
+        canary_healthy = cond("CanaryHealthy", False, "AnalysisFailed", last_check.message)
+    elif canary is not None:
+        reason = (
+            "AnalysisPassing"
+            if last_check is not None and last_check.verdict == "Passed"
+            else ("Inconclusive" if last_check is not None else "NoChecksYet")
+        )
+        canary_healthy = cond(
+            "CanaryHealthy",
+            True,
+            reason,
+            last_check.message if last_check is not None else "waiting for the first check",
+        )
+    elif rolled_back is not None:
+        canary_healthy = cond("CanaryHealthy", False, rolled_back[0], rolled_back[1])
+    else:
+        canary_healthy = cond("CanaryHealthy", True, "NoCanary", "no canary in progress")
 
     ready_ok = rolled_out and not degraded_reason
+    not_ready_reason = degraded_reason or ("CanaryInProgress" if canary is not None else "RollingOut")
     ready = cond(
         "Ready",
         ready_ok,
-        "RolloutComplete" if ready_ok else (degraded_reason or "RollingOut"),
+        "RolloutComplete" if ready_ok else not_ready_reason,
         f"version {plan.target_version} serves" if ready_ok else progressing.message,
     )
 
     if ready_ok:
         phase = Phase.READY
     elif degraded_reason:
-        # A bad spec is the user's to fix (Degraded); a version that failed with
-        # nothing else serving leaves the model unavailable (Failed).
-        serving_ok = available.status == "True" or spec_problem is not None
+        # A bad spec or a rolled-back canary is the user's to act on (Degraded); a
+        # version that failed with nothing else serving leaves the model unavailable (Failed).
+        serving_ok = available.status == "True" or spec_problem is not None or rolled_back is not None
         phase = Phase.DEGRADED if serving_ok else Phase.FAILED
     elif available.status == "True":
         phase = Phase.PROGRESSING
@@ -163,30 +240,27 @@ def derive_status(
         stable = VersionStatus(
             version=serving.version,
             replicas=serving.replicas,
-            ready_replicas=serving.ready_replicas,
+            ready_replicas=serving.serving_replicas,
             digest=digest,
         )
-    wanted = desired if desired is not None else (serving.spec_replicas if serving else 0)
-    history = list(previous.history)
-    if previous.stable is not None and stable is not None and previous.stable.version != stable.version:
-        history.append(
-            HistoryEntry(
-                version=stable.version,
-                result="Promoted",
-                at=now,
-                reason=f"{md.spec.rollout.strategy.value}: replaced version {previous.stable.version}",
-            )
-        )
+    wanted = serving.spec_replicas if serving is not None else md.spec.desired_replicas
+    handled = plan.handled
+    actions = (
+        HandledActions(promote=handled.promote, abort=handled.abort, retry=handled.retry)
+        if (handled.promote, handled.abort, handled.retry) != (None, None, None)
+        else None
+    )
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
         ready=f"{stable.ready_replicas if stable else 0}/{wanted}",
-        conditions=[ready, available, progressing, degraded, model_loaded],
+        conditions=[ready, available, progressing, degraded, model_loaded, canary_healthy],
         stable=stable,
-        canary=previous.canary,
+        canary=canary,
         endpoints=builders.endpoints(md),
         history=history[-HISTORY_LIMIT:],
-        failed_versions=list(previous.failed_versions),
+        failed_versions=list(plan.failed_versions),
+        handled_actions=actions,
     )
 
 
@@ -202,32 +276,39 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
             message = degraded.message if degraded else str(current.phase.value)
             reason = degraded.reason if degraded else str(current.phase.value)
             events.append(Event("Warning", reason, message))
-    if (
-        previous.stable is not None
-        and current.stable is not None
-        and previous.stable.version == current.stable.version
-        and previous.stable.digest
-        and current.stable.digest
-        and previous.stable.digest != current.stable.digest
-    ):
+    old, new = previous.canary, current.canary
+    if new is not None and (old is None or old.version != new.version):
+        events.append(Event("Normal", "CanaryStarted", f"canary of version {new.version} started"))
+    elif new is not None and old is not None and new.step != old.step:
         events.append(
-            Event(
-                "Warning",
-                "ArtifactChanged",
-                f"version {current.stable.version} now serves artifact {current.stable.digest} "
-                f"(was {previous.stable.digest}): the files behind this version number changed",
-            )
+            Event("Normal", "CanaryStep", f"canary of version {new.version} moved to step {new.step + 1}")
         )
-    if (
-        previous.stable is not None
-        and current.stable is not None
-        and previous.stable.version != current.stable.version
-    ):
-        events.append(
-            Event(
-                "Normal",
-                "VersionRolled",
-                f"now serving version {current.stable.version} (was {previous.stable.version})",
+    if current.history and (not previous.history or current.history[-1] != previous.history[-1]):
+        entry = current.history[-1]
+        if entry.result != "Promoted" and not any(e.reason == entry.result for e in events):
+            events.append(Event("Warning", entry.result, f"version {entry.version}: {entry.reason}"))
+    if previous.stable is not None and current.stable is not None:
+        same = previous.stable.version == current.stable.version
+        if (
+            same
+            and previous.stable.digest
+            and current.stable.digest
+            and previous.stable.digest != current.stable.digest
+        ):
+            events.append(
+                Event(
+                    "Warning",
+                    "ArtifactChanged",
+                    f"version {current.stable.version} now serves artifact {current.stable.digest} "
+                    f"(was {previous.stable.digest}): the files behind this version number changed",
+                )
             )
-        )
+        if not same:
+            events.append(
+                Event(
+                    "Normal",
+                    "VersionRolled",
+                    f"now serving version {current.stable.version} (was {previous.stable.version})",
+                )
+            )
     return events

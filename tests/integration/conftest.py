@@ -8,6 +8,7 @@ cannot start fails the run.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.localcluster import LocalCluster, free_port
+from tests.standin.traffic import TrafficDriver
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
@@ -244,9 +246,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _FAILED = pytest.StashKey[bool]()
 
 
+@dataclass
+class Standins:
+    """TF Serving stand-ins on every modeldeploy pod IP of the test's namespace (one process)."""
+
+    control: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def set(self, version: int | str, model: str = "mnist", **behaviour: float) -> None:
+        """Behaviour of pods that start from now on: load_seconds, error_rate, latency_ms."""
+        table = json.loads(self.control.read_text()) if self.control.exists() else {}
+        table["*" if version == "*" else f"{model}/{version}"] = behaviour
+        self.control.write_text(json.dumps(table))
+
+
+@pytest.fixture
+def standins(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Standins]:
+    handle = Standins(tmp_path / "standins.json")
+    handle.control.write_text("{}")
+    log = open(tmp_path / "standins.log", "ab")  # noqa: SIM115 - the child process keeps it
+    handle.process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.standin.fleet",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--namespace={namespace}",
+            f"--control={handle.control}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    yield handle
+    handle.process.terminate()
+    handle.process.wait(timeout=20)
+
+
+@pytest.fixture
+def traffic(cluster: Cluster, namespace: str) -> Iterator[Callable[..., TrafficDriver]]:
+    drivers: list[TrafficDriver] = []
+
+    def start(name: str = "mnist", model: str = "mnist", rps: float = 40.0) -> TrafficDriver:
+        driver = TrafficDriver(cluster.api, namespace, name, model, rps=rps).start()
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.stop()
+
+
 @pytest.fixture
 def start_operator(
-    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest, standins: Standins
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
@@ -268,6 +321,9 @@ def start_operator(
         for op in started:
             # Shown under "Captured stdout teardown" of the failed test.
             print(f"===== operator log {op.log_path.name} =====\n{op.log()[-20000:]}")
+        standin_log = tmp_path / "standins.log"
+        if standin_log.exists():
+            print(f"===== stand-ins =====\n{standin_log.read_text(errors='replace')[-5000:]}")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def test_sample_becomes_ready_with_owned_children(
         "Progressing": "False",
         "Degraded": "False",
         "ModelLoaded": "True",
+        "CanaryHealthy": "True",
     }
     assert cluster.children(namespace, "mnist") == {
         "deployments": ["mnist-v1"],

@@ -6,20 +6,20 @@ from modeldeploy import rollout
 from modeldeploy.models import ModelDeploymentStatus, VersionStatus
 
 from .conftest import make_md
-from .test_status import deployment
+from .test_status import T0, deployment
 
 SERVING_2 = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, ready_replicas=2))
 
 
 def test_first_rollout_applies_only_the_target() -> None:
-    plan = rollout.plan(make_md(), ModelDeploymentStatus(), {})
+    plan = rollout.plan(make_md(), ModelDeploymentStatus(), {}, T0)
     assert plan.apply == [rollout.VersionPlan(3, 2, "stable")]
     assert plan.delete == []
     assert plan.serving_version is None
 
 
 def test_new_version_rolls_beside_the_serving_one() -> None:
-    plan = rollout.plan(make_md(), SERVING_2, {2: deployment(2), 3: deployment(3, ready=0)})
+    plan = rollout.plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3, ready=0)})
     assert plan.serving_version == 2
     assert [v.version for v in plan.apply] == [3]
     assert plan.delete == []  # version 2 keeps serving
@@ -27,18 +27,22 @@ def test_new_version_rolls_beside_the_serving_one() -> None:
 
 
 def test_complete_new_version_retires_the_old() -> None:
-    plan = rollout.plan(make_md(), SERVING_2, {2: deployment(2), 3: deployment(3)})
+    plan = rollout.plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3)})
     assert plan.serving_version == 3
     assert plan.delete == [2]
     assert not plan.rolling
 
 
 def test_stray_versions_are_removed_while_rolling() -> None:
-    plan = rollout.plan(make_md(), SERVING_2, {1: deployment(1), 2: deployment(2), 3: deployment(3, ready=0)})
+    plan = rollout.plan(
+        make_md(), SERVING_2, now=T0, observed={1: deployment(1), 2: deployment(2), 3: deployment(3, ready=0)}
+    )
     assert plan.delete == [1]
 
 
 def test_lost_status_is_recovered_from_observation() -> None:
-    plan = rollout.plan(make_md(), ModelDeploymentStatus(), {2: deployment(2), 3: deployment(3, ready=0)})
+    plan = rollout.plan(
+        make_md(), ModelDeploymentStatus(), now=T0, observed={2: deployment(2), 3: deployment(3, ready=0)}
+    )
     assert plan.serving_version == 2
     assert plan.delete == []

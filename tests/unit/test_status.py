@@ -64,7 +64,7 @@ def derive(
 ) -> ModelDeploymentStatus:
     md = make_md(spec)
     previous = previous or ModelDeploymentStatus()
-    return derive_status(md, rollout.plan(md, previous, observed), observed, previous, now, **kwargs)
+    return derive_status(md, rollout.plan(md, previous, observed, now), observed, previous, now, **kwargs)
 
 
 def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:
@@ -97,6 +97,7 @@ def test_available_and_complete_is_ready() -> None:
         "Progressing": ("False", "RolloutComplete"),
         "Degraded": ("False", "AsExpected"),
         "ModelLoaded": ("True", "VersionAvailable"),
+        "CanaryHealthy": ("True", "NoCanary"),
     }
     assert status.stable == VersionStatus(version=3, replicas=2, ready_replicas=2)
     assert status.endpoints is not None

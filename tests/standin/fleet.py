@@ -1,0 +1,124 @@
+"""Runs a TF Serving stand-in on the IP of every running modeldeploy pod in a namespace.
+
+    python -m tests.standin.fleet --kubeconfig K --namespace NS --control control.json
+
+``control.json`` maps "<model>/<version>" (or "*") to a behaviour:
+``{"load_seconds": 5, "error_rate": 0.5, "latency_ms": 20}``. A pod's behaviour is
+fixed when its stand-in starts (as a real pod's model is), so a test writes the
+control file before it asks for the version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from .server import Behaviour, PodServer
+
+LOG = logging.getLogger("standin")
+_PROBE_PATH = re.compile(r"^/v1/models/([^/]+)/versions/(\d+)$")
+
+
+def model_of(pod: Any) -> tuple[str, int] | None:
+    """The model and version a pod serves, from its readiness probe path."""
+    for container in pod.spec.containers or []:
+        probe = container.readiness_probe
+        if probe is not None and probe.http_get is not None:
+            match = _PROBE_PATH.match(probe.http_get.path or "")
+            if match:
+                return match.group(1), int(match.group(2))
+    return None
+
+
+def behaviour_for(control: Path, model: str, version: int) -> Behaviour:
+    try:
+        table: dict[str, Any] = json.loads(control.read_text())
+    except (OSError, ValueError):
+        table = {}
+    return Behaviour.from_dict(table.get(f"{model}/{version}") or table.get("*") or {})
+
+
+class Fleet:
+    def __init__(
+        self, api: kubernetes.client.ApiClient, namespace: str, control: Path, grpc_enabled: bool
+    ) -> None:
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.namespace = namespace
+        self.control = control
+        self.grpc_enabled = grpc_enabled
+        self.servers: dict[str, PodServer] = {}  # pod uid -> server
+        self.stopping = threading.Event()
+
+    def _sync_pod(self, event_type: str, pod: Any) -> None:
+        uid = pod.metadata.uid
+        gone = event_type == "DELETED" or pod.metadata.deletion_timestamp is not None
+        if gone or pod.status.phase != "Running" or not pod.status.pod_ip:
+            server = self.servers.pop(uid, None)
+            if server is not None:
+                server.stop()
+            return
+        if uid in self.servers:
+            return
+        served = model_of(pod)
+        if served is None:
+            return
+        model, version = served
+        try:
+            self.servers[uid] = PodServer(
+                pod.status.pod_ip,
+                model,
+                version,
+                behaviour_for(self.control, model, version),
+                self.grpc_enabled,
+            )
+            LOG.info("stand-in for %s (%s v%d) on %s", pod.metadata.name, model, version, pod.status.pod_ip)
+        except OSError as exc:
+            LOG.warning("cannot serve %s on %s: %s", pod.metadata.name, pod.status.pod_ip, exc)
+
+    def run(self) -> None:
+        selector = "app.kubernetes.io/managed-by=modeldeploy"
+        while not self.stopping.is_set():
+            watch = kubernetes.watch.Watch()
+            try:
+                for event in watch.stream(
+                    self.core.list_namespaced_pod, self.namespace, label_selector=selector, timeout_seconds=30
+                ):
+                    self._sync_pod(event["type"], event["object"])
+                    if self.stopping.is_set():
+                        break
+            except kubernetes.client.exceptions.ApiException as exc:
+                if exc.status != 410:  # an expired watch just starts over
+                    raise
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for server in self.servers.values():
+            server.stop()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--control", required=True, type=Path)
+    parser.add_argument("--no-grpc", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
+    fleet = Fleet(api, args.namespace, args.control, grpc_enabled=not args.no_grpc)
+    signal.signal(signal.SIGTERM, lambda *_: (fleet.stop(), sys.exit(0)))
+    fleet.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

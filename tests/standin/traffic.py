@@ -1,0 +1,144 @@
+"""Client traffic to a ModelDeployment, routed the way the cluster would route it.
+
+ClusterIPs are never dialled (and EndpointSlices refuse loopback addresses), so
+this does kube-proxy's job itself: it sends each request to a ready pod that the
+Service's selector matches. With an HTTPRoute named after the resource, it first
+picks a backend Service by the route's weights, as a gateway would. It counts
+what each version received, so tests can assert where traffic went.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kubernetes
+
+VERSION_LABEL = "serving.modeldeploy.dev/version"
+
+
+class TrafficDriver:
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        namespace: str,
+        name: str,
+        model: str,
+        rps: float = 40.0,
+        workers: int = 8,
+    ) -> None:
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.namespace, self.name, self.model = namespace, name, model
+        self.rps, self.workers = rps, workers
+        self.sent: Counter[int] = Counter()  # version -> requests answered (any status)
+        self.failed: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._routes: list[tuple[int, list[tuple[str, int]]]] = []  # (weight, [(ip, version)])
+        self._thread = threading.Thread(target=self._run, name=f"traffic-{name}", daemon=True)
+
+    def start(self) -> TrafficDriver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def counts(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self.sent)
+
+    # ----- routing -----
+
+    def _ready_pods(self, selector: dict[str, str]) -> list[tuple[str, int]]:
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=label_selector).items
+        ready = []
+        for pod in pods:
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            if (
+                pod.metadata.deletion_timestamp is None
+                and conditions.get("Ready") == "True"
+                and pod.status.pod_ip
+            ):
+                ready.append((pod.status.pod_ip, int(pod.metadata.labels.get(VERSION_LABEL, "0"))))
+        return sorted(ready)
+
+    def _service_pods(self, service: str) -> list[tuple[str, int]]:
+        try:
+            svc = self.core.read_namespaced_service(service, self.namespace)
+        except kubernetes.client.exceptions.ApiException:
+            return []
+        return self._ready_pods(svc.spec.selector or {})
+
+    def _refresh_routes(self) -> None:
+        try:
+            route: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", self.name
+            )
+            backends = route["spec"]["rules"][0]["backendRefs"]
+            routes = [(int(b.get("weight", 1)), self._service_pods(b["name"])) for b in backends]
+        except (kubernetes.client.exceptions.ApiException, KeyError, IndexError):
+            routes = [(100, self._service_pods(self.name))]
+        self._routes = [(w, pods) for w, pods in routes if w > 0 and pods]
+
+    def _pick(self, counter: itertools.count[int]) -> tuple[str, int] | None:
+        routes = self._routes
+        total = sum(w for w, _ in routes)
+        if total == 0:
+            return None
+        n = next(counter)
+        slot = (n * 37) % total  # spread deterministically across the weights
+        for weight, pods in routes:
+            if slot < weight:
+                return pods[n % len(pods)]
+            slot -= weight
+        return None
+
+    # ----- sending -----
+
+    def _send(self, ip: str, version: int) -> None:
+        body = json.dumps({"instances": [[1.0]]}).encode()
+        request = urllib.request.Request(
+            f"http://{ip}:8501/v1/models/{self.model}:predict",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        ok = True
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+        except urllib.error.HTTPError:
+            ok = False
+        except OSError:
+            return  # the pod went away between routing and sending
+        with self._lock:
+            self.sent[version] += 1
+            if not ok:
+                self.failed[version] += 1
+
+    def _run(self) -> None:
+        counter = itertools.count()
+        next_refresh = 0.0
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_refresh:
+                    with contextlib.suppress(kubernetes.client.exceptions.ApiException):
+                        self._refresh_routes()
+                    next_refresh = now + 0.5
+                target = self._pick(counter)
+                if target is not None:
+                    pool.submit(self._send, *target)
+                self._stop.wait(1.0 / self.rps)
