@@ -50,6 +50,17 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float 
         time.sleep(interval)
 
 
+def holds_for(
+    predicate: Callable[[], object], seconds: float, interval: float = 0.25, what: str = ""
+) -> None:
+    """Assert ``predicate`` stays truthy for ``seconds``: for things that must NOT happen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        assert value, f"{what or predicate} stopped holding: {value!r}"
+        time.sleep(interval)
+
+
 @dataclass
 class Cluster:
     kubeconfig: Path

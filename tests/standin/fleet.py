@@ -110,11 +110,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--control", required=True, type=Path)
-    parser.add_argument("--no-grpc", action="store_true")
+    # gRPC needs tensorflow-serving-api's status messages, which import TensorFlow
+    # (seconds per process): only tests that speak gRPC turn it on.
+    parser.add_argument("--grpc", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
-    fleet = Fleet(api, args.namespace, args.control, grpc_enabled=not args.no_grpc)
+    fleet = Fleet(api, args.namespace, args.control, grpc_enabled=args.grpc)
     signal.signal(signal.SIGTERM, lambda *_: (fleet.stop(), sys.exit(0)))
     fleet.run()
     return 0

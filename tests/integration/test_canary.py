@@ -1,0 +1,308 @@
+"""Canary rollouts on the real control plane, against TF Serving stand-ins with real traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.standin.traffic import TrafficDriver
+
+from .conftest import Cluster, Operator, Standins, holds_for, sample, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+FAST_ROLLOUT: dict[str, Any] = {
+    "strategy": "Canary",
+    "steps": [{"weight": 20, "pause": "2s"}, {"weight": 50, "pause": "2s"}],
+    "analysis": {
+        "interval": "1s",
+        "failureLimit": 2,
+        "minRequests": 5,
+        "successRate": {"min": 0.9},
+        "latencyP99Ms": {"max": 250},
+    },
+    "progressDeadlineSeconds": 60,
+}
+
+
+def canary_sample(name: str = "mnist", **rollout: Any) -> dict[str, Any]:
+    return sample(name, rollout={**FAST_ROLLOUT, **rollout})
+
+
+def serving_v1(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+    """Create the resource at version 1 (first rollouts are immediate) and wait until it serves."""
+    cluster.create_md(namespace, body)
+    cluster.wait_phase(namespace, body["metadata"]["name"], "Ready")
+
+
+def canary(cluster: Cluster, namespace: str, name: str = "mnist") -> dict[str, Any] | None:
+    result: dict[str, Any] | None = (cluster.get_md(namespace, name).get("status") or {}).get("canary")
+    return result
+
+
+def plugin(cluster: Cluster, namespace: str, *args: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.cli",
+            *args,
+            "-n",
+            namespace,
+            f"--kubeconfig={cluster.kubeconfig}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def pods_of(cluster: Cluster, namespace: str, version: int) -> set[str]:
+    selector = f"serving.modeldeploy.dev/version={version}"
+    return {
+        p.metadata.uid
+        for p in cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        if p.metadata.deletion_timestamp is None
+    }
+
+
+def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_pods(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    driver = traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    first = wait_for(
+        lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt") and c,
+        30,
+        what="canary step 1 serving",
+    )
+    assert first["version"] == 2
+    assert first["weight"] == 20
+    assert first["step"] == 0
+    canary_pods = pods_of(cluster, namespace, 2)
+    md = cluster.get_md(namespace, "mnist")
+    assert {c["type"]: c["reason"] for c in md["status"]["conditions"]}["Progressing"] == "CanaryProgressing"
+    assert md["status"]["stable"]["version"] == 1
+    wait_for(lambda: (c := canary(cluster, namespace)) and c["step"] == 1, 30, what="step 2")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    status = md["status"]
+    assert status["stable"]["version"] == 2
+    assert "canary" not in status
+    assert status["history"][-1]["result"] == "Promoted"
+    assert "passed 2 step(s)" in status["history"][-1]["reason"]
+    assert canary_pods <= pods_of(cluster, namespace, 2), "promotion restarted the canary's pods"
+    wait_for(
+        lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v2"], 30, what="v1 removed"
+    )
+    dep = cluster.apps.read_namespaced_deployment("mnist-v2", namespace)
+    assert dep.metadata.labels["serving.modeldeploy.dev/track"] == "stable"
+    assert driver.counts().get(2, 0) > 0
+    assert driver.counts().get(1, 0) > 0
+    events = {r for _, r, _ in cluster.events(namespace, "mnist")}
+    assert {"CanaryStarted", "CanaryStep", "VersionRolled"} <= events
+
+
+def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    standins: Standins,
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    traffic()
+    standins.set(2, error_rate=0.5)
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=60)
+    status = md["status"]
+    assert status["failedVersions"] == [2]
+    assert status["stable"]["version"] == 1
+    assert status["stable"]["readyReplicas"] == 2
+    entry = status["history"][-1]
+    assert entry["result"] == "RolledBack"
+    assert "success rate 0.5" in entry["reason"]
+    healthy = next(c for c in status["conditions"] if c["type"] == "CanaryHealthy")
+    assert healthy["status"] == "False"
+    assert "success rate" in healthy["message"]
+    wait_for(
+        lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"], 30, what="canary removed"
+    )
+    assert any(r == "RolledBack" for _, r, _ in cluster.events(namespace, "mnist"))
+
+    # A GitOps re-sync (same version, any other spec change) does not roll version 2 again.
+    md = cluster.patch_md(namespace, "mnist", {"spec": {"rollout": {"progressDeadlineSeconds": 61}}})
+    md = cluster.wait_phase(namespace, "mnist", "Degraded")
+    assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
+    assert cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"]
+
+    # The fixed artifact, then the retry annotation: rolled out.
+    standins.set(2, error_rate=0.0)
+    plugin(cluster, namespace, "retry", "mnist")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    assert md["status"]["stable"]["version"] == 2
+    assert md["status"]["failedVersions"] == []
+
+
+def test_slow_loading_model_gets_no_traffic_until_available(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    standins: Standins,
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    driver = traffic()
+    standins.set(2, load_seconds=6)
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    # Canary pods are Running and Ready (kwok), but TF Serving says LOADING.
+    wait_for(lambda: pods_of(cluster, namespace, 2), 30, what="canary pods")
+    pods = cluster.core.list_namespaced_pod(
+        namespace, label_selector="serving.modeldeploy.dev/version=2"
+    ).items
+    assert all("serving.modeldeploy.dev/model-available" not in (p.metadata.labels or {}) for p in pods)
+    c = canary(cluster, namespace)
+    assert c is not None
+    assert c["readyReplicas"] == 0
+    assert "stepStartedAt" not in c
+    assert driver.counts().get(2, 0) == 0
+    loaded = wait_for(
+        lambda: (c := canary(cluster, namespace)) and c.get("readyReplicas", 0) >= 1 and c,
+        30,
+        what="canary serving after load",
+    )
+    assert loaded["stepStartedAt"]
+    wait_for(lambda: driver.counts().get(2, 0) > 0, 20, what="traffic reaches the loaded canary")
+
+
+def test_too_little_traffic_stays_inconclusive_and_rolls_back_at_the_deadline(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    serving_v1(cluster, namespace, canary_sample(progressDeadlineSeconds=12))
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(
+        lambda: (c := canary(cluster, namespace)) and c["analysis"].get("inconclusive", 0) >= 2,
+        30,
+        what="inconclusive checks",
+    )
+    c = canary(cluster, namespace)
+    assert c is not None
+    assert c["step"] == 0
+    assert c["analysis"].get("passed", 0) == 0
+    md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=40)
+    entry = md["status"]["history"][-1]
+    assert entry["result"] == "RolledBack"
+    assert entry["reason"].startswith("ProgressDeadlineExceeded")
+    assert "minRequests 5" in entry["reason"]
+
+
+def test_pause_holds_the_canary_and_resume_continues(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}, "rollout": {"paused": True}}})
+    wait_for(lambda: (c := canary(cluster, namespace)) and c.get("paused"), 30, what="paused canary")
+    # Several pauses and analysis intervals pass: the canary stays where it is.
+    holds_for(
+        lambda: (
+            (c := canary(cluster, namespace)) is not None
+            and c["step"] == 0
+            and c["analysis"].get("passed", 0) == 0
+        ),
+        6,
+        what="paused canary holds step 1",
+    )
+    assert "(paused)" in plugin(cluster, namespace, "status", "mnist")
+    plugin(cluster, namespace, "resume", "mnist")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    assert md["status"]["stable"]["version"] == 2
+
+
+def test_manual_promote_skips_the_remaining_steps(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    slow = {"steps": [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]}
+    serving_v1(cluster, namespace, canary_sample(**slow))
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt"), 30, what="canary serving")
+    plugin(cluster, namespace, "promote", "mnist")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    assert md["status"]["stable"]["version"] == 2
+    assert md["status"]["history"][-1]["reason"] == "promoted by the promote annotation"
+
+
+def test_abort_returns_all_traffic_to_stable(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    serving_v1(cluster, namespace, canary_sample(steps=[{"weight": 50, "pause": "1h"}]))
+    driver = traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(lambda: driver.counts().get(2, 0) > 0, 30, what="canary traffic")
+    plugin(cluster, namespace, "abort", "mnist")
+    md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=30)
+    assert md["status"]["history"][-1]["result"] == "Aborted"
+    assert md["status"]["failedVersions"] == [2]
+    wait_for(lambda: not pods_of(cluster, namespace, 2), 30, what="canary pods gone")
+    served = driver.counts().get(2, 0)
+    # Traffic keeps flowing; none of it may reach version 2 any more.
+    holds_for(lambda: driver.counts().get(2, 0) == served, 2, what="no traffic to the aborted canary")
+    assert driver.counts().get(1, 0) > 0
+
+
+def test_operator_killed_mid_canary_resumes_at_the_same_step(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    first = start_operator()
+    body = canary_sample(steps=[{"weight": 20, "pause": "2s"}, {"weight": 50, "pause": "12s"}])
+    serving_v1(cluster, namespace, body)
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    before = wait_for(
+        lambda: (c := canary(cluster, namespace)) and c["step"] == 1 and c.get("stepStartedAt") and c,
+        40,
+        what="step 2 serving",
+    )
+    first.stop(kill=True)
+    deployments = cluster.children(namespace, "mnist")["deployments"]
+    start_operator()
+    # The restarted operator keeps the step and its pause timer.
+    wait_for(
+        lambda: (
+            (c := canary(cluster, namespace)) and c["analysis"]["passed"] > before["analysis"]["passed"] and c
+        ),
+        20,
+        what="analysis continues after restart",
+    )
+    after = canary(cluster, namespace)
+    assert after is not None
+    assert after["step"] == 1
+    assert after["stepStartedAt"] == before["stepStartedAt"]
+    assert cluster.children(namespace, "mnist")["deployments"] == deployments
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    assert md["status"]["stable"]["version"] == 2
+
+
+def test_new_version_during_a_canary_replaces_the_canary(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    serving_v1(cluster, namespace, canary_sample(steps=[{"weight": 20, "pause": "1h"}]))
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt"), 30)
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
+    wait_for(lambda: (c := canary(cluster, namespace)) and c["version"] == 3 and c.get("stepStartedAt"), 30)
+    wait_for(
+        lambda: sorted(cluster.children(namespace, "mnist")["deployments"]) == ["mnist-v1", "mnist-v3"],
+        30,
+        what="canary v2 replaced by v3",
+    )
