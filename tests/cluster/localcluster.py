@@ -54,7 +54,7 @@ KWOK_STAGE_FILES = (
 )
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     env = {}
     for line in (REPO / "hack" / "controlplane" / "versions.env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):
@@ -75,7 +75,7 @@ def go_module_dir(module: str, version: str) -> Path:
 
 
 def write_kwok_config(path: Path) -> None:
-    kwok_dir = go_module_dir("sigs.k8s.io/kwok", _versions()["KWOK_VERSION"])
+    kwok_dir = go_module_dir("sigs.k8s.io/kwok", versions()["KWOK_VERSION"])
     # kwok's general stages wait 1s plus up to 5s of jitter each; 200-400ms keeps
     # their order and makes a pod's life (create, init, ready) take about a second.
     docs = [

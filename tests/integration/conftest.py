@@ -26,7 +26,7 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.localcluster import LocalCluster, free_port
+from tests.cluster.localcluster import LocalCluster, free_port, go_module_dir, versions
 from tests.standin.traffic import TrafficDriver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,13 +114,24 @@ class Cluster:
         return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
 
     def wait_phase(self, namespace: str, name: str, phase: str, timeout: float = 60.0) -> dict[str, Any]:
+        seen: list[dict[str, Any]] = []
+
         def reached() -> dict[str, Any] | None:
             md = self.get_md(namespace, name)
+            seen[:] = [md]
             status = md.get("status") or {}
             current = status.get("observedGeneration") == md["metadata"]["generation"]
             return md if current and status.get("phase") == phase else None
 
-        return wait_for(reached, timeout, what=f"{namespace}/{name} phase {phase}")
+        try:
+            return wait_for(reached, timeout, what=f"{namespace}/{name} phase {phase}")
+        except AssertionError as exc:
+            status = (seen[0].get("status") if seen else None) or {}
+            summary = {k: status.get(k) for k in ("phase", "stable", "canary", "history")}
+            summary["conditions"] = {
+                c["type"]: (c["status"], c["message"]) for c in status.get("conditions", [])
+            }
+            raise AssertionError(f"{exc}\nlast status: {json.dumps(summary, indent=1)}") from None
 
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
@@ -165,6 +176,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml")
     )
     handle.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
+    gateway_crds = (
+        go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"]) / "config" / "crd"
+    )
+    handle.kubectl("apply", "--server-side", "-f", str(gateway_crds / "standard"))
     if local is not None:
         # Pods need a node that kwok has made Ready before anything can schedule.
         handle.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
@@ -272,10 +288,14 @@ class Standins:
 
 
 @pytest.fixture
-def standins(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Standins]:
+def standins(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Standins]:
     handle = Standins(tmp_path / "standins.json")
     handle.control.write_text("{}")
     log = open(tmp_path / "standins.log", "ab")  # noqa: SIM115 - the child process keeps it
+    # gRPC imports TensorFlow (seconds per process): only tests marked grpc get it.
+    grpc = ["--grpc"] if request.node.get_closest_marker("grpc") else []
     handle.process = subprocess.Popen(
         [
             sys.executable,
@@ -284,6 +304,7 @@ def standins(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Stand
             f"--kubeconfig={cluster.kubeconfig}",
             f"--namespace={namespace}",
             f"--control={handle.control}",
+            *grpc,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -306,3 +306,45 @@ def test_new_version_during_a_canary_replaces_the_canary(
         30,
         what="canary v2 replaced by v3",
     )
+
+
+def test_gateway_api_router_sets_route_weights_to_the_step_weight(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    body = canary_sample(steps=[{"weight": 30, "pause": "3s"}])
+    body["spec"]["traffic"] = {
+        "router": "GatewayAPI",
+        "gateway": {
+            "parentRefs": [{"name": "public", "namespace": "gateways"}],
+            "hostnames": ["mnist.example.com"],
+        },
+    }
+    serving_v1(cluster, namespace, body)
+
+    def weights() -> dict[str, int]:
+        route = cluster.custom.get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", namespace, "httproutes", "mnist"
+        )
+        return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+    assert wait_for(weights, 30, what="HTTPRoute") == {"mnist-v1": 100}
+    route = cluster.custom.get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "mnist"
+    )
+    assert route["spec"]["parentRefs"][0]["name"] == "public"
+    assert route["spec"]["hostnames"] == ["mnist.example.com"]
+    driver = traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    assert wait_for(
+        lambda: weights() == {"mnist-v1": 70, "mnist-v2": 30} and weights(), 30, what="exact canary weight"
+    ) == {"mnist-v1": 70, "mnist-v2": 30}
+    services = cluster.children(namespace, "mnist")["services"]
+    assert {"mnist", "mnist-v1", "mnist-v2"} <= set(services)
+    wait_for(lambda: driver.counts().get(2, 0) > 0, 20, what="traffic through the route to v2")
+    cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    assert wait_for(lambda: weights() == {"mnist-v2": 100} and weights(), 30) == {"mnist-v2": 100}
+    wait_for(
+        lambda: "mnist-v1" not in cluster.children(namespace, "mnist")["services"],
+        30,
+        what="old version's Service removed",
+    )

@@ -69,9 +69,11 @@ class ModelState:
                 self.ok += 1
             latency_us = behaviour.latency_ms * 1000.0
             self.latency_sum_us += latency_us
+            # Count the request in its own bucket; metrics() makes them cumulative.
             for i, bound in enumerate(BUCKETS_US):
                 if latency_us <= bound:
                     self.bucket_counts[i] += 1
+                    break
         return not failed
 
     def metrics(self) -> str:
