@@ -1,11 +1,12 @@
 """`make demo`: a fresh machine to a rolled-out sample, showing the status as it moves.
 
-    python hack/demo.py run [DIR]    # cluster, CRD, operator, sample, then a version change
-    python hack/demo.py stop [DIR]   # stop the operator it started
+python hack/demo.py run [DIR]    # cluster, CRD, operator, sample, then a version change
+python hack/demo.py stop [DIR]   # stop the operator it started
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -23,50 +27,124 @@ NAMESPACE = "ml"
 SAMPLE = REPO / "manifests" / "samples" / "mnist.yaml"
 
 
-def kubectl(root: Path, *args: str) -> str:
+def kubectl(root: Path, *args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
         [str(root / "bin" / "kubectl"), f"--kubeconfig={root / 'kubeconfig'}", *args],
-        text=True, capture_output=True,
+        text=True,
+        capture_output=True,
+        input=stdin,
     )
     if result.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
 
 
-def start_operator(root: Path) -> int:
-    pid_file = root / "operator.pid"
+def start_background(root: Path, name: str, args: list[str]) -> int:
+    """Start (or reuse) a background process of the demo; its pid goes in <root>/<name>.pid."""
+    pid_file = root / f"{name}.pid"
     if pid_file.exists():
-        pid = int(pid_file.read_text())
         try:
-            os.kill(pid, 0)
-            return pid
+            os.kill(int(pid_file.read_text()), 0)
+            return int(pid_file.read_text())
         except ProcessLookupError:
             pass
-    log = open(root / "operator.log", "ab")  # noqa: SIM115 - the operator keeps it
+    log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
-         "--liveness=http://127.0.0.1:0/healthz", "-m", "modeldeploy.handlers"],
+        [sys.executable, *args],
         env={**os.environ, "KUBECONFIG": str(root / "kubeconfig")},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
     )
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
 
-def summary(md: dict[str, object]) -> str:
+def start_operator(root: Path) -> int:
+    return start_background(
+        root,
+        "operator",
+        [
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--all-namespaces",
+            "--liveness=http://127.0.0.1:0/healthz",
+            "-m",
+            "modeldeploy.handlers",
+        ],
+    )
+
+
+def start_standins(root: Path) -> int:
+    """TF Serving cannot run here: a stand-in answers on every simulated pod's IP."""
+    control = root / "standins.json"
+    if not control.exists():
+        control.write_text("{}")
+    return start_background(
+        root,
+        "standins",
+        [
+            "-m",
+            "tests.standin.fleet",
+            f"--kubeconfig={root / 'kubeconfig'}",
+            f"--namespace={NAMESPACE}",
+            f"--control={control}",
+        ],
+    )
+
+
+def start_traffic(root: Path) -> int:
+    return start_background(
+        root,
+        "traffic",
+        [
+            "-m",
+            "tests.standin.traffic",
+            f"--kubeconfig={root / 'kubeconfig'}",
+            f"--namespace={NAMESPACE}",
+            "--name=mnist",
+            "--rps=40",
+        ],
+    )
+
+
+def break_version(root: Path, version: int, error_rate: float) -> None:
+    control = root / "standins.json"
+    table = json.loads(control.read_text())
+    table[f"mnist/{version}"] = {"error_rate": error_rate}
+    control.write_text(json.dumps(table))
+
+
+def step_label(md: dict[str, Any], canary: dict[str, Any]) -> str:
+    steps = len(md["spec"]["rollout"].get("steps") or [None, None])
+    step = int(canary.get("step", 0))
+    return "promoting" if step >= steps else f"step={step + 1}/{steps}"
+
+
+def summary(md: dict[str, Any]) -> str:
     status = md.get("status") or {}
-    assert isinstance(status, dict)
-    conditions = " ".join(
-        f"{c['type']}={c['status']}" for c in status.get("conditions") or [] if c["type"] != "Available"
-    )
     stable = (status.get("stable") or {}).get("version", "-")
-    return (
-        f"phase={status.get('phase', '-'):<11} stable=v{stable:<3} ready={status.get('ready', '-'):<5} "
-        f"{conditions}"
-    )
+    line = f"phase={status.get('phase', '-'):<11} stable=v{stable:<2} ready={status.get('ready', '-'):<4}"
+    canary = status.get("canary")
+    if canary:
+        analysis = canary.get("analysis") or {}
+        line += (
+            f" canary=v{canary['version']} {step_label(md, canary)} weight={canary.get('weight', 0)}%"
+            f" serving={canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)}"
+            f" checks: {analysis.get('passed', 0)} passed, {analysis.get('failed', 0)} failed,"
+            f" {analysis.get('inconclusive', 0)} inconclusive"
+        )
+    else:
+        degraded = next((c for c in status.get("conditions") or [] if c["type"] == "Degraded"), None)
+        if degraded and degraded["status"] == "True":
+            line += f" Degraded: {degraded['message']}"
+    return line
 
 
-def watch_until_ready(root: Path, version: int, timeout: float = 180.0) -> None:
+def watch_until(root: Path, phase: str, version: int, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     start = time.monotonic()
@@ -78,13 +156,22 @@ def watch_until_ready(root: Path, version: int, timeout: float = 180.0) -> None:
             last = line
         status = md.get("status") or {}
         if (
-            status.get("phase") == "Ready"
+            status.get("phase") == phase
             and status.get("observedGeneration") == md["metadata"]["generation"]
             and (status.get("stable") or {}).get("version") == version
         ):
             return
-        time.sleep(0.3)
-    raise SystemExit(f"not Ready within {timeout}s; see {root / 'operator.log'}")
+        time.sleep(0.3)  # a person watching, not a test waiting
+    raise SystemExit(f"not {phase} within {timeout}s; see {root / 'operator.log'}")
+
+
+def demo_sample() -> str:
+    """The sample with its canary timings shortened so the demo takes a minute, not ten."""
+    body = yaml.safe_load(SAMPLE.read_text())
+    rollout = body["spec"]["rollout"]
+    rollout["steps"] = [{"weight": 10, "pause": "5s"}, {"weight": 50, "pause": "5s"}]
+    rollout["analysis"].update({"interval": "2s", "minRequests": 10})
+    return yaml.safe_dump(body)
 
 
 def run(root: Path) -> None:
@@ -97,27 +184,75 @@ def run(root: Path) -> None:
     if not link.exists():
         link.symlink_to(bin_dir / "kubectl")
     print("==> CRD", flush=True)
-    kubectl(root, "apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"))
-    kubectl(root, "wait", "--for=condition=Established", "crd/modeldeployments.serving.modeldeploy.dev")
+    kubectl(
+        root,
+        "apply",
+        "--server-side",
+        "-f",
+        str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"),
+    )
+    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    deadline = time.monotonic() + 60
+    while kubectl(root, "get", "crd/modeldeployments.serving.modeldeploy.dev", "-o", established) != "True":
+        if time.monotonic() > deadline:
+            raise SystemExit("the CRD was not established within 60s")
+        time.sleep(0.2)  # the API server is registering the new type
     kubectl(root, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     print(f"==> operator (pid {start_operator(root)}, log {root / 'operator.log'})", flush=True)
+    print("==> TF Serving stand-ins on the simulated pods' IPs, and client traffic (40 req/s)", flush=True)
+    start_standins(root)
+    start_traffic(root)
     subprocess.run(
-        [str(root / "bin" / "kubectl"), f"--kubeconfig={root / 'kubeconfig'}", "create", "namespace", NAMESPACE],
+        [
+            str(root / "bin" / "kubectl"),
+            f"--kubeconfig={root / 'kubeconfig'}",
+            "create",
+            "namespace",
+            NAMESPACE,
+        ],
         capture_output=True,
     )
     kubectl(root, "delete", "md", "mnist", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-    print(f"==> kubectl apply -n {NAMESPACE} -f manifests/samples/mnist.yaml", flush=True)
-    kubectl(root, "apply", "-n", NAMESPACE, "-f", str(SAMPLE))
-    watch_until_ready(root, 1)
-    print("==> new model version: spec.model.version 1 -> 2", flush=True)
-    kubectl(root, "patch", "md", "mnist", "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"model":{"version":2}}}')
-    watch_until_ready(root, 2)
+    (root / "standins.json").write_text("{}")
+    print(f"==> kubectl apply -n {NAMESPACE} -f manifests/samples/mnist.yaml (canary pauses shortened to 5s)")
+    kubectl(root, "apply", "-n", NAMESPACE, "-f", "-", stdin=demo_sample())
+    watch_until(root, "Ready", 1)
+    print(
+        "==> a new model version: spec.model.version 1 -> 2 (canary 10%, 50%, analysed, promoted)", flush=True
+    )
+    kubectl(
+        root,
+        "patch",
+        "md",
+        "mnist",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"model":{"version":2}}}',
+    )
+    watch_until(root, "Ready", 2)
+    print("==> a bad version: version 3 fails 30% of requests (the analysis rolls it back)", flush=True)
+    break_version(root, 3, 0.3)
+    kubectl(
+        root,
+        "patch",
+        "md",
+        "mnist",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"model":{"version":3}}}',
+    )
+    watch_until(root, "Degraded", 2)
     print(kubectl(root, "get", "md,deploy,svc,pods", "-n", NAMESPACE))
     print(
         "Look around:\n"
-        f"  export KUBECONFIG={root / 'kubeconfig'} PATH={root / 'bin'}:$PATH\n"
+        f"  export KUBECONFIG={root / 'kubeconfig'} PATH={root / 'bin'}:{REPO / '.venv' / 'bin'}:$PATH\n"
         f"  kubectl get md -n {NAMESPACE}\n"
-        f"  kubectl get md mnist -n {NAMESPACE} -o yaml      # status: conditions, stable, history\n"
+        f"  kubectl modeldeploy status mnist -n {NAMESPACE}  # also: promote, abort, retry, pause, resume\n"
+        f"  kubectl get md mnist -n {NAMESPACE} -o yaml      # status: conditions, stable, canary, history\n"
         f"  kubectl get events -n {NAMESPACE}\n"
         f"  tail -f {root / 'operator.log'}\n"
         "Stop everything:  make cluster-down"
@@ -125,14 +260,13 @@ def run(root: Path) -> None:
 
 
 def stop(root: Path) -> None:
-    pid_file = root / "operator.pid"
-    if pid_file.exists():
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
-        print("operator stopped", file=sys.stderr)
+    for name in ("traffic", "standins", "operator"):
+        pid_file = root / f"{name}.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            pid_file.unlink()
+            print(f"{name} stopped", file=sys.stderr)
 
 
 if __name__ == "__main__":

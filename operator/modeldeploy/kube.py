@@ -116,11 +116,13 @@ class Kube:
                 raise
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace the whole status. A merge patch would keep any field the new status
+        leaves out (a canary's finished step time, say), so this is a JSON patch."""
         self._call(
             "PATCH",
             f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}/status",
-            body={"status": status},
-            content_type="application/merge-patch+json",
+            body=[{"op": "add", "path": "/status", "value": status}],
+            content_type="application/json-patch+json",
         )
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:

@@ -376,7 +376,4 @@ def _parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
 
 def _dump_status(status: ModelDeploymentStatus) -> dict[str, Any]:
     dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    # A merge patch removes fields only when they are sent as null.
-    for key in ("stable", "canary", "endpoints"):
-        dumped.setdefault(key, None)
     return dumped

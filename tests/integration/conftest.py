@@ -175,7 +175,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     handle.kubectl(
         "apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml")
     )
-    handle.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    wait_for(
+        lambda: handle.kubectl("get", f"crd/{PLURAL}.{GROUP}", "-o", established).stdout == "True",
+        60,
+        what="CRD established",
+    )
     # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
     gateway_crds = (
         go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"]) / "config" / "crd"

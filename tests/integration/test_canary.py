@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from modeldeploy import rollout
 from tests.standin.traffic import TrafficDriver
 
 from .conftest import Cluster, Operator, Standins, holds_for, sample, wait_for
@@ -89,9 +90,19 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
     md = cluster.get_md(namespace, "mnist")
     assert {c["type"]: c["reason"] for c in md["status"]["conditions"]}["Progressing"] == "CanaryProgressing"
     assert md["status"]["stable"]["version"] == 1
-    wait_for(lambda: (c := canary(cluster, namespace)) and c["step"] == 1, 30, what="step 2")
+    second = wait_for(
+        lambda: (c := canary(cluster, namespace)) and c["step"] == 1 and c.get("stepStartedAt") and c,
+        30,
+        what="step 2 serving",
+    )
+    # Step 2 starts after step 1's pause (2s), with its own start time.
+    step_gap = rollout.parse_time(second["stepStartedAt"]) - rollout.parse_time(first["stepStartedAt"])
+    assert step_gap.total_seconds() >= 2
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
     status = md["status"]
+    # Each step held for its pause (2s): the last step's own start counts, not the first's.
+    promoted_at = rollout.parse_time(status["history"][-1]["at"])
+    assert (promoted_at - rollout.parse_time(second["stepStartedAt"])).total_seconds() >= 2
     assert status["stable"]["version"] == 2
     assert "canary" not in status
     assert status["history"][-1]["result"] == "Promoted"

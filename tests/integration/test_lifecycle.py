@@ -52,7 +52,7 @@ def test_sample_becomes_ready_with_owned_children(
 def test_immediate_version_change_rolls_the_deployment(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.create_md(namespace, sample())
+    cluster.create_md(namespace, sample(rollout={"strategy": "Immediate", "progressDeadlineSeconds": 120}))
     cluster.wait_phase(namespace, "mnist", "Ready")
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     md = cluster.wait_phase(namespace, "mnist", "Ready")
@@ -129,7 +129,7 @@ def test_fetch_failure_shows_as_model_not_loaded(
 def test_a_version_that_cannot_load_never_replaces_a_healthy_one(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    cluster.create_md(namespace, sample())
+    cluster.create_md(namespace, sample(rollout={"strategy": "Immediate", "progressDeadlineSeconds": 120}))
     cluster.wait_phase(namespace, "mnist", "Ready")
     cluster.patch_md(
         namespace,

@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from tests.cluster.localcluster import write_kubeconfig
+from tests.standin.traffic import TrafficDriver
 
-from .conftest import REPO, Cluster, Operator, sample
+from .conftest import REPO, Cluster, Operator
+from .test_canary import canary_sample
 
 pytestmark = pytest.mark.timeout(180)
 SA_NAMESPACE, SA_NAME = "modeldeploy-system", "modeldeploy"
@@ -26,16 +28,25 @@ def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
     return path
 
 
-def test_full_reconcile_with_manifest_rbac(
-    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator], tmp_path: Path
+def test_full_canary_with_manifest_rbac(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    tmp_path: Path,
+    traffic: Callable[..., TrafficDriver],
 ) -> None:
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa-kubeconfig")
     op = start_operator(kubeconfig=kubeconfig)
-    cluster.create_md(namespace, sample(autoscaling={"minReplicas": 2, "maxReplicas": 3}, replicas=None))
-    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    body = canary_sample()
+    body["spec"].pop("replicas")
+    body["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 3}
+    cluster.create_md(namespace, body)
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
-    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
     assert md["status"]["stable"]["version"] == 2
+    assert md["status"]["history"][-1]["result"] == "Promoted"
     assert "Forbidden" not in op.log()
     assert " 403" not in op.log()
 

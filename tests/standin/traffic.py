@@ -142,3 +142,31 @@ class TrafficDriver:
                 if target is not None:
                     pool.submit(self._send, *target)
                 self._stop.wait(1.0 / self.rps)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.standin.traffic --kubeconfig K --namespace NS --name MD [--rps N]``."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--rps", type=float, default=40.0)
+    args = parser.parse_args(argv)
+    api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
+    driver = TrafficDriver(api, args.namespace, args.name, args.model or args.name, rps=args.rps).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    while not stopped.wait(1.0):
+        pass
+    driver.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
