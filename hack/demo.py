@@ -165,6 +165,11 @@ def watch_until(root: Path, phase: str, version: int, timeout: float = 240.0) ->
     raise SystemExit(f"not {phase} within {timeout}s; see {root / 'operator.log'}")
 
 
+def set_version(root: Path, version: int) -> None:
+    patch = json.dumps({"spec": {"model": {"version": version}}})
+    kubectl(root, "patch", "md", "mnist", "-n", NAMESPACE, "--type=merge", "-p", patch)
+
+
 def demo_sample() -> str:
     """The sample with its canary timings shortened so the demo takes a minute, not ten."""
     body = yaml.safe_load(SAMPLE.read_text())
@@ -220,31 +225,11 @@ def run(root: Path) -> None:
     print(
         "==> a new model version: spec.model.version 1 -> 2 (canary 10%, 50%, analysed, promoted)", flush=True
     )
-    kubectl(
-        root,
-        "patch",
-        "md",
-        "mnist",
-        "-n",
-        NAMESPACE,
-        "--type=merge",
-        "-p",
-        '{"spec":{"model":{"version":2}}}',
-    )
+    set_version(root, 2)
     watch_until(root, "Ready", 2)
     print("==> a bad version: version 3 fails 30% of requests (the analysis rolls it back)", flush=True)
     break_version(root, 3, 0.3)
-    kubectl(
-        root,
-        "patch",
-        "md",
-        "mnist",
-        "-n",
-        NAMESPACE,
-        "--type=merge",
-        "-p",
-        '{"spec":{"model":{"version":3}}}',
-    )
+    set_version(root, 3)
     watch_until(root, "Degraded", 2)
     print(kubectl(root, "get", "md,deploy,svc,pods", "-n", NAMESPACE))
     print(

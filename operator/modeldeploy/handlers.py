@@ -27,7 +27,8 @@ from .workqueue import WorkQueue, run_workers
 LOG = logging.getLogger(__name__)
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 RESYNC_SECONDS = float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", "600"))
-WORKERS = int(os.environ.get("MODELDEPLOY_WORKERS", "4"))
+# Reconciles are I/O-bound (API calls, model checks): threads overlap the waits.
+WORKERS = int(os.environ.get("MODELDEPLOY_WORKERS", "16"))
 
 
 @dataclass

@@ -29,7 +29,6 @@ _KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
-    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
 }
 _MD_PREFIX = f"/apis/{models.GROUP}/{models.VERSION}"

@@ -25,7 +25,7 @@ from .cache import ObjectCache
 from .kube import Kube
 from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from .observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
-from .status import derive_status, transition_events
+from .status import condition, derive_status, transition_events
 
 LOG = logging.getLogger(__name__)
 ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
@@ -38,7 +38,8 @@ WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now in RFC 3339 with milliseconds: canary steps are timed to well under a second."""
+    return rollout.format_time(datetime.datetime.now(datetime.UTC))
 
 
 def manifest_hash(manifest: dict[str, Any]) -> str:
@@ -75,7 +76,12 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop memo entries of a deleted ModelDeployment's children."""
         with self._applied_lock:
-            for key in [k for k in self._applied if k[1] == namespace and k[2].startswith(name)]:
+            owned = [
+                k
+                for k in self._applied
+                if k[1] == namespace and (k[2] == name or k[2].startswith(f"{name}-v"))
+            ]
+            for key in owned:
                 del self._applied[key]
 
     def clear_memo(self) -> None:
@@ -286,29 +292,9 @@ class Reconciler:
         """A spec the models refuse: say so on the resource, touch no child."""
         now = self.clock()
         generation = int(body["metadata"].get("generation", 1))
-        old = {c.type: c for c in previous.conditions}
-
-        def since(type_: str, value: str) -> str:
-            cond = old.get(type_)
-            return cond.last_transition_time or now if cond is not None and cond.status == value else now
-
         conditions = [c for c in previous.conditions if c.type not in ("Degraded", "Ready")] + [
-            models.Condition(
-                type="Degraded",
-                status="True",
-                reason="InvalidSpec",
-                message=message,
-                last_transition_time=since("Degraded", "True"),
-                observed_generation=generation,
-            ),
-            models.Condition(
-                type="Ready",
-                status="False",
-                reason="InvalidSpec",
-                message=message,
-                last_transition_time=since("Ready", "False"),
-                observed_generation=generation,
-            ),
+            condition(previous, "Degraded", True, "InvalidSpec", message, generation, now),
+            condition(previous, "Ready", False, "InvalidSpec", message, generation, now),
         ]
         status = previous.model_copy(
             update={

@@ -95,11 +95,18 @@ class Plan:
 
 
 def parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    """RFC 3339 in UTC, with or without fractional seconds."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
 
 
 def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 with milliseconds, as status carries canary times."""
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_seconds(text: str) -> str:
+    """A timestamp at whole seconds: metav1 times (conditions, history) carry no fraction."""
+    return parse_time(text).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canary_replicas(weight: int, stable: int, shrink_stable: bool) -> tuple[int, int]:
@@ -348,7 +355,8 @@ def _canary(
             waits = [pause - held] if held < pause else []
             if rollout.analysis is not None:
                 waits.append(parse_duration(rollout.analysis.interval))
-            requeue = max(0.2, min(waits)) if waits else WAIT_REQUEUE_SECONDS
+            # 50ms floor: never a busy loop, never a step noticeably late.
+            requeue = max(0.05, min(waits)) if waits else WAIT_REQUEUE_SECONDS
     if canary.paused:
         requeue = None
     weight = step.weight if step_serving else 0
@@ -394,11 +402,13 @@ def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: str) -
     ):
         return False
     last = canary.analysis.last_check
-    since = parse_time(
-        last.at if last is not None and last.at >= canary.step_started_at else canary.step_started_at
-    )
+    since = parse_time(canary.step_started_at)
+    if last is not None and parse_time(last.at) > since:
+        since = parse_time(last.at)
     return (parse_time(now) - since).total_seconds() >= parse_duration(spec.interval)
 
 
 def history_entry(outcome: Outcome, now: str) -> HistoryEntry:
-    return HistoryEntry(version=outcome.version, result=outcome.result, at=now, reason=outcome.reason)
+    return HistoryEntry(
+        version=outcome.version, result=outcome.result, at=to_seconds(now), reason=outcome.reason
+    )

@@ -33,7 +33,7 @@ class Event:
     message: str
 
 
-def _condition(
+def condition(
     previous: ModelDeploymentStatus,
     type_: str,
     status: bool,
@@ -42,6 +42,7 @@ def _condition(
     generation: int,
     now: str,
 ) -> Condition:
+    """A metav1.Condition whose lastTransitionTime moves only when its status does."""
     text = "True" if status else "False"
     old = next((c for c in previous.conditions if c.type == type_), None)
     since = old.last_transition_time if old is not None and old.status == text else now
@@ -95,7 +96,7 @@ def derive_status(
     steps = len(steps_of(md))
 
     def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
-        return _condition(previous, type_, ok, reason, message, md.generation, now)
+        return condition(previous, type_, ok, reason, message, md.generation, now)
 
     history = list(previous.history)
     if plan.outcome is not None:

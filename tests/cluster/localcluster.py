@@ -28,6 +28,16 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 DEFAULT_DIR = REPO / ".cluster"
 ADMIN_TOKEN_USER = "admin"
+OPERATOR_USER = "modeldeploy-operator"
+# Metadata of every completed request but node leases (kwok's heartbeats), for counting by user.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+"""
 POD_CIDR = "127.1.0.1/16"  # kwok hands out pod IPs from here: loopback, bindable by tests
 NODE_IP = "127.0.0.2"
 NODE_NAME = "kwok-node-0"
@@ -185,6 +195,16 @@ class LocalCluster:
         return self.root / "kubeconfig"
 
     @property
+    def operator_kubeconfig(self) -> Path:
+        """A kubeconfig for the operator's own identity (user modeldeploy-operator)."""
+        return self.root / "operator-kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON line per request (metadata only)."""
+        return self.root / "audit.log"
+
+    @property
     def state_file(self) -> Path:
         return self.root / "state.json"
 
@@ -207,10 +227,17 @@ class LocalCluster:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         token = os.urandom(16).hex()
-        (pki / "tokens.csv").write_text(f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n')
+        operator_token = os.urandom(16).hex()
+        # The operator gets an identity of its own, so the audit log can tell its requests apart.
+        (pki / "tokens.csv").write_text(
+            f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n'
+            f'{operator_token},{OPERATOR_USER},operator-uid,"system:masters"\n'
+        )
+        (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
+        write_kubeconfig(self.operator_kubeconfig, server, pki / "ca.crt", operator_token, user=OPERATOR_USER)
         etcd_dir = self.root / "etcd"
         write_kwok_config(self.root / "kwok.yaml")
         commands = {
@@ -255,6 +282,11 @@ class LocalCluster:
                 "--max-mutating-requests-inflight=1000",
                 "--profiling=false",
                 "--v=1",
+                f"--audit-policy-file={self.root / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=0",
+                "--audit-log-mode=blocking",  # logged before the response: counts need no waiting
             ],
             "kube-controller-manager": [
                 str(bin_dir / "kube-controller-manager"),

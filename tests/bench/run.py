@@ -1,0 +1,492 @@
+"""`make bench`: how fast and how cheaply the operator converges, beside the floor, in one run.
+
+    python -m tests.bench.run --n 200 [--m 50] [--idle 60] [--replicas 1] [--out bench-results.json]
+
+On a fresh local control plane (with an API audit log):
+1. floor: the same children (ConfigMap, Deployment, Service per object) applied
+   straight to the API server, timed until every Deployment is Available;
+2. operator: N ModelDeployments applied at once, timed until every one is Ready
+   (model-aware: TF Serving stand-ins answer on every pod IP);
+3. API economy: the operator's own requests (its user in the audit log) by verb per
+   object, status writes per object, and writes during ``--idle`` seconds after;
+4. footprint: the operator's peak RSS and CPU seconds;
+5. canary reaction: M canaries with short steps, delay from a step falling due to
+   its next weight being applied (the status write that carries it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from modeldeploy import builders, rollout
+from modeldeploy.kube import Kube
+from modeldeploy.models import ModelDeployment, ModelDeploymentSpec
+from tests.cluster.localcluster import OPERATOR_USER, LocalCluster, free_port
+from tests.integration.conftest import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+CANARY_PAUSE_SECONDS = 3
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def spec(version: int, replicas: int, canary: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {"storageUri": "file:///models-store/bench", "version": version},
+        "replicas": replicas,
+        "rollout": {"strategy": "Immediate"},
+    }
+    if canary:
+        body["rollout"] = {
+            "strategy": "Canary",
+            "steps": [
+                {"weight": 20, "pause": f"{CANARY_PAUSE_SECONDS}s"},
+                {"weight": 50, "pause": f"{CANARY_PAUSE_SECONDS}s"},
+            ],
+        }
+    return body
+
+
+class Audit:
+    """Reads the API server's audit log from a mark: the operator's requests by verb."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        # The API server logs in blocking mode: every answered request is already here.
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def operator_requests(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read() if end is None else handle.read(end - start)
+        events = []
+        for line in data.splitlines():
+            event = json.loads(line)
+            if (
+                event.get("user", {}).get("username") == OPERATOR_USER
+                and event.get("stage") == "ResponseComplete"
+            ):
+                events.append(event)
+        return events
+
+
+@dataclass
+class ReadyWatch:
+    """Records when each object of a namespace is first seen done (by a predicate on its body)."""
+
+    api: kubernetes.client.ApiClient
+    namespace: str
+    kind: str  # "md" or "deployment"
+    expected: int
+    done_at: dict[str, float] = field(default_factory=dict)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def _done(self, obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        if self.kind == "deployment":
+            wanted = obj["spec"].get("replicas", 1)
+            return bool(
+                status.get("availableReplicas", 0) >= wanted
+                and status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
+            )
+        return (
+            status.get("phase") == "Ready"
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    def run(self) -> None:
+        if self.kind == "deployment":
+            lister: Any = kubernetes.client.AppsV1Api(self.api).list_namespaced_deployment
+            args: tuple[Any, ...] = (self.namespace,)
+        else:
+            lister = kubernetes.client.CustomObjectsApi(self.api).list_namespaced_custom_object
+            args = (GROUP, VERSION, self.namespace, PLURAL)
+        while not self.finished.is_set():
+            watch = kubernetes.watch.Watch()
+            for event in watch.stream(lister, *args, timeout_seconds=30, _preload_content=False):
+                obj = event["raw_object"]
+                name = obj["metadata"]["name"]
+                if name not in self.done_at and self._done(obj):
+                    self.done_at[name] = time.monotonic()
+                    if len(self.done_at) >= self.expected:
+                        self.finished.set()
+                        watch.stop()
+                        break
+
+    def start(self) -> ReadyWatch:
+        threading.Thread(target=self.run, daemon=True).start()
+        return self
+
+
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def create_namespace(core: kubernetes.client.CoreV1Api, name: str) -> None:
+    core.create_namespace({"metadata": {"name": name}})
+    deadline = time.monotonic() + 30
+    while not core.list_namespaced_service_account(name).items:  # admission needs the default SA
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name} has no default service account")
+        time.sleep(0.1)
+
+
+def run_floor(api: kubernetes.client.ApiClient, n: int, replicas: int, workers: int) -> dict[str, Any]:
+    """The same children the operator would make, applied directly: the floor."""
+    namespace = "bench-floor"
+    create_namespace(kubernetes.client.CoreV1Api(api), namespace)
+    kube = Kube(api)
+    watch = ReadyWatch(api, namespace, "deployment", n).start()
+    start = time.monotonic()
+
+    def apply_one(i: int) -> None:
+        md = ModelDeployment(
+            name=f"m{i}",
+            namespace=namespace,
+            uid="00000000-0000-0000-0000-000000000000",
+            generation=1,
+            spec=ModelDeploymentSpec.model_validate(spec(1, replicas)),
+        )
+        for manifest in (
+            builders.build_config_map(md, 1),
+            builders.build_deployment(md, 1, replicas, "stable"),
+            builders.build_service(md),
+        ):
+            manifest = copy.deepcopy(manifest)
+            del manifest["metadata"]["ownerReferences"]  # no owner exists: the GC would collect them
+            kube.apply(manifest)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(apply_one, range(n)))
+    if not watch.finished.wait(600):
+        raise TimeoutError(f"floor: {len(watch.done_at)}/{n} Deployments available after 600s")
+    durations = [t - start for t in watch.done_at.values()]
+    return {
+        "total_s": max(durations),
+        "p50_s": percentile(durations, 0.5),
+        "p99_s": percentile(durations, 0.99),
+    }
+
+
+def create_mds(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    names: list[str],
+    body_spec: dict[str, Any],
+    workers: int = 8,
+) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+
+    def create(name: str) -> None:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelDeployment",
+                "metadata": {"name": name},
+                "spec": body_spec,
+            },
+        )
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(create, names))
+
+
+def start_process(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: list[str]) -> dict[str, Any]:
+    """Patch M resources to a new version; per step, delay from due (start + pause) to the next write."""
+    custom = kubernetes.client.CustomObjectsApi(api)
+    delays: list[float] = []
+    seen: dict[str, int] = {}
+    done: set[str] = set()
+    finished = threading.Event()
+    listed: set[str] = set()
+    watching = threading.Event()
+
+    def watch() -> None:
+        stream = kubernetes.watch.Watch()
+        for event in stream.stream(
+            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=300
+        ):
+            now = time.time()
+            obj = event["object"]
+            name = obj["metadata"]["name"]
+            if name not in names:
+                continue
+            listed.add(name)
+            if len(listed) == len(names):
+                watching.set()  # the initial listing is in: the watch sees every later change
+            status = obj.get("status") or {}
+            canary = status.get("canary")
+            previous = seen.get(name)
+            if canary is not None and canary.get("step") is not None:
+                step = int(canary["step"])
+                if previous is not None and step == previous + 1 and previous_start.get(name):
+                    due = rollout.parse_time(previous_start[name]).timestamp() + CANARY_PAUSE_SECONDS
+                    delays.append(now - due)
+                seen[name] = step
+                if canary.get("stepStartedAt"):
+                    previous_start[name] = canary["stepStartedAt"]
+            if status.get("phase") == "Ready" and (status.get("stable") or {}).get("version") == 2:
+                done.add(name)
+                if len(done) == len(names):
+                    finished.set()
+                    stream.stop()
+
+    previous_start: dict[str, str] = {}
+    threading.Thread(target=watch, daemon=True).start()
+    if not watching.wait(30):
+        raise TimeoutError("canary reaction: the watch did not list the resources")
+    for name in names:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"model": {"version": 2}}}
+        )
+    if not finished.wait(300):
+        raise TimeoutError(f"canary reaction: {len(done)}/{len(names)} promoted after 300s")
+    return {
+        "m": len(names),
+        "transitions": len(delays),
+        "p50_s": percentile(delays, 0.5),
+        "p99_s": percentile(delays, 0.99),
+        "max_s": max(delays) if delays else float("nan"),
+    }
+
+
+def run(n: int, m: int, idle: float, replicas: int, workers: int, root: Path) -> dict[str, Any]:
+    cluster = LocalCluster(root)
+    cluster.up()
+    results: dict[str, Any] = {
+        "n": n,
+        "m": m,
+        "replicas": replicas,
+        "idle_s": idle,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        subprocess.run(
+            [
+                str(_kubectl()),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "apply",
+                "--server-side",
+                "-f",
+                str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        _wait_node_ready(cluster)
+        results["floor"] = run_floor(api, n, replicas, workers)
+
+        namespace = "bench-operator"
+        core = kubernetes.client.CoreV1Api(api)
+        create_namespace(core, namespace)
+        control = root / "standins.json"
+        control.write_text("{}")
+        processes.append(
+            start_process(
+                [
+                    "-m",
+                    "tests.standin.fleet",
+                    f"--kubeconfig={cluster.kubeconfig}",
+                    f"--namespace={namespace}",
+                    f"--control={control}",
+                ],
+                root / "standins.log",
+            )
+        )
+        health = free_port()
+        operator = start_process(
+            [
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                f"--namespace={namespace}",
+                f"--liveness=http://127.0.0.1:{health}/healthz",
+                "-m",
+                "modeldeploy.handlers",
+            ],
+            root / "operator.log",
+            env={"KUBECONFIG": str(cluster.operator_kubeconfig), "MODELDEPLOY_WORKERS": str(workers)},
+        )
+        processes.append(operator)
+        audit = Audit(cluster.audit_log)
+        wait_for(lambda: _healthy(health), 60, what="operator liveness")
+        mark = audit.mark()
+        watch = ReadyWatch(api, namespace, "md", n).start()
+        names = [f"m{i}" for i in range(n)]
+        canary_names = names[:m]
+        start = time.monotonic()
+        create_mds(api, namespace, canary_names, spec(1, replicas, canary=True))
+        create_mds(api, namespace, names[m:], spec(1, replicas))
+        if not watch.finished.wait(900):
+            raise TimeoutError(f"operator: {len(watch.done_at)}/{n} Ready after 900s")
+        durations = [t - start for t in watch.done_at.values()]
+        results["operator"] = {
+            "total_s": max(durations),
+            "p50_s": percentile(durations, 0.5),
+            "p99_s": percentile(durations, 0.99),
+        }
+        results["ratio_total"] = results["operator"]["total_s"] / results["floor"]["total_s"]
+        converged = audit.mark()
+        requests = audit.operator_requests(mark, converged)
+        by_verb = Counter(e["verb"] for e in requests)
+        status_writes = sum(
+            1
+            for e in requests
+            if e["verb"] == "patch" and e.get("objectRef", {}).get("subresource") == "status"
+        )
+        results["api"] = {
+            "per_object_by_verb": {verb: round(count / n, 2) for verb, count in sorted(by_verb.items())},
+            "per_object_total": round(len(requests) / n, 2),
+            "status_writes_per_object": round(status_writes / n, 2),
+        }
+        idle_start = audit.mark()
+        time.sleep(idle)  # the idle window itself: what the operator writes while nothing changes
+        idle_requests = audit.operator_requests(idle_start)
+        results["api"]["idle_writes"] = sum(1 for e in idle_requests if e["verb"] in WRITE_VERBS)
+        rss, cpu = proc_usage(operator.pid)
+        results["footprint"] = {"peak_rss_mib": round(rss, 1), "cpu_seconds": round(cpu, 1)}
+        if m:
+            results["canary_reaction"] = canary_reaction(api, namespace, canary_names)
+    finally:
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        cluster.down()
+    return results
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _kubectl() -> Path:
+    from tests.cluster.localcluster import build_binaries
+
+    return build_binaries() / "kubectl"
+
+
+def _wait_node_ready(cluster: LocalCluster) -> None:
+    subprocess.run(
+        [
+            str(_kubectl()),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            "--all",
+            "--timeout=60s",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def table(results: dict[str, Any]) -> str:
+    floor, op, api = results["floor"], results["operator"], results["api"]
+    rows = [
+        ("ModelDeployments (N)", f"{results['n']} x {results['replicas']} replica(s)"),
+        (
+            "floor: all Deployments Available",
+            f"{floor['total_s']:.1f}s (p50 {floor['p50_s']:.1f}s, p99 {floor['p99_s']:.1f}s)",
+        ),
+        (
+            "operator: all Ready (model-aware)",
+            f"{op['total_s']:.1f}s (p50 {op['p50_s']:.1f}s, p99 {op['p99_s']:.1f}s)",
+        ),
+        ("ratio operator/floor (target <= 1.3)", f"{results['ratio_total']:.2f}"),
+        ("operator requests per object", f"{api['per_object_total']} {api['per_object_by_verb']}"),
+        ("status writes per object", f"{api['status_writes_per_object']}"),
+        (f"writes in {results['idle_s']:g}s idle (target 0)", f"{api['idle_writes']}"),
+        (
+            "operator peak RSS / CPU",
+            f"{results['footprint']['peak_rss_mib']} MiB / {results['footprint']['cpu_seconds']} s",
+        ),
+    ]
+    if "canary_reaction" in results:
+        c = results["canary_reaction"]
+        rows.append(
+            (
+                f"canary step reaction, M={c['m']} (target p99 < 1s)",
+                f"p50 {c['p50_s'] * 1000:.0f}ms, p99 {c['p99_s'] * 1000:.0f}ms, "
+                f"max {c['max_s'] * 1000:.0f}ms over {c['transitions']} steps",
+            )
+        )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--m", type=int, default=50)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
+        results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root))
+    print(table(results))
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
