@@ -1,12 +1,14 @@
 """What the watches have shown: the latest body of every watched object.
 
 Reconciles read from here instead of the API server (as controller-runtime's
-informers do), so a pass costs requests only for what it writes.
+informers do), so a pass costs requests only for what it writes. Stored bodies
+are the watch events' own freshly parsed objects, never copied: nobody may
+change them (the reconciler only reads them). Copies were a third of the
+operator's CPU under load (profiled with py-spy at N=200).
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 from typing import Any
 
@@ -27,7 +29,7 @@ class ObjectCache:
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         with self._lock:
-            self._objects[key] = copy.deepcopy(body)
+            self._objects[key] = body
             if owner is not None and kind != "ModelDeployment":
                 self._children.setdefault((key[1], owner), set()).add(key)
 
@@ -45,14 +47,13 @@ class ObjectCache:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            body = self._objects.get((kind, namespace, name))
-            return copy.deepcopy(body) if body is not None else None
+            return self._objects.get((kind, namespace, name))
 
     def labelled(self, kind: str, namespace: str, md_name: str) -> list[dict[str, Any]]:
         """Objects of one kind labelled with the ModelDeployment's name."""
         with self._lock:
             keys = [k for k in self._children.get((namespace, md_name), ()) if k[0] == kind]
-            return [copy.deepcopy(self._objects[k]) for k in keys if k in self._objects]
+            return [self._objects[k] for k in keys if k in self._objects]
 
     def children(self, kind: str, namespace: str, md_name: str, owner_uid: str) -> list[dict[str, Any]]:
         """Labelled objects that this incarnation of the ModelDeployment owns."""

@@ -479,9 +479,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
+    parser.add_argument("--keep", type=Path, default=None, help="keep logs and audit log in this folder")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
-        results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
+            results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root))
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

@@ -297,7 +297,12 @@ class LocalCluster:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=true",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                # No endpoint controllers: they would publish pod IPs, which here are loopback
+                # addresses the API server refuses in Endpoints, so they retry and post
+                # warnings forever; nothing in this cluster reads Endpoints (nothing may dial
+                # a ClusterIP), so they are only load.
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route,"
+                "-endpoint,-endpointslice,-endpointslicemirroring",
                 "--concurrent-deployment-syncs=20",
                 "--concurrent-replicaset-syncs=20",
                 "--concurrent-gc-syncs=40",
