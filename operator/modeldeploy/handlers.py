@@ -10,6 +10,7 @@ Run: ``kopf run --standalone --all-namespaces -m modeldeploy.handlers``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -72,9 +73,31 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     options = builders.BuildOptions(
         fetcher_image=os.environ.get("MODELDEPLOY_FETCHER_IMAGE", builders.BuildOptions.fetcher_image)
     )
-    RUNTIME.reconciler = Reconciler(kube.Kube(kube.load_client_config()), RUNTIME.cache, options)
+    client = kube.Kube(kube.load_client_config())
+    RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, options)
+    await asyncio.to_thread(_fill_cache, client)
     run_workers(RUNTIME.queue, _handle, WORKERS)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
+
+
+# What the cache holds: (kind, API prefix, plural, label selector).
+WATCHED = (
+    ("ModelDeployment", f"/apis/{models.GROUP}/{models.VERSION}", models.PLURAL, ""),
+    ("Deployment", "/apis/apps/v1", "deployments", MANAGED_SELECTOR),
+    ("Pod", "/api/v1", "pods", MANAGED_SELECTOR),
+    ("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", MANAGED_SELECTOR),
+    ("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", MANAGED_SELECTOR),
+    ("HTTPRoute", "/apis/gateway.networking.k8s.io/v1", "httproutes", MANAGED_SELECTOR),
+)
+
+
+def _fill_cache(client: kube.Kube) -> None:
+    """List everything before the first pass: a pass that saw a resource but not yet its
+    children would report it Pending (and write that) right after a restart."""
+    for kind, prefix, plural, selector in WATCHED:
+        for item in client.list_all(prefix, plural, selector):
+            RUNTIME.cache.upsert(kind, item)
+    LOG.info("cache filled with %d objects", len(RUNTIME.cache))
 
 
 @kopf.on.cleanup()

@@ -20,6 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from . import models
 
 FIELD_MANAGER = "modeldeploy"
+# Applies only a Deployment's replica count when an HPA is to own it: the field
+# keeps an owner while the main manager lets go of it, so it is never reset to 1.
+HANDOVER_FIELD_MANAGER = "modeldeploy-handover"
 LOG = logging.getLogger(__name__)
 
 # kind -> (API path prefix, plural); only kinds the operator writes or deletes.
@@ -75,14 +78,14 @@ class Kube:
         path = f"{prefix}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}" if name else path
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = manifest["metadata"]
         path = self._path(manifest["kind"], meta["namespace"], meta["name"])
         result: dict[str, Any] = self._call(
             "PATCH",
             path,
             body=manifest,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
         return result
@@ -100,6 +103,25 @@ class Kube:
                 return False
             raise
         return True
+
+    def list_all(self, api_prefix: str, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
+        """Every object of a kind in all namespaces; [] when the kind is not served (e.g. no Gateway API)."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = [("limit", 500)] + ([("labelSelector", label_selector)] if label_selector else [])
+            if token:
+                query.append(("continue", token))
+            try:
+                page = self._call("GET", f"{api_prefix}/{plural}", query=query)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return []
+                raise
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
 
     def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
         """Add labels to a live pod (no restart: only its template would do that)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import analysis, builders, modelgate, models, rollout, tfconfig
+from . import analysis, builders, kube, modelgate, models, rollout, tfconfig
 from .cache import ObjectCache
 from .kube import Kube
 from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
@@ -189,13 +189,15 @@ class Reconciler:
         self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
     ) -> None:
         desired: list[dict[str, Any]] = [builders.build_service(md)]
+        handovers: list[tuple[dict[str, Any], int]] = []
         for version_plan in plan.apply:
             desired.append(builders.build_config_map(md, version_plan.version))
-            desired.append(
-                builders.build_deployment(
-                    md, version_plan.version, version_plan.replicas, version_plan.track, self.options
-                )
+            deployment = builders.build_deployment(
+                md, version_plan.version, version_plan.replicas, version_plan.track, self.options
             )
+            desired.append(deployment)
+            if version_plan.initial_replicas is not None:
+                handovers.append((deployment, version_plan.initial_replicas))
         gateway = md.spec.traffic.router is models.Router.GATEWAY_API
         if gateway:
             weights = _route_weights(plan)
@@ -208,8 +210,14 @@ class Reconciler:
             "HTTPRoute": builders.build_http_route(md, weights) if gateway else None,
         }
         desired += [manifest for manifest in optional.values() if manifest is not None]
+        for deployment, size in handovers:
+            if _owns_replicas(self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"])):
+                self._hand_over_replicas(deployment, size)  # before we let go of the field
         for child in desired:
             self._apply_if_changed(child)
+        for deployment, size in handovers:
+            if self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"]) is None:
+                self._hand_over_replicas(deployment, size)  # just created, at the default of 1
         for kind, manifest in optional.items():
             if manifest is None:  # turned off in the spec: remove what an earlier pass made
                 for live in self.cache.children(kind, md.namespace, md.name, md.uid):
@@ -245,6 +253,20 @@ class Reconciler:
         LOG.info("applied %s %s/%s", key[0], key[1], key[2])
         with self._applied_lock:
             self._applied[key] = digest
+
+    def _hand_over_replicas(self, deployment: dict[str, Any], replicas: int) -> None:
+        """Set the replica count under the hand-over manager; the HPA takes it from there."""
+        meta = deployment["metadata"]
+        self.kube.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "spec": {"replicas": replicas},
+            },
+            field_manager=kube.HANDOVER_FIELD_MANAGER,
+        )
+        LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
 
     def _delete(self, kind: str, namespace: str, name: str) -> None:
         if self.kube.delete(kind, namespace, name):
@@ -307,6 +329,14 @@ class Reconciler:
 
 
 GATE_RETRY_SECONDS = 1.0
+
+
+def _owns_replicas(deployment: dict[str, Any] | None) -> bool:
+    """Whether the operator's own apply still owns spec.replicas of a live Deployment."""
+    for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == kube.FIELD_MANAGER and entry.get("operation") == "Apply":
+            return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    return False
 
 
 def _version_of(obj: dict[str, Any]) -> int:

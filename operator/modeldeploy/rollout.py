@@ -52,6 +52,8 @@ class VersionPlan:
     version: int
     replicas: int | None  # None: an HPA owns the count
     track: str
+    # With an HPA: the size to hand the count over at (new Deployments, promoted canaries).
+    initial_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,10 @@ def _previous_serving(
     return max(complete) if complete else None
 
 
+def _sized(version: int, replicas: int | None, size_now: int, track: str) -> VersionPlan:
+    return VersionPlan(version, replicas, track, initial_replicas=size_now if replicas is None else None)
+
+
 def _stable_size(md: ModelDeployment, observed: ObservedDeployment | None) -> tuple[int | None, int]:
     """(replicas to apply, replicas it has): None to apply leaves the count to the HPA."""
     if md.spec.autoscaling is None:
@@ -172,11 +178,11 @@ def plan(
     previous = _previous_serving(status, observed, target)
     if previous is not None and previous != target and target in failed:
         # Rolled back before: a re-sync of the same spec must not roll it again.
-        stable_apply, _ = _stable_size(md, observed.get(previous))
+        stable_apply, size_now = _stable_size(md, observed.get(previous))
         return Plan(
             previous,
             target,
-            [VersionPlan(previous, stable_apply, TRACK_STABLE)],
+            [_sized(previous, stable_apply, size_now, TRACK_STABLE)],
             sorted(v for v in observed if v != previous),
             held_back=f"version {target} was rolled back; set a new version or the retry annotation",
             failed_versions=failed,
@@ -195,8 +201,12 @@ def _immediate(
     failed: list[int],
     handled: Actions,
 ) -> Plan:
-    stable_apply, _ = _stable_size(md, observed.get(target))
-    target_plan = VersionPlan(target, stable_apply, TRACK_STABLE)
+    # A new version under an HPA starts at the size the serving version has now.
+    sizing = (
+        observed.get(previous) if previous is not None and target not in observed else observed.get(target)
+    )
+    stable_apply, size_now = _stable_size(md, sizing)
+    target_plan = _sized(target, stable_apply, size_now, TRACK_STABLE)
     target_dep = observed.get(target)
 
     def plan_for(serving: int | None, delete: list[int]) -> Plan:
@@ -241,7 +251,7 @@ def _canary(
         return Plan(
             stable,
             target,
-            [VersionPlan(stable, stable_apply, TRACK_STABLE)],
+            [_sized(stable, stable_apply, stable_size, TRACK_STABLE)],
             sorted({*stale, target}),
             canary=None,
             outcome=Outcome(target, result, reason),
@@ -282,7 +292,7 @@ def _canary(
             return Plan(
                 target,
                 target,
-                [VersionPlan(target, stable_apply, TRACK_STABLE)],
+                [_sized(target, stable_apply, stable_size, TRACK_STABLE)],
                 sorted(v for v in observed if v != target),
                 canary=None,
                 outcome=Outcome(
@@ -305,7 +315,7 @@ def _canary(
             stable,
             target,
             [
-                VersionPlan(stable, stable_apply, TRACK_STABLE),
+                _sized(stable, stable_apply, stable_size, TRACK_STABLE),
                 VersionPlan(target, canary_count, TRACK_CANARY),
             ],
             stale,
@@ -318,7 +328,9 @@ def _canary(
 
     step = steps[canary.step]
     stable_count, canary_count = canary_replicas(step.weight, stable_size, rollout.shrink_stable)
-    stable_plan = VersionPlan(stable, stable_count if rollout.shrink_stable else stable_apply, TRACK_STABLE)
+    stable_plan = _sized(
+        stable, stable_count if rollout.shrink_stable else stable_apply, stable_size, TRACK_STABLE
+    )
     versions = [stable_plan, VersionPlan(target, canary_count, TRACK_CANARY)]
     canary = _with(canary, weight=step.weight, replicas=canary_count, ready_replicas=canary_ready)
     requeue: float | None = WAIT_REQUEUE_SECONDS

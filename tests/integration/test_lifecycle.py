@@ -101,6 +101,19 @@ def test_autoscaling_creates_an_hpa_and_leaves_replicas_to_it(
     ours = [m for m in dep.metadata.managed_fields if m.manager == "modeldeploy"]
     assert ours
     assert all("f:replicas" not in str(m.fields_v1.get("f:spec", {})) for m in ours)
+    # A new version under the HPA starts at the serving size (not 1), the count handed to the HPA.
+    cluster.patch_md(
+        namespace, "mnist", {"spec": {"model": {"version": 2}, "rollout": {"strategy": "Immediate"}}}
+    )
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    assert md["status"]["stable"]["version"] == 2
+    dep = cluster.apps.read_namespaced_deployment("mnist-v2", namespace)
+    assert dep.spec.replicas == 2
+    owners = {
+        m.manager for m in dep.metadata.managed_fields if "f:replicas" in str(m.fields_v1.get("f:spec", {}))
+    }
+    assert "modeldeploy" not in owners
+    assert "modeldeploy-handover" in owners or "kube-controller-manager" in owners
     # Back to a fixed count: the HPA goes.
     cluster.patch_md(namespace, "mnist", {"spec": {"autoscaling": None, "replicas": 1}})
     wait_for(

@@ -46,3 +46,18 @@ def test_lost_status_is_recovered_from_observation() -> None:
     )
     assert plan.serving_version == 2
     assert plan.delete == []
+
+
+def test_with_an_hpa_a_new_version_is_handed_the_serving_size() -> None:
+    import copy
+
+    from .conftest import SAMPLE_SPEC
+
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    del spec["replicas"]
+    spec["autoscaling"] = {"minReplicas": 2, "maxReplicas": 9}
+    md = make_md(spec)
+    scaled_up = deployment(2, replicas=5, ready=5)  # the HPA grew version 2 to 5
+    plan = rollout.plan(md, SERVING_2, now=T0, observed={2: scaled_up})
+    # The count is the HPA's (replicas None) but version 3 starts at version 2's 5, not at 1.
+    assert plan.apply == [rollout.VersionPlan(3, None, "stable", initial_replicas=5)]
