@@ -13,7 +13,7 @@ TFS_API := tensorflow-serving-api>=2.16
 ##@ Setup
 .PHONY: help venv setup
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ fmt: venv ## Format and fix what ruff can
 crds: venv ## Regenerate crds/ from the pydantic models
 	$(PY) -m modeldeploy.crdgen crds
 
-run: venv ## Run the operator against $$KUBECONFIG (all namespaces)
+run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 	$(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.handlers
 
 ##@ Tests
