@@ -25,10 +25,14 @@ class ObjectCache:
         self._children: dict[tuple[str, str], set[Key]] = {}
 
     def upsert(self, kind: str, body: dict[str, Any]) -> None:
+        """Store ``body`` unless the cache already holds a newer version of the object."""
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         with self._lock:
+            held = self._objects.get(key)
+            if held is not None and _newer(held, body):
+                return
             self._objects[key] = body
             if owner is not None and kind != "ModelDeployment":
                 self._children.setdefault((key[1], owner), set()).add(key)
@@ -72,3 +76,15 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+
+def _newer(held: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    """Whether ``held`` is a later version than ``incoming``. resourceVersions are opaque
+    to clients in general; the API server's are etcd revisions, compared as numbers,
+    and anything else is treated as not newer (the incoming body wins)."""
+    try:
+        held_rv = int(held.get("metadata", {}).get("resourceVersion", ""))
+        incoming_rv = int(incoming.get("metadata", {}).get("resourceVersion", ""))
+    except ValueError:
+        return False
+    return held_rv > incoming_rv

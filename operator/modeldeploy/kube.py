@@ -136,15 +136,16 @@ class Kube:
             if exc.status != 404:  # a pod that went away needs no label
                 raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the whole status. A merge patch would keep any field the new status
         leaves out (a canary's finished step time, say), so this is a JSON patch."""
-        self._call(
+        result: dict[str, Any] = self._call(
             "PATCH",
             f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}/status",
             body=[{"op": "add", "path": "/status", "value": status}],
             content_type="application/json-patch+json",
         )
+        return result
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""

@@ -249,7 +249,10 @@ class Reconciler:
         if remembered:
             return
         meta.setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
-        self.kube.apply(manifest)
+        applied = self.kube.apply(manifest)
+        if key[0] in WATCHED_CHILD_KINDS:
+            # Write-through: the next pass must not see the pre-apply object and apply again.
+            self.cache.upsert(key[0], applied)
         LOG.info("applied %s %s/%s", key[0], key[1], key[2])
         with self._applied_lock:
             self._applied[key] = digest
@@ -306,7 +309,10 @@ class Reconciler:
         if status == previous:
             return
         meta = body["metadata"]
-        self.kube.patch_status(meta["namespace"], meta["name"], _dump_status(status))
+        written = self.kube.patch_status(meta["namespace"], meta["name"], _dump_status(status))
+        # Write-through: a pass before our own watch event arrives must see this status,
+        # or it would recompute transition times and write again.
+        self.cache.upsert("ModelDeployment", written)
         for event in transition_events(previous, status):
             self.kube.post_event(body, event.type, event.reason, event.message)
 

@@ -214,7 +214,8 @@ def _immediate(
 
     others = sorted(v for v in observed if v != target)
     if previous is None or previous == target:
-        up = target_dep is not None and (target_dep.available or target_dep.complete)
+        # Serving means a pod passed the model gate, not that the Deployment is Available.
+        up = target_dep is not None and (target_dep.serving_replicas > 0 or target_dep.complete)
         return plan_for(target if up or previous == target else None, others)
     if target_dep is not None and target_dep.complete:
         return plan_for(target, others)

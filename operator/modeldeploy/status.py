@@ -21,7 +21,7 @@ from .models import (
     VersionStatus,
 )
 from .observed import FetchFailure, ObservedDeployment
-from .rollout import Plan, history_entry, steps_of
+from .rollout import Plan, history_entry, steps_of, to_seconds
 
 HISTORY_LIMIT = 20
 
@@ -45,7 +45,7 @@ def condition(
     """A metav1.Condition whose lastTransitionTime moves only when its status does."""
     text = "True" if status else "False"
     old = next((c for c in previous.conditions if c.type == type_), None)
-    since = old.last_transition_time if old is not None and old.status == text else now
+    since = old.last_transition_time if old is not None and old.status == text else to_seconds(now)
     return Condition(
         type=type_,
         status=text,
@@ -106,7 +106,7 @@ def derive_status(
             HistoryEntry(
                 version=serving.version,
                 result="Promoted",
-                at=now,
+                at=to_seconds(now),
                 reason=f"{md.spec.rollout.strategy.value}: replaced version {previous.stable.version}",
             )
         )
@@ -189,7 +189,11 @@ def derive_status(
             loaded,
             "VersionAvailable" if loaded else "Loading",
             f"version {plan.target_version}: "
-            + (f"{target.serving_replicas} pod(s) report it AVAILABLE" if target else "no pod yet"),
+            + (
+                f"{target.serving_replicas} pod(s) report it AVAILABLE"
+                if loaded and target
+                else "no pod reports it AVAILABLE yet"
+            ),
         )
 
     last_check = canary.analysis.last_check if canary is not None else None
