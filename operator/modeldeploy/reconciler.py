@@ -210,14 +210,17 @@ class Reconciler:
             "HTTPRoute": builders.build_http_route(md, weights) if gateway else None,
         }
         desired += [manifest for manifest in optional.values() if manifest is not None]
+        created: list[tuple[dict[str, Any], int]] = []
         for deployment, size in handovers:
-            if _owns_replicas(self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"])):
+            live = self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"])
+            if live is None:
+                created.append((deployment, size))  # created below at the default of 1
+            elif _owns_replicas(live):
                 self._hand_over_replicas(deployment, size)  # before we let go of the field
         for child in desired:
             self._apply_if_changed(child)
-        for deployment, size in handovers:
-            if self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"]) is None:
-                self._hand_over_replicas(deployment, size)  # just created, at the default of 1
+        for deployment, size in created:
+            self._hand_over_replicas(deployment, size)
         for kind, manifest in optional.items():
             if manifest is None:  # turned off in the spec: remove what an earlier pass made
                 for live in self.cache.children(kind, md.namespace, md.name, md.uid):
