@@ -61,11 +61,9 @@ def _resync_loop() -> None:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watch only the children we made: the API server filters, not the operator.
-    settings.watching.label_selectors["apps", "deployments"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["autoscaling", "horizontalpodautoscalers"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["networking.k8s.io", "networkpolicies"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["gateway.networking.k8s.io", "httproutes"] = MANAGED_SELECTOR
+    for watched in WATCHED:
+        if watched.selector:
+            settings.watching.label_selectors[watched.group or "v1", watched.plural] = watched.selector
     settings.posting.level = logging.WARNING
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -80,23 +78,37 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
 
 
-# What the cache holds: (kind, API prefix, plural, label selector).
+@dataclass(frozen=True)
+class Watched:
+    """One kind the cache holds; ``group`` is "" for the core API."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    selector: str
+
+    @property
+    def api_prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+
 WATCHED = (
-    ("ModelDeployment", f"/apis/{models.GROUP}/{models.VERSION}", models.PLURAL, ""),
-    ("Deployment", "/apis/apps/v1", "deployments", MANAGED_SELECTOR),
-    ("Pod", "/api/v1", "pods", MANAGED_SELECTOR),
-    ("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", MANAGED_SELECTOR),
-    ("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", MANAGED_SELECTOR),
-    ("HTTPRoute", "/apis/gateway.networking.k8s.io/v1", "httproutes", MANAGED_SELECTOR),
+    Watched("ModelDeployment", models.GROUP, models.VERSION, models.PLURAL, ""),
+    Watched("Deployment", "apps", "v1", "deployments", MANAGED_SELECTOR),
+    Watched("Pod", "", "v1", "pods", MANAGED_SELECTOR),
+    Watched("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers", MANAGED_SELECTOR),
+    Watched("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", MANAGED_SELECTOR),
+    Watched("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", MANAGED_SELECTOR),
 )
 
 
 def _fill_cache(client: kube.Kube) -> None:
     """List everything before the first pass: a pass that saw a resource but not yet its
     children would report it Pending (and write that) right after a restart."""
-    for kind, prefix, plural, selector in WATCHED:
-        for item in client.list_all(prefix, plural, selector):
-            RUNTIME.cache.upsert(kind, item)
+    for watched in WATCHED:
+        for item in client.list_all(watched.api_prefix, watched.plural, watched.selector):
+            RUNTIME.cache.upsert(watched.kind, item)
     LOG.info("cache filled with %d objects", len(RUNTIME.cache))
 
 

@@ -81,11 +81,6 @@ class ObservedDeployment:
             and progressing.reason == "ProgressDeadlineExceeded"
         )
 
-    @property
-    def available(self) -> bool:
-        cond = self.conditions.get("Available")
-        return cond is not None and cond.status == "True" and self.available_replicas > 0
-
 
 @dataclass(frozen=True)
 class FetchFailure:

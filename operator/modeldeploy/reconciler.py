@@ -112,11 +112,9 @@ class Reconciler:
         )
         now = self.clock()
         problem = spec_problem(spec)
-        pods = [
-            p
-            for p in self.cache.labelled("Pod", namespace, name)
-            if not p["metadata"].get("deletionTimestamp")
-        ]
+        # Pods are owned by ReplicaSets, not by the ModelDeployment: matched by labels.
+        all_pods = self.cache.labelled("Pod", namespace, name)
+        pods = [p for p in all_pods if not p["metadata"].get("deletionTimestamp")]
         ungated = self._open_gates(md, pods)
         serving = _serving_counts(pods)
         observed = {
@@ -129,8 +127,8 @@ class Reconciler:
         check, counters = self._check_if_due(md, previous, pods, now)
         plan = rollout.plan(md, previous, observed, now, check, _actions(meta))
         if counters is not None and plan.canary is not None:
-            analysis = plan.canary.analysis.model_copy(update={"counters": counters})
-            plan = dataclasses.replace(plan, canary=plan.canary.model_copy(update={"analysis": analysis}))
+            counted = plan.canary.analysis.model_copy(update={"counters": counters})
+            plan = dataclasses.replace(plan, canary=plan.canary.model_copy(update={"analysis": counted}))
         if problem is None:
             self._apply_plan(md, plan, observed)
         status = derive_status(
@@ -139,9 +137,9 @@ class Reconciler:
             observed,
             previous,
             now,
-            fetch_failure=self._fetch_failure(md, plan.target_version),
+            fetch_failure=_fetch_failure(all_pods, plan.target_version),
             spec_problem=problem,
-            digests=self._digests(md),
+            digests=_digests(all_pods),
         )
         self._write_status(body, previous, status)
         waits = [w for w in (plan.requeue_after, GATE_RETRY_SECONDS if ungated else None) if w is not None]
@@ -280,30 +278,6 @@ class Reconciler:
         with self._applied_lock:
             self._applied.pop((kind, namespace, name), None)
 
-    def _fetch_failure(self, md: ModelDeployment, version: int) -> FetchFailure | None:
-        # Pods are owned by ReplicaSets, not by the ModelDeployment: match them by labels.
-        for pod in self.cache.labelled("Pod", md.namespace, md.name):
-            labels = pod.get("metadata", {}).get("labels") or {}
-            if labels.get(builders.LABEL_VERSION) != str(version):
-                continue
-            failure = fetch_failure_of_pod(pod)
-            if failure is not None:
-                return failure
-        return None
-
-    def _digests(self, md: ModelDeployment) -> dict[int, str]:
-        """version -> artifact digest reported by its newest pod that reported one."""
-        newest: dict[int, tuple[str, str]] = {}
-        for pod in self.cache.labelled("Pod", md.namespace, md.name):
-            digest = fetched_digest_of_pod(pod)
-            version = (pod.get("metadata", {}).get("labels") or {}).get(builders.LABEL_VERSION, "")
-            if digest is None or not version.isdigit():
-                continue
-            created = pod["metadata"].get("creationTimestamp", "")
-            if int(version) not in newest or created > newest[int(version)][0]:
-                newest[int(version)] = (created, digest)
-        return {version: digest for version, (_, digest) in newest.items()}
-
     # ----- status -----
 
     def _write_status(
@@ -373,6 +347,30 @@ def _serving_counts(pods: list[dict[str, Any]]) -> dict[int, int]:
         if _gated(pod):
             counts[_version_of(pod)] = counts.get(_version_of(pod), 0) + 1
     return counts
+
+
+def _fetch_failure(pods: list[dict[str, Any]], version: int) -> FetchFailure | None:
+    """Why a pod of ``version`` could not fetch its model, if one could not."""
+    for pod in pods:
+        if _version_of(pod) == version:
+            failure = fetch_failure_of_pod(pod)
+            if failure is not None:
+                return failure
+    return None
+
+
+def _digests(pods: list[dict[str, Any]]) -> dict[int, str]:
+    """version -> artifact digest reported by its newest pod that reported one."""
+    newest: dict[int, tuple[str, str]] = {}
+    for pod in pods:
+        digest = fetched_digest_of_pod(pod)
+        version = _version_of(pod)
+        if digest is None or not version:
+            continue
+        created = pod["metadata"].get("creationTimestamp", "")
+        if version not in newest or created > newest[version][0]:
+            newest[version] = (created, digest)
+    return {version: digest for version, (_, digest) in newest.items()}
 
 
 def _route_weights(plan: rollout.Plan) -> dict[int, int]:
