@@ -81,6 +81,20 @@ class Audit:
         # The API server logs in blocking mode: every answered request is already here.
         return self.path.stat().st_size if self.path.exists() else 0
 
+    def settled(self, quiet: float = 1.0, timeout: float = 30.0) -> int:
+        """A mark taken once the operator sent nothing for ``quiet`` seconds (or at the timeout).
+
+        Convergence ends with a status write and then its Event; the idle window starts
+        after both, not between them. An operator that never goes quiet still gets its
+        idle window at the timeout, and every write in it is counted.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = self.mark()
+            time.sleep(quiet)  # the quiet period itself
+            if not self.operator_requests(mark) or time.monotonic() > deadline:
+                return self.mark()
+
     def operator_requests(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
         with open(self.path, "rb") as handle:
             handle.seek(start)
@@ -387,7 +401,7 @@ def run(n: int, m: int, idle: float, replicas: int, workers: int, root: Path) ->
             "per_object_total": round(len(requests) / n, 2),
             "status_writes_per_object": round(status_writes / n, 2),
         }
-        idle_start = audit.mark()
+        idle_start = audit.settled()
         time.sleep(idle)  # the idle window itself: what the operator writes while nothing changes
         idle_requests = audit.operator_requests(idle_start)
         results["api"]["idle_writes"] = sum(1 for e in idle_requests if e["verb"] in WRITE_VERBS)
