@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 DEFAULT_DIR = REPO / ".cluster"
@@ -189,6 +191,10 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = 
 @dataclass
 class LocalCluster:
     root: Path
+    # Installed before the controller-manager starts. Its garbage collector discovers new
+    # resource types only every 30s; until then every child owned by a custom resource is
+    # a "virtual" node it checks with a GET on the owner (hundreds in the benchmark).
+    crds: tuple[Path, ...] = ()
 
     @property
     def kubeconfig(self) -> Path:
@@ -280,7 +286,7 @@ class LocalCluster:
                 "--endpoint-reconciler-type=none",  # no kubernetes Service endpoint pointing anywhere
                 "--max-requests-inflight=2000",
                 "--max-mutating-requests-inflight=1000",
-                "--profiling=false",
+                "--profiling=" + ("true" if os.environ.get("MODELDEPLOY_APISERVER_PROFILING") else "false"),
                 "--v=1",
                 f"--audit-policy-file={self.root / 'audit-policy.yaml'}",
                 f"--audit-log-path={self.audit_log}",
@@ -348,6 +354,7 @@ class LocalCluster:
                 self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
                 if name == "kube-apiserver":
                     self._wait_ready(server, pki / "ca.crt", token, timeout)
+                    self._install_crds(bin_dir, timeout)
             self._create_node(bin_dir)
         except BaseException:
             self.down()
@@ -368,6 +375,38 @@ class LocalCluster:
                 last = str(exc)
             time.sleep(0.5)  # polling a starting process; bounded by the deadline
         raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}; logs in {self.root / 'logs'}")
+
+    def _install_crds(self, bin_dir: Path, timeout: float) -> None:
+        if not self.crds:
+            return
+        kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
+        files = [arg for crd in self.crds for arg in ("-f", str(crd))]
+        subprocess.run([*kubectl, "apply", "--server-side", *files], check=True, capture_output=True)
+        # "kubectl wait" fails on a CRD that has no conditions yet: poll instead.
+        names = self.crd_names()
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = json.loads(
+                subprocess.run(
+                    [*kubectl, "get", "crd", *names, "-o", "json"], check=True, capture_output=True, text=True
+                ).stdout
+            )
+            items = listed.get("items", [listed])  # one name gives the object, not a list
+            if len(items) == len(names) and all(_established(crd) for crd in items):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRDs {names} not established after {timeout}s")
+            time.sleep(0.1)  # polling the API server; bounded by the deadline
+
+    def crd_names(self) -> list[str]:
+        """metadata.name of every CRD in ``crds`` (files or folders of YAML)."""
+        files = [f for crd in self.crds for f in (sorted(crd.glob("*.yaml")) if crd.is_dir() else [crd])]
+        return [
+            doc["metadata"]["name"]
+            for f in files
+            for doc in yaml.safe_load_all(f.read_text())
+            if doc and doc.get("kind") == "CustomResourceDefinition"
+        ]
 
     def _create_node(self, bin_dir: Path) -> None:
         """One fake node kwok manages: no taint, room for thousands of pods, a loopback IP."""
@@ -410,6 +449,13 @@ class LocalCluster:
         etcd_dir = self.root / "etcd"
         if etcd_dir.exists():
             subprocess.run(["rm", "-rf", str(etcd_dir)], check=True)
+
+
+def _established(crd: dict[str, object]) -> bool:
+    status = crd.get("status") or {}
+    assert isinstance(status, dict)
+    conditions = status.get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def _alive(pid: int) -> bool:

@@ -164,28 +164,26 @@ def _bin_dir() -> Path:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     external = os.environ.get("MODELDEPLOY_TEST_KUBECONFIG")
+    # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
+    gateway_module = go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"])
+    gateway_crds = gateway_module / "config" / "crd" / "standard"
+    crds = (REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml", gateway_crds)
     local: LocalCluster | None = None
     if external:
         kubeconfig = Path(external)
     else:
-        local = LocalCluster(tmp_path_factory.mktemp("cluster"))
-        kubeconfig = local.up()
+        local = LocalCluster(tmp_path_factory.mktemp("cluster"), crds=crds)
+        kubeconfig = local.up()  # installs the CRDs before the controller-manager starts
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     handle = Cluster(kubeconfig, api)
-    handle.kubectl(
-        "apply", "--server-side", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml")
-    )
-    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    wait_for(
-        lambda: handle.kubectl("get", f"crd/{PLURAL}.{GROUP}", "-o", established).stdout == "True",
-        60,
-        what="CRD established",
-    )
-    # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
-    gateway_crds = (
-        go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"]) / "config" / "crd"
-    )
-    handle.kubectl("apply", "--server-side", "-f", str(gateway_crds / "standard"))
+    if external:
+        handle.kubectl("apply", "--server-side", *(arg for crd in crds for arg in ("-f", str(crd))))
+        established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+        wait_for(
+            lambda: handle.kubectl("get", f"crd/{PLURAL}.{GROUP}", "-o", established).stdout == "True",
+            60,
+            what="CRD established",
+        )
     if local is not None:
         # Pods need a node that kwok has made Ready before anything can schedule.
         handle.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
