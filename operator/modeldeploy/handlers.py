@@ -163,14 +163,16 @@ def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
     return (namespace, owner) if owner else None
 
 
-def _enqueue(key: tuple[str, str] | None) -> None:
+def _enqueue(key: tuple[str, str] | None, urgent: bool = True) -> None:
+    """Children's changes are urgent: they finish work under way (a pod waiting for its
+    model gate), which should not wait behind every new resource's first pass."""
     if key is not None:
-        RUNTIME.queue.add(key)
+        RUNTIME.queue.add(key, urgent=urgent)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
 async def model_deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("ModelDeployment", event))
+    _enqueue(_observe("ModelDeployment", event), urgent=False)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})

@@ -27,7 +27,6 @@ class ObservedDeployment:
     replicas: int
     updated_replicas: int
     ready_replicas: int
-    available_replicas: int
     conditions: dict[str, DeploymentCondition] = field(default_factory=dict)
     # Pods whose model TF Serving reports AVAILABLE (the model-aware gate); the
     # reconciler counts them from pods, default is the Deployment's ready count.
@@ -49,7 +48,6 @@ class ObservedDeployment:
             replicas=int(status.get("replicas", 0)),
             updated_replicas=int(status.get("updatedReplicas", 0)),
             ready_replicas=int(status.get("readyReplicas", 0)),
-            available_replicas=int(status.get("availableReplicas", 0)),
             conditions={
                 c["type"]: DeploymentCondition(
                     c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
@@ -63,11 +61,16 @@ class ObservedDeployment:
 
     @property
     def complete(self) -> bool:
-        """The controller saw the latest spec and every wanted pod is updated and available."""
+        """The controller saw the latest spec, every pod is of it, and enough of them serve.
+
+        Serving pods are ready and passed the model gate, which implies available (no
+        minReadySeconds is set); waiting for ``availableReplicas`` as well would only wait
+        for the ReplicaSet and Deployment status updates to catch up, and write an extra
+        "serving but not complete" status in between.
+        """
         return (
             self.observed_generation >= self.generation
             and self.updated_replicas >= self.spec_replicas
-            and self.available_replicas >= self.spec_replicas
             and self.serving_replicas >= self.spec_replicas
             and self.replicas == self.updated_replicas
         )

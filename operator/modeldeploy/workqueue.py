@@ -1,8 +1,14 @@
-"""A de-duplicating work queue with delayed adds, drained by worker threads.
+"""A de-duplicating work queue with delayed adds and two priorities, drained by worker threads.
 
 One key is never processed by two workers at once; a key added while it is
 being processed runs once more afterwards. This is what serialises all work on
 one ModelDeployment without a lock per object.
+
+Urgent keys go before the rest. Children changing (a pod that became ready and
+waits for its model gate, a Deployment that became available) and canary steps
+falling due are urgent: they finish work already under way, and behind a burst
+of new resources in a first-in-first-out queue they waited for every first pass
+still queued (the benchmark saw gates opened ten seconds after the pods were ready).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 
 LOG = logging.getLogger(__name__)
@@ -20,26 +27,35 @@ class WorkQueue:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._queue: list[Hashable] = []
-        self._queued: set[Hashable] = set()
+        self._urgent: deque[Hashable] = deque()
+        self._normal: deque[Hashable] = deque()
+        self._queued: dict[Hashable, bool] = {}  # key -> urgent
         self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
+        self._dirty: dict[Hashable, bool] = {}  # added while processing -> urgent
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._seq = 0
         self._closed = False
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, urgent: bool = False) -> None:
         with self._cond:
-            if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
-                self._cond.notify()
+            self._add_locked(key, urgent)
+
+    def _add_locked(self, key: Hashable, urgent: bool) -> None:
+        if key in self._processing:
+            self._dirty[key] = self._dirty.get(key, False) or urgent
+        elif key not in self._queued:
+            self._queued[key] = urgent
+            (self._urgent if urgent else self._normal).append(key)
+            self._cond.notify()
+        elif urgent and not self._queued[key]:
+            self._normal.remove(key)  # rare: only a key waiting as normal is moved up
+            self._queued[key] = True
+            self._urgent.append(key)
 
     def add_after(self, key: Hashable, delay: float) -> None:
+        """Add ``key`` (as urgent) once ``delay`` seconds have passed: a timer falling due."""
         if delay <= 0:
-            self.add(key)
+            self.add(key, urgent=True)
             return
         with self._cond:
             self._seq += 1
@@ -51,11 +67,7 @@ class WorkQueue:
         now = self._clock()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, key = heapq.heappop(self._delayed)
-            if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
+            self._add_locked(key, urgent=True)
         return self._delayed[0][0] - now if self._delayed else None
 
     def get(self) -> Hashable | None:
@@ -65,9 +77,9 @@ class WorkQueue:
                 if self._closed:
                     return None
                 wait = self._promote_due()
-                if self._queue:
-                    key = self._queue.pop(0)
-                    self._queued.discard(key)
+                if self._urgent or self._normal:
+                    key = self._urgent.popleft() if self._urgent else self._normal.popleft()
+                    del self._queued[key]
                     self._processing.add(key)
                     return key
                 self._cond.wait(timeout=wait)
@@ -76,11 +88,7 @@ class WorkQueue:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._dirty.discard(key)
-                if key not in self._queued:
-                    self._queued.add(key)
-                    self._queue.append(key)
-                    self._cond.notify()
+                self._add_locked(key, self._dirty.pop(key))
 
     def close(self) -> None:
         with self._cond:
@@ -89,7 +97,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._delayed)
+            return len(self._urgent) + len(self._normal) + len(self._delayed)
 
 
 def run_workers(

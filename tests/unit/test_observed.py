@@ -1,10 +1,11 @@
-"""Reading the fetcher's result out of a pod's init container status."""
+"""Reading the fetcher's result out of a pod's init container status, and when a Deployment is complete."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy.observed import fetch_failure_of_pod, fetched_digest_of_pod
+from modeldeploy.builders import LABEL_VERSION
+from modeldeploy.observed import ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
 
 
 def pod(exit_code: int, message: str, state: str = "state") -> dict[str, Any]:
@@ -40,3 +41,32 @@ def test_success_is_not_a_failure_and_carries_the_digest() -> None:
     assert fetch_failure_of_pod(ok) is None
     assert fetched_digest_of_pod(ok) == digest
     assert fetched_digest_of_pod(pod(1, digest)) is None
+
+
+def deployment(generation: int, observed: int, replicas: int, updated: int, available: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "mnist-v3", "generation": generation, "labels": {LABEL_VERSION: "3"}},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+        },
+    }
+
+
+def test_complete_once_every_pod_is_of_the_latest_spec_and_serves() -> None:
+    # The gate opened on both pods before the Deployment's availableReplicas caught up:
+    # serving pods are ready, so waiting for that count would only add a status write.
+    lagging = ObservedDeployment.from_manifest(deployment(2, 2, 2, 2, available=0), serving_replicas=2)
+    assert lagging.complete
+
+
+def test_not_complete_while_pods_of_an_older_spec_remain_or_too_few_serve() -> None:
+    old_pods_left = deployment(2, 2, replicas=3, updated=2, available=3)
+    assert not ObservedDeployment.from_manifest(old_pods_left, serving_replicas=3).complete
+    unseen_spec = deployment(3, 2, 2, 2, available=2)
+    assert not ObservedDeployment.from_manifest(unseen_spec, serving_replicas=2).complete
+    one_serving = deployment(2, 2, 2, 2, available=2)
+    assert not ObservedDeployment.from_manifest(one_serving, serving_replicas=1).complete

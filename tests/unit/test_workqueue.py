@@ -83,3 +83,41 @@ def test_workers_never_overlap_on_one_key() -> None:
     assert overlaps == []
     assert set(processed) == {f"k{i}" for i in range(5)}
     assert len(processed) < 200  # duplicates collapsed
+
+
+def test_urgent_keys_go_before_normal_ones() -> None:
+    queue = WorkQueue()
+    queue.add("first-pass-1")
+    queue.add("first-pass-2")
+    queue.add("pod-ready", urgent=True)
+    assert queue.get() == "pod-ready"
+    assert queue.get() == "first-pass-1"
+
+
+def test_urgent_add_moves_a_queued_key_up_without_duplicating_it() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    queue.add("b", urgent=True)
+    assert queue.get() == "b"
+    assert queue.get() == "a"
+    assert len(queue) == 0
+
+
+def test_urgency_of_an_add_during_processing_is_kept() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    assert queue.get() == "a"
+    queue.add("a", urgent=True)  # e.g. its pod became ready while its first pass ran
+    queue.done("a")
+    assert queue.get() == "a"
+
+
+def test_due_timers_are_urgent() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    queue.add_after("canary-step", 3)
+    queue.add("new")
+    clock.now = 3.5
+    assert queue.get() == "canary-step"
