@@ -1,7 +1,7 @@
 """The only module that talks to the API server.
 
 Children are written with server-side apply under one field manager; status is
-a merge patch on the status subresource; Events are core/v1 Events. Every call
+replaced whole by a JSON patch on the status subresource; Events are core/v1 Events. Every call
 is synchronous (the official client) and runs on a reconcile worker thread.
 """
 

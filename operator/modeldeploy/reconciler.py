@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,11 @@ class Reconciler:
         # (kind, namespace, name) -> hash last applied. A restart loses it and
         # re-applies once, which server-side apply makes harmless.
         self._applied: dict[tuple[str, str, str], str] = {}
+        # (namespace, name) -> what the last complete _apply_plan was computed from, and the
+        # watched children it left behind with their hashes. Most passes (a pod or
+        # Deployment status changed) plan the same children: they skip building and
+        # hashing them, unless a watched child drifted since.
+        self._planned: dict[tuple[str, str], tuple[Hashable, list[tuple[str, str, str, str]]]] = {}
         self._applied_lock = threading.Lock()
 
     def forget(self, namespace: str, name: str) -> None:
@@ -83,11 +88,13 @@ class Reconciler:
             ]
             for key in owned:
                 del self._applied[key]
+            self._planned.pop((namespace, name), None)
 
     def clear_memo(self) -> None:
         """Periodic resync: re-apply everything once, repairing drift in unwatched kinds."""
         with self._applied_lock:
             self._applied.clear()
+            self._planned.clear()
 
     # ----- the pass -----
 
@@ -186,6 +193,39 @@ class Reconciler:
     def _apply_plan(
         self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
     ) -> None:
+        key = (md.namespace, md.name)
+        # Everything the children are built from: the spec (by generation) and the plan.
+        fingerprint = (
+            md.uid,
+            md.generation,
+            tuple(plan.apply),
+            tuple(plan.delete),
+            plan.serving_version,
+            plan.target_version,
+            plan.canary.version if plan.canary else None,
+            plan.canary_weight,
+        )
+        with self._applied_lock:
+            planned = self._planned.get(key)
+        if planned is not None and planned[0] == fingerprint and self._intact(planned[1]):
+            return
+        watched_children = self._apply_children(md, plan, observed)
+        with self._applied_lock:
+            self._planned[key] = (fingerprint, watched_children)
+
+    def _intact(self, children: list[tuple[str, str, str, str]]) -> bool:
+        """Every watched child is live and still carries the hash we applied."""
+        for kind, namespace, name, digest in children:
+            live = self.cache.get(kind, namespace, name)
+            annotations = (live or {}).get("metadata", {}).get("annotations") or {}
+            if annotations.get(ANNOTATION_APPLIED_HASH) != digest:
+                return False
+        return True
+
+    def _apply_children(
+        self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
+    ) -> list[tuple[str, str, str, str]]:
+        """Apply what ``plan`` wants, delete what it does not; the watched children it made."""
         desired: list[dict[str, Any]] = [builders.build_service(md)]
         handovers: list[tuple[dict[str, Any], int]] = []
         for version_plan in plan.apply:
@@ -215,8 +255,12 @@ class Reconciler:
                 created.append((deployment, size))  # created below at the default of 1
             elif _owns_replicas(live):
                 self._hand_over_replicas(deployment, size)  # before we let go of the field
+        watched_children = []
         for child in desired:
-            self._apply_if_changed(child)
+            digest = self._apply_if_changed(child)
+            meta = child["metadata"]
+            if child["kind"] in WATCHED_CHILD_KINDS:
+                watched_children.append((child["kind"], meta["namespace"], meta["name"], digest))
         for deployment, size in created:
             self._hand_over_replicas(deployment, size)
         for kind, manifest in optional.items():
@@ -231,8 +275,10 @@ class Reconciler:
             self._delete("ConfigMap", md.namespace, builders.config_map_name(md.name, version))
             if gateway:
                 self._delete("Service", md.namespace, builders.version_service_name(md.name, version))
+        return watched_children
 
-    def _apply_if_changed(self, manifest: dict[str, Any]) -> None:
+    def _apply_if_changed(self, manifest: dict[str, Any]) -> str:
+        """Apply unless the live object (or our memo) has this exact manifest; its hash."""
         meta = manifest["metadata"]
         key = (manifest["kind"], meta["namespace"], meta["name"])
         digest = manifest_hash(manifest)
@@ -248,7 +294,7 @@ class Reconciler:
             elif live is None or live_hash is not None:
                 remembered = False  # gone, or changed since: apply again
         if remembered:
-            return
+            return digest
         meta.setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
         applied = self.kube.apply(manifest)
         if key[0] in WATCHED_CHILD_KINDS:
@@ -257,6 +303,7 @@ class Reconciler:
         LOG.info("applied %s %s/%s", key[0], key[1], key[2])
         with self._applied_lock:
             self._applied[key] = digest
+        return digest
 
     def _hand_over_replicas(self, deployment: dict[str, Any], replicas: int) -> None:
         """Set the replica count under the hand-over manager; the HPA takes it from there."""
