@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -336,7 +337,27 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
     }
 
 
-def run(n: int, m: int, idle: float, replicas: int, workers: int, root: Path) -> dict[str, Any]:
+def run_rounds(
+    rounds: int, n: int, m: int, idle: float, replicas: int, workers: int, root: Path
+) -> dict[str, Any]:
+    """``rounds`` runs, each on a fresh control plane; the idle window and the canary
+    reaction are measured in the first only. The ratio is reported per round and as
+    their median: on a shared VM one run's floor moved by a third between runs."""
+    done = [
+        run(n, m, idle if i == 0 else 0.0, replicas, workers, root / f"round-{i + 1}", canary=i == 0)
+        for i in range(rounds)
+    ]
+    results = done[0]
+    results["rounds"] = [
+        {"floor": r["floor"], "operator": r["operator"], "ratio_total": r["ratio_total"]} for r in done
+    ]
+    results["ratio_median"] = statistics.median(r["ratio_total"] for r in done)
+    return results
+
+
+def run(
+    n: int, m: int, idle: float, replicas: int, workers: int, root: Path, canary: bool = True
+) -> dict[str, Any]:
     cluster = LocalCluster(root, crds=(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml",))
     cluster.up()
     results: dict[str, Any] = {
@@ -430,7 +451,7 @@ def run(n: int, m: int, idle: float, replicas: int, workers: int, root: Path) ->
         results["api"]["idle_writes"] = sum(1 for e in idle_requests if e["verb"] in WRITE_VERBS)
         rss, cpu = proc_usage(operator.pid)
         results["footprint"] = {"peak_rss_mib": round(rss, 1), "cpu_seconds": round(cpu, 1)}
-        if m:
+        if m and canary:
             results["canary_reaction"] = canary_reaction(api, namespace, canary_names)
     finally:
         for proc in processes:
@@ -487,6 +508,20 @@ def table(results: dict[str, Any]) -> str:
             f"{op['total_s']:.1f}s (p50 {op['p50_s']:.1f}s, p99 {op['p99_s']:.1f}s)",
         ),
         ("ratio operator/floor (target <= 1.3)", f"{results['ratio_total']:.2f}"),
+    ]
+    if len(results.get("rounds", [])) > 1:
+        rows.append(
+            (
+                f"ratio over {len(results['rounds'])} rounds: median",
+                f"{results['ratio_median']:.2f} ("
+                + ", ".join(
+                    f"{r['ratio_total']:.2f} = {r['operator']['total_s']:.1f}s/{r['floor']['total_s']:.1f}s"
+                    for r in results["rounds"]
+                )
+                + ")",
+            )
+        )
+    rows += [
         ("operator requests per object", f"{api['per_object_total']} {api['per_object_by_verb']}"),
         ("status writes per object", f"{api['status_writes_per_object']}"),
         (f"writes in {results['idle_s']:g}s idle (target 0)", f"{api['idle_writes']}"),
@@ -524,15 +559,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1, help="fresh control plane per round; median ratio")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and audit log in this folder")
     args = parser.parse_args(argv)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, args.keep)
+        results = run_rounds(
+            args.rounds, args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, args.keep
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
-            results = run(args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root))
+            results = run_rounds(
+                args.rounds, args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root)
+            )
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
