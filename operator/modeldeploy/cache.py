@@ -24,18 +24,25 @@ class ObjectCache:
         # (namespace, ModelDeployment name) -> keys of children labelled with it.
         self._children: dict[tuple[str, str], set[Key]] = {}
 
-    def upsert(self, kind: str, body: dict[str, Any]) -> None:
-        """Store ``body`` unless the cache already holds a newer version of the object."""
+    def upsert(self, kind: str, body: dict[str, Any]) -> bool:
+        """Store ``body`` unless the cache already holds a newer version of the object.
+
+        False when the cache held exactly this version already: the watch echoing one
+        of our own writes, which went through to the cache when it was made.
+        """
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
         with self._lock:
             held = self._objects.get(key)
+            if held is not None and _same_version(held, body):
+                return False
             if held is not None and _newer(held, body):
-                return
+                return True
             self._objects[key] = body
             if owner is not None and kind != "ModelDeployment":
                 self._children.setdefault((key[1], owner), set()).add(key)
+            return True
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         key = (kind, namespace, name)
@@ -76,6 +83,11 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+
+def _same_version(held: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    version = held.get("metadata", {}).get("resourceVersion")
+    return version is not None and version == incoming.get("metadata", {}).get("resourceVersion")
 
 
 def _newer(held: dict[str, Any], incoming: dict[str, Any]) -> bool:

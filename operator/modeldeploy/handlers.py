@@ -131,6 +131,10 @@ def _fill_cache(client: kube.Kube) -> None:
         for item in client.list_all(watched.api_prefix, watched.plural, watched.selector):
             RUNTIME.cache.upsert(watched.kind, item)
     LOG.info("cache filled with %d objects", len(RUNTIME.cache))
+    # kopf's own first listing now repeats what the cache holds, which is no news to
+    # _observe: every resource gets its first pass from here instead.
+    for key in RUNTIME.cache.model_deployment_keys():
+        RUNTIME.queue.add(key)
 
 
 @kopf.on.cleanup()
@@ -152,8 +156,8 @@ def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     if deleted:
         RUNTIME.cache.remove(kind, namespace, name)
-    else:
-        RUNTIME.cache.upsert(kind, body)
+    elif not RUNTIME.cache.upsert(kind, body):
+        return None  # our own write coming back: the pass that made it has run
     if kind == "ModelDeployment":
         if deleted and RUNTIME.reconciler is not None:
             RUNTIME.reconciler.forget(namespace, name)
