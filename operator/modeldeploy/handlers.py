@@ -92,7 +92,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     options = builders.BuildOptions(
         fetcher_image=os.environ.get("MODELDEPLOY_FETCHER_IMAGE", builders.BuildOptions.fetcher_image)
     )
-    client = kube.Kube(kube.load_client_config())
+    client = kube.Kube(kube.load_client_config(connections=WORKERS))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, options)
     await asyncio.to_thread(_fill_cache, client)
     run_workers(RUNTIME.queue, _handle, WORKERS)

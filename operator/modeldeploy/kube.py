@@ -37,13 +37,20 @@ _KINDS: dict[str, tuple[str, str]] = {
 _MD_PREFIX = f"/apis/{models.GROUP}/{models.VERSION}"
 
 
-def load_client_config() -> ApiClient:
-    """In-cluster config when running in a pod, else the KUBECONFIG file."""
+def load_client_config(connections: int = 16) -> ApiClient:
+    """In-cluster config when running in a pod, else the KUBECONFIG file.
+
+    ``connections``: one kept-alive connection per worker thread. The client's default
+    pool (5 per CPU) is smaller than the worker count on small nodes; a connection it
+    cannot pool is closed, and the next request pays a new TLS handshake on both sides.
+    """
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    return ApiClient()
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.connection_pool_maxsize = max(config.connection_pool_maxsize, connections)
+    return ApiClient(config)
 
 
 class Kube:
