@@ -10,7 +10,6 @@ Run: ``kopf run --standalone --all-namespaces -m modeldeploy.handlers``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -39,6 +38,9 @@ class Runtime:
     queue: WorkQueue = field(default_factory=WorkQueue)
     reconciler: Reconciler | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Namespaces whose children were listed into the cache (see _fill_namespace).
+    filled: set[str] = field(default_factory=set)
+    filling: threading.Lock = field(default_factory=threading.Lock)
 
 
 RUNTIME = Runtime()
@@ -47,6 +49,7 @@ RUNTIME = Runtime()
 def _handle(key: Any) -> float | None:
     namespace, name = key
     assert RUNTIME.reconciler is not None
+    _fill_namespace(RUNTIME.reconciler.kube, namespace)
     return RUNTIME.reconciler.reconcile(namespace, name)
 
 
@@ -94,7 +97,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     client = kube.Kube(kube.load_client_config(connections=WORKERS))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, options)
-    await asyncio.to_thread(_fill_cache, client)
     run_workers(RUNTIME.queue, _handle, WORKERS)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
 
@@ -124,17 +126,27 @@ WATCHED = (
 )
 
 
-def _fill_cache(client: kube.Kube) -> None:
-    """List everything before the first pass: a pass that saw a resource but not yet its
-    children would report it Pending (and write that) right after a restart."""
-    for watched in WATCHED:
-        for item in client.list_all(watched.api_prefix, watched.plural, watched.selector):
-            RUNTIME.cache.upsert(watched.kind, item)
-    LOG.info("cache filled with %d objects", len(RUNTIME.cache))
-    # kopf's own first listing now repeats what the cache holds, which is no news to
-    # _observe: every resource gets its first pass from here instead.
-    for key in RUNTIME.cache.model_deployment_keys():
-        RUNTIME.queue.add(key)
+def _fill_namespace(client: kube.Kube, namespace: str) -> None:
+    """List a namespace's children into the cache before its first pass.
+
+    A pass that saw a resource but not yet its children (kopf's watches list them in
+    their own time) would report it Pending, and write that, right after a restart.
+    Only namespaces kopf delivers resources from are listed, so an operator confined
+    to some namespaces needs no cluster-wide rights and caches nothing beyond them.
+    """
+    if namespace in RUNTIME.filled:
+        return
+    with RUNTIME.filling:
+        if namespace in RUNTIME.filled:
+            return
+        count = 0
+        for watched in WATCHED:
+            if watched.kind != "ModelDeployment":  # those come from kopf, which queued this pass
+                for item in client.list_all(watched.api_prefix, watched.plural, watched.selector, namespace):
+                    RUNTIME.cache.upsert(watched.kind, item)
+                    count += 1
+        RUNTIME.filled.add(namespace)
+    LOG.info("cache filled with %d children in namespace %s", count, namespace)
 
 
 @kopf.on.cleanup()

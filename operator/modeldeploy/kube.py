@@ -111,8 +111,12 @@ class Kube:
             raise
         return True
 
-    def list_all(self, api_prefix: str, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
-        """Every object of a kind in all namespaces; [] when the kind is not served (e.g. no Gateway API)."""
+    def list_all(
+        self, api_prefix: str, plural: str, label_selector: str = "", namespace: str = ""
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind in ``namespace`` (all namespaces if empty); [] when the
+        kind is not served (e.g. no Gateway API)."""
+        path = f"{api_prefix}/namespaces/{namespace}/{plural}" if namespace else f"{api_prefix}/{plural}"
         items: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -120,7 +124,7 @@ class Kube:
             if token:
                 query.append(("continue", token))
             try:
-                page = self._call("GET", f"{api_prefix}/{plural}", query=query)
+                page = self._call("GET", path, query=query)
             except ApiException as exc:
                 if exc.status == 404:
                     return []
