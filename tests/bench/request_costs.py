@@ -1,0 +1,142 @@
+"""What one request of each kind the operator sends costs the API server, on an idle control plane.
+
+    python -m tests.bench.request_costs [--count 400]
+
+A fresh local control plane, no operator: ``--count`` requests of each kind from 8
+threads, and the CPU seconds the API server, etcd and the controller-manager spent
+meanwhile, per request. Explains where the operator phase of ``make bench`` spends
+more than the floor (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from modeldeploy.kube import Kube
+from tests.bench.run import (
+    GROUP,
+    PLURAL,
+    REPO,
+    VERSION,
+    cpu_seconds,
+    create_namespace,
+    settle,
+    spec,
+)
+from tests.cluster.localcluster import LocalCluster
+
+NAMESPACE = "costs"
+NOW = "2026-01-01T00:00:00Z"
+
+
+def status(phase: str, ready: int) -> dict[str, Any]:
+    """A status the size of the operator's for a one-replica Immediate rollout."""
+    conditions = [
+        {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": f"version 1: {ready}/1 pods serving the model",
+            "lastTransitionTime": NOW,
+            "observedGeneration": 1,
+        }
+        for kind, value, reason in (
+            ("Ready", "True" if ready else "False", "Serving" if ready else "Waiting"),
+            ("Progressing", "False" if ready else "True", "Complete" if ready else "Rolling"),
+            ("ModelLoaded", "True" if ready else "False", "Loaded" if ready else "Loading"),
+            ("Degraded", "False", "Healthy"),
+        )
+    ]
+    return {
+        "observedGeneration": 1,
+        "phase": phase,
+        "stable": {"version": 1, "replicas": 1, "readyReplicas": ready},
+        "conditions": conditions,
+    }
+
+
+def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
+    cluster = LocalCluster(root, crds=(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml",))
+    cluster.up()
+    try:
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        pids = {name: int(pid) for name, pid in cluster.state()["pids"].items()}  # type: ignore[union-attr]
+        core = kubernetes.client.CoreV1Api(api)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        kube = Kube(api)
+        create_namespace(core, NAMESPACE)
+        results: list[tuple[str, dict[str, float]]] = []
+
+        def each(label: str, request: Callable[[int], object]) -> None:
+            settle(pids)
+            before = cpu_seconds(pids)
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(request, range(count)))
+            after = cpu_seconds(pids)  # not cpu_delta: its rounding to 0.1s is too coarse here
+            results.append((label, {k: (after[k] - before[k]) * 1000 / count for k in after if k != "bench"}))
+
+        def md(i: int) -> dict[str, Any]:
+            return {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelDeployment",
+                "metadata": {"name": f"m{i}"},
+                "spec": spec(1, 1),
+            }
+
+        each(
+            "ModelDeployment create",
+            lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, md(i)),
+        )
+        each(
+            "ModelDeployment status patch",
+            lambda i: kube.patch_status(NAMESPACE, f"m{i}", status("Progressing", 0)),
+        )
+        involved = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "m0")
+        each("Event create", lambda i: kube.post_event(involved, "Normal", "Ready", "version 1 is ready"))
+
+        def config_map(i: int) -> dict[str, Any]:
+            return {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"c{i}", "namespace": NAMESPACE},
+                "data": {"models.config": "x" * 300},
+            }
+
+        each("ConfigMap apply", lambda i: kube.apply(config_map(i)))
+        each(
+            "label merge patch (ConfigMap)",
+            lambda i: core.patch_namespaced_config_map(
+                f"c{i}", NAMESPACE, {"metadata": {"labels": {"gate": "true"}}}
+            ),
+        )
+        return results
+    finally:
+        cluster.down()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=400)
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-costs-") as root:
+        results = measure(Path(root), args.count)
+    print(f"{'request':32} CPU ms per request: API server / etcd / controller-manager")
+    for label, used in results:
+        figures = (used["kube-apiserver"], used["etcd"], used["kube-controller-manager"])
+        print(f"{label:32} " + " / ".join(f"{ms:5.2f}" for ms in figures))
+    print(f"({args.count} of each from 8 threads; {time.monotonic() - start:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
