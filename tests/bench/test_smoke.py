@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.request_costs import measure
 from tests.bench.run import run_rounds, table
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,3 +32,16 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert results["canary_reaction"]["transitions"] == 2 * 2
     assert "ratio operator/floor" in table(results)
     assert "ratio over 2 rounds: median" in table(results)
+
+
+def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
+    results = dict(measure(tmp_path, count=20))
+    assert set(results) == {
+        "ModelDeployment create",
+        "ModelDeployment status patch",
+        "Event create",
+        "ConfigMap apply",
+        "label merge patch (ConfigMap)",
+    }
+    assert all(used["kube-apiserver"] >= 0 for used in results.values())
+    assert sum(used["kube-apiserver"] for used in results.values()) > 0  # 100 requests cost something
