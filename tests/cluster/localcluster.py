@@ -354,7 +354,8 @@ class LocalCluster:
                 self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
                 if name == "kube-apiserver":
                     self._wait_ready(server, pki / "ca.crt", token, timeout)
-                    self._install_crds(bin_dir, timeout)
+                    if self.crds:
+                        install_crds(bin_dir / "kubectl", self.kubeconfig, self.crds, timeout)
             self._create_node(bin_dir)
         except BaseException:
             self.down()
@@ -375,38 +376,6 @@ class LocalCluster:
                 last = str(exc)
             time.sleep(0.5)  # polling a starting process; bounded by the deadline
         raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}; logs in {self.root / 'logs'}")
-
-    def _install_crds(self, bin_dir: Path, timeout: float) -> None:
-        if not self.crds:
-            return
-        kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
-        files = [arg for crd in self.crds for arg in ("-f", str(crd))]
-        subprocess.run([*kubectl, "apply", "--server-side", *files], check=True, capture_output=True)
-        # "kubectl wait" fails on a CRD that has no conditions yet: poll instead.
-        names = self.crd_names()
-        deadline = time.monotonic() + timeout
-        while True:
-            listed = json.loads(
-                subprocess.run(
-                    [*kubectl, "get", "crd", *names, "-o", "json"], check=True, capture_output=True, text=True
-                ).stdout
-            )
-            items = listed.get("items", [listed])  # one name gives the object, not a list
-            if len(items) == len(names) and all(_established(crd) for crd in items):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRDs {names} not established after {timeout}s")
-            time.sleep(0.1)  # polling the API server; bounded by the deadline
-
-    def crd_names(self) -> list[str]:
-        """metadata.name of every CRD in ``crds`` (files or folders of YAML)."""
-        files = [f for crd in self.crds for f in (sorted(crd.glob("*.yaml")) if crd.is_dir() else [crd])]
-        return [
-            doc["metadata"]["name"]
-            for f in files
-            for doc in yaml.safe_load_all(f.read_text())
-            if doc and doc.get("kind") == "CustomResourceDefinition"
-        ]
 
     def _create_node(self, bin_dir: Path) -> None:
         """One fake node kwok manages: no taint, room for thousands of pods, a loopback IP."""
@@ -449,6 +418,39 @@ class LocalCluster:
         etcd_dir = self.root / "etcd"
         if etcd_dir.exists():
             subprocess.run(["rm", "-rf", str(etcd_dir)], check=True)
+
+
+def install_crds(kubectl: Path, kubeconfig: Path, crds: tuple[Path, ...], timeout: float) -> None:
+    """Apply CRDs (files or folders of YAML) and wait until every one is Established."""
+    base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
+    files = [arg for crd in crds for arg in ("-f", str(crd))]
+    subprocess.run([*base, "apply", "--server-side", *files], check=True, capture_output=True)
+    # "kubectl wait" fails on a CRD that has no conditions yet: poll instead.
+    names = crd_names(crds)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = json.loads(
+            subprocess.run(
+                [*base, "get", "crd", *names, "-o", "json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        items = listed.get("items", [listed])  # one name gives the object, not a list
+        if len(items) == len(names) and all(_established(crd) for crd in items):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRDs {names} not established after {timeout}s")
+        time.sleep(0.1)  # polling the API server; bounded by the deadline
+
+
+def crd_names(crds: tuple[Path, ...]) -> list[str]:
+    """metadata.name of every CRD in ``crds`` (files or folders of YAML)."""
+    files = [f for crd in crds for f in (sorted(crd.glob("*.yaml")) if crd.is_dir() else [crd])]
+    return [
+        doc["metadata"]["name"]
+        for f in files
+        for doc in yaml.safe_load_all(f.read_text())
+        if doc and doc.get("kind") == "CustomResourceDefinition"
+    ]
 
 
 def _established(crd: dict[str, object]) -> bool:

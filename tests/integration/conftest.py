@@ -26,7 +26,7 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.localcluster import LocalCluster, free_port, go_module_dir, versions
+from tests.cluster.localcluster import LocalCluster, free_port, go_module_dir, install_crds, versions
 from tests.standin.traffic import TrafficDriver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,13 +177,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     handle = Cluster(kubeconfig, api)
     if external:
-        handle.kubectl("apply", "--server-side", *(arg for crd in crds for arg in ("-f", str(crd))))
-        established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-        wait_for(
-            lambda: handle.kubectl("get", f"crd/{PLURAL}.{GROUP}", "-o", established).stdout == "True",
-            60,
-            what="CRD established",
-        )
+        install_crds(Path(os.environ.get("KUBECTL") or _bin_dir() / "kubectl"), kubeconfig, crds, 60)
     if local is not None:
         # Pods need a node that kwok has made Ready before anything can schedule.
         handle.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
