@@ -142,7 +142,9 @@ def _fill_namespace(client: kube.Kube, namespace: str) -> None:
         count = 0
         for watched in WATCHED:
             if watched.kind != "ModelDeployment":  # those come from kopf, which queued this pass
-                for item in client.list_all(watched.api_prefix, watched.plural, watched.selector, namespace):
+                for item in client.list_namespaced(
+                    watched.api_prefix, watched.plural, namespace, watched.selector
+                ):
                     RUNTIME.cache.upsert(watched.kind, item)
                     count += 1
         RUNTIME.filled.add(namespace)

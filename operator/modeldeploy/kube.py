@@ -111,12 +111,12 @@ class Kube:
             raise
         return True
 
-    def list_all(
-        self, api_prefix: str, plural: str, label_selector: str = "", namespace: str = ""
+    def list_namespaced(
+        self, api_prefix: str, plural: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
-        """Every object of a kind in ``namespace`` (all namespaces if empty); [] when the
-        kind is not served (e.g. no Gateway API)."""
-        path = f"{api_prefix}/namespaces/{namespace}/{plural}" if namespace else f"{api_prefix}/{plural}"
+        """Every object of a kind in ``namespace``; [] when the kind is not served (e.g. no
+        Gateway API)."""
+        path = f"{api_prefix}/namespaces/{namespace}/{plural}"
         items: list[dict[str, Any]] = []
         token = ""
         while True:

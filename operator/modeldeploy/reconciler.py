@@ -215,12 +215,10 @@ class Reconciler:
 
     def _intact(self, children: list[tuple[str, str, str, str]]) -> bool:
         """Every watched child is live and still carries the hash we applied."""
-        for kind, namespace, name, digest in children:
-            live = self.cache.get(kind, namespace, name)
-            annotations = (live or {}).get("metadata", {}).get("annotations") or {}
-            if annotations.get(ANNOTATION_APPLIED_HASH) != digest:
-                return False
-        return True
+        return all(
+            _applied_hash(self.cache.get(kind, namespace, name)) == digest
+            for kind, namespace, name, digest in children
+        )
 
     def _apply_children(
         self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
@@ -286,9 +284,7 @@ class Reconciler:
             remembered = self._applied.get(key) == digest
         if key[0] in WATCHED_CHILD_KINDS:
             live = self.cache.get(*key)
-            live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
-                ANNOTATION_APPLIED_HASH
-            )
+            live_hash = _applied_hash(live)
             if live_hash == digest:
                 remembered = True
             elif live is None or live_hash is not None:
@@ -359,6 +355,12 @@ class Reconciler:
 
 
 GATE_RETRY_SECONDS = 1.0
+
+
+def _applied_hash(live: dict[str, Any] | None) -> str | None:
+    """The manifest hash the operator annotated a live child with, if any."""
+    annotations: dict[str, str] = ((live or {}).get("metadata", {}).get("annotations")) or {}
+    return annotations.get(ANNOTATION_APPLIED_HASH)
 
 
 def _owns_replicas(deployment: dict[str, Any] | None) -> bool:
