@@ -224,7 +224,11 @@ class Reconciler:
         self, md: ModelDeployment, plan: rollout.Plan, observed: dict[int, ObservedDeployment]
     ) -> list[tuple[str, str, str, str]]:
         """Apply what ``plan`` wants, delete what it does not; the watched children it made."""
-        desired: list[dict[str, Any]] = [builders.build_service(md)]
+        # Pods first: they take longest to become ready. Creating a Service also allocates
+        # its ClusterIP, which under load took the API server over a second (the benchmark
+        # measured 1.2-1.6s, against ~0.1s for a Deployment); applied first, that wait
+        # delayed every new resource's pods.
+        desired: list[dict[str, Any]] = []
         handovers: list[tuple[dict[str, Any], int]] = []
         for version_plan in plan.apply:
             desired.append(builders.build_config_map(md, version_plan.version))
@@ -234,6 +238,7 @@ class Reconciler:
             desired.append(deployment)
             if version_plan.initial_replicas is not None:
                 handovers.append((deployment, version_plan.initial_replicas))
+        desired.append(builders.build_service(md))
         gateway = md.spec.traffic.router is models.Router.GATEWAY_API
         if gateway:
             weights = _route_weights(plan)

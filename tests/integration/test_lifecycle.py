@@ -49,6 +49,20 @@ def test_sample_becomes_ready_with_owned_children(
     assert "Ready" in printed.split("\n")[1]
 
 
+def test_a_new_resources_pods_are_started_before_its_service(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    """Creating a Service allocates a ClusterIP, which a busy API server took over a
+    second to do: the version's ConfigMap and Deployment go first, so pods start meanwhile."""
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    config = cluster.core.read_namespaced_config_map("mnist-v1-config", namespace)
+    service = cluster.core.read_namespaced_service("mnist", namespace)
+    # Neither is written again after its creation, and on this etcd-backed API server
+    # resourceVersions are the store's increasing revisions: they give the order.
+    assert int(config.metadata.resource_version) < int(service.metadata.resource_version)
+
+
 def test_immediate_version_change_rolls_the_deployment(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
