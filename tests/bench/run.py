@@ -558,7 +558,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--m", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=32, help="the operator's workers and the floor's threads"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="fresh control plane per round; median ratio")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and audit log in this folder")
