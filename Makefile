@@ -95,8 +95,8 @@ kind-down: ## Delete the kind cluster
 
 ##@ Benchmarks
 .PHONY: bench
-bench: setup ## Convergence (median of ROUNDS=3), API economy, footprint, canary reaction (N=200; N=1000 works)
-	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-3}
+bench: setup ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works)
+	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)
