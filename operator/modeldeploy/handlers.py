@@ -23,10 +23,10 @@ from . import builders, kube, models
 from .builders import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from .cache import ObjectCache
 from .reconciler import Reconciler
+from .watched import WATCHED
 from .workqueue import WorkQueue, run_workers
 
 LOG = logging.getLogger(__name__)
-MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 RESYNC_SECONDS = float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", "600"))
 # Reconciles are I/O-bound (API calls, model checks): threads overlap the waits. A busy
 # API server creates Services one at a time (its ClusterIP allocator holds a lock across
@@ -103,31 +103,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, options)
     run_workers(RUNTIME.queue, _handle, WORKERS)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
-
-
-@dataclass(frozen=True)
-class Watched:
-    """One kind the cache holds; ``group`` is "" for the core API."""
-
-    kind: str
-    group: str
-    version: str
-    plural: str
-    selector: str
-
-    @property
-    def api_prefix(self) -> str:
-        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-
-
-WATCHED = (
-    Watched("ModelDeployment", models.GROUP, models.VERSION, models.PLURAL, ""),
-    Watched("Deployment", "apps", "v1", "deployments", MANAGED_SELECTOR),
-    Watched("Pod", "", "v1", "pods", MANAGED_SELECTOR),
-    Watched("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers", MANAGED_SELECTOR),
-    Watched("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", MANAGED_SELECTOR),
-    Watched("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", MANAGED_SELECTOR),
-)
 
 
 def _fill_namespace(client: kube.Kube, namespace: str) -> None:

@@ -26,6 +26,7 @@ from .kube import Kube
 from .models import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from .observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
 from .status import condition, derive_status, transition_events
+from .watched import WATCHED_CHILD_KINDS
 
 LOG = logging.getLogger(__name__)
 ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
@@ -33,8 +34,6 @@ ANNOTATION_APPLIED_HASH = f"{models.GROUP}/applied-hash"
 ANNOTATION_PROMOTE = f"{models.GROUP}/promote"
 ANNOTATION_ABORT = f"{models.GROUP}/abort"
 ANNOTATION_RETRY = f"{models.GROUP}/retry"
-# Kinds whose live objects the cache watches, so drift there is seen and repaired.
-WATCHED_CHILD_KINDS = {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "HTTPRoute"}
 
 
 def utc_now() -> str:
