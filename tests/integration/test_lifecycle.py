@@ -63,6 +63,23 @@ def test_a_new_resources_pods_are_started_before_its_service(
     assert int(config.metadata.resource_version) < int(service.metadata.resource_version)
 
 
+def test_a_deleted_deployment_is_made_again(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    """The operator watches the children it applies: one deleted behind its back comes
+    back at once, not at the next full re-check (10 minutes by default)."""
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    before = cluster.apps.read_namespaced_deployment("mnist-v1", namespace).metadata.uid
+    cluster.apps.delete_namespaced_deployment("mnist-v1", namespace)
+
+    def recreated_and_ready() -> bool:
+        found = cluster.apps.list_namespaced_deployment(namespace, field_selector="metadata.name=mnist-v1")
+        return any(d.metadata.uid != before and d.status.ready_replicas == 2 for d in found.items)
+
+    wait_for(recreated_and_ready, 60, what="mnist-v1 made again and ready")
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    assert md["status"]["stable"] == {"version": 1, "replicas": 2, "readyReplicas": 2}
+
+
 def test_immediate_version_change_rolls_the_deployment(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
