@@ -25,14 +25,13 @@ from modeldeploy.kube import Kube
 from tests.bench.run import (
     GROUP,
     PLURAL,
-    REPO,
     VERSION,
     cpu_seconds,
     create_namespace,
     settle,
     spec,
 )
-from tests.cluster.localcluster import LocalCluster
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 
 NAMESPACE = "costs"
 NOW = "2026-01-01T00:00:00Z"
@@ -65,11 +64,11 @@ def status(phase: str, ready: int) -> dict[str, Any]:
 
 
 def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
-    cluster = LocalCluster(root, crds=(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml",))
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        pids = {name: int(pid) for name, pid in cluster.state()["pids"].items()}  # type: ignore[union-attr]
+        pids = cluster.pids()
         core = kubernetes.client.CoreV1Api(api)
         custom = kubernetes.client.CustomObjectsApi(api)
         kube = Kube(api)

@@ -38,7 +38,7 @@ import kubernetes
 from modeldeploy import builders, rollout
 from modeldeploy.kube import Kube
 from modeldeploy.models import ModelDeployment, ModelDeploymentSpec
-from tests.cluster.localcluster import OPERATOR_USER, LocalCluster, free_port
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster, free_port
 from tests.integration.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -358,7 +358,7 @@ def run_rounds(
 def run(
     n: int, m: int, idle: float, replicas: int, workers: int, root: Path, canary: bool = True
 ) -> dict[str, Any]:
-    cluster = LocalCluster(root, crds=(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml",))
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
     results: dict[str, Any] = {
         "n": n,
@@ -371,7 +371,7 @@ def run(
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         _wait_node_ready(cluster)
-        pids = {name: int(pid) for name, pid in cluster.state()["pids"].items()}  # type: ignore[union-attr]
+        pids = cluster.pids()
         settle(pids)
         cpu_before = cpu_seconds(pids)
         results["floor"] = run_floor(api, n, replicas, workers)

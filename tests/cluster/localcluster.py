@@ -29,6 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 DEFAULT_DIR = REPO / ".cluster"
+MODELDEPLOYMENT_CRD = REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"
 ADMIN_TOKEN_USER = "admin"
 OPERATOR_USER = "modeldeploy-operator"
 # Metadata of every completed request but node leases (kwok's heartbeats), for counting by user.
@@ -217,10 +218,15 @@ class LocalCluster:
     def state(self) -> dict[str, object]:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
-    def running(self) -> bool:
+    def pids(self) -> dict[str, int]:
+        """The started components' process ids, by component name."""
         pids = self.state().get("pids", {})
         assert isinstance(pids, dict)
-        return bool(pids) and all(_alive(int(pid)) for pid in pids.values())
+        return {name: int(pid) for name, pid in pids.items()}
+
+    def running(self) -> bool:
+        pids = self.pids()
+        return bool(pids) and all(_alive(pid) for pid in pids.values())
 
     def up(self, timeout: float = 120.0) -> Path:
         if self.running():
@@ -406,12 +412,11 @@ class LocalCluster:
         )
 
     def down(self) -> None:
-        pids = self.state().get("pids", {})
-        assert isinstance(pids, dict)
+        pids = self.pids()
         for name in reversed(COMPONENTS):
             pid = pids.get(name)
-            if pid is not None and _alive(int(pid)):
-                _terminate(int(pid))
+            if pid is not None and _alive(pid):
+                _terminate(pid)
         if self.state_file.exists():
             self.state_file.unlink()
         # Each start is a fresh cluster: no state leaks between runs.

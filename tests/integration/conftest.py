@@ -26,7 +26,14 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.localcluster import LocalCluster, free_port, go_module_dir, install_crds, versions
+from tests.cluster.localcluster import (
+    MODELDEPLOYMENT_CRD,
+    LocalCluster,
+    free_port,
+    go_module_dir,
+    install_crds,
+    versions,
+)
 from tests.standin.traffic import TrafficDriver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +174,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
     gateway_module = go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"])
     gateway_crds = gateway_module / "config" / "crd" / "standard"
-    crds = (REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml", gateway_crds)
+    crds = (MODELDEPLOYMENT_CRD, gateway_crds)
     local: LocalCluster | None = None
     if external:
         kubeconfig = Path(external)
