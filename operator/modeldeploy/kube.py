@@ -37,7 +37,7 @@ _KINDS: dict[str, tuple[str, str]] = {
 _MD_PREFIX = f"/apis/{models.GROUP}/{models.VERSION}"
 
 
-def load_client_config(connections: int = 16) -> ApiClient:
+def load_client_config(connections: int) -> ApiClient:
     """In-cluster config when running in a pod, else the KUBECONFIG file.
 
     ``connections``: one kept-alive connection per worker thread. The client's default
