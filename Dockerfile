@@ -11,4 +11,4 @@ FROM python:3.11-slim
 COPY --from=build /install /usr/local
 USER 65532:65532
 ENTRYPOINT ["kopf", "run"]
-CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.handlers"]
+CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.control.handlers"]

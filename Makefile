@@ -11,7 +11,7 @@ CLUSTER_DIR ?= .cluster
 TFS_API := tensorflow-serving-api>=2.16
 
 ##@ Setup
-.PHONY: help venv setup
+.PHONY: help venv setup deps system-deps
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
@@ -29,6 +29,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 venv: $(VENV)/.installed ## Create .venv with the operator and lint tools (no TensorFlow)
 setup: $(VENV)/.installed-test ## Also install the test dependencies (TensorFlow, moto)
 
+system-deps: ## Install the Debian packages the demo and tests need, if missing (needs root)
+	bash hack/system-deps.sh
+
+deps: system-deps setup controlplane ## Everything demo and test need: Debian packages, .venv, control plane binaries
+
 ##@ Development
 .PHONY: lint fmt crds run
 lint: venv ## ruff (lint + format check), mypy --strict, hadolint
@@ -42,20 +47,20 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix operator tests hack
 
 crds: venv ## Regenerate crds/ from the pydantic models
-	$(PY) -m modeldeploy.crdgen crds
+	$(PY) -m modeldeploy.api.crdgen crds
 
 run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
-	$(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.handlers
+	$(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.control.handlers
 
 ##@ Tests
 .PHONY: test test-unit test-e2e
-test: setup ## Every test: unit, then integration on a local control plane (built if missing)
+test: deps ## Every test: unit, then integration on a local control plane (built if missing)
 	$(VENV)/bin/pytest tests
 
 test-unit: setup ## Unit tests only (no cluster)
 	$(VENV)/bin/pytest tests/unit
 
-test-e2e: setup ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs them on another cluster
+test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs them on another cluster
 	$(VENV)/bin/pytest tests/integration
 
 ##@ Local control plane (no Docker needed)
@@ -70,7 +75,7 @@ cluster-down: ## Stop the operator started by the demo and the local control pla
 	-$(PY) hack/demo.py stop $(CLUSTER_DIR)
 	$(PY) tests/cluster/localcluster.py down $(CLUSTER_DIR)
 
-demo: venv ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
+demo: deps ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
 	$(PY) hack/demo.py run $(CLUSTER_DIR)
 
 ##@ Images and kind (needs Docker; not exercised by this project's CI)
@@ -95,7 +100,7 @@ kind-down: ## Delete the kind cluster
 
 ##@ Benchmarks
 .PHONY: bench
-bench: setup ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works)
+bench: deps ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works)
 	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
 
 .PHONY: clean

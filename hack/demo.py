@@ -21,7 +21,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.cluster.localcluster import LocalCluster, build_binaries  # noqa: E402
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster, install_crds  # noqa: E402
+from tests.support.kube import kubectl_path  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
 
 NAMESPACE = "ml"
 SAMPLE = REPO / "manifests" / "samples" / "mnist.yaml"
@@ -39,8 +41,8 @@ def kubectl(root: Path, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def start_background(root: Path, name: str, args: list[str]) -> int:
-    """Start (or reuse) a background process of the demo; its pid goes in <root>/<name>.pid."""
+def running_pid(root: Path, name: str) -> int | None:
+    """The pid of a background process the demo started earlier, if it still runs."""
     pid_file = root / f"{name}.pid"
     if pid_file.exists():
         try:
@@ -48,6 +50,14 @@ def start_background(root: Path, name: str, args: list[str]) -> int:
             return int(pid_file.read_text())
         except ProcessLookupError:
             pass
+    return None
+
+
+def start_background(root: Path, name: str, args: list[str]) -> int:
+    """Start (or reuse) a background process of the demo; its pid goes in <root>/<name>.pid."""
+    pid = running_pid(root, name)
+    if pid is not None:
+        return pid
     log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
     proc = subprocess.Popen(
         [sys.executable, *args],
@@ -57,25 +67,17 @@ def start_background(root: Path, name: str, args: list[str]) -> int:
         start_new_session=True,
         cwd=REPO,
     )
-    pid_file.write_text(str(proc.pid))
+    (root / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
 
 def start_operator(root: Path) -> int:
-    return start_background(
-        root,
-        "operator",
-        [
-            "-m",
-            "kopf",
-            "run",
-            "--standalone",
-            "--all-namespaces",
-            "--liveness=http://127.0.0.1:0/healthz",
-            "-m",
-            "modeldeploy.handlers",
-        ],
-    )
+    """The operator, detached so it outlives the demo (``make cluster-down`` stops it)."""
+    pid = running_pid(root, "operator")
+    if pid is None:
+        pid = OperatorProcess(root / "kubeconfig", root / "operator.log", detached=True).start().pid
+        (root / "operator.pid").write_text(str(pid))
+    return pid
 
 
 def start_standins(root: Path) -> int:
@@ -181,27 +183,15 @@ def demo_sample() -> str:
 
 def run(root: Path) -> None:
     print("==> control plane (built from Go modules on first use: several minutes, then cached)", flush=True)
-    bin_dir = build_binaries()
-    cluster = LocalCluster(root)
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
     (root / "bin").mkdir(exist_ok=True)
     link = root / "bin" / "kubectl"
     if not link.exists():
-        link.symlink_to(bin_dir / "kubectl")
+        link.symlink_to(kubectl_path())
     print("==> CRD", flush=True)
-    kubectl(
-        root,
-        "apply",
-        "--server-side",
-        "-f",
-        str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"),
-    )
-    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    deadline = time.monotonic() + 60
-    while kubectl(root, "get", "crd/modeldeployments.serving.modeldeploy.dev", "-o", established) != "True":
-        if time.monotonic() > deadline:
-            raise SystemExit("the CRD was not established within 60s")
-        time.sleep(0.2)  # the API server is registering the new type
+    # Again on a cluster left running by an earlier demo: the CRD may have changed since.
+    install_crds(link, cluster.kubeconfig, (MODELDEPLOYMENT_CRD,), 60)
     kubectl(root, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     print(f"==> operator (pid {start_operator(root)}, log {root / 'operator.log'})", flush=True)
     print("==> TF Serving stand-ins on the simulated pods' IPs, and client traffic (40 req/s)", flush=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import kubernetes
 
-from modeldeploy.kube import Kube
+from modeldeploy.control.kube import Kube
 from tests.bench.run import (
     GROUP,
     PLURAL,

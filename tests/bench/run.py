@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,14 +34,17 @@ from typing import Any
 
 import kubernetes
 
-from modeldeploy import builders, rollout
-from modeldeploy.kube import Kube
-from modeldeploy.models import ModelDeployment, ModelDeploymentSpec
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster, free_port
-from tests.integration.conftest import wait_for
+from modeldeploy.api.names import GROUP, PLURAL, VERSION
+from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
+from modeldeploy.api.times import parse_time
+from modeldeploy.build.deployment import build_config_map, build_deployment
+from modeldeploy.build.routing import build_service
+from modeldeploy.control.kube import Kube
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
+from tests.support.kube import create_namespace, kubectl_path
+from tests.support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 CANARY_PAUSE_SECONDS = 3
 
@@ -195,15 +197,6 @@ def settle(pids: dict[str, int], busy: float = 0.25, timeout: float = 60.0) -> N
             return
 
 
-def create_namespace(core: kubernetes.client.CoreV1Api, name: str) -> None:
-    core.create_namespace({"metadata": {"name": name}})
-    deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(name).items:  # admission needs the default SA
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"namespace {name} has no default service account")
-        time.sleep(0.1)
-
-
 def run_floor(api: kubernetes.client.ApiClient, n: int, replicas: int, workers: int) -> dict[str, Any]:
     """The same children the operator would make, applied directly: the floor."""
     namespace = "bench-floor"
@@ -221,9 +214,9 @@ def run_floor(api: kubernetes.client.ApiClient, n: int, replicas: int, workers: 
             spec=ModelDeploymentSpec.model_validate(spec(1, replicas)),
         )
         for manifest in (
-            builders.build_config_map(md, 1),
-            builders.build_deployment(md, 1, replicas, "stable"),
-            builders.build_service(md),
+            build_config_map(md, 1),
+            build_deployment(md, 1, replicas, "stable"),
+            build_service(md),
         ):
             manifest = copy.deepcopy(manifest)
             del manifest["metadata"]["ownerReferences"]  # no owner exists: the GC would collect them
@@ -307,7 +300,7 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
             if canary is not None and canary.get("step") is not None:
                 step = int(canary["step"])
                 if previous is not None and step == previous + 1 and previous_start.get(name):
-                    due = rollout.parse_time(previous_start[name]).timestamp() + CANARY_PAUSE_SECONDS
+                    due = parse_time(previous_start[name]).timestamp() + CANARY_PAUSE_SECONDS
                     delays.append(now - due)
                 seen[name] = step
                 if canary.get("stepStartedAt"):
@@ -368,6 +361,7 @@ def run(
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     processes: list[subprocess.Popen[bytes]] = []
+    operator: OperatorProcess | None = None
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         _wait_node_ready(cluster)
@@ -394,25 +388,15 @@ def run(
                 root / "standins.log",
             )
         )
-        health = free_port()
-        operator = start_process(
-            [
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                f"--namespace={namespace}",
-                f"--liveness=http://127.0.0.1:{health}/healthz",
-                "-m",
-                "modeldeploy.handlers",
-            ],
+        operator = OperatorProcess(
+            cluster.operator_kubeconfig,
             root / "operator.log",
-            env={"KUBECONFIG": str(cluster.operator_kubeconfig), "MODELDEPLOY_WORKERS": str(workers)},
+            namespace=namespace,
+            env={"MODELDEPLOY_WORKERS": str(workers)},
         )
-        processes.append(operator)
-        pids |= {"operator": operator.pid, "standins": processes[0].pid}
         audit = Audit(cluster.audit_log)
-        wait_for(lambda: _healthy(health), 60, what="operator liveness")
+        operator.start()
+        pids |= {"operator": operator.pid, "standins": processes[0].pid}
         mark = audit.mark()
         watch = ReadyWatch(api, namespace, "md", n).start()
         names = [f"m{i}" for i in range(n)]
@@ -454,6 +438,8 @@ def run(
         if m and canary:
             results["canary_reaction"] = canary_reaction(api, namespace, canary_names)
     finally:
+        if operator is not None:
+            operator.stop()
         for proc in processes:
             proc.terminate()
         for proc in processes:
@@ -465,24 +451,10 @@ def run(
     return results
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def _kubectl() -> Path:
-    from tests.cluster.localcluster import build_binaries
-
-    return build_binaries() / "kubectl"
-
-
 def _wait_node_ready(cluster: LocalCluster) -> None:
     subprocess.run(
         [
-            str(_kubectl()),
+            str(kubectl_path()),
             f"--kubeconfig={cluster.kubeconfig}",
             "wait",
             "--for=condition=Ready",

@@ -12,60 +12,31 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import pytest
 import yaml
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from tests.cluster.localcluster import (
     MODELDEPLOYMENT_CRD,
     LocalCluster,
-    free_port,
     go_module_dir,
     install_crds,
     versions,
 )
 from tests.standin.traffic import TrafficDriver
+from tests.support.kube import create_namespace, kubectl_path
+from tests.support.operator import OperatorProcess
+from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "serving.modeldeploy.dev", "v1alpha1", "modeldeployments"
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with its last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except ApiException as exc:
-            last = f"ApiException {exc.status}: {exc.reason}"
-        if last:
-            return last  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
-        time.sleep(interval)
-
-
-def holds_for(
-    predicate: Callable[[], object], seconds: float, interval: float = 0.25, what: str = ""
-) -> None:
-    """Assert ``predicate`` stays truthy for ``seconds``: for things that must NOT happen."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        assert value, f"{what or predicate} stopped holding: {value!r}"
-        time.sleep(interval)
 
 
 @dataclass
@@ -88,9 +59,11 @@ class Cluster:
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        kubectl = os.environ.get("KUBECTL") or str(_bin_dir() / "kubectl")
         result = subprocess.run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", *args], input=stdin, text=True, capture_output=True
+            [str(kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            text=True,
+            capture_output=True,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
@@ -162,12 +135,6 @@ class Cluster:
         }
 
 
-def _bin_dir() -> Path:
-    from tests.cluster.localcluster import build_binaries
-
-    return build_binaries()
-
-
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     external = os.environ.get("MODELDEPLOY_TEST_KUBECONFIG")
@@ -184,7 +151,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     handle = Cluster(kubeconfig, api)
     if external:
-        install_crds(Path(os.environ.get("KUBECTL") or _bin_dir() / "kubectl"), kubeconfig, crds, 60)
+        install_crds(kubectl_path(), kubeconfig, crds, 60)
     if local is not None:
         # Pods need a node that kwok has made Ready before anything can schedule.
         handle.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
@@ -199,71 +166,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: cluster.core.list_namespaced_service_account(name).items, 30, what="default SA")
+    create_namespace(cluster.core, name)
     yield name
     cluster.core.delete_namespace(name)
 
 
-@dataclass
-class Operator:
-    """The operator as a real process: ``kopf run``, watching one namespace."""
-
-    kubeconfig: Path
-    namespace: str
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    port: int = 0
-
-    def start(self) -> None:
-        self.port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                f"--namespace={self.namespace}",
-                f"--liveness=http://127.0.0.1:{self.port}/healthz",
-                "-m",
-                "modeldeploy.handlers",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        wait_for(self._healthy, 60, what="operator liveness endpoint")
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self, kill: bool = False) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+# The operator as a real process, one per test, watching the test's namespace.
+Operator = OperatorProcess
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -340,10 +249,10 @@ def start_operator(
     started: list[Operator] = []
 
     def start(kubeconfig: Path | None = None, watch_namespace: str | None = None, **env: str) -> Operator:
-        op = Operator(
+        op = OperatorProcess(
             kubeconfig or cluster.kubeconfig,
-            watch_namespace or namespace,
             tmp_path / f"operator-{len(started)}.log",
+            namespace=watch_namespace or namespace,
             env=env,
         )
         started.append(op)

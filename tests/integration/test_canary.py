@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from modeldeploy import rollout
+from modeldeploy.api.times import parse_time
 from tests.standin.traffic import TrafficDriver
+from tests.support.wait import holds_for, wait_for
 
-from .conftest import Cluster, Operator, Standins, holds_for, sample, wait_for
+from .conftest import Cluster, Operator, Standins, sample
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -51,7 +52,7 @@ def plugin(cluster: Cluster, namespace: str, *args: str) -> str:
         [
             sys.executable,
             "-m",
-            "modeldeploy.cli",
+            "modeldeploy.cli.main",
             *args,
             "-n",
             namespace,
@@ -97,13 +98,13 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
         what="step 2 serving",
     )
     # Step 2 starts after step 1's pause (2s), with its own start time.
-    step_gap = rollout.parse_time(second["stepStartedAt"]) - rollout.parse_time(first["stepStartedAt"])
+    step_gap = parse_time(second["stepStartedAt"]) - parse_time(first["stepStartedAt"])
     assert step_gap.total_seconds() >= 2
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
     status = md["status"]
     # The last step held for its pause (2s) too; history times are whole seconds, so allow 1s.
-    promoted_at = rollout.parse_time(status["history"][-1]["at"])
-    assert (promoted_at - rollout.parse_time(second["stepStartedAt"])).total_seconds() >= 2 - 1
+    promoted_at = parse_time(status["history"][-1]["at"])
+    assert (promoted_at - parse_time(second["stepStartedAt"])).total_seconds() >= 2 - 1
     assert status["stable"]["version"] == 2
     assert "canary" not in status
     assert status["history"][-1]["result"] == "Promoted"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Cluster, Operator, sample, wait_for
+from tests.support.wait import wait_for
+
+from .conftest import Cluster, Operator, sample
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,8 +16,9 @@ import pytest
 
 from tests.cluster.localcluster import free_port
 from tests.standin.traffic import TrafficDriver
+from tests.support.wait import wait_for
 
-from .conftest import Cluster, Operator, Standins, wait_for
+from .conftest import Cluster, Operator, Standins
 from .test_canary import canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,7 +57,7 @@ class PodTargets(threading.Thread):
 @pytest.fixture
 def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), "Prometheus is not installed: .ci/run installs Debian's prometheus package"
+    assert Path(binary).exists(), "Prometheus is not installed: `make deps` installs Debian's prometheus package"
     targets = tmp_path / "targets.json"
     targets.write_text("[]")
     config = tmp_path / "prometheus.yml"

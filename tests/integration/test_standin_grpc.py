@@ -6,7 +6,9 @@ import grpc
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-from .conftest import Cluster, Operator, Standins, sample, wait_for
+from tests.support.wait import wait_for
+
+from .conftest import Cluster, Operator, Standins, sample
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.grpc]
 

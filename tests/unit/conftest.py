@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.models import ModelDeployment, ModelDeploymentSpec
+from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 
 SAMPLE_SPEC: dict[str, Any] = {
     "model": {"storageUri": "s3://models/mnist", "version": 3, "storageSecretName": "s3-creds"},

@@ -12,8 +12,11 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from modeldeploy import builders
-from modeldeploy.models import ModelDeployment
+from modeldeploy.api.names import ANNOTATION_CONFIG_HASH
+from modeldeploy.api.spec import ModelDeployment
+from modeldeploy.build.deployment import BuildOptions, build_config_map, build_deployment
+from modeldeploy.build.hpa import build_hpa
+from modeldeploy.build.routing import build_network_policy, build_service, endpoints
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -31,28 +34,28 @@ def assert_golden(name: str, manifest: Any) -> None:
 
 
 def test_deployment_golden(md: ModelDeployment) -> None:
-    assert_golden("deployment", builders.build_deployment(md, 3, 2, "stable"))
+    assert_golden("deployment", build_deployment(md, 3, 2, "stable"))
 
 
 def test_service_golden(md: ModelDeployment) -> None:
-    assert_golden("service", builders.build_service(md))
+    assert_golden("service", build_service(md))
 
 
 def test_config_map_golden(md: ModelDeployment) -> None:
-    assert_golden("configmap", builders.build_config_map(md, 3))
+    assert_golden("configmap", build_config_map(md, 3))
 
 
 def test_hpa_golden() -> None:
     spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"minReplicas": 2, "maxReplicas": 6}}
     del spec["replicas"]
-    assert_golden("hpa", builders.build_hpa(make_md(spec), 3))
+    assert_golden("hpa", build_hpa(make_md(spec), 3))
 
 
 def test_every_child_is_owned_and_labelled(md: ModelDeployment) -> None:
     children = [
-        builders.build_deployment(md, 3, 2, "stable"),
-        builders.build_service(md),
-        builders.build_config_map(md, 3),
+        build_deployment(md, 3, 2, "stable"),
+        build_service(md),
+        build_config_map(md, 3),
     ]
     for child in children:
         meta = child["metadata"]
@@ -72,7 +75,7 @@ def test_every_child_is_owned_and_labelled(md: ModelDeployment) -> None:
 
 
 def test_deployment_names_ports_probes_and_track(md: ModelDeployment) -> None:
-    dep = builders.build_deployment(md, 3, 2, "canary")
+    dep = build_deployment(md, 3, 2, "canary")
     assert dep["metadata"]["name"] == "mnist-v3"
     assert dep["metadata"]["labels"]["serving.modeldeploy.dev/track"] == "canary"
     template = dep["spec"]["template"]
@@ -87,7 +90,7 @@ def test_deployment_names_ports_probes_and_track(md: ModelDeployment) -> None:
 
 
 def test_pods_are_locked_down(md: ModelDeployment) -> None:
-    pod = builders.build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
+    pod = build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     for container in pod["containers"] + pod["initContainers"]:
@@ -98,20 +101,20 @@ def test_pods_are_locked_down(md: ModelDeployment) -> None:
 
 
 def test_fetcher_gets_credentials_only_by_secret_reference(md: ModelDeployment) -> None:
-    pod = builders.build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
+    pod = build_deployment(md, 3, 2, "stable")["spec"]["template"]["spec"]
     (fetcher,) = pod["initContainers"]
     assert fetcher["args"] == ["s3://models/mnist", "3", "/models/mnist"]
     assert fetcher["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert "env" not in fetcher
-    assert fetcher["image"] == builders.BuildOptions().fetcher_image
-    custom = builders.build_deployment(md, 3, 2, "stable", builders.BuildOptions(fetcher_image="reg/f:1"))
+    assert fetcher["image"] == BuildOptions().fetcher_image
+    custom = build_deployment(md, 3, 2, "stable", BuildOptions(fetcher_image="reg/f:1"))
     assert custom["spec"]["template"]["spec"]["initContainers"][0]["image"] == "reg/f:1"
 
 
 def test_pvc_storage_is_mounted_not_fetched() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["model"] = {"storageUri": "pvc://model-store/team-a/mnist", "version": 3}
-    pod = builders.build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
+    pod = build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
     assert "initContainers" not in pod
     assert {"name": "model", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in pod[
         "volumes"
@@ -129,15 +132,15 @@ def test_hpa_mode_leaves_replicas_to_the_hpa() -> None:
     spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"maxReplicas": 4}}
     del spec["replicas"]
     md = make_md(spec)
-    assert "replicas" not in builders.build_deployment(md, 3, None, "stable")["spec"]
-    hpa = builders.build_hpa(md, 3)
+    assert "replicas" not in build_deployment(md, 3, None, "stable")["spec"]
+    hpa = build_hpa(md, 3)
     assert hpa is not None
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mnist-v3"
-    assert builders.build_hpa(make_md(), 3) is None
+    assert build_hpa(make_md(), 3) is None
 
 
 def test_config_map_holds_the_parsed_model_config(md: ModelDeployment) -> None:
-    data = builders.build_config_map(md, 3)["data"]
+    data = build_config_map(md, 3)["data"]
     parsed = text_format.Parse(data["models.config"], model_server_config_pb2.ModelServerConfig())
     assert parsed.model_config_list.config[0].model_version_policy.specific.versions == [3]
     assert "prometheus_config" in data["monitoring.config"]
@@ -145,11 +148,11 @@ def test_config_map_holds_the_parsed_model_config(md: ModelDeployment) -> None:
 
 
 def test_config_change_changes_the_pod_template_hash() -> None:
-    base = builders.build_deployment(make_md(), 3, 2, "stable")
+    base = build_deployment(make_md(), 3, 2, "stable")
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["batching"] = {"maxBatchSize": 64}
-    changed = builders.build_deployment(make_md(spec), 3, 2, "stable")
-    key = builders.ANNOTATION_CONFIG_HASH
+    changed = build_deployment(make_md(spec), 3, 2, "stable")
+    key = ANNOTATION_CONFIG_HASH
     assert (
         base["spec"]["template"]["metadata"]["annotations"][key]
         != changed["spec"]["template"]["metadata"]["annotations"][key]
@@ -158,25 +161,25 @@ def test_config_change_changes_the_pod_template_hash() -> None:
 
 def test_builders_are_deterministic_and_do_not_mutate_input(md: ModelDeployment) -> None:
     before = md.model_dump()
-    first = builders.build_deployment(md, 3, 2, "stable")
+    first = build_deployment(md, 3, 2, "stable")
     first["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "99"
     assert md.model_dump() == before
-    assert builders.build_deployment(md, 3, 2, "stable") != first
-    assert builders.build_deployment(md, 3, 2, "stable") == builders.build_deployment(md, 3, 2, "stable")
+    assert build_deployment(md, 3, 2, "stable") != first
+    assert build_deployment(md, 3, 2, "stable") == build_deployment(md, 3, 2, "stable")
 
 
 @pytest.mark.parametrize("name", ["mnist", "resnet-50"])
 def test_endpoints(name: str) -> None:
-    endpoints = builders.endpoints(make_md(name=name))
-    assert endpoints.grpc == f"{name}.ml.svc:8500"
-    assert endpoints.rest == f"http://{name}.ml.svc:8501/v1/models/{name}"
+    found = endpoints(make_md(name=name))
+    assert found.grpc == f"{name}.ml.svc:8500"
+    assert found.rest == f"http://{name}.ml.svc:8501/v1/models/{name}"
 
 
 def test_network_policy_admits_only_the_serving_ports() -> None:
-    assert builders.build_network_policy(make_md()) is None
+    assert build_network_policy(make_md()) is None
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["networkPolicy"] = True
-    policy = builders.build_network_policy(make_md(spec))
+    policy = build_network_policy(make_md(spec))
     assert policy is not None
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mnist"
     (rule,) = policy["spec"]["ingress"]

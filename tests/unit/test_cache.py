@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy.builders import LABEL_NAME
-from modeldeploy.cache import ObjectCache
+from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.control.cache import ObjectCache
 
 
 def pod(version: str, phase: str = "Running") -> dict[str, Any]:

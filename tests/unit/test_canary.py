@@ -7,18 +7,25 @@ from typing import Any
 
 import pytest
 
-from modeldeploy import analysis, rollout
-from modeldeploy.models import (
-    Analysis,
+from modeldeploy.api.spec import Analysis, Threshold
+from modeldeploy.api.status import (
+    ActionValues,
     CanaryStatus,
     CheckResult,
     Counters,
-    HandledActions,
     ModelDeploymentStatus,
-    Threshold,
+    Verdict,
     VersionStatus,
 )
-from modeldeploy.observed import ObservedDeployment
+from modeldeploy.api.times import format_time, parse_time, to_seconds
+from modeldeploy.rollout import analysis
+from modeldeploy.rollout.canary import analysis_due
+from modeldeploy.rollout.metrics import difference, parse_exposition, quantile
+from modeldeploy.rollout.observed import ObservedDeployment
+from modeldeploy.rollout.plan import plan as make_plan
+from modeldeploy.rollout.providers import Window
+from modeldeploy.rollout.sizing import canary_replicas
+from modeldeploy.rollout.types import Check, Plan, VersionPlan
 
 from .conftest import SAMPLE_SPEC, make_md
 from .test_status import deployment
@@ -50,23 +57,25 @@ def observed(canary_serving: int = 0, canary_replicas: int = 1) -> dict[int, Obs
     return {2: deployment(2), 3: deployment(3, replicas=canary_replicas, ready=canary_serving)}
 
 
-def passed(now: str) -> CheckResult:
-    return CheckResult(at=now, verdict="Passed", message="ok")
+def passed(now: str) -> Check:
+    return Check(CheckResult(at=now, verdict=Verdict.PASSED, message="ok"))
 
 
-def failed(now: str) -> CheckResult:
-    return CheckResult(at=now, verdict="Failed", message="success rate 0.5000 < 0.95 over 20 requests")
+def failed(now: str) -> Check:
+    return Check(
+        CheckResult(at=now, verdict=Verdict.FAILED, message="success rate 0.5000 < 0.95 over 20 requests")
+    )
 
 
-def after(plan: rollout.Plan, status: ModelDeploymentStatus = STABLE_2) -> ModelDeploymentStatus:
+def after(plan: Plan, status: ModelDeploymentStatus = STABLE_2) -> ModelDeploymentStatus:
     """The status the reconciler would write from ``plan`` (only the fields the machine reads)."""
     return status.model_copy(update={"canary": plan.canary, "failed_versions": plan.failed_versions})
 
 
 def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
-    plan = rollout.plan(canary_md(), STABLE_2, {2: deployment(2)}, T0)
+    plan = make_plan(canary_md(), STABLE_2, {2: deployment(2)}, T0)
     assert plan.serving_version == 2
-    assert plan.apply == [rollout.VersionPlan(2, 2, "stable"), rollout.VersionPlan(3, 1, "canary")]
+    assert plan.apply == [VersionPlan(2, 2, "stable"), VersionPlan(3, 1, "canary")]
     assert plan.canary is not None
     assert (plan.canary.version, plan.canary.step, plan.canary.weight) == (3, 0, 20)
     assert plan.canary.started_at == T0
@@ -74,10 +83,10 @@ def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
 
 
 def test_the_step_starts_only_when_canary_pods_serve() -> None:
-    waiting = rollout.plan(canary_md(), STABLE_2, observed(canary_serving=0), at(5))
+    waiting = make_plan(canary_md(), STABLE_2, observed(canary_serving=0), at(5))
     assert waiting.canary is not None
     assert waiting.canary.step_started_at is None
-    serving = rollout.plan(canary_md(), after(waiting), observed(canary_serving=1), at(6))
+    serving = make_plan(canary_md(), after(waiting), observed(canary_serving=1), at(6))
     assert serving.canary is not None
     assert serving.canary.step_started_at == at(6)
     assert serving.canary_weight == 20
@@ -85,11 +94,11 @@ def test_the_step_starts_only_when_canary_pods_serve() -> None:
 
 def test_a_step_advances_after_its_pause_and_a_passing_check() -> None:
     md = canary_md()
-    first = rollout.plan(md, STABLE_2, observed(1), at(0))
-    held = rollout.plan(md, after(first), observed(1), at(12))  # pause over, no check yet
+    first = make_plan(md, STABLE_2, observed(1), at(0))
+    held = make_plan(md, after(first), observed(1), at(12))  # pause over, no check yet
     assert held.canary is not None
     assert held.canary.step == 0
-    moved = rollout.plan(md, after(held), observed(1), at(13), check=passed(at(13)))
+    moved = make_plan(md, after(held), observed(1), at(13), check=passed(at(13)))
     assert moved.canary is not None
     assert moved.canary.step == 1
     assert moved.canary.analysis.passed == 1
@@ -99,9 +108,11 @@ def test_a_step_advances_after_its_pause_and_a_passing_check() -> None:
 
 def test_inconclusive_checks_never_pass_a_step() -> None:
     md = canary_md()
-    status = after(rollout.plan(md, STABLE_2, observed(1), at(0)))
-    inconclusive = CheckResult(at=at(20), verdict="Inconclusive", message="3 request(s) < minRequests 10")
-    plan = rollout.plan(md, status, observed(1), at(20), check=inconclusive)
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    inconclusive = Check(
+        CheckResult(at=at(20), verdict=Verdict.INCONCLUSIVE, message="3 request(s) < minRequests 10")
+    )
+    plan = make_plan(md, status, observed(1), at(20), check=inconclusive)
     assert plan.canary is not None
     assert plan.canary.step == 0
     assert plan.canary.analysis.inconclusive == 1
@@ -109,26 +120,26 @@ def test_inconclusive_checks_never_pass_a_step() -> None:
 
 def test_failure_limit_rolls_back_with_the_values() -> None:
     md = canary_md()
-    status = after(rollout.plan(md, STABLE_2, observed(1), at(0)))
-    once = rollout.plan(md, status, observed(1), at(5), check=failed(at(5)))
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    once = make_plan(md, status, observed(1), at(5), check=failed(at(5)))
     assert once.outcome is None
     assert once.canary is not None
     assert once.canary.analysis.failed == 1
-    twice = rollout.plan(md, after(once), observed(1), at(10), check=failed(at(10)))
+    twice = make_plan(md, after(once), observed(1), at(10), check=failed(at(10)))
     assert twice.outcome is not None
     assert twice.outcome.result == "RolledBack"
     assert "analysis failed 2 time(s) at step 0: success rate 0.5000 < 0.95" in twice.outcome.reason
     assert twice.canary is None
     assert twice.failed_versions == [3]
     assert 3 in twice.delete
-    assert twice.apply == [rollout.VersionPlan(2, 2, "stable")]
+    assert twice.apply == [VersionPlan(2, 2, "stable")]
 
 
 def test_no_progress_within_the_deadline_rolls_back() -> None:
     md = canary_md()
-    status = after(rollout.plan(md, STABLE_2, observed(0), at(0)))  # pods never serve
-    assert rollout.plan(md, status, observed(0), at(59)).outcome is None
-    plan = rollout.plan(md, status, observed(0), at(61))
+    status = after(make_plan(md, STABLE_2, observed(0), at(0)))  # pods never serve
+    assert make_plan(md, status, observed(0), at(59)).outcome is None
+    plan = make_plan(md, status, observed(0), at(61))
     assert plan.outcome is not None
     assert plan.outcome.result == "RolledBack"
     assert plan.outcome.reason.startswith("ProgressDeadlineExceeded: no progress at step 0 for 60s")
@@ -139,29 +150,29 @@ def test_after_the_last_step_the_canary_grows_then_becomes_stable() -> None:
     status = STABLE_2.model_copy(
         update={"canary": CanaryStatus(version=3, step=2, started_at=T0, last_progress_at=at(30))}
     )
-    growing = rollout.plan(md, status, observed(1), at(31))
-    assert rollout.VersionPlan(3, 2, "canary") in growing.apply
+    growing = make_plan(md, status, observed(1), at(31))
+    assert VersionPlan(3, 2, "canary") in growing.apply
     assert growing.outcome is None
-    done = rollout.plan(md, after(growing), {2: deployment(2), 3: deployment(3, replicas=2, ready=2)}, at(32))
+    done = make_plan(md, after(growing), {2: deployment(2), 3: deployment(3, replicas=2, ready=2)}, at(32))
     assert done.outcome is not None
     assert done.outcome.result == "Promoted"
     assert done.serving_version == 3
     assert done.canary is None
-    assert done.apply == [rollout.VersionPlan(3, 2, "stable")]  # relabelled, same pods
+    assert done.apply == [VersionPlan(3, 2, "stable")]  # relabelled, same pods
     assert done.delete == [2]
 
 
 def test_a_rolled_back_version_is_not_rolled_again_by_a_resync() -> None:
     status = STABLE_2.model_copy(update={"failed_versions": [3]})
-    plan = rollout.plan(canary_md(), status, {2: deployment(2)}, at(0))
+    plan = make_plan(canary_md(), status, {2: deployment(2)}, at(0))
     assert plan.canary is None
     assert plan.held_back is not None
-    assert plan.apply == [rollout.VersionPlan(2, 2, "stable")]
+    assert plan.apply == [VersionPlan(2, 2, "stable")]
 
 
 def test_retry_annotation_rolls_a_failed_version_again_once() -> None:
     status = STABLE_2.model_copy(update={"failed_versions": [3]})
-    plan = rollout.plan(canary_md(), status, {2: deployment(2)}, at(0), actions=rollout.Actions(retry="t1"))
+    plan = make_plan(canary_md(), status, {2: deployment(2)}, at(0), actions=ActionValues(retry="t1"))
     assert plan.canary is not None
     assert plan.failed_versions == []
     assert plan.handled.retry == "t1"
@@ -169,8 +180,8 @@ def test_retry_annotation_rolls_a_failed_version_again_once() -> None:
 
 def test_abort_annotation_aborts_and_remembers_it_handled() -> None:
     md = canary_md()
-    status = after(rollout.plan(md, STABLE_2, observed(1), at(0)))
-    plan = rollout.plan(md, status, observed(1), at(3), actions=rollout.Actions(abort="now"))
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    plan = make_plan(md, status, observed(1), at(3), actions=ActionValues(abort="now"))
     assert plan.outcome is not None
     assert plan.outcome.result == "Aborted"
     assert plan.failed_versions == [3]
@@ -179,28 +190,28 @@ def test_abort_annotation_aborts_and_remembers_it_handled() -> None:
 
 def test_promote_annotation_skips_the_remaining_steps() -> None:
     md = canary_md()
-    status = after(rollout.plan(md, STABLE_2, observed(1), at(0)))
-    plan = rollout.plan(md, status, observed(1), at(2), actions=rollout.Actions(promote="go"))
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    plan = make_plan(md, status, observed(1), at(2), actions=ActionValues(promote="go"))
     assert plan.canary is not None
     assert plan.canary.step == 2
     assert plan.canary.manual_promotion
-    assert rollout.VersionPlan(3, 2, "canary") in plan.apply
+    assert VersionPlan(3, 2, "canary") in plan.apply
     # The same annotation value seen again does nothing more.
-    status2 = after(plan).model_copy(update={"handled_actions": HandledActions(promote="go")})
-    again = rollout.plan(md, status2, observed(1), at(3), actions=rollout.Actions(promote="go"))
+    status2 = after(plan).model_copy(update={"handled_actions": ActionValues(promote="go")})
+    again = make_plan(md, status2, observed(1), at(3), actions=ActionValues(promote="go"))
     assert again.handled.promote == "go"
 
 
 def test_pause_holds_the_step_and_does_not_count_against_the_deadline() -> None:
     paused_md = canary_md(paused=True)
-    status = after(rollout.plan(canary_md(), STABLE_2, observed(1), at(0)))
-    held = rollout.plan(paused_md, status, observed(1), at(50), check=passed(at(50)))
+    status = after(make_plan(canary_md(), STABLE_2, observed(1), at(0)))
+    held = make_plan(paused_md, status, observed(1), at(50), check=passed(at(50)))
     assert held.canary is not None
     assert held.canary.paused
     assert held.canary.step == 0
     assert held.requeue_after is None
     later = "2026-01-01T00:05:00Z"
-    resumed = rollout.plan(canary_md(), after(held), observed(1), later)
+    resumed = make_plan(canary_md(), after(held), observed(1), later)
     assert resumed.outcome is None  # five paused minutes are not a stalled canary
     assert resumed.canary is not None
     assert resumed.canary.last_progress_at == later
@@ -209,12 +220,12 @@ def test_pause_holds_the_step_and_does_not_count_against_the_deadline() -> None:
 @pytest.mark.parametrize("stable", range(1, 11))
 @pytest.mark.parametrize("weight", [1, 5, 10, 20, 25, 33, 50, 75, 90, 99])
 def test_canary_share_is_within_one_pod_of_the_weight(stable: int, weight: int) -> None:
-    kept, canary = rollout.canary_replicas(weight, stable, shrink_stable=False)
+    kept, canary = canary_replicas(weight, stable, shrink_stable=False)
     assert kept == stable
     assert canary >= 1
     share = canary / (kept + canary)
     assert abs(share - weight / 100) <= 1 / (kept + canary) + 1e-9
-    small, canary2 = rollout.canary_replicas(weight, stable, shrink_stable=True)
+    small, canary2 = canary_replicas(weight, stable, shrink_stable=True)
     assert small + canary2 == max(stable, 2) if stable == 1 else small + canary2 == stable
     assert canary2 >= 1
     assert small >= 1
@@ -226,14 +237,14 @@ SPEC = Analysis(min_requests=10, success_rate=Threshold(min=0.95), latency_p99_m
 
 
 def test_verdicts() -> None:
-    assert analysis.evaluate(analysis.Window(5, 0, 10), SPEC, T0).verdict == "Inconclusive"
-    ok = analysis.evaluate(analysis.Window(100, 1, 10), SPEC, T0)
+    assert analysis.evaluate(Window(5, 0, 10), SPEC, T0).verdict == "Inconclusive"
+    ok = analysis.evaluate(Window(100, 1, 10), SPEC, T0)
     assert ok.verdict == "Passed"
     assert ok.success_rate == pytest.approx(0.99)
-    bad = analysis.evaluate(analysis.Window(100, 10, 10), SPEC, T0)
+    bad = analysis.evaluate(Window(100, 10, 10), SPEC, T0)
     assert bad.verdict == "Failed"
     assert "success rate 0.9000 < 0.95" in bad.message
-    slow = analysis.evaluate(analysis.Window(100, 0, 400), SPEC, T0)
+    slow = analysis.evaluate(Window(100, 0, 400), SPEC, T0)
     assert slow.verdict == "Failed"
     assert "p99 latency 400.0ms > 250ms" in slow.message
 
@@ -249,7 +260,7 @@ def test_exposition_is_parsed_per_model_with_tf_serving_names() -> None:
             ':tensorflow:serving:request_latency_bucket{model_name="mnist",API="predict",le="+Inf"} 100',
         ]
     )
-    counters = analysis.parse_exposition(text, "mnist")
+    counters = parse_exposition(text, "mnist")
     assert (counters.requests, counters.errors) == (100, 10)
     assert counters.buckets == {"1000": 50, "+Inf": 100}
 
@@ -257,39 +268,39 @@ def test_exposition_is_parsed_per_model_with_tf_serving_names() -> None:
 def test_differences_and_counter_resets() -> None:
     before = Counters(requests=100, errors=5, buckets={"10": 100})
     now = Counters(requests=150, errors=15, buckets={"10": 150})
-    assert analysis.difference(now, before) == Counters(requests=50, errors=10, buckets={"10": 50})
+    assert difference(now, before) == Counters(requests=50, errors=10, buckets={"10": 50})
     restarted = Counters(requests=20, errors=0, buckets={"10": 20})
-    assert analysis.difference(restarted, before) == restarted
+    assert difference(restarted, before) == restarted
 
 
 def test_quantile_interpolates_like_prometheus() -> None:
     buckets = {"100": 50.0, "200": 100.0, "+Inf": 100.0}
-    assert analysis.quantile(0.5, buckets) == pytest.approx(100.0)
-    assert analysis.quantile(0.99, buckets) == pytest.approx(198.0)
-    assert analysis.quantile(0.99, {}) is None
+    assert quantile(0.5, buckets) == pytest.approx(100.0)
+    assert quantile(0.99, buckets) == pytest.approx(198.0)
+    assert quantile(0.99, {}) is None
 
 
 def test_analysis_falls_due_each_interval_from_the_step_start() -> None:
     md = canary_md()
     status = STABLE_2.model_copy(update={"canary": CanaryStatus(version=3, step_started_at=at(10))})
-    assert not rollout.analysis_due(md, status, at(14))
-    assert rollout.analysis_due(md, status, at(15))
+    assert not analysis_due(md, status, at(14))
+    assert analysis_due(md, status, at(15))
 
 
 def test_canary_times_keep_milliseconds_and_conditions_whole_seconds() -> None:
-    moment = rollout.parse_time("2026-01-01T00:00:01.250Z")
-    assert rollout.format_time(moment) == "2026-01-01T00:00:01.250Z"
-    assert rollout.parse_time("2026-01-01T00:00:01Z") < moment
-    assert rollout.to_seconds("2026-01-01T00:00:01.999Z") == "2026-01-01T00:00:01Z"
+    moment = parse_time("2026-01-01T00:00:01.250Z")
+    assert format_time(moment) == "2026-01-01T00:00:01.250Z"
+    assert parse_time("2026-01-01T00:00:01Z") < moment
+    assert to_seconds("2026-01-01T00:00:01.999Z") == "2026-01-01T00:00:01Z"
 
 
 def test_a_step_ends_when_its_pause_ends_to_the_millisecond() -> None:
     md = canary_md(analysis=None)
-    status = after(rollout.plan(md, STABLE_2, observed(1), "2026-01-01T00:00:00.500Z"))
-    early = rollout.plan(md, status, observed(1), "2026-01-01T00:00:10.400Z")
+    status = after(make_plan(md, STABLE_2, observed(1), "2026-01-01T00:00:00.500Z"))
+    early = make_plan(md, status, observed(1), "2026-01-01T00:00:10.400Z")
     assert early.canary is not None
     assert early.canary.step == 0
     assert early.requeue_after == pytest.approx(0.1, abs=1e-6)  # wakes exactly when the pause ends
-    due = rollout.plan(md, status, observed(1), "2026-01-01T00:00:10.500Z")
+    due = make_plan(md, status, observed(1), "2026-01-01T00:00:10.500Z")
     assert due.canary is not None
     assert due.canary.step == 1

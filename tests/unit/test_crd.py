@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from modeldeploy import crdgen
+from modeldeploy.api import crdgen
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / crdgen.CRD_FILENAME
 

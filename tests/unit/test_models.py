@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modeldeploy.models import (
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-    Phase,
-    Strategy,
-    parse_duration,
-    spec_error_message,
-)
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy, spec_error_message
+from modeldeploy.api.status import ModelDeploymentStatus, Phase
+from modeldeploy.api.times import parse_duration
 
 from .conftest import SAMPLE_SPEC
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from modeldeploy import rollout
-from modeldeploy.models import ModelDeploymentStatus, VersionStatus
+from modeldeploy.api.status import ModelDeploymentStatus, VersionStatus
+from modeldeploy.rollout.plan import plan as make_plan
+from modeldeploy.rollout.types import VersionPlan
 
 from .conftest import make_md
 from .test_status import T0, deployment
@@ -12,14 +13,14 @@ SERVING_2 = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, re
 
 
 def test_first_rollout_applies_only_the_target() -> None:
-    plan = rollout.plan(make_md(), ModelDeploymentStatus(), {}, T0)
-    assert plan.apply == [rollout.VersionPlan(3, 2, "stable")]
+    plan = make_plan(make_md(), ModelDeploymentStatus(), {}, T0)
+    assert plan.apply == [VersionPlan(3, 2, "stable")]
     assert plan.delete == []
     assert plan.serving_version is None
 
 
 def test_new_version_rolls_beside_the_serving_one() -> None:
-    plan = rollout.plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3, ready=0)})
+    plan = make_plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3, ready=0)})
     assert plan.serving_version == 2
     assert [v.version for v in plan.apply] == [3]
     assert plan.delete == []  # version 2 keeps serving
@@ -27,21 +28,21 @@ def test_new_version_rolls_beside_the_serving_one() -> None:
 
 
 def test_complete_new_version_retires_the_old() -> None:
-    plan = rollout.plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3)})
+    plan = make_plan(make_md(), SERVING_2, now=T0, observed={2: deployment(2), 3: deployment(3)})
     assert plan.serving_version == 3
     assert plan.delete == [2]
     assert not plan.rolling
 
 
 def test_stray_versions_are_removed_while_rolling() -> None:
-    plan = rollout.plan(
+    plan = make_plan(
         make_md(), SERVING_2, now=T0, observed={1: deployment(1), 2: deployment(2), 3: deployment(3, ready=0)}
     )
     assert plan.delete == [1]
 
 
 def test_lost_status_is_recovered_from_observation() -> None:
-    plan = rollout.plan(
+    plan = make_plan(
         make_md(), ModelDeploymentStatus(), now=T0, observed={2: deployment(2), 3: deployment(3, ready=0)}
     )
     assert plan.serving_version == 2
@@ -58,6 +59,6 @@ def test_with_an_hpa_a_new_version_is_handed_the_serving_size() -> None:
     spec["autoscaling"] = {"minReplicas": 2, "maxReplicas": 9}
     md = make_md(spec)
     scaled_up = deployment(2, replicas=5, ready=5)  # the HPA grew version 2 to 5
-    plan = rollout.plan(md, SERVING_2, now=T0, observed={2: scaled_up})
+    plan = make_plan(md, SERVING_2, now=T0, observed={2: scaled_up})
     # The count is the HPA's (replicas None) but version 3 starts at version 2's 5, not at 1.
-    assert plan.apply == [rollout.VersionPlan(3, None, "stable", initial_replicas=5)]
+    assert plan.apply == [VersionPlan(3, None, "stable", initial_replicas=5)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modeldeploy import rollout
-from modeldeploy.models import ModelDeploymentStatus, Phase, VersionStatus
-from modeldeploy.observed import FetchFailure, ObservedDeployment
-from modeldeploy.status import derive_status, transition_events
+from modeldeploy.api.status import ModelDeploymentStatus, Phase, VersionStatus
+from modeldeploy.control.status import derive_status, transition_events
+from modeldeploy.rollout.observed import FetchFailure, ObservedDeployment
+from modeldeploy.rollout.plan import plan as make_plan
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -64,7 +64,7 @@ def derive(
 ) -> ModelDeploymentStatus:
     md = make_md(spec)
     previous = previous or ModelDeploymentStatus()
-    return derive_status(md, rollout.plan(md, previous, observed, now), observed, previous, now, **kwargs)
+    return derive_status(md, make_plan(md, previous, observed, now), observed, previous, now, **kwargs)
 
 
 def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:
@@ -141,9 +141,7 @@ def test_scaled_to_zero_is_ready_but_not_available() -> None:
 
 
 def test_fetch_failure_is_reported_as_model_not_loaded() -> None:
-    failure = FetchFailure(
-        pod="mnist-v3-x", reason="Error", message="version 3 not found under s3://models/mnist/"
-    )
+    failure = FetchFailure(pod="mnist-v3-x", message="version 3 not found under s3://models/mnist/")
     status = derive({3: deployment(3, ready=0, available="False")}, fetch_failure=failure)
     assert conditions(status)["ModelLoaded"] == ("False", "FetchFailed")
     assert conditions(status)["Degraded"] == ("True", "ModelFetchFailed")

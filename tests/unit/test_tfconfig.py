@@ -7,8 +7,8 @@ import re
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from modeldeploy import tfconfig
-from modeldeploy.models import Batching
+from modeldeploy.api.spec import Batching
+from modeldeploy.build import tfconfig
 
 
 def test_model_config_parses_back_with_the_proto_and_pins_the_version() -> None:
@@ -61,5 +61,5 @@ def test_config_import_path_has_no_tensorflow() -> None:
     import subprocess
     import sys
 
-    code = "import sys, modeldeploy.handlers; sys.exit(1 if 'tensorflow' in sys.modules else 0)"
+    code = "import sys, modeldeploy.control.handlers; sys.exit(1 if 'tensorflow' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

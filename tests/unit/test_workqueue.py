@@ -8,7 +8,7 @@ from collections.abc import Hashable
 
 import pytest
 
-from modeldeploy.workqueue import WorkQueue, run_workers
+from modeldeploy.control.workqueue import WorkQueue, run_workers
 
 
 class FakeClock:

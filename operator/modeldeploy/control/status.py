@@ -9,21 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import builders
-from .models import (
+from ..api.spec import ModelDeployment
+from ..api.status import (
+    ActionValues,
     CanaryStatus,
     Condition,
-    HandledActions,
     HistoryEntry,
-    ModelDeployment,
     ModelDeploymentStatus,
     Phase,
+    RolloutResult,
+    Verdict,
     VersionStatus,
 )
-from .observed import FetchFailure, ObservedDeployment
-from .rollout import Plan, history_entry, steps_of, to_seconds
+from ..api.times import to_seconds
+from ..build.routing import endpoints
+from ..rollout.canary import steps_of
+from ..rollout.observed import FetchFailure, ObservedDeployment
+from ..rollout.types import Plan
 
 HISTORY_LIMIT = 20
+_NO_ACTIONS = ActionValues()
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def _canary_summary(canary: CanaryStatus, steps: int) -> str:
 
 def _rollback_reason(plan: Plan, history: list[HistoryEntry]) -> tuple[str, str] | None:
     """(reason, message) when the requested version was rolled back or aborted and is held back."""
-    if plan.outcome is not None and plan.outcome.result in ("RolledBack", "Aborted"):
+    if plan.outcome is not None and plan.outcome.result is not RolloutResult.PROMOTED:
         return (
             plan.outcome.result,
             f"version {plan.outcome.version} {plan.outcome.result.lower()}: {plan.outcome.reason}",
@@ -76,7 +81,7 @@ def _rollback_reason(plan: Plan, history: list[HistoryEntry]) -> tuple[str, str]
     if plan.held_back is not None:
         last = next((h for h in reversed(history) if h.version == plan.target_version), None)
         detail = f" ({last.reason})" if last is not None else ""
-        return (last.result if last is not None else "RolledBack"), plan.held_back + detail
+        return str(last.result if last is not None else RolloutResult.ROLLED_BACK), plan.held_back + detail
     return None
 
 
@@ -100,12 +105,12 @@ def derive_status(
 
     history = list(previous.history)
     if plan.outcome is not None:
-        history.append(history_entry(plan.outcome, now))
+        history.append(plan.outcome.history_entry(now))
     elif previous.stable is not None and serving is not None and previous.stable.version != serving.version:
         history.append(
             HistoryEntry(
                 version=serving.version,
-                result="Promoted",
+                result=RolloutResult.PROMOTED,
                 at=to_seconds(now),
                 reason=f"{md.spec.rollout.strategy.value}: replaced version {previous.stable.version}",
             )
@@ -197,12 +202,12 @@ def derive_status(
         )
 
     last_check = canary.analysis.last_check if canary is not None else None
-    if canary is not None and last_check is not None and last_check.verdict == "Failed":
+    if canary is not None and last_check is not None and last_check.verdict is Verdict.FAILED:
         canary_healthy = cond("CanaryHealthy", False, "AnalysisFailed", last_check.message)
     elif canary is not None:
         reason = (
             "AnalysisPassing"
-            if last_check is not None and last_check.verdict == "Passed"
+            if last_check is not None and last_check.verdict is Verdict.PASSED
             else ("Inconclusive" if last_check is not None else "NoChecksYet")
         )
         canary_healthy = cond(
@@ -249,12 +254,7 @@ def derive_status(
             digest=digest,
         )
     wanted = serving.spec_replicas if serving is not None else md.spec.desired_replicas
-    handled = plan.handled
-    actions = (
-        HandledActions(promote=handled.promote, abort=handled.abort, retry=handled.retry)
-        if (handled.promote, handled.abort, handled.retry) != (None, None, None)
-        else None
-    )
+    actions = plan.handled if plan.handled != _NO_ACTIONS else None
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
@@ -262,7 +262,7 @@ def derive_status(
         conditions=[ready, available, progressing, degraded, model_loaded, canary_healthy],
         stable=stable,
         canary=canary,
-        endpoints=builders.endpoints(md),
+        endpoints=endpoints(md),
         history=history[-HISTORY_LIMIT:],
         failed_versions=list(plan.failed_versions),
         handled_actions=actions,
@@ -290,7 +290,7 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
         )
     if current.history and (not previous.history or current.history[-1] != previous.history[-1]):
         entry = current.history[-1]
-        if entry.result != "Promoted" and not any(e.reason == entry.result for e in events):
+        if entry.result is not RolloutResult.PROMOTED and not any(e.reason == entry.result for e in events):
             events.append(Event("Warning", entry.result, f"version {entry.version}: {entry.reason}"))
     if previous.stable is not None and current.stable is not None:
         same = previous.stable.version == current.stable.version
@@ -317,3 +317,16 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
                 )
             )
     return events
+
+
+def invalid_spec_status(
+    previous: ModelDeploymentStatus, message: str, generation: int, now: str
+) -> ModelDeploymentStatus:
+    """A spec the models refuse: Degraded with the message; everything else kept as it was."""
+    conditions = [c for c in previous.conditions if c.type not in ("Degraded", "Ready")] + [
+        condition(previous, "Degraded", True, "InvalidSpec", message, generation, now),
+        condition(previous, "Ready", False, "InvalidSpec", message, generation, now),
+    ]
+    return previous.model_copy(
+        update={"observed_generation": generation, "phase": Phase.DEGRADED, "conditions": conditions}
+    )

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from .models import Batching
+from ..api.names import GRPC_PORT, METRICS_PATH, REST_PORT
+from ..api.spec import Batching
 
-GRPC_PORT = 8500
-REST_PORT = 8501
 CONFIG_DIR = "/config"
 MODELS_DIR = "/models"
-METRICS_PATH = "/monitoring/prometheus/metrics"
 MODEL_CONFIG_FILE = "models.config"
 MONITORING_CONFIG_FILE = "monitoring.config"
 BATCHING_CONFIG_FILE = "batching.config"

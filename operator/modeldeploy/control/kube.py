@@ -17,24 +17,11 @@ import kubernetes
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import models
+from ..api.names import API_VERSION, FIELD_MANAGER, KIND
+from ..api.times import format_time, to_seconds
+from .kinds import BY_KIND, Kind
 
-FIELD_MANAGER = "modeldeploy"
-# Applies only a Deployment's replica count when an HPA is to own it: the field
-# keeps an owner while the main manager lets go of it, so it is never reset to 1.
-HANDOVER_FIELD_MANAGER = "modeldeploy-handover"
 LOG = logging.getLogger(__name__)
-
-# kind -> (API path prefix, plural); only kinds the operator writes or deletes.
-_KINDS: dict[str, tuple[str, str]] = {
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "Service": ("/api/v1", "services"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
-    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
-}
-_MD_PREFIX = f"/apis/{models.GROUP}/{models.VERSION}"
 
 
 def load_client_config(connections: int) -> ApiClient:
@@ -80,10 +67,10 @@ class Kube:
         data = response.data
         return json.loads(data) if data else None
 
-    def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
-        prefix, plural = _KINDS[kind]
-        path = f"{prefix}/namespaces/{namespace}/{plural}"
-        return f"{path}/{name}" if name else path
+    def _path(
+        self, kind: str, namespace: str, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        return BY_KIND[kind].path(namespace, name, subresource)
 
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = manifest["metadata"]
@@ -111,12 +98,11 @@ class Kube:
             raise
         return True
 
-    def list_namespaced(
-        self, api_prefix: str, plural: str, namespace: str, label_selector: str = ""
-    ) -> list[dict[str, Any]]:
-        """Every object of a kind in ``namespace``; [] when the kind is not served (e.g. no
-        Gateway API)."""
-        path = f"{api_prefix}/namespaces/{namespace}/{plural}"
+    def list_namespaced(self, kind: Kind, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a kind in ``namespace`` (by its watch selector); [] when the kind
+        is not served (e.g. no Gateway API)."""
+        path = kind.path(namespace)
+        label_selector = kind.selector
         items: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -139,7 +125,7 @@ class Kube:
         try:
             self._call(
                 "PATCH",
-                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                self._path("Pod", namespace, name),
                 body={"metadata": {"labels": labels}},
                 content_type="application/merge-patch+json",
             )
@@ -152,7 +138,7 @@ class Kube:
         leaves out (a canary's finished step time, say), so this is a JSON patch."""
         result: dict[str, Any] = self._call(
             "PATCH",
-            f"{_MD_PREFIX}/namespaces/{namespace}/{models.PLURAL}/{name}/status",
+            self._path(KIND, namespace, name, "status"),
             body=[{"op": "add", "path": "/status", "value": status}],
             content_type="application/json-patch+json",
         )
@@ -161,7 +147,7 @@ class Kube:
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""
         meta = involved["metadata"]
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = to_seconds(format_time(datetime.datetime.now(datetime.UTC)))
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -170,8 +156,8 @@ class Kube:
                 "namespace": meta["namespace"],
             },
             "involvedObject": {
-                "apiVersion": involved.get("apiVersion", f"{models.GROUP}/{models.VERSION}"),
-                "kind": models.KIND,
+                "apiVersion": involved.get("apiVersion", API_VERSION),
+                "kind": KIND,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta.get("uid"),
@@ -187,7 +173,7 @@ class Kube:
             "reportingComponent": FIELD_MANAGER,
         }
         try:
-            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+            self._call("POST", self._path("Event", meta["namespace"]), body=event)
         except ApiException as exc:
             LOG.warning(
                 "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason

@@ -1,8 +1,8 @@
 """The model-aware gate: a pod serves only once TF Serving reports its exact version AVAILABLE.
 
 An open port or a passing readiness probe is not enough: TF Serving answers its
-REST status endpoint while the model is still LOADING. The reconciler asks each
-new pod, and labels it when the version is AVAILABLE; Services select that label,
+REST status endpoint while the model is still LOADING. The reconcile pass asks
+each new pod, and labels it when the version is AVAILABLE; Services select that label,
 so no traffic reaches a pod before its model is loaded.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from . import tfconfig
+from ..api.names import REST_PORT
 
 PROBE_TIMEOUT_SECONDS = 1.0
 
 
-def version_available(pod_ip: str, model: str, version: int, port: int = tfconfig.REST_PORT) -> bool:
+def version_available(pod_ip: str, model: str, version: int, port: int = REST_PORT) -> bool:
     """True when TF Serving on ``pod_ip`` reports ``model`` version ``version`` AVAILABLE."""
     url = f"http://{pod_ip}:{port}/v1/models/{model}/versions/{version}"
     try:

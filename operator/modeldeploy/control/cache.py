@@ -3,8 +3,8 @@
 Reconciles read from here instead of the API server (as controller-runtime's
 informers do), so a pass costs requests only for what it writes. Stored bodies
 are the watch events' own freshly parsed objects, never copied: nobody may
-change them (the reconciler only reads them). Copies were a third of the
-operator's CPU under load (profiled with py-spy at N=200).
+change them (the reconcile pass only reads them). Copies were a large share of
+the operator's CPU under load (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .builders import LABEL_NAME
+from ..api.names import KIND, LABEL_NAME
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -40,7 +40,7 @@ class ObjectCache:
             if held is not None and _newer(held, body):
                 return True
             self._objects[key] = body
-            if owner is not None and kind != "ModelDeployment":
+            if owner is not None and kind != KIND:
                 self._children.setdefault((key[1], owner), set()).add(key)
             return True
 
@@ -78,7 +78,7 @@ class ObjectCache:
 
     def model_deployment_keys(self) -> list[tuple[str, str]]:
         with self._lock:
-            return [(ns, name) for kind, ns, name in self._objects if kind == "ModelDeployment"]
+            return [(ns, name) for kind, ns, name in self._objects if kind == KIND]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,43 +1,38 @@
 """Thin kopf wiring: watches feed the cache and the work queue; worker threads reconcile.
 
-Only event-watching handlers are used. kopf's change handlers would store their
-progress in annotations and its daemons and timers add finalizers; with event
-handlers the operator writes nothing but children, status and Events, and a
-ModelDeployment deletes even while the operator is down.
+Only event-watching handlers are used, one per watched kind of ``kinds``. kopf's
+change handlers would store their progress in annotations and its daemons and
+timers add finalizers; with event handlers the operator writes nothing but
+children, status and Events, and a ModelDeployment deletes even while the
+operator is down.
 
-Run: ``kopf run --standalone --all-namespaces -m modeldeploy.handlers``.
+Run: ``kopf run --standalone --all-namespaces -m modeldeploy.control.handlers``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from . import builders, kube, models
-from .builders import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from ..api.names import KIND, LABEL_NAME
+from . import kube
 from .cache import ObjectCache
-from .reconciler import Reconciler
-from .watched import WATCHED
+from .kinds import WATCHED, Kind
+from .reconcile import Reconciler
+from .settings import Settings
 from .workqueue import WorkQueue, run_workers
 
 LOG = logging.getLogger(__name__)
-RESYNC_SECONDS = float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", "600"))
-# Reconciles are I/O-bound (API calls, model checks): threads overlap the waits. A busy
-# API server creates Services one at a time (its ClusterIP allocator holds a lock across
-# a request to itself), so new resources' passes queue there; with 16 workers the queue
-# ran dry while workers did other passes' requests (make bench: 5-6 Services/s, against
-# 8-10/s with 32 workers and 10-15/s for the floor's direct applies).
-WORKERS = int(os.environ.get("MODELDEPLOY_WORKERS", "32"))
 
 
 @dataclass
 class Runtime:
+    settings: Settings = field(default_factory=Settings.from_env)
     cache: ObjectCache = field(default_factory=ObjectCache)
     queue: WorkQueue = field(default_factory=WorkQueue)
     reconciler: Reconciler | None = None
@@ -59,9 +54,9 @@ def _handle(key: Any) -> float | None:
 
 def _resync_loop() -> None:
     """Re-run every ModelDeployment now and then: repairs drift no watch reports."""
-    while not RUNTIME.stopping.wait(RESYNC_SECONDS):
+    while not RUNTIME.stopping.wait(RUNTIME.settings.resync_seconds):
         assert RUNTIME.reconciler is not None
-        RUNTIME.reconciler.clear_memo()
+        RUNTIME.reconciler.applier.clear()
         for key in RUNTIME.cache.model_deployment_keys():
             RUNTIME.queue.add(key)
 
@@ -70,7 +65,8 @@ class NoDiffBase(kopf.DiffBaseStorage):
     """Keeps no "last handled" state: with only event handlers nothing reads a diff.
 
     kopf's default deep-copies every object of every watch event to diff it against an
-    annotation; under load that was half the operator's CPU, for a diff no handler uses.
+    annotation; under load that was a large share of the operator's CPU, for a diff no
+    handler uses.
     """
 
     def build(
@@ -96,12 +92,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
-    options = builders.BuildOptions(
-        fetcher_image=os.environ.get("MODELDEPLOY_FETCHER_IMAGE", builders.BuildOptions.fetcher_image)
-    )
-    client = kube.Kube(kube.load_client_config(connections=WORKERS))
-    RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, options)
-    run_workers(RUNTIME.queue, _handle, WORKERS)
+    ours = RUNTIME.settings
+    client = kube.Kube(kube.load_client_config(connections=ours.workers))
+    RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options)
+    run_workers(RUNTIME.queue, _handle, ours.workers)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
 
 
@@ -120,10 +114,8 @@ def _fill_namespace(client: kube.Kube, namespace: str) -> None:
             return
         count = 0
         for watched in WATCHED:
-            if watched.kind != "ModelDeployment":  # those come from kopf, which queued this pass
-                for item in client.list_namespaced(
-                    watched.api_prefix, watched.plural, namespace, watched.selector
-                ):
+            if watched.kind != KIND:  # those come from kopf, which queued this pass
+                for item in client.list_namespaced(watched, namespace):
                     RUNTIME.cache.upsert(watched.kind, item)
                     count += 1
         RUNTIME.filled.add(namespace)
@@ -151,7 +143,7 @@ def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
         RUNTIME.cache.remove(kind, namespace, name)
     elif not RUNTIME.cache.upsert(kind, body):
         return None  # our own write coming back: the pass that made it has run
-    if kind == "ModelDeployment":
+    if kind == KIND:
         if deleted and RUNTIME.reconciler is not None:
             RUNTIME.reconciler.forget(namespace, name)
             return None
@@ -160,38 +152,24 @@ def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
     return (namespace, owner) if owner else None
 
 
-def _enqueue(key: tuple[str, str] | None, urgent: bool = True) -> None:
-    """Children's changes are urgent: they finish work under way (a pod waiting for its
-    model gate), which should not wait behind every new resource's first pass."""
-    if key is not None:
-        RUNTIME.queue.add(key, urgent=urgent)
+def _event_handler(kind: Kind) -> Callable[..., Awaitable[None]]:
+    # Children's changes are urgent: they finish work under way (a pod waiting for its
+    # model gate), which should not wait behind every new resource's first pass.
+    urgent = kind.kind != KIND
+
+    async def on_event(event: kopf.RawEvent, **_: Any) -> None:
+        key = _observe(kind.kind, event)
+        if key is not None:
+            RUNTIME.queue.add(key, urgent=urgent)
+
+    return on_event
 
 
-@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
-async def model_deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("ModelDeployment", event), urgent=False)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("Deployment", event))
-
-
-@kopf.on.event("v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("Pod", event))
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("HorizontalPodAutoscaler", event))
-
-
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def network_policy_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("NetworkPolicy", event))
-
-
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def http_route_event(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue(_observe("HTTPRoute", event))
+for _kind in WATCHED:
+    kopf.on.event(
+        group=_kind.group,
+        version=_kind.version,
+        plural=_kind.plural,
+        id=f"{_kind.kind}-event",
+        labels=_kind.labels or None,
+    )(_event_handler(_kind))

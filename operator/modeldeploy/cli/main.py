@@ -19,9 +19,7 @@ from typing import Any
 
 import kubernetes
 
-from . import models
-
-ACTIONS = ("promote", "abort", "retry")
+from ..api.names import ACTION_ANNOTATIONS, GROUP, PLURAL, VERSION
 
 
 def _api(kubeconfig: str | None) -> kubernetes.client.CustomObjectsApi:
@@ -37,9 +35,7 @@ def _api(kubeconfig: str | None) -> kubernetes.client.CustomObjectsApi:
 
 
 def _patch(api: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = api.patch_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.PLURAL, name, body
-    )
+    result: dict[str, Any] = api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
     return result
 
 
@@ -88,7 +84,7 @@ def render_status(md: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubectl modeldeploy", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["status", *ACTIONS, "pause", "resume"])
+    parser.add_argument("command", choices=["status", *ACTION_ANNOTATIONS, "pause", "resume"])
     parser.add_argument("name")
     parser.add_argument("-n", "--namespace", default="default")
     parser.add_argument("--kubeconfig", default=None)
@@ -96,17 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     api = _api(args.kubeconfig)
     try:
         if args.command == "status":
-            md = api.get_namespaced_custom_object(
-                models.GROUP, models.VERSION, args.namespace, models.PLURAL, args.name
-            )
+            md = api.get_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name)
             print(render_status(md))
-        elif args.command in ACTIONS:
+        elif args.command in ACTION_ANNOTATIONS:
             token = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             _patch(
                 api,
                 args.namespace,
                 args.name,
-                {"metadata": {"annotations": {f"{models.GROUP}/{args.command}": token}}},
+                {"metadata": {"annotations": {ACTION_ANNOTATIONS[args.command]: token}}},
             )
             print(f"{args.command} requested for {args.namespace}/{args.name} ({token})")
         else:

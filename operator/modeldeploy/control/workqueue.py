@@ -8,7 +8,7 @@ Urgent keys go before the rest. Children changing (a pod that became ready and
 waits for its model gate, a Deployment that became available) and canary steps
 falling due are urgent: they finish work already under way, and behind a burst
 of new resources in a first-in-first-out queue they waited for every first pass
-still queued (the benchmark saw gates opened ten seconds after the pods were ready).
+still queued (docs/benchmarks.md).
 """
 
 from __future__ import annotations

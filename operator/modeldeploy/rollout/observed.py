@@ -1,4 +1,4 @@
-"""Typed views of what the API server reports about children (Deployments, pods)."""
+"""Typed views of what the API server reports about children (Deployments, pods): the plan's input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .builders import FETCHER_CONTAINER, LABEL_TRACK, LABEL_VERSION
+from ..api.names import FETCHER_CONTAINER, LABEL_VERSION
 
 
 @dataclass(frozen=True)
@@ -20,16 +20,14 @@ class DeploymentCondition:
 class ObservedDeployment:
     name: str
     version: int
-    track: str
     generation: int
     observed_generation: int
     spec_replicas: int
     replicas: int
     updated_replicas: int
-    ready_replicas: int
     conditions: dict[str, DeploymentCondition] = field(default_factory=dict)
     # Pods whose model TF Serving reports AVAILABLE (the model-aware gate); the
-    # reconciler counts them from pods, default is the Deployment's ready count.
+    # pass counts them from pods; the default is the Deployment's ready count.
     serving_replicas: int = 0
 
     @classmethod
@@ -41,13 +39,11 @@ class ObservedDeployment:
         return cls(
             name=meta.get("name", ""),
             version=int(labels.get(LABEL_VERSION, "0")),
-            track=labels.get(LABEL_TRACK, ""),
             generation=int(meta.get("generation", 0)),
             observed_generation=int(status.get("observedGeneration", 0)),
             spec_replicas=int(spec.get("replicas", 1)),
             replicas=int(status.get("replicas", 0)),
             updated_replicas=int(status.get("updatedReplicas", 0)),
-            ready_replicas=int(status.get("readyReplicas", 0)),
             conditions={
                 c["type"]: DeploymentCondition(
                     c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
@@ -90,7 +86,6 @@ class FetchFailure:
     """Why the model fetch init container of a pod failed, from its termination message."""
 
     pod: str
-    reason: str
     message: str
 
 
@@ -105,7 +100,6 @@ def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
                 message = (terminated.get("message") or "").strip().splitlines()
                 return FetchFailure(
                     pod=pod.get("metadata", {}).get("name", ""),
-                    reason=terminated.get("reason") or "Error",
                     message=message[-1] if message else f"exit code {terminated.get('exitCode')}",
                 )
     return None

@@ -1,4 +1,4 @@
-"""Pydantic models of the ModelDeployment spec and status: the v1alpha1 contract.
+"""Pydantic models of the ModelDeployment spec: the v1alpha1 contract.
 
 The CRD's openAPIV3Schema is generated from these classes (see ``crdgen``), so a
 field, default, bound or enum added here reaches the API server's validation.
@@ -9,42 +9,18 @@ with the API server.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
-GROUP = "serving.modeldeploy.dev"
-VERSION = "v1alpha1"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
-SINGULAR = "modeldeployment"
-SHORT_NAMES = ["md", "mdep"]
+from .base import CamelModel
+from .times import DURATION_PATTERN
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 STORAGE_URI_PATTERN = r"^(s3|gs|https?|pvc|file)://.+"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration such as ``90s``, ``1m30s`` or ``250ms``."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-
-
-class CamelModel(BaseModel):
-    """Base: camelCase on the wire, snake_case in Python, unknown fields refused."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-    # CEL rules (rule, message, fieldPath) placed on this object's schema.
-    cel_rules: ClassVar[list[tuple[str, str, str]]] = []
 
 
 class ModelSpec(CamelModel):
@@ -228,115 +204,6 @@ class ModelDeploymentSpec(CamelModel):
         return 1 if self.replicas is None else self.replicas
 
 
-# ----- status -----
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    PROGRESSING = "Progressing"
-    READY = "Ready"
-    DEGRADED = "Degraded"
-    FAILED = "Failed"
-
-
-class Condition(CamelModel):
-    """metav1.Condition-shaped."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
-    type: str
-    status: str = Field(pattern=r"^(True|False|Unknown)$")
-    reason: str
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class VersionStatus(CamelModel):
-    version: int
-    replicas: int = 0
-    ready_replicas: int = 0
-    digest: str | None = Field(
-        default=None, description="sha256 of the fetched artifact, as the fetcher reported it."
-    )
-
-
-class CheckResult(CamelModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
-    at: str
-    verdict: str
-    requests: float | None = None
-    success_rate: float | None = None
-    latency_p99_ms: float | None = Field(default=None, alias="latencyP99Ms")
-    message: str = ""
-
-
-class Counters(CamelModel):
-    """Cumulative canary metrics at the last check; the next check measures the difference."""
-
-    requests: float = 0
-    errors: float = 0
-    buckets: dict[str, float] = Field(default_factory=dict)
-
-
-class AnalysisStatus(CamelModel):
-    passed: int = 0
-    failed: int = 0
-    inconclusive: int = 0
-    step_passed: int = Field(default=0, description="Passed checks in the current step.")
-    last_check: CheckResult | None = None
-    counters: Counters | None = None
-
-
-class CanaryStatus(CamelModel):
-    version: int
-    weight: int = 0
-    step: int = 0
-    replicas: int = 0
-    ready_replicas: int = 0
-    analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
-    started_at: str | None = None
-    step_started_at: str | None = Field(
-        default=None, description="When the current step's canary pods were all serving."
-    )
-    last_progress_at: str | None = None
-    paused: bool = False
-    manual_promotion: bool = False
-
-
-class HandledActions(CamelModel):
-    """Values of the one-shot annotations already acted on (set a new value to act again)."""
-
-    promote: str | None = None
-    abort: str | None = None
-    retry: str | None = None
-
-
-class Endpoints(CamelModel):
-    rest: str
-    grpc: str
-
-
-class HistoryEntry(CamelModel):
-    version: int
-    result: str = Field(pattern=r"^(Promoted|RolledBack|Aborted)$")
-    at: str
-    reason: str = ""
-
-
-class ModelDeploymentStatus(CamelModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
-    observed_generation: int | None = None
-    phase: Phase | None = None
-    ready: str | None = Field(default=None, description="readyReplicas/replicas of the stable version.")
-    conditions: list[Condition] = Field(default_factory=list)
-    stable: VersionStatus | None = None
-    canary: CanaryStatus | None = None
-    endpoints: Endpoints | None = None
-    history: list[HistoryEntry] = Field(default_factory=list)
-    failed_versions: list[int] = Field(default_factory=list)
-    handled_actions: HandledActions | None = None
-
-
 class ModelDeployment(BaseModel):
     """The whole object as the operator sees it (metadata kept loose)."""
 
@@ -346,6 +213,18 @@ class ModelDeployment(BaseModel):
     uid: str
     generation: int
     spec: ModelDeploymentSpec
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ModelDeployment:
+        """The resource as the API server holds it; raises ValidationError on a bad spec."""
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 1)),
+            spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
+        )
 
     @property
     def model_name(self) -> str:

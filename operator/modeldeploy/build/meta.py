@@ -1,0 +1,38 @@
+"""What every child shares: labels, owner reference, metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.names import API_VERSION, KIND, LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, MANAGED_BY
+from ..api.spec import ModelDeployment
+
+Manifest = dict[str, Any]
+
+
+def child_labels(md: ModelDeployment) -> dict[str, str]:
+    return {LABEL_NAME: md.name, LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def version_labels(md: ModelDeployment, version: int) -> dict[str, str]:
+    return {**child_labels(md), LABEL_VERSION: str(version)}
+
+
+def owner_reference(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": md.name,
+        "uid": md.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(md: ModelDeployment, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": md.namespace,
+        "labels": dict(labels),
+        "ownerReferences": [owner_reference(md)],
+    }

@@ -1,0 +1,155 @@
+"""The apply engine: makes the cluster hold a desired state, sending only what changed.
+
+Children go out by server-side apply (field manager ``modeldeploy``) with the hash
+of their manifest in an annotation. A child whose live copy (watched kinds) or
+memo (unwatched kinds) carries the same hash is skipped, so a converged resource
+costs no request. Passes that plan the same children as the last complete apply
+skip building them altogether, unless a watched child drifted since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER
+from ..api.spec import ModelDeployment
+from ..build.deployment import build_replica_handover
+from ..build.desired import DesiredState
+from ..build.meta import Manifest
+from .cache import ObjectCache
+from .kinds import WATCHED_CHILDREN
+from .kube import Kube
+
+LOG = logging.getLogger(__name__)
+
+Owner = tuple[str, str]  # namespace, ModelDeployment name
+ChildKey = tuple[str, str]  # kind, name (in the owner's namespace)
+# A watched child as applied: (kind, namespace, name, hash).
+AppliedChild = tuple[str, str, str, str]
+
+
+def manifest_hash(manifest: Manifest) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def applied_hash(live: dict[str, Any] | None) -> str | None:
+    """The manifest hash the operator annotated a live child with, if any."""
+    annotations: dict[str, str] = ((live or {}).get("metadata", {}).get("annotations")) or {}
+    return annotations.get(ANNOTATION_APPLIED_HASH)
+
+
+def owns_replicas(deployment: dict[str, Any] | None) -> bool:
+    """Whether the operator's own apply still owns spec.replicas of a live Deployment."""
+    for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    return False
+
+
+class Applier:
+    def __init__(self, kube: Kube, cache: ObjectCache) -> None:
+        self.kube = kube
+        self.cache = cache
+        self._lock = threading.Lock()
+        # owner -> (kind, name) -> hash last applied. A restart loses it and re-applies
+        # once, which server-side apply makes harmless.
+        self._applied: dict[Owner, dict[ChildKey, str]] = {}
+        # owner -> what its last complete apply was computed from, and the watched
+        # children it left behind with their hashes.
+        self._planned: dict[Owner, tuple[Hashable, list[AppliedChild]]] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the memo of a deleted ModelDeployment's children."""
+        with self._lock:
+            self._applied.pop((namespace, name), None)
+            self._planned.pop((namespace, name), None)
+
+    def clear(self) -> None:
+        """Periodic resync: re-apply everything once, repairing drift in unwatched kinds."""
+        with self._lock:
+            self._applied.clear()
+            self._planned.clear()
+
+    def ensure(self, md: ModelDeployment, fingerprint: Hashable, desire: Callable[[], DesiredState]) -> None:
+        """Make the cluster hold ``desire()``, unless it already holds what the same
+        ``fingerprint`` (everything the desired state is built from) made last time."""
+        owner = (md.namespace, md.name)
+        with self._lock:
+            planned = self._planned.get(owner)
+        if planned is not None and planned[0] == fingerprint and self._intact(planned[1]):
+            return
+        applied = self._apply_state(md, desire())
+        with self._lock:
+            self._planned[owner] = (fingerprint, applied)
+
+    def _intact(self, children: list[AppliedChild]) -> bool:
+        """Every watched child is live and still carries the hash we applied."""
+        return all(
+            applied_hash(self.cache.get(kind, namespace, name)) == digest
+            for kind, namespace, name, digest in children
+        )
+
+    def _apply_state(self, md: ModelDeployment, state: DesiredState) -> list[AppliedChild]:
+        owner = (md.namespace, md.name)
+        created: list[tuple[Manifest, int]] = []
+        for deployment, size in state.handovers:
+            live = self.cache.get("Deployment", md.namespace, deployment["metadata"]["name"])
+            if live is None:
+                created.append((deployment, size))  # created below at the default of 1
+            elif owns_replicas(live):
+                self._hand_over(deployment, size)  # before we let go of the field
+        applied: list[AppliedChild] = []
+        for child in state.children:
+            digest = self._apply_if_changed(owner, child)
+            if child["kind"] in WATCHED_CHILDREN:
+                applied.append((child["kind"], md.namespace, child["metadata"]["name"], digest))
+        for deployment, size in created:
+            self._hand_over(deployment, size)
+        for kind in state.absent_kinds:
+            for live in self.cache.children(kind, md.namespace, md.name, md.uid):
+                self._delete(owner, kind, live["metadata"]["name"])
+        for kind, name in state.deletions:
+            self._delete(owner, kind, name)
+        return applied
+
+    def _apply_if_changed(self, owner: Owner, manifest: Manifest) -> str:
+        """Apply unless the live object (or our memo) has this exact manifest; its hash."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        digest = manifest_hash(manifest)
+        with self._lock:
+            remembered = self._applied.get(owner, {}).get((kind, name)) == digest
+        if kind in WATCHED_CHILDREN:
+            live = self.cache.get(kind, owner[0], name)
+            live_hash = applied_hash(live)
+            if live_hash == digest:
+                remembered = True
+            elif live is None or live_hash is not None:
+                remembered = False  # gone, or changed since: apply again
+        if remembered:
+            return digest
+        manifest["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
+        result = self.kube.apply(manifest)
+        if kind in WATCHED_CHILDREN:
+            # Write-through: the next pass must not see the pre-apply object and apply again.
+            self.cache.upsert(kind, result)
+        LOG.info("applied %s %s/%s", kind, owner[0], name)
+        with self._lock:
+            self._applied.setdefault(owner, {})[(kind, name)] = digest
+        return digest
+
+    def _hand_over(self, deployment: Manifest, replicas: int) -> None:
+        """Set the replica count under the hand-over manager; the HPA takes it from there."""
+        self.kube.apply(build_replica_handover(deployment, replicas), field_manager=HANDOVER_FIELD_MANAGER)
+        meta = deployment["metadata"]
+        LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
+
+    def _delete(self, owner: Owner, kind: str, name: str) -> None:
+        if self.kube.delete(kind, owner[0], name):
+            LOG.info("deleted %s %s/%s", kind, owner[0], name)
+        with self._lock:
+            self._applied.get(owner, {}).pop((kind, name), None)

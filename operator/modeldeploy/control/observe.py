@@ -1,0 +1,119 @@
+"""What the watches show about one ModelDeployment, in one place: its pods, its
+Deployments by version, how many pods serve each version, fetch failures, artifact
+digests and the one-shot actions requested on it. Reads only the cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.names import ACTION_ANNOTATIONS, LABEL_MODEL_AVAILABLE, LABEL_VERSION
+from ..api.spec import ModelDeployment
+from ..api.status import ActionValues
+from ..rollout.observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
+from .cache import ObjectCache
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    # Every pod labelled with the resource (pods are owned by ReplicaSets: matched by labels).
+    all_pods: list[Body]
+    # Those not being deleted.
+    pods: list[Body]
+    deployments: dict[int, ObservedDeployment]
+    # version -> artifact digest its newest reporting pod fetched.
+    digests: dict[int, str]
+    actions: ActionValues
+
+    def fetch_failure(self, version: int) -> FetchFailure | None:
+        """Why a pod of ``version`` could not fetch its model, if one could not."""
+        for pod in self.all_pods:
+            if version_of(pod) == version:
+                failure = fetch_failure_of_pod(pod)
+                if failure is not None:
+                    return failure
+        return None
+
+    def serving_pod_ips(self, version: int) -> tuple[str, ...]:
+        """IPs of ``version``'s pods that passed the model gate, sorted."""
+        return tuple(
+            sorted(pod_ip(p) for p in self.pods if version_of(p) == version and passed_gate(p) and pod_ip(p))
+        )
+
+    def gates_to_check(self) -> list[Body]:
+        """Ready pods whose model gate has not opened yet."""
+        return [
+            p
+            for p in self.pods
+            if (p["metadata"].get("labels") or {}).get(LABEL_MODEL_AVAILABLE) != "true"
+            and pod_ip(p)
+            and pod_ready(p)
+        ]
+
+
+def observe(cache: ObjectCache, md: ModelDeployment, body: Body) -> Observation:
+    all_pods = cache.labelled("Pod", md.namespace, md.name)
+    pods = [p for p in all_pods if not p["metadata"].get("deletionTimestamp")]
+    serving = serving_counts(pods)
+    deployments = {
+        dep.version: dep
+        for dep in (
+            ObservedDeployment.from_manifest(d, serving_replicas=serving.get(version_of(d), 0))
+            for d in cache.children("Deployment", md.namespace, md.name, md.uid)
+        )
+    }
+    return Observation(all_pods, pods, deployments, _digests(all_pods), requested_actions(body))
+
+
+def requested_actions(body: Body) -> ActionValues:
+    """The one-shot annotations on the resource right now."""
+    annotations = body["metadata"].get("annotations") or {}
+    return ActionValues(**{action: annotations.get(key) for action, key in ACTION_ANNOTATIONS.items()})
+
+
+def version_of(obj: Body) -> int:
+    text = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_VERSION, "")
+    return int(text) if text.isdigit() else 0
+
+
+def pod_ip(pod: Body) -> str:
+    return str((pod.get("status") or {}).get("podIP") or "")
+
+
+def pod_ready(pod: Body) -> bool:
+    status = pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return status.get("phase") == "Running" and ready
+
+
+def passed_gate(pod: Body) -> bool:
+    """Ready, and the operator saw TF Serving report its model version AVAILABLE."""
+    labels = pod["metadata"].get("labels") or {}
+    return labels.get(LABEL_MODEL_AVAILABLE) == "true" and pod_ready(pod)
+
+
+def serving_counts(pods: list[Body]) -> dict[int, int]:
+    """version -> pods that passed the model gate."""
+    counts: dict[int, int] = {}
+    for pod in pods:
+        if passed_gate(pod):
+            counts[version_of(pod)] = counts.get(version_of(pod), 0) + 1
+    return counts
+
+
+def _digests(pods: list[Body]) -> dict[int, str]:
+    """version -> artifact digest reported by its newest pod that reported one."""
+    newest: dict[int, tuple[str, str]] = {}
+    for pod in pods:
+        digest = fetched_digest_of_pod(pod)
+        version = version_of(pod)
+        if digest is None or not version:
+            continue
+        created = pod["metadata"].get("creationTimestamp", "")
+        if version not in newest or created > newest[version][0]:
+            newest[version] = (created, digest)
+    return {version: digest for version, (_, digest) in newest.items()}

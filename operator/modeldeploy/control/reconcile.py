@@ -1,0 +1,163 @@
+"""One reconcile pass, as a short script: observe, check, plan, apply, derive status, write.
+
+Level-based and idempotent: every pass recomputes the full desired state from the
+spec and what the watches have seen. A pass that finds nothing to change sends no
+request. Everything with a side effect outside the API server (the model gate, the
+analysis scrape, the clock) is passed in, so the pass runs in unit tests with fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.names import KIND, LABEL_MODEL_AVAILABLE, LABEL_VERSION
+from ..api.spec import Analysis, ModelDeployment, spec_error_message
+from ..api.status import Counters, ModelDeploymentStatus
+from ..api.times import parse_duration, utc_now
+from ..build.deployment import BuildOptions
+from ..build.desired import desired_state
+from ..build.validation import spec_problem
+from ..rollout import analysis, modelgate
+from ..rollout.canary import analysis_due
+from ..rollout.plan import plan as make_plan
+from ..rollout.providers import Target
+from ..rollout.types import Check, Plan
+from .apply import Applier
+from .cache import ObjectCache
+from .kube import Kube
+from .observe import Observation, observe
+from .status import derive_status, invalid_spec_status, transition_events
+
+LOG = logging.getLogger(__name__)
+# A pod whose model gate is still closed is asked again this often.
+GATE_RETRY_SECONDS = 1.0
+
+Gate = Callable[[str, str, int], bool]  # (pod IP, model, version) -> AVAILABLE?
+Analyse = Callable[[Analysis, Target, Counters | None, str], Check]
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    cache: ObjectCache
+    options: BuildOptions = field(default_factory=BuildOptions)
+    clock: Callable[[], str] = utc_now
+    gate: Gate = modelgate.version_available
+    analyse: Analyse = analysis.check
+
+    def __post_init__(self) -> None:
+        self.applier = Applier(self.kube, self.cache)
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """One pass; returns seconds until this resource wants another, if it does."""
+        body = self.cache.get(KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # owner references let the garbage collector remove the children
+        previous = parse_status(body.get("status"))
+        now = self.clock()
+        try:
+            md = ModelDeployment.from_body(body)
+        except ValidationError as exc:
+            generation = int(body["metadata"].get("generation", 1))
+            self._write_status(
+                body, previous, invalid_spec_status(previous, spec_error_message(exc), generation, now)
+            )
+            return None
+        world = observe(self.cache, md, body)
+        closed_gates = self._open_gates(md, world)
+        check = self._check_if_due(md, previous, world, now)
+        plan = make_plan(md, previous, world.deployments, now, check, world.actions)
+        problem = spec_problem(md.spec)
+        if problem is None:
+            self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
+        status = derive_status(
+            md,
+            plan,
+            world.deployments,
+            previous,
+            now,
+            fetch_failure=world.fetch_failure(plan.target_version),
+            spec_problem=problem,
+            digests=world.digests,
+        )
+        self._write_status(body, previous, status)
+        waits = [
+            w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
+        ]
+        return min(waits) if waits else None
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.applier.forget(namespace, name)
+
+    def _open_gates(self, md: ModelDeployment, world: Observation) -> int:
+        """Label pods whose exact version TF Serving reports AVAILABLE; how many stay closed."""
+        closed = 0
+        for pod in world.gates_to_check():
+            version = pod["metadata"]["labels"].get(LABEL_VERSION, "")
+            if version.isdigit() and self.gate(pod["status"]["podIP"], md.model_name, int(version)):
+                self.kube.label_pod(md.namespace, pod["metadata"]["name"], {LABEL_MODEL_AVAILABLE: "true"})
+                LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
+            else:
+                closed += 1
+        return closed
+
+    def _check_if_due(
+        self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
+    ) -> Check | None:
+        spec = md.spec.rollout.analysis
+        if spec is None or previous.canary is None or not analysis_due(md, previous, now):
+            return None
+        version = previous.canary.version
+        target = Target(
+            md.namespace,
+            md.model_name,
+            version,
+            world.serving_pod_ips(version),
+            parse_duration(spec.interval),
+        )
+        return self.analyse(spec, target, previous.canary.analysis.counters, now)
+
+    def _write_status(
+        self, body: dict[str, Any], previous: ModelDeploymentStatus, status: ModelDeploymentStatus
+    ) -> None:
+        if status == previous:
+            return
+        meta = body["metadata"]
+        written = self.kube.patch_status(meta["namespace"], meta["name"], dump_status(status))
+        # Write-through: a pass before our own watch event arrives must see this status,
+        # or it would recompute transition times and write again.
+        self.cache.upsert(KIND, written)
+        for event in transition_events(previous, status):
+            self.kube.post_event(body, event.type, event.reason, event.message)
+
+
+def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
+    """Everything the children are built from: the spec (by generation) and the plan."""
+    return (
+        md.uid,
+        md.generation,
+        tuple(plan.apply),
+        tuple(plan.delete),
+        plan.serving_version,
+        plan.target_version,
+        plan.canary.version if plan.canary else None,
+        plan.canary_weight,
+    )
+
+
+def parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
+    try:
+        return ModelDeploymentStatus.model_validate(raw or {})
+    except ValidationError:
+        LOG.warning("status does not match the schema; rebuilding it from observation")
+        return ModelDeploymentStatus()
+
+
+def dump_status(status: ModelDeploymentStatus) -> dict[str, Any]:
+    dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped

@@ -1,0 +1,96 @@
+"""Which model versions run, at what size, and which one serves: the plan of one pass. Pure.
+
+(spec, previous status, observed Deployments, now, analysis check, one-shot
+actions) -> a Plan. Nothing here talks to the API server or reads a clock, so
+every transition is unit-tested.
+
+Strategy Immediate (and the first rollout of any strategy): the target version's
+Deployment runs beside the serving one, which is removed only once the target
+serves with every replica. Strategy Canary: see ``canary``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..api.names import TRACK_STABLE
+from ..api.spec import ModelDeployment, Strategy
+from ..api.status import ActionValues, ModelDeploymentStatus
+from .canary import advance_canary
+from .observed import ObservedDeployment
+from .sizing import sized, stable_replicas
+from .types import Check, Plan
+
+
+def _previous_serving(
+    status: ModelDeploymentStatus, observed: dict[int, ObservedDeployment], target: int
+) -> int | None:
+    """The version that served before this pass: status first, else any complete other Deployment."""
+    if status.stable is not None and status.stable.version in observed:
+        return status.stable.version
+    complete = [v for v, dep in observed.items() if v != target and dep.complete]
+    return max(complete) if complete else None
+
+
+def plan(
+    md: ModelDeployment,
+    status: ModelDeploymentStatus,
+    observed: dict[int, ObservedDeployment],
+    now: str,
+    check: Check | None = None,
+    actions: ActionValues | None = None,
+) -> Plan:
+    actions = actions or ActionValues()
+    target = md.spec.model.version
+    failed = list(status.failed_versions)
+    handled = status.handled_actions or ActionValues()
+    if actions.retry is not None and actions.retry != handled.retry:
+        handled = handled.model_copy(update={"retry": actions.retry})
+        failed = [v for v in failed if v != target]
+    previous = _previous_serving(status, observed, target)
+    if previous is not None and previous != target and target in failed:
+        # Rolled back before: a re-sync of the same spec must not roll it again.
+        stable_apply, size_now = stable_replicas(md, observed.get(previous))
+        return Plan(
+            previous,
+            target,
+            [sized(previous, stable_apply, size_now, TRACK_STABLE)],
+            sorted(v for v in observed if v != previous),
+            held_back=f"version {target} was rolled back; set a new version or the retry annotation",
+            failed_versions=failed,
+            handled=handled,
+        )
+    if md.spec.rollout.strategy is Strategy.IMMEDIATE or previous is None or previous == target:
+        return _immediate(
+            md, observed, previous, target, Plan(None, target, failed_versions=failed, handled=handled)
+        )
+    return advance_canary(md, status, observed, previous, target, now, check, actions, failed, handled)
+
+
+def _immediate(
+    md: ModelDeployment,
+    observed: dict[int, ObservedDeployment],
+    previous: int | None,
+    target: int,
+    base: Plan,
+) -> Plan:
+    # A new version under an HPA starts at the size the serving version has now.
+    sizing = (
+        observed.get(previous) if previous is not None and target not in observed else observed.get(target)
+    )
+    stable_apply, size_now = stable_replicas(md, sizing)
+    target_plan = sized(target, stable_apply, size_now, TRACK_STABLE)
+    target_dep = observed.get(target)
+
+    def plan_for(serving: int | None, delete: list[int]) -> Plan:
+        return replace(base, serving_version=serving, apply=[target_plan], delete=delete)
+
+    others = sorted(v for v in observed if v != target)
+    if previous is None or previous == target:
+        # Serving means a pod passed the model gate, not that the Deployment is Available.
+        up = target_dep is not None and (target_dep.serving_replicas > 0 or target_dep.complete)
+        return plan_for(target if up or previous == target else None, others)
+    if target_dep is not None and target_dep.complete:
+        return plan_for(target, others)
+    # The previous version keeps serving, untouched, until the target completes.
+    return plan_for(previous, sorted(v for v in observed if v not in (target, previous)))

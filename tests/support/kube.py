@@ -1,0 +1,26 @@
+"""Namespaces and kubectl for the harnesses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import kubernetes
+
+from .wait import wait_for
+
+
+def kubectl_path() -> Path:
+    """$KUBECTL, else the kubectl built with the local control plane (built if missing)."""
+    if os.environ.get("KUBECTL"):
+        return Path(os.environ["KUBECTL"])
+    from tests.cluster.localcluster import build_binaries
+
+    return build_binaries() / "kubectl"
+
+
+def create_namespace(core: kubernetes.client.CoreV1Api, name: str, timeout: float = 30.0) -> None:
+    """Create a namespace and wait for its default ServiceAccount: admission refuses pods until
+    the controller-manager has made it."""
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(lambda: core.list_namespaced_service_account(name).items, timeout, what=f"{name}'s default SA")

@@ -1,0 +1,82 @@
+"""The operator as a real process (``kopf run``), as the integration suite, the benchmark and
+the demo run it: started, probed on its liveness endpoint until healthy, stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.cluster.localcluster import free_port
+
+from .wait import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+HANDLERS = "modeldeploy.control.handlers"
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    log_path: Path
+    # Watch only this namespace; None watches all.
+    namespace: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # Its own session: outlives the starting process (the demo), stopped by process group.
+    detached: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def command(self) -> list[str]:
+        scope = f"--namespace={self.namespace}" if self.namespace else "--all-namespaces"
+        liveness = f"--liveness=http://127.0.0.1:{self.port}/healthz"
+        return [sys.executable, "-m", "kopf", "run", "--standalone", scope, liveness, "-m", HANDLERS]
+
+    def start(self, timeout: float = 60.0) -> OperatorProcess:
+        self.port = free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
+        self.process = subprocess.Popen(
+            self.command(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=self.detached,
+        )
+        wait_for(self.healthy, timeout, what="operator liveness endpoint")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()[-5000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,77 @@
+"""The package's layering, enforced: each subpackage imports only the ones below it.
+
+api -> rollout -> build -> control; the plugin (cli) sees only api; the fetcher
+(its own image) imports nothing else of modeldeploy.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "modeldeploy"
+ALLOWED: dict[str, set[str]] = {
+    "api": set(),
+    "rollout": {"api"},
+    "build": {"api", "rollout"},
+    "control": {"api", "rollout", "build"},
+    "cli": {"api"},
+    "fetcher": set(),
+}
+
+
+def imported_subpackages(path: Path) -> set[str]:
+    """The modeldeploy subpackages a module imports, relative imports resolved."""
+    module_parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    package_parts = module_parts[:-1]  # __init__ too: its package is its folder
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[tuple[str, ...]] = []
+        if isinstance(node, ast.Import):
+            targets = [tuple(alias.name.split(".")) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base: tuple[str, ...] = tuple((node.module or "").split(".")) if node.module else ()
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1] + base
+            targets = [(*base, alias.name) for alias in node.names] if len(base) < 2 else [base]
+        for target in targets:
+            if target[0] == "modeldeploy" and len(target) > 1:
+                found.add(target[1])
+    return found
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    top_level = {p.name for p in PACKAGE.glob("*.py")}
+    assert top_level == {"__init__.py"}, (
+        f"modules outside a subpackage: {sorted(top_level - {'__init__.py'})}"
+    )
+    assert {p.parts[len(PACKAGE.parts)] for p in modules() if p.parent != PACKAGE} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_only_lower_layers(path: Path) -> None:
+    if path.parent == PACKAGE:
+        return
+    layer = path.relative_to(PACKAGE).parts[0]
+    foreign = imported_subpackages(path) - {layer} - ALLOWED[layer]
+    assert not foreign, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(foreign)}"
+
+
+def test_the_checker_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
+    """Guards the guard: a checker that saw no import would pass every module."""
+    assert "control" in imported_subpackages(PACKAGE / "control" / "handlers.py")
+    assert {"api", "rollout", "build"} <= imported_subpackages(PACKAGE / "control" / "reconcile.py")
+    assert imported_subpackages(PACKAGE / "build" / "desired.py") == {"api", "build", "rollout"}
+
+
+def test_every_subpackage_says_what_it_owns_and_may_import() -> None:
+    for layer in ALLOWED:
+        doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
+        assert doc, f"{layer}/__init__.py has no docstring"
+        assert "import" in doc.lower(), f"{layer}/__init__.py does not say what it may import"

@@ -1,0 +1,232 @@
+"""The reconcile pass with fakes: a recording API client, a real cache, a scripted model
+gate, analysis and clock. No cluster; the integration suite runs the same pass for real."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from modeldeploy.api.names import KIND, LABEL_MODEL_AVAILABLE
+from modeldeploy.api.status import CheckResult, Counters, Verdict
+from modeldeploy.control.cache import ObjectCache
+from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
+from modeldeploy.rollout.providers import Target
+from modeldeploy.rollout.types import Check
+
+from .conftest import SAMPLE_SPEC
+
+UID = "0d7a1c58-0000-4000-8000-000000000001"
+NOW = "2026-01-01T00:00:00.000Z"
+
+
+class FakeKube:
+    """Records every request; answers like the API server would (resourceVersion grows)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self._rv = itertools.count(100)
+
+    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(body)
+        out["metadata"]["resourceVersion"] = str(next(self._rv))
+        return out
+
+    def apply(self, manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
+        self.calls.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
+        return self._stamp(manifest)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.calls.append(("delete", kind, name))
+        return True
+
+    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        self.calls.append(("label", name, *sorted(labels)))
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", name))
+        self.statuses.append(status)
+        return self._stamp({**resource(name), "status": status})
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.calls.append(("event", type_, reason))
+
+
+def resource(
+    name: str = "mnist", spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "serving.modeldeploy.dev/v1alpha1",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": "ml", "uid": UID, "generation": 1, "resourceVersion": "1"},
+        "spec": copy.deepcopy(spec or SAMPLE_SPEC),
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def pod(name: str, version: int, ip: str, gated: bool = False) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "mnist",
+        "app.kubernetes.io/managed-by": "modeldeploy",
+        "serving.modeldeploy.dev/version": str(version),
+    }
+    if gated:
+        labels[LABEL_MODEL_AVAILABLE] = "true"
+    return {
+        "metadata": {"name": name, "namespace": "ml", "labels": labels, "resourceVersion": "5"},
+        "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def deployment(version: int, replicas: int, serving: int) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "mnist",
+        "app.kubernetes.io/managed-by": "modeldeploy",
+        "serving.modeldeploy.dev/version": str(version),
+    }
+    return {
+        "metadata": {
+            "name": f"mnist-v{version}",
+            "namespace": "ml",
+            "labels": labels,
+            "generation": 1,
+            "resourceVersion": "7",
+            "ownerReferences": [{"uid": UID}],
+        },
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": serving,
+        },
+    }
+
+
+def reconciler(
+    cache: ObjectCache, gate_open: bool = True, checks: list[Check] | None = None
+) -> tuple[Reconciler, FakeKube, list[tuple[str, str, int]], list[Target]]:
+    kube = FakeKube()
+    asked: list[tuple[str, str, int]] = []
+    analysed: list[Target] = []
+
+    def gate(ip: str, model: str, version: int) -> bool:
+        asked.append((ip, model, version))
+        return gate_open
+
+    def analyse(spec: Any, target: Target, previous: Counters | None, at: str) -> Check:
+        analysed.append(target)
+        return (checks or []).pop(0)
+
+    rec = Reconciler(kube, cache, clock=lambda: NOW, gate=gate, analyse=analyse)  # type: ignore[arg-type]
+    return rec, kube, asked, analysed
+
+
+def test_first_pass_applies_children_in_order_and_reports_pending() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    assert rec.reconcile("ml", "mnist") is None
+    applies = [c[1:] for c in kube.calls if c[0] == "apply"]
+    assert applies == [("ConfigMap", "mnist-v3-config"), ("Deployment", "mnist-v3"), ("Service", "mnist")]
+    assert kube.statuses[-1]["phase"] == "Pending"
+
+
+def test_a_pass_that_finds_nothing_new_sends_nothing() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist")
+    assert kube.calls[before:] == []
+
+
+def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.5"))
+    cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.6", gated=True))  # already open: not asked again
+    rec, kube, asked, _ = reconciler(cache, gate_open=True)
+    rec.reconcile("ml", "mnist")
+    assert asked == [("127.1.0.5", "mnist", 3)]
+    assert ("label", "mnist-v3-a", LABEL_MODEL_AVAILABLE) in kube.calls
+
+    closed, kube2, _, _ = reconciler(cache, gate_open=False)
+    assert closed.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
+    assert not [c for c in kube2.calls if c[0] == "label"]
+
+
+def test_spec_the_children_cannot_carry_touches_no_child() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["args"] = ["--port=9000"]
+    cache = ObjectCache()
+    cache.upsert(KIND, resource(spec=spec))
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    assert not [c for c in kube.calls if c[0] in ("apply", "delete")]
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert "spec.runtime.args" in degraded["message"]
+    assert ("event", "Warning", "InvalidSpec") in kube.calls
+
+
+def test_spec_the_models_refuse_is_reported_with_the_field() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["model"]["version"] = 0
+    cache = ObjectCache()
+    cache.upsert(KIND, resource(spec=spec))
+    rec, kube, _, _ = reconciler(cache)
+    assert rec.reconcile("ml", "mnist") is None
+    assert [c[0] for c in kube.calls] == ["status", "event"]
+    assert kube.statuses[-1]["phase"] == "Degraded"
+    assert "spec.model.version" in kube.statuses[-1]["conditions"][-1]["message"]
+
+
+def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {
+        "strategy": "Canary",
+        "steps": [{"weight": 20, "pause": "1h"}],
+        "analysis": {"interval": "5s", "minRequests": 1},
+    }
+    canary = {
+        "version": 3,
+        "weight": 20,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "startedAt": "2025-12-31T23:59:00.000Z",
+        "stepStartedAt": "2025-12-31T23:59:50.000Z",
+        "lastProgressAt": "2025-12-31T23:59:50.000Z",
+    }
+    status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
+    cache = ObjectCache()
+    cache.upsert(KIND, resource(spec=spec, status=status))
+    cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
+    cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.8"))  # gate closed: not analysed
+    cache.upsert("Pod", pod("mnist-v2-a", 2, "127.1.0.7", gated=True))  # stable: not analysed
+    cache.upsert("Deployment", deployment(2, replicas=1, serving=1))
+    cache.upsert("Deployment", deployment(3, replicas=1, serving=1))
+    result = CheckResult(at=NOW, verdict=Verdict.PASSED, requests=10, message="ok")
+    rec, kube, _, analysed = reconciler(cache, gate_open=False, checks=[Check(result, Counters(requests=42))])
+    rec.reconcile("ml", "mnist")
+    assert [t.pod_ips for t in analysed] == [("127.1.0.9",)]
+    written = kube.statuses[-1]["canary"]["analysis"]
+    assert written["passed"] == 1
+    assert written["counters"]["requests"] == 42
+
+
+def test_forgetting_a_resource_keeps_the_memo_of_a_similarly_named_one() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource("mnist"))
+    cache.upsert(KIND, resource("mnist-vision"))
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    rec.reconcile("ml", "mnist-vision")
+    rec.forget("ml", "mnist")
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist-vision")
+    assert kube.calls[before:] == []  # its memo survived: nothing re-applied
