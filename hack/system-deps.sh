@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the demo and the tests need, when they are missing:
+# Go (builds the control plane), openssl (its PKI), Prometheus (a real one for the
+# analysis provider's tests). Idempotent: does nothing when all are present.
+set -euo pipefail
+
+missing=()
+command -v go >/dev/null || missing+=(golang-go)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    as_root=(sudo)
+  else
+    echo "missing Debian packages: ${missing[*]}" >&2
+    echo "installing them needs root: run 'sudo apt-get install ${missing[*]}' (or this make target as root)" >&2
+    exit 1
+  fi
+else
+  as_root=()
+fi
+echo "installing Debian packages: ${missing[*]}" >&2
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
