@@ -16,17 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster, install_crds  # noqa: E402
+from tests.modelserver.store import NODE_PATH, make_store  # noqa: E402
+from tests.modelserver.traffic import TrafficDriver  # noqa: E402
 from tests.support.kube import kubectl_path  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402
 
 NAMESPACE = "ml"
 SAMPLE = REPO / "manifests" / "samples" / "mnist.yaml"
+TRAFFIC_INPUTS = (1.0, 2.0, 9.0, 3.0, 4.0, 8.0, 1.5, 2.5, 7.0, 3.5)
 
 
 def kubectl(root: Path, *args: str, stdin: str | None = None) -> str:
@@ -80,44 +84,47 @@ def start_operator(root: Path) -> int:
     return pid
 
 
-def start_standins(root: Path) -> int:
-    """TF Serving cannot run here: a stand-in answers on every simulated pod's IP."""
-    control = root / "standins.json"
-    if not control.exists():
-        control.write_text("{}")
+def start_modelservers(root: Path) -> int:
+    """TF Serving cannot be installed here: a TF Serving-compatible server runs the real
+    SavedModels on every simulated pod's IP (tests/modelserver)."""
     return start_background(
         root,
-        "standins",
+        "modelservers",
         [
             "-m",
-            "tests.standin.fleet",
+            "tests.modelserver.fleet",
             f"--kubeconfig={root / 'kubeconfig'}",
             f"--namespace={NAMESPACE}",
-            f"--control={control}",
+            f"--node-path={NODE_PATH}={make_store(root / 'models-store')}",
         ],
     )
 
 
 def start_traffic(root: Path) -> int:
+    """40 requests a second; 3 in 10 ask about x >= 5, which version 3's graph refuses."""
     return start_background(
         root,
         "traffic",
         [
             "-m",
-            "tests.standin.traffic",
+            "tests.modelserver.traffic",
             f"--kubeconfig={root / 'kubeconfig'}",
             f"--namespace={NAMESPACE}",
             "--name=mnist",
             "--rps=40",
+            f"--inputs={','.join(str(x) for x in TRAFFIC_INPUTS)}",
         ],
     )
 
 
-def break_version(root: Path, version: int, error_rate: float) -> None:
-    control = root / "standins.json"
-    table = json.loads(control.read_text())
-    table[f"mnist/{version}"] = {"error_rate": error_rate}
-    control.write_text(json.dumps(table))
+def predict(root: Path, value: float) -> str:
+    """One prediction through the routing the Service does, as a client would get it."""
+    api = kubernetes.config.new_client_from_config(config_file=str(root / "kubeconfig"))
+    try:
+        version, answer = TrafficDriver(api, NAMESPACE, "mnist", "mnist").predict(value)
+    finally:
+        api.close()
+    return f"predict x={value}: version {version} answers {answer}"
 
 
 def step_label(md: dict[str, Any], canary: dict[str, Any]) -> str:
@@ -194,8 +201,13 @@ def run(root: Path) -> None:
     install_crds(link, cluster.kubeconfig, (MODELDEPLOYMENT_CRD,), 60)
     kubectl(root, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     print(f"==> operator (pid {start_operator(root)}, log {root / 'operator.log'})", flush=True)
-    print("==> TF Serving stand-ins on the simulated pods' IPs, and client traffic (40 req/s)", flush=True)
-    start_standins(root)
+    print(
+        "==> a TF Serving-compatible model server on the simulated pods' IPs (real SavedModels: "
+        "version 1 is y = 0.5x + 2, version 2 y = 0.5x + 3, version 3 refuses x >= 5), "
+        "and client traffic (40 req/s)",
+        flush=True,
+    )
+    start_modelservers(root)
     start_traffic(root)
     subprocess.run(
         [
@@ -208,19 +220,23 @@ def run(root: Path) -> None:
         capture_output=True,
     )
     kubectl(root, "delete", "md", "mnist", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-    (root / "standins.json").write_text("{}")
     print(f"==> kubectl apply -n {NAMESPACE} -f manifests/samples/mnist.yaml (canary pauses shortened to 5s)")
     kubectl(root, "apply", "-n", NAMESPACE, "-f", "-", stdin=demo_sample())
     watch_until(root, "Ready", 1)
+    predictions = [f"after version 1 rolled out:     {predict(root, 1.0)}"]
     print(
         "==> a new model version: spec.model.version 1 -> 2 (canary 10%, 50%, analysed, promoted)", flush=True
     )
     set_version(root, 2)
     watch_until(root, "Ready", 2)
-    print("==> a bad version: version 3 fails 30% of requests (the analysis rolls it back)", flush=True)
-    break_version(root, 3, 0.3)
+    predictions.append(f"after version 2 was promoted:  {predict(root, 1.0)}")
+    print(
+        "==> a bad version: version 3's graph refuses x >= 5, 30% of the traffic (analysis rolls it back)",
+        flush=True,
+    )
     set_version(root, 3)
     watch_until(root, "Degraded", 2)
+    predictions.append(f"after version 3 rolled back:   {predict(root, 1.0)}")
     print(kubectl(root, "get", "md,deploy,svc,pods", "-n", NAMESPACE))
     print(
         "Look around:\n"
@@ -232,10 +248,12 @@ def run(root: Path) -> None:
         f"  tail -f {root / 'operator.log'}\n"
         "Stop everything:  make cluster-down"
     )
+    print("==> predictions through the Service's routing, computed by TensorFlow:")
+    print("\n".join(f"  {line}" for line in predictions))
 
 
 def stop(root: Path) -> None:
-    for name in ("traffic", "standins", "operator"):
+    for name in ("traffic", "modelservers", "operator"):
         pid_file = root / f"{name}.pid"
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError):

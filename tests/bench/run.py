@@ -6,7 +6,7 @@ On a fresh local control plane (with an API audit log):
 1. floor: the same children (ConfigMap, Deployment, Service per object) applied
    straight to the API server, timed until every Deployment is Available;
 2. operator: N ModelDeployments applied at once, timed until every one is Ready
-   (model-aware: TF Serving stand-ins answer on every pod IP);
+   (model-aware: the TF Serving-compatible model server answers on every pod IP);
 3. API economy: the operator's own requests (its user in the audit log) by verb per
    object, status writes per object, and writes during ``--idle`` seconds after;
 4. footprint: the operator's peak RSS and CPU seconds;
@@ -41,6 +41,7 @@ from modeldeploy.build.deployment import build_config_map, build_deployment
 from modeldeploy.build.routing import build_service
 from modeldeploy.control.kube import Kube
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
+from tests.modelserver.store import NODE_PATH, make_store
 from tests.support.kube import create_namespace, kubectl_path
 from tests.support.operator import OperatorProcess
 
@@ -59,7 +60,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def spec(version: int, replicas: int, canary: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": {"storageUri": "file:///models-store/bench", "version": version},
+        "model": {"storageUri": f"file://{NODE_PATH}/mnist", "version": version},
         "replicas": replicas,
         "rollout": {"strategy": "Immediate"},
     }
@@ -374,18 +375,18 @@ def run(
         namespace = "bench-operator"
         core = kubernetes.client.CoreV1Api(api)
         create_namespace(core, namespace)
-        control = root / "standins.json"
-        control.write_text("{}")
+        # The model servers: one process for every pod, each pod loading the same small
+        # SavedModel (loaded once: shared), REST only (the operator speaks no gRPC).
         processes.append(
             start_process(
                 [
                     "-m",
-                    "tests.standin.fleet",
+                    "tests.modelserver.fleet",
                     f"--kubeconfig={cluster.kubeconfig}",
                     f"--namespace={namespace}",
-                    f"--control={control}",
+                    f"--node-path={NODE_PATH}={make_store(root / 'models-store')}",
                 ],
-                root / "standins.log",
+                root / "modelservers.log",
             )
         )
         operator = OperatorProcess(
@@ -396,7 +397,7 @@ def run(
         )
         audit = Audit(cluster.audit_log)
         operator.start()
-        pids |= {"operator": operator.pid, "standins": processes[0].pid}
+        pids |= {"operator": operator.pid, "modelservers": processes[0].pid}
         mark = audit.mark()
         watch = ReadyWatch(api, namespace, "md", n).start()
         names = [f"m{i}" for i in range(n)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import modelserver
 from tests.bench.request_costs import measure
 from tests.bench.run import run_rounds, table
 
@@ -45,3 +46,12 @@ def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
     }
     assert all(used["kube-apiserver"] >= 0 for used in results.values())
     assert sum(used["kube-apiserver"] for used in results.values()) > 0  # 100 requests cost something
+
+
+def test_model_server_figures_are_measured(capsys: pytest.CaptureFixture[str]) -> None:
+    assert modelserver.main(["--rounds", "1", "--pods", "1,3", "--seconds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "start to AVAILABLE" in printed
+    assert "3 pod(s) of one model: peak RSS" in printed
+    assert "models loaded {1}" in printed  # three pods, one loaded model
+    assert "predict latency at 40 req/s" in printed

@@ -31,7 +31,8 @@ from tests.cluster.localcluster import (
     install_crds,
     versions,
 )
-from tests.standin.traffic import TrafficDriver
+from tests.modelserver.store import NODE_PATH, make_store
+from tests.modelserver.traffic import TrafficDriver
 from tests.support.kube import create_namespace, kubectl_path
 from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
@@ -187,36 +188,43 @@ _FAILED = pytest.StashKey[bool]()
 
 
 @dataclass
-class Standins:
-    """TF Serving stand-ins on every modeldeploy pod IP of the test's namespace (one process)."""
+class ModelServers:
+    """The model server fleet serving every modeldeploy pod of the test's namespace."""
 
     control: Path
+    log_path: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def set(self, version: int | str, model: str = "mnist", **behaviour: float) -> None:
-        """Behaviour of pods that start from now on: load_seconds, error_rate, latency_ms."""
+    def slow(self, version: int, load_seconds: float, model: str = "mnist") -> None:
+        """Pods of ``version`` that start from now on wait this long before their model loads."""
         table = json.loads(self.control.read_text()) if self.control.exists() else {}
-        table["*" if version == "*" else f"{model}/{version}"] = behaviour
+        table[f"{model}/{version}"] = {"load_seconds": load_seconds}
         self.control.write_text(json.dumps(table))
 
 
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store ``file:///models-store`` of the sample manifest reads (see tests.modelserver.store)."""
+    return make_store(tmp_path_factory.mktemp("models-store"))
+
+
 @pytest.fixture
-def standins(
-    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Standins]:
-    handle = Standins(tmp_path / "standins.json")
+def modelservers(
+    cluster: Cluster, namespace: str, tmp_path: Path, model_store: Path, request: pytest.FixtureRequest
+) -> Iterator[ModelServers]:
+    handle = ModelServers(tmp_path / "modelservers.json", tmp_path / "modelservers.log")
     handle.control.write_text("{}")
-    log = open(tmp_path / "standins.log", "ab")  # noqa: SIM115 - the child process keeps it
-    # gRPC imports TensorFlow (seconds per process): only tests marked grpc get it.
+    log = open(handle.log_path, "ab")  # noqa: SIM115 - the child process keeps it
     grpc = ["--grpc"] if request.node.get_closest_marker("grpc") else []
     handle.process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.standin.fleet",
+            "tests.modelserver.fleet",
             f"--kubeconfig={cluster.kubeconfig}",
             f"--namespace={namespace}",
             f"--control={handle.control}",
+            f"--node-path={NODE_PATH}={model_store}",
             *grpc,
         ],
         stdout=log,
@@ -232,8 +240,10 @@ def standins(
 def traffic(cluster: Cluster, namespace: str) -> Iterator[Callable[..., TrafficDriver]]:
     drivers: list[TrafficDriver] = []
 
-    def start(name: str = "mnist", model: str = "mnist", rps: float = 40.0) -> TrafficDriver:
-        driver = TrafficDriver(cluster.api, namespace, name, model, rps=rps).start()
+    def start(
+        name: str = "mnist", model: str = "mnist", rps: float = 40.0, inputs: tuple[float, ...] = (1.0,)
+    ) -> TrafficDriver:
+        driver = TrafficDriver(cluster.api, namespace, name, model, rps=rps, inputs=inputs).start()
         drivers.append(driver)
         return driver
 
@@ -244,7 +254,11 @@ def traffic(cluster: Cluster, namespace: str) -> Iterator[Callable[..., TrafficD
 
 @pytest.fixture
 def start_operator(
-    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest, standins: Standins
+    cluster: Cluster,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    modelservers: ModelServers,
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
@@ -266,9 +280,8 @@ def start_operator(
         for op in started:
             # Shown under "Captured stdout teardown" of the failed test.
             print(f"===== operator log {op.log_path.name} =====\n{op.log()[-20000:]}")
-        standin_log = tmp_path / "standins.log"
-        if standin_log.exists():
-            print(f"===== stand-ins =====\n{standin_log.read_text(errors='replace')[-5000:]}")
+        if modelservers.log_path.exists():
+            print(f"===== model servers =====\n{modelservers.log_path.read_text(errors='replace')[-5000:]}")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Canary rollouts on the real control plane, against TF Serving stand-ins with real traffic."""
+"""Canary rollouts on the real control plane, against the TF Serving-compatible model server
+running real SavedModels, with real traffic."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.times import parse_time
-from tests.standin.traffic import TrafficDriver
+from tests.modelserver.traffic import TrafficDriver
 from tests.support.wait import holds_for, wait_for
 
-from .conftest import Cluster, Operator, Standins, sample
+from .conftest import Cluster, ModelServers, Operator, sample
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -125,21 +126,21 @@ def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
     cluster: Cluster,
     namespace: str,
     operator: Operator,
-    standins: Standins,
+    modelservers: ModelServers,
     traffic: Callable[..., TrafficDriver],
 ) -> None:
     serving_v1(cluster, namespace, canary_sample())
-    traffic()
-    standins.set(2, error_rate=0.5)
-    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    # Version 3's graph refuses inputs >= 5 (a tf.debugging assertion): half of these.
+    driver = traffic(inputs=(1.0, 9.0))
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
     md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=60)
     status = md["status"]
-    assert status["failedVersions"] == [2]
+    assert status["failedVersions"] == [3]
     assert status["stable"]["version"] == 1
     assert status["stable"]["readyReplicas"] == 2
     entry = status["history"][-1]
     assert entry["result"] == "RolledBack"
-    # Half the stand-in's requests fail; an interval's window sees close to half.
+    # Half the requests fail with TensorFlow's InvalidArgument; an interval sees close to half.
     match = re.search(r"success rate (\d\.\d+) < 0.9", entry["reason"])
     assert match is not None, entry
     assert 0.35 < float(match.group(1)) < 0.65
@@ -150,18 +151,21 @@ def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
         lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"], 30, what="canary removed"
     )
     assert any(r == "RolledBack" for _, r, _ in cluster.events(namespace, "mnist"))
+    assert driver.failed[3] > 0
+    assert driver.failed[1] == 0, "version 1 answers every input"
 
-    # A GitOps re-sync (same version, any other spec change) does not roll version 2 again.
+    # A GitOps re-sync (same version, any other spec change) does not roll version 3 again.
     md = cluster.patch_md(namespace, "mnist", {"spec": {"rollout": {"progressDeadlineSeconds": 61}}})
     md = cluster.wait_phase(namespace, "mnist", "Degraded")
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     assert cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"]
 
-    # The fixed artifact, then the retry annotation: rolled out.
-    standins.set(2, error_rate=0.0)
+    # Clients stop sending what version 3 refuses; then the retry annotation: rolled out.
+    driver.inputs = (1.0, 2.0)
     plugin(cluster, namespace, "retry", "mnist")
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
-    assert md["status"]["stable"]["version"] == 2
+    assert md["status"]["stable"]["version"] == 3
+    assert driver.answers[3][1.0] == 2.5  # 0.5x + 2, computed by TensorFlow
     assert md["status"]["failedVersions"] == []
 
 
@@ -169,12 +173,12 @@ def test_slow_loading_model_gets_no_traffic_until_available(
     cluster: Cluster,
     namespace: str,
     operator: Operator,
-    standins: Standins,
+    modelservers: ModelServers,
     traffic: Callable[..., TrafficDriver],
 ) -> None:
     serving_v1(cluster, namespace, canary_sample())
     driver = traffic()
-    standins.set(2, load_seconds=6)
+    modelservers.slow(2, load_seconds=6)
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     # Canary pods are Running and Ready (kwok), but TF Serving says LOADING.
     wait_for(lambda: pods_of(cluster, namespace, 2), 30, what="canary pods")

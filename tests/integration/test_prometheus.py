@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.localcluster import free_port
-from tests.standin.traffic import TrafficDriver
+from tests.modelserver.traffic import TrafficDriver
 from tests.support.wait import wait_for
 
-from .conftest import Cluster, Operator, Standins
+from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
@@ -57,7 +57,9 @@ class PodTargets(threading.Thread):
 @pytest.fixture
 def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), "Prometheus is not installed: `make deps` installs Debian's prometheus package"
+    assert Path(binary).exists(), (
+        "Prometheus is not installed: `make deps` installs Debian's prometheus package"
+    )
     targets = tmp_path / "targets.json"
     targets.write_text("[]")
     config = tmp_path / "prometheus.yml"
@@ -129,23 +131,24 @@ def test_prometheus_provider_rolls_back_an_erroring_canary(
     cluster: Cluster,
     namespace: str,
     operator: Operator,
-    standins: Standins,
     prometheus: str,
     traffic: Callable[..., TrafficDriver],
 ) -> None:
     serving_v1(cluster, namespace, canary_sample(analysis=prometheus_analysis(prometheus)))
-    traffic()
-    standins.set(2, error_rate=0.5)
-    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    traffic(inputs=(1.0, 9.0))  # version 3 refuses inputs >= 5: half of these
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
     md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=90)
     entry = md["status"]["history"][-1]
     assert entry["result"] == "RolledBack"
-    # Prometheus's increase() extrapolates, so the rate is near the stand-in's 0.5, not exact.
+    # Prometheus's increase() extrapolates, so the rate is near the traffic's 0.5, not exact.
     match = re.search(r"success rate (\d\.\d+) < 0.9", entry["reason"])
     assert match is not None, entry
     assert 0.35 < float(match.group(1)) < 0.65
     # The verdict came from Prometheus's data: the series are there, by version.
-    series = query(prometheus, f':tensorflow:serving:request_count{{namespace="{namespace}",version="2"}}')
+    series = query(
+        prometheus,
+        f':tensorflow:serving:request_count{{namespace="{namespace}",version="3",status="INVALID_ARGUMENT"}}',
+    )
     assert series, "Prometheus never scraped the canary"
 
 

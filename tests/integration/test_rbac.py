@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.cluster.localcluster import write_kubeconfig
-from tests.standin.traffic import TrafficDriver
+from tests.modelserver.traffic import TrafficDriver
 
 from .conftest import REPO, Cluster, Operator
 from .test_canary import canary_sample

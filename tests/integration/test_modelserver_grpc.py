@@ -1,4 +1,5 @@
-"""The stand-in speaks TF Serving's gRPC ModelService with the real tensorflow-serving-api messages."""
+"""The model server speaks TF Serving's gRPC ModelService on each pod, and the operator's
+model gate waits for AVAILABLE."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from tests.support.wait import wait_for
 
-from .conftest import Cluster, Operator, Standins, sample
+from .conftest import Cluster, ModelServers, Operator, sample
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.grpc]
 
@@ -26,9 +27,9 @@ def grpc_state(ip: str, model: str, version: int) -> int:
 
 
 def test_grpc_model_status_follows_loading_and_the_gate_waits_for_it(
-    cluster: Cluster, namespace: str, standins: Standins, operator: Operator
+    cluster: Cluster, namespace: str, modelservers: ModelServers, operator: Operator
 ) -> None:
-    standins.set(1, load_seconds=4)
+    modelservers.slow(1, load_seconds=4)
     cluster.create_md(namespace, sample(replicas=1))
     pod = wait_for(
         lambda: [
@@ -42,7 +43,7 @@ def test_grpc_model_status_follows_loading_and_the_gate_waits_for_it(
     ip = pod.status.pod_ip
     loading = get_model_status_pb2.ModelVersionStatus.LOADING
     available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-    first = wait_for(lambda: _try_state(ip), 20, what="stand-in gRPC up")
+    first = wait_for(lambda: _try_state(ip), 20, what="model server gRPC up")
     if first == loading:
         labels = cluster.core.read_namespaced_pod(pod.metadata.name, namespace).metadata.labels
         assert "serving.modeldeploy.dev/model-available" not in labels, "gate opened while LOADING"

@@ -4,7 +4,10 @@ ClusterIPs are never dialled (and EndpointSlices refuse loopback addresses), so
 this does kube-proxy's job itself: it sends each request to a ready pod that the
 Service's selector matches. With an HTTPRoute named after the resource, it first
 picks a backend Service by the route's weights, as a gateway would. It counts
-what each version received, so tests can assert where traffic went.
+what each version received and answered, so tests can assert where traffic went.
+
+Each request predicts one input, taken in turn from ``inputs``: which inputs are
+sent decides which requests a model that fails on part of its input fails.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ class TrafficDriver:
         model: str,
         rps: float = 40.0,
         workers: int = 8,
+        inputs: tuple[float, ...] = (1.0,),
     ) -> None:
         self.core = kubernetes.client.CoreV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.namespace, self.name, self.model = namespace, name, model
         self.rps, self.workers = rps, workers
+        self.inputs = inputs  # replaced whole to change what is sent
         self.sent: Counter[int] = Counter()  # version -> requests answered (any status)
         self.failed: Counter[int] = Counter()
+        self.answers: dict[int, dict[float, Any]] = {}  # version -> input -> last prediction
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._routes: list[tuple[int, list[tuple[str, int]]]] = []  # (weight, [(ip, version)])
@@ -105,31 +111,50 @@ class TrafficDriver:
             slot -= weight
         return None
 
+    def predict(self, value: float) -> tuple[int, Any]:
+        """One request now, routed as the traffic is: (version that answered, its prediction)."""
+        self._refresh_routes()
+        target = self._pick(itertools.count())
+        if target is None:
+            raise RuntimeError(f"no pod of {self.namespace}/{self.name} takes traffic")
+        ip, version = target
+        request = urllib.request.Request(
+            f"http://{ip}:8501/v1/models/{self.model}:predict",
+            data=json.dumps({"instances": [value]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return version, json.loads(response.read())["predictions"][0]
+
     # ----- sending -----
 
-    def _send(self, ip: str, version: int) -> None:
-        body = json.dumps({"instances": [[1.0]]}).encode()
+    def _send(self, ip: str, version: int, value: float) -> None:
+        body = json.dumps({"instances": [value]}).encode()
         request = urllib.request.Request(
             f"http://{ip}:8501/v1/models/{self.model}:predict",
             data=body,
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        ok = True
+        prediction = None
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
-                response.read()
+                prediction = json.loads(response.read())["predictions"][0]
         except urllib.error.HTTPError:
-            ok = False
-        except OSError:
+            pass
+        except (OSError, ValueError, KeyError, IndexError):
             return  # the pod went away between routing and sending
         with self._lock:
             self.sent[version] += 1
-            if not ok:
+            if prediction is None:
                 self.failed[version] += 1
+            else:
+                self.answers.setdefault(version, {})[value] = prediction
 
     def _run(self) -> None:
         counter = itertools.count()
+        sent = 0
         next_refresh = 0.0
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             while not self._stop.is_set():
@@ -140,12 +165,15 @@ class TrafficDriver:
                     next_refresh = now + 0.5
                 target = self._pick(counter)
                 if target is not None:
-                    pool.submit(self._send, *target)
+                    inputs = self.inputs
+                    pool.submit(self._send, *target, inputs[sent % len(inputs)])
+                    sent += 1
                 self._stop.wait(1.0 / self.rps)
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.standin.traffic --kubeconfig K --namespace NS --name MD [--rps N]``."""
+    """``python -m tests.modelserver.traffic --kubeconfig K --namespace NS --name MD [--rps N]
+    [--inputs 1,9]``."""
     import argparse
     import signal
 
@@ -155,9 +183,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--model", default=None)
     parser.add_argument("--rps", type=float, default=40.0)
+    parser.add_argument("--inputs", default="1.0", help="comma-separated inputs, sent in turn")
     args = parser.parse_args(argv)
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
-    driver = TrafficDriver(api, args.namespace, args.name, args.model or args.name, rps=args.rps).start()
+    inputs = tuple(float(x) for x in args.inputs.split(","))
+    driver = TrafficDriver(
+        api, args.namespace, args.name, args.model or args.name, rps=args.rps, inputs=inputs
+    ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     while not stopped.wait(1.0):

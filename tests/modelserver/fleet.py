@@ -1,0 +1,197 @@
+"""One model server process standing in for every simulated pod of a namespace.
+
+    python -m tests.modelserver.fleet --kubeconfig K --namespace NS [--control C] [--grpc]
+
+kwok runs no containers, so this does what the kubelet and the pod would: for each
+running pod of a ModelDeployment it starts a model server on the pod's loopback IP,
+from exactly the pod's serving command line, with the pod's ConfigMap as its config
+folder and, for ``file://`` storage, the storage folder as the model folder the
+fetcher would have filled. Each pod has its own load clock and counters; loaded
+models are shared, so memory grows with the distinct models, not the pods.
+
+``--node-path /models-store=DIR`` says where a ``file://`` path of the pods lives on
+this machine (as a node's own folders would hold it). ``--control`` (JSON, read when
+a pod starts) maps ``"<model>/<version>"`` or ``"*"``
+to ``{"load_seconds": N}``: extra time before the load starts, as a large model takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import kubernetes
+
+from .flags import parse
+from .process import ServingEndpoints
+from .servable import Registry
+from .server import ModelServer, PathMap
+
+LOG = logging.getLogger("modelserver.fleet")
+SERVING_CONTAINER = "tensorflow-serving"
+FETCHER_CONTAINER = "fetch-model"
+CONFIG_HASH = "serving.modeldeploy.dev/config-hash"
+SELECTOR = "app.kubernetes.io/managed-by=modeldeploy"
+
+
+def load_delay(control: Path | None, model: str, version: int) -> float:
+    try:
+        table: dict[str, Any] = json.loads(control.read_text()) if control else {}
+    except (OSError, ValueError):
+        table = {}
+    entry = table.get(f"{model}/{version}") or table.get("*") or {}
+    return float(entry.get("load_seconds", 0.0))
+
+
+class Fleet:
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        namespace: str,
+        control: Path | None,
+        grpc_enabled: bool,
+        workdir: Path,
+        node_paths: PathMap | None = None,
+    ) -> None:
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.namespace = namespace
+        self.control = control
+        self.grpc_enabled = grpc_enabled
+        self.workdir = workdir
+        self.node_paths = node_paths or PathMap()
+        self.registry = Registry()
+        self.pods: dict[str, ServingEndpoints] = {}  # pod uid -> its server
+        self._config_data: dict[tuple[str, str], dict[str, str]] = {}
+        self.stopping = threading.Event()
+
+    def _config_map(self, name: str, config_hash: str) -> dict[str, str]:
+        """A ConfigMap's data, read once per (name, the pod template's config hash)."""
+        key = (name, config_hash)
+        if key not in self._config_data:
+            config_map = self.core.read_namespaced_config_map(name, self.namespace, _preload_content=False)
+            self._config_data[key] = json.loads(config_map.data).get("data") or {}
+        return self._config_data[key]
+
+    def _paths(self, pod: dict[str, Any], serving: dict[str, Any]) -> PathMap | None:
+        """Where the pod's mounts are on this machine: its config folder, its model folder."""
+        spec = pod["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        mounts: list[tuple[str, Path]] = []
+        for mount in serving.get("volumeMounts") or []:
+            volume = volumes.get(mount["name"], {})
+            if "configMap" in volume:
+                annotations = pod["metadata"].get("annotations") or {}
+                data = self._config_map(volume["configMap"]["name"], annotations.get(CONFIG_HASH, ""))
+                folder = self.workdir / pod["metadata"]["uid"] / mount["name"]
+                folder.mkdir(parents=True, exist_ok=True)
+                for file_name, text in data.items():
+                    (folder / file_name).write_text(text)
+                mounts.append((mount["mountPath"], folder))
+        for init in spec.get("initContainers") or []:
+            if init["name"] == FETCHER_CONTAINER:
+                uri, _version, model_dir = init["args"]
+                parsed = urlparse(uri)
+                if parsed.scheme != "file":
+                    LOG.warning(
+                        "pod %s: %s storage is not served here", pod["metadata"]["name"], parsed.scheme
+                    )
+                    return None
+                mounts.append((model_dir, self.node_paths.host(parsed.path)))
+        return PathMap(tuple(mounts))
+
+    def _start(self, pod: dict[str, Any], ip: str) -> None:
+        name = pod["metadata"]["name"]
+        serving = next((c for c in pod["spec"]["containers"] if c["name"] == SERVING_CONTAINER), None)
+        if serving is None:
+            return
+        paths = self._paths(pod, serving)
+        if paths is None:
+            return
+        try:
+            flags = parse(list(serving.get("args") or []))
+            server = ModelServer(
+                flags, self.registry, paths, lambda model, version: load_delay(self.control, model, version)
+            )
+            self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, self.grpc_enabled)
+        except Exception as exc:  # a bad flag, config or bind: the container would crash, no server
+            LOG.error("pod %s: the model server does not start: %s", name, exc)
+            return
+        LOG.info("pod %s on %s serves %s", name, ip, ", ".join(server.models))
+
+    def _stop(self, uid: str) -> None:
+        endpoints = self.pods.pop(uid, None)
+        if endpoints is not None:
+            endpoints.stop()
+            shutil.rmtree(self.workdir / uid, ignore_errors=True)
+
+    def sync(self, event_type: str, pod: dict[str, Any]) -> None:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        ip = status.get("podIP")
+        gone = event_type == "DELETED" or meta.get("deletionTimestamp") is not None
+        if gone or status.get("phase") != "Running" or not ip:
+            self._stop(meta["uid"])
+        elif meta["uid"] not in self.pods:
+            self._start(pod, ip)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            watch = kubernetes.watch.Watch()
+            try:
+                # Plain JSON: building the client's typed models costs more CPU than the
+                # servers themselves, on the cores the benchmark measures.
+                for event in watch.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=SELECTOR,
+                    timeout_seconds=30,
+                    deserialize=False,
+                ):
+                    if event["type"] == "ERROR":
+                        break  # e.g. an expired resourceVersion: list and watch again
+                    self.sync(event["type"], event["object"])
+                    if self.stopping.is_set():
+                        break
+            except kubernetes.client.exceptions.ApiException as exc:
+                if exc.status != 410:  # an expired watch just starts over
+                    raise
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for uid in list(self.pods):
+            self._stop(uid)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--control", type=Path, default=None)
+    parser.add_argument("--grpc", action="store_true", help="also serve gRPC on each pod's IP")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--node-path", action="append", default=[], help="NODE_PATH=DIR: where a file:// path lives here"
+    )
+    args = parser.parse_args(argv)
+    node_paths = PathMap(
+        tuple((node, Path(local)) for node, local in (p.split("=", 1) for p in args.node_path))
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelserver-fleet-"))
+    fleet = Fleet(api, args.namespace, args.control, args.grpc, workdir, node_paths)
+    signal.signal(signal.SIGTERM, lambda *_: (fleet.stop(), sys.exit(0)))
+    fleet.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,172 @@
+"""TF Serving's REST API (``--rest_api_port``): model status, metadata, predict and the
+Prometheus metrics page, with TF Serving's JSON shapes and error mapping
+(``tensorflow_serving/model_servers/http_rest_api_handler.cc``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from .errors import ServingError
+from .server import ModelServer
+
+# The request paths TF Serving's REST handler accepts (labels are not supported here).
+_PATH = re.compile(
+    r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?"
+    r"(?:(?::(?P<method>predict|classify|regress))|(?:/(?P<sub>metadata)))?$",
+    re.IGNORECASE,
+)
+Reply = tuple[int, str, str]  # HTTP status, content type, body
+
+
+def _json(status: int, body: Any) -> Reply:
+    return status, "application/json", json.dumps(body, indent=1)
+
+
+def _error(exc: ServingError) -> Reply:
+    return _json(exc.http_status, {"error": exc.message})
+
+
+def handle(server: ModelServer, method: str, path: str, body: bytes) -> Reply:
+    """One REST request; never raises."""
+    if method == "GET" and server.metrics_path is not None and path == server.metrics_path:
+        return 200, "text/plain; version=0.0.4", server.metrics.exposition()
+    if not path.lower().startswith("/v1/"):
+        return 404, "text/plain", f"{path} not found"
+    match = _PATH.match(path)
+    try:
+        if match is None or (method == "GET") == bool(match["method"]) or method not in ("GET", "POST"):
+            raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+        version = int(match["version"]) if match["version"] else None
+        if method == "GET" and match["sub"]:
+            return _json(200, _metadata(server, match["model"], version))
+        if method == "GET":
+            return _json(200, _status(server, match["model"], version))
+        if match["method"].lower() != "predict":
+            raise ServingError("UNIMPLEMENTED", f"{match['method']} is not served by this test double")
+        return _json(200, _predict(server, match["model"], version, body))
+    except ServingError as exc:
+        return _error(exc)
+
+
+def _status(server: ModelServer, model: str, version: int | None) -> dict[str, Any]:
+    return {
+        "model_version_status": [
+            {
+                "version": str(state.version),
+                "state": state.state,
+                "status": {"error_code": state.error_code, "error_message": state.error_message},
+            }
+            for state in server.status(model, version)
+        ]
+    }
+
+
+def _metadata(server: ModelServer, model: str, version: int | None) -> dict[str, Any]:
+    served, servable = server.servable(model, version)
+    signature_defs = json_format.MessageToDict(
+        servable.signature_def_map(),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return {
+        "model_spec": {"name": model, "signature_name": "", "version": str(served)},
+        "metadata": {"signature_def": signature_defs},
+    }
+
+
+def _request_inputs(request: dict[str, Any], input_names: list[str]) -> tuple[dict[str, Any], bool]:
+    """(named inputs, row format?) from a predict body in either of TF Serving's formats."""
+    if "instances" in request and "inputs" in request:
+        raise ServingError("INVALID_ARGUMENT", "Not both 'instances' and 'inputs' can be specified.")
+    if "instances" in request:
+        instances = request["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise ServingError("INVALID_ARGUMENT", "'instances' must be a non-empty list")
+        if all(isinstance(i, dict) for i in instances):
+            names = set(instances[0])
+            if any(set(i) != names for i in instances):
+                raise ServingError("INVALID_ARGUMENT", "Every instance must name the same inputs.")
+            return {name: [i[name] for i in instances] for name in names}, True
+        if len(input_names) != 1:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"The signature has {len(input_names)} inputs: instances must name them."
+            )
+        return {input_names[0]: instances}, True
+    if "inputs" in request:
+        inputs = request["inputs"]
+        if isinstance(inputs, dict):
+            return inputs, False
+        if len(input_names) != 1:
+            raise ServingError(
+                "INVALID_ARGUMENT", f"The signature has {len(input_names)} inputs: inputs must name them."
+            )
+        return {input_names[0]: inputs}, False
+    raise ServingError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
+
+
+def _predict(server: ModelServer, model: str, version: int | None, body: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from None
+    if not isinstance(request, dict):
+        raise ServingError("INVALID_ARGUMENT", "JSON Value is not an object")
+    signature_name = str(request.get("signature_name") or "")
+    # Input names come from the signature of the version that will answer.
+    _, servable = server.servable(model, version)
+    input_names = sorted(servable.signature(signature_name).inputs)
+    inputs, rows = _request_inputs(request, input_names)
+    _, outputs = server.predict(model, version, signature_name, inputs, entrypoint="REST")
+    plain = {name: np.asarray(value).tolist() for name, value in outputs.items()}
+    if not rows:
+        return {"outputs": next(iter(plain.values())) if len(plain) == 1 else plain}
+    if len(plain) == 1:
+        return {"predictions": next(iter(plain.values()))}
+    count = len(next(iter(plain.values())))
+    return {"predictions": [{name: values[i] for name, values in plain.items()} for i in range(count)]}
+
+
+class RestServer:
+    """The REST API on ``(address, port)``, served by threads until ``stop()``."""
+
+    def __init__(self, server: ModelServer, address: str, port: int) -> None:
+        model_server = server
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _reply(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, content_type, text = handle(model_server, method, self.path.split("?", 1)[0], body)
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._reply("GET")
+
+            def do_POST(self) -> None:
+                self._reply("POST")
+
+        self.http = ThreadingHTTPServer((address, port), Handler)
+        self.http.daemon_threads = True
+        self.thread = threading.Thread(target=self.http.serve_forever, name=f"rest-{address}", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
