@@ -223,7 +223,7 @@ def run(root: Path) -> None:
     print(f"==> kubectl apply -n {NAMESPACE} -f manifests/samples/mnist.yaml (canary pauses shortened to 5s)")
     kubectl(root, "apply", "-n", NAMESPACE, "-f", "-", stdin=demo_sample())
     watch_until(root, "Ready", 1)
-    predictions = [f"after version 1 rolled out:     {predict(root, 1.0)}"]
+    predictions = [f"after version 1 rolled out:    {predict(root, 1.0)}"]
     print(
         "==> a new model version: spec.model.version 1 -> 2 (canary 10%, 50%, analysed, promoted)", flush=True
     )

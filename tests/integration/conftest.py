@@ -195,11 +195,19 @@ class ModelServers:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
 
+    def _set(self, model: str, version: int, **entry: object) -> None:
+        table = json.loads(self.control.read_text()) if self.control.exists() else {}
+        table.setdefault(f"{model}/{version}", {}).update(entry)
+        self.control.write_text(json.dumps(table))
+
     def slow(self, version: int, load_seconds: float, model: str = "mnist") -> None:
         """Pods of ``version`` that start from now on wait this long before their model loads."""
-        table = json.loads(self.control.read_text()) if self.control.exists() else {}
-        table[f"{model}/{version}"] = {"load_seconds": load_seconds}
-        self.control.write_text(json.dumps(table))
+        self._set(model, version, load_seconds=load_seconds)
+
+    def break_metrics(self, version: int, fault: str, model: str = "mnist") -> None:
+        """Pods of ``version`` that start from now on serve a broken metrics page (nan, garbage,
+        non_utf8, drip)."""
+        self._set(model, version, metrics=fault)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ models are shared, so memory grows with the distinct models, not the pods.
 
 ``--node-path /models-store=DIR`` says where a ``file://`` path of the pods lives on
 this machine (as a node's own folders would hold it). ``--control`` (JSON, read when
-a pod starts) maps ``"<model>/<version>"`` or ``"*"``
-to ``{"load_seconds": N}``: extra time before the load starts, as a large model takes.
+a pod starts) maps ``"<model>/<version>"`` or ``"*"`` to ``{"load_seconds": N}``: extra
+time before the load starts, as a large model takes; and ``{"metrics": FAULT}``: a broken
+metrics page (``nan``, ``garbage``, ``non_utf8``, ``drip``) for the operator's fault tests.
 """
 
 from __future__ import annotations
@@ -43,13 +44,25 @@ CONFIG_HASH = "serving.modeldeploy.dev/config-hash"
 SELECTOR = "app.kubernetes.io/managed-by=modeldeploy"
 
 
-def load_delay(control: Path | None, model: str, version: int) -> float:
+def control_entry(control: Path | None, model: str, version: int) -> dict[str, Any]:
     try:
         table: dict[str, Any] = json.loads(control.read_text()) if control else {}
     except (OSError, ValueError):
         table = {}
-    entry = table.get(f"{model}/{version}") or table.get("*") or {}
-    return float(entry.get("load_seconds", 0.0))
+    return dict(table.get(f"{model}/{version}") or table.get("*") or {})
+
+
+def load_delay(control: Path | None, model: str, version: int) -> float:
+    return float(control_entry(control, model, version).get("load_seconds", 0.0))
+
+
+def _served(pod: dict[str, Any]) -> tuple[str, int] | None:
+    """(model, version) of a modeldeploy pod, from its fetcher's arguments and labels."""
+    version = (pod["metadata"].get("labels") or {}).get("serving.modeldeploy.dev/version", "")
+    for init in pod["spec"].get("initContainers") or []:
+        if init["name"] == FETCHER_CONTAINER and version.isdigit():
+            return init["args"][2].rstrip("/").rsplit("/", 1)[-1], int(version)
+    return None
 
 
 class Fleet:
@@ -118,8 +131,14 @@ class Fleet:
             return
         try:
             flags = parse(list(serving.get("args") or []))
+            model_version = _served(pod)
+            fault = control_entry(self.control, *model_version).get("metrics") if model_version else None
             server = ModelServer(
-                flags, self.registry, paths, lambda model, version: load_delay(self.control, model, version)
+                flags,
+                self.registry,
+                paths,
+                lambda model, version: load_delay(self.control, model, version),
+                metrics_fault=fault,
             )
             self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, self.grpc_enabled)
         except Exception as exc:  # a bad flag, config or bind: the container would crash, no server

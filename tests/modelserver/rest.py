@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,10 +34,26 @@ def _error(exc: ServingError) -> Reply:
     return _json(exc.http_status, {"error": exc.message})
 
 
+# Metrics pages a broken exporter or proxy could serve: faults for the operator's tests
+# (``metrics_fault``), never served unless a test asks.
+FAULTY_METRICS = {
+    "nan": ':tensorflow:serving:request_count{{model_name="{model}",status="OK"}} NaN\n',
+    "garbage": ':tensorflow:serving:request_count{{model_name="{model}",status="OK"}} lots\n',
+    "non_utf8": "\udcff\udcfe not text",
+}
+
+
+def _metrics_page(server: ModelServer) -> str:
+    if server.metrics_fault in FAULTY_METRICS:
+        model = next(iter(server.models), "")
+        return FAULTY_METRICS[server.metrics_fault].format(model=model)
+    return server.metrics.exposition()
+
+
 def handle(server: ModelServer, method: str, path: str, body: bytes) -> Reply:
     """One REST request; never raises."""
     if method == "GET" and server.metrics_path is not None and path == server.metrics_path:
-        return 200, "text/plain; version=0.0.4", server.metrics.exposition()
+        return 200, "text/plain; version=0.0.4", _metrics_page(server)
     if not path.lower().startswith("/v1/"):
         return 404, "text/plain", f"{path} not found"
     match = _PATH.match(path)
@@ -148,13 +165,20 @@ class RestServer:
             def _reply(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, content_type, text = handle(model_server, method, self.path.split("?", 1)[0], body)
-                data = text.encode()
+                path = self.path.split("?", 1)[0]
+                status, content_type, text = handle(model_server, method, path, body)
+                data = text.encode("utf-8", "surrogateescape")
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if model_server.metrics_fault == "drip" and path == model_server.metrics_path:
+                    for i in range(len(data)):  # a byte a second: a peer that never quite answers
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(1.0)
+                else:
+                    self.wfile.write(data)
 
             def do_GET(self) -> None:
                 self._reply("GET")

@@ -94,11 +94,14 @@ class ModelServer:
         registry: Registry,
         paths: PathMap = PathMap(),
         load_delay: Callable[[str, int], float] = lambda model, version: 0.0,
+        metrics_fault: str | None = None,
     ) -> None:
         self.flags = flags
         self.registry = registry
         self.paths = paths
         self.load_delay = load_delay
+        # A test's fault for the metrics page (rest.FAULTY_METRICS, or "drip"); None serves the truth.
+        self.metrics_fault = metrics_fault
         self.metrics = Metrics()
         self.metrics_path = config.metrics_path(
             paths.host(flags["monitoring_config_file"]) if flags["monitoring_config_file"] else None

@@ -12,15 +12,15 @@ from modeldeploy.api.status import (
     ActionValues,
     CanaryStatus,
     CheckResult,
-    Counters,
     ModelDeploymentStatus,
+    PodCounters,
     Verdict,
     VersionStatus,
 )
 from modeldeploy.api.times import format_time, parse_time, to_seconds
 from modeldeploy.rollout import analysis
 from modeldeploy.rollout.canary import analysis_due
-from modeldeploy.rollout.metrics import difference, parse_exposition, quantile
+from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
 from modeldeploy.rollout.observed import ObservedDeployment
 from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.providers import Window
@@ -266,11 +266,18 @@ def test_exposition_is_parsed_per_model_with_tf_serving_names() -> None:
 
 
 def test_differences_and_counter_resets() -> None:
-    before = Counters(requests=100, errors=5, buckets={"10": 100})
-    now = Counters(requests=150, errors=15, buckets={"10": 150})
-    assert difference(now, before) == Counters(requests=50, errors=10, buckets={"10": 50})
-    restarted = Counters(requests=20, errors=0, buckets={"10": 20})
-    assert difference(restarted, before) == restarted
+    before = PodCounters(requests=100, errors=5, buckets={"10": 100})
+    now = PodCounters(requests=150, errors=15, buckets={"10": 150})
+    assert pod_difference(now, before) == PodCounters(requests=50, errors=10, buckets={"10": 50})
+    restarted = PodCounters(requests=20, errors=0, buckets={"10": 20})
+    assert pod_difference(restarted, before) == restarted
+
+
+def test_buckets_are_kept_compact_and_expand_back() -> None:
+    cumulative = {"10": 0.0, "18": 0.0, "32.4": 7.0, "58.32": 7.0, "104.976": 9.0, "+Inf": 9.0}
+    kept = compact(cumulative)
+    assert kept == {"10": 0.0, "32.4": 7.0, "104.976": 9.0, "+Inf": 9.0}
+    assert expand(kept, list(cumulative)) == cumulative
 
 
 def test_quantile_interpolates_like_prometheus() -> None:

@@ -213,7 +213,7 @@ def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
     result = CheckResult(at=NOW, verdict=Verdict.PASSED, requests=10, message="ok")
     rec, kube, _, analysed = reconciler(cache, gate_open=False, checks=[Check(result, Counters(requests=42))])
     rec.reconcile("ml", "mnist")
-    assert [t.pod_ips for t in analysed] == [("127.1.0.9",)]
+    assert [t.pods for t in analysed] == [(("mnist-v3-a", "127.1.0.9"),)]
     written = kube.statuses[-1]["canary"]["analysis"]
     assert written["passed"] == 1
     assert written["counters"]["requests"] == 42

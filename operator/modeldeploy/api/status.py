@@ -68,12 +68,26 @@ class CheckResult(CamelModel):
     message: str = ""
 
 
+class PodCounters(CamelModel):
+    """One pod's cumulative request, error and latency-bucket counts at the last check."""
+
+    requests: float = 0
+    errors: float = 0
+    buckets: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cumulative count per bucket bound; a bound whose count equals the bound below it is "
+        "left out.",
+    )
+
+
 class Counters(CamelModel):
-    """Cumulative canary metrics at the last check; the next check measures the difference."""
+    """Cumulative canary metrics at the last check; the next check measures the difference,
+    pod by pod, so one restarted pod cannot hide its errors in the sum."""
 
     requests: float = 0
     errors: float = 0
     buckets: dict[str, float] = Field(default_factory=dict)
+    pods: dict[str, PodCounters] = Field(default_factory=dict)
 
 
 class AnalysisStatus(CamelModel):

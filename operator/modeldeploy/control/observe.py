@@ -36,10 +36,14 @@ class Observation:
                     return failure
         return None
 
-    def serving_pod_ips(self, version: int) -> tuple[str, ...]:
-        """IPs of ``version``'s pods that passed the model gate, sorted."""
+    def serving_pods(self, version: int) -> tuple[tuple[str, str], ...]:
+        """(name, IP) of ``version``'s pods that passed the model gate, sorted."""
         return tuple(
-            sorted(pod_ip(p) for p in self.pods if version_of(p) == version and passed_gate(p) and pod_ip(p))
+            sorted(
+                (p["metadata"]["name"], pod_ip(p))
+                for p in self.pods
+                if version_of(p) == version and passed_gate(p) and pod_ip(p)
+            )
         )
 
     def gates_to_check(self) -> list[Body]:

@@ -117,7 +117,7 @@ class Reconciler:
             md.namespace,
             md.model_name,
             version,
-            world.serving_pod_ips(version),
+            world.serving_pods(version),
             parse_duration(spec.interval),
         )
         return self.analyse(spec, target, previous.canary.analysis.counters, now)

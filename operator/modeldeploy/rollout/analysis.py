@@ -6,52 +6,73 @@ cannot be read are inconclusive too.
 
 from __future__ import annotations
 
+import logging
+import math
+
 from ..api.spec import Analysis
 from ..api.status import CheckResult, Counters, Verdict
-from .providers import MetricsUnavailableError, Target, Window, provider_for
+from .providers import MESSAGE_LIMIT, MetricsUnavailableError, Target, Window, provider_for
 from .types import Check
+
+LOG = logging.getLogger(__name__)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
 
 
 def evaluate(window: Window, spec: Analysis, at: str) -> CheckResult:
-    """Passed, Failed or Inconclusive, with the values and the thresholds in the message."""
+    """Passed, Failed or Inconclusive, with the values and the thresholds in the message.
+
+    Only what was measured can pass: no requests, or no latency data while latency is
+    judged, is inconclusive; a p99 beyond the last bucket fails.
+    """
     success = 1.0 - window.errors / window.requests if window.requests > 0 else None
+    p99 = _finite(window.p99_ms)
     values = {
         "at": at,
         "requests": round(window.requests, 3),
         "success_rate": None if success is None else round(success, 4),
-        "latency_p99_ms": None if window.p99_ms is None else round(window.p99_ms, 3),
+        "latency_p99_ms": None if p99 is None or math.isinf(p99) else round(p99, 3),
     }
-    if window.requests < spec.min_requests:
-        return CheckResult(
-            verdict=Verdict.INCONCLUSIVE,
-            message=f"{window.requests:g} request(s) < minRequests {spec.min_requests}",
-            **values,
+
+    def result(verdict: Verdict, message: str) -> CheckResult:
+        return CheckResult(verdict=verdict, message=message[:MESSAGE_LIMIT], **values)
+
+    if success is None or window.requests < spec.min_requests:
+        return result(
+            Verdict.INCONCLUSIVE, f"{window.requests:g} request(s) < minRequests {max(spec.min_requests, 1)}"
         )
-    problems = []
     min_success = spec.success_rate.min if spec.success_rate is not None else None
     max_p99 = spec.latency_p99_ms.max if spec.latency_p99_ms is not None else None
-    if min_success is not None and success is not None and success < min_success:
+    problems = []
+    if min_success is not None and success < min_success:
         problems.append(f"success rate {success:.4f} < {min_success}")
-    if max_p99 is not None and window.p99_ms is not None and window.p99_ms > max_p99:
-        problems.append(f"p99 latency {window.p99_ms:.1f}ms > {max_p99:g}ms")
+    if max_p99 is not None and p99 is not None and p99 > max_p99:
+        shown = "above the largest bucket" if math.isinf(p99) else f"{p99:.1f}ms"
+        problems.append(f"p99 latency {shown} > {max_p99:g}ms")
     if problems:
-        return CheckResult(
-            verdict=Verdict.FAILED,
-            message="; ".join(problems) + f" over {window.requests:g} requests",
-            **values,
-        )
-    p99 = "n/a" if window.p99_ms is None else f"{window.p99_ms:.1f}ms"
-    return CheckResult(
-        verdict=Verdict.PASSED,
-        message=f"success rate {success:.4f}, p99 {p99} over {window.requests:g} requests",
-        **values,
+        return result(Verdict.FAILED, "; ".join(problems) + f" over {window.requests:g} requests")
+    if max_p99 is not None and p99 is None:
+        return result(Verdict.INCONCLUSIVE, f"no latency data over {window.requests:g} requests")
+    shown_p99 = "n/a" if p99 is None else f"{p99:.1f}ms"
+    return result(
+        Verdict.PASSED, f"success rate {success:.4f}, p99 {shown_p99} over {window.requests:g} requests"
     )
 
 
 def check(spec: Analysis, target: Target, previous: Counters | None, at: str) -> Check:
-    """One check of ``target``'s traffic since ``previous`` (the counters of the last check)."""
+    """One check of ``target``'s traffic since ``previous`` (the counters of the last check).
+
+    Never raises: metrics that cannot be read make the check inconclusive, and the
+    counters stay as they were, so the next check measures from the last good one.
+    """
     try:
         window, counters = provider_for(spec).window(target, previous)
     except MetricsUnavailableError as exc:
         return Check(CheckResult(at=at, verdict=Verdict.INCONCLUSIVE, message=str(exc)), previous)
+    except Exception as exc:  # a provider bug must not freeze the canary: the deadline still runs
+        LOG.exception("analysis of %s/%s failed", target.namespace, target.model)
+        message = f"analysis failed: {type(exc).__name__}: {exc}"[:MESSAGE_LIMIT]
+        return Check(CheckResult(at=at, verdict=Verdict.INCONCLUSIVE, message=message), previous)
     return Check(evaluate(window, spec, at), counters)

@@ -1,12 +1,16 @@
 """TF Serving's Prometheus metrics: parsing an exposition, counting what happened between
-two scrapes, and Prometheus's histogram quantile. Pure."""
+two scrapes pod by pod, and Prometheus's histogram quantile. Pure.
+
+A sample of our metrics that is not a finite, non-negative number makes the scrape
+unreadable (MetricsFormatError): such a check is inconclusive, never a pass.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 
-from ..api.status import Counters
+from ..api.status import Counters, PodCounters
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
@@ -14,7 +18,15 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def parse_exposition(text: str, model: str) -> Counters:
+class MetricsFormatError(ValueError):
+    """A scrape that cannot be trusted; str() says why in one line."""
+
+
+def _bound(le: str) -> float:
+    return math.inf if le == "+Inf" else float(le)
+
+
+def parse_exposition(text: str, model: str) -> PodCounters:
     """Cumulative request, error and latency-bucket counts of ``model`` in one scrape."""
     requests = errors = 0.0
     buckets: dict[str, float] = {}
@@ -25,33 +37,105 @@ def parse_exposition(text: str, model: str) -> Counters:
         if match is None:
             continue
         name, label_text, value_text = match.groups()
+        if name not in (REQUEST_COUNT, REQUEST_LATENCY_BUCKET):
+            continue
         labels = dict(_LABEL.findall(label_text or ""))
         if labels.get("model_name") != model:
             continue
-        value = float(value_text)
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise MetricsFormatError(
+                f"{name} has a sample that is not a number: {value_text[:40]!r}"
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise MetricsFormatError(f"{name} has a sample that is not a finite count: {value_text[:40]!r}")
         if name == REQUEST_COUNT:
             requests += value
             if labels.get("status") != "OK":
                 errors += value
-        elif name == REQUEST_LATENCY_BUCKET and "le" in labels:
+        elif "le" in labels:
+            try:
+                _bound(labels["le"])
+            except ValueError:
+                raise MetricsFormatError(f"{name} has a bucket bound that is not a number") from None
             buckets[labels["le"]] = buckets.get(labels["le"], 0.0) + value
-    return Counters(requests=requests, errors=errors, buckets=buckets)
+    return PodCounters(requests=requests, errors=errors, buckets=compact(buckets))
 
 
-def difference(current: Counters, previous: Counters | None) -> Counters:
-    """What happened since ``previous``; a counter that went down means pods restarted."""
-    if previous is None or current.requests < previous.requests:
+def compact(buckets: dict[str, float]) -> dict[str, float]:
+    """Cumulative buckets without the bounds whose count equals the bound below: status stays small."""
+    kept: dict[str, float] = {}
+    below = -1.0
+    for le, count in sorted(buckets.items(), key=lambda item: _bound(item[0])):
+        if count != below or le == "+Inf":
+            kept[le] = count
+        below = count
+    return kept
+
+
+def expand(buckets: dict[str, float], bounds: list[str]) -> dict[str, float]:
+    """``compact`` undone at ``bounds``: each bound has the count of the nearest kept bound at or below."""
+    kept = sorted(((_bound(le), count) for le, count in buckets.items()))
+    out: dict[str, float] = {}
+    for le in sorted(bounds, key=_bound):
+        value = 0.0
+        for bound, count in kept:
+            if bound <= _bound(le):
+                value = count
+        out[le] = value
+    return out
+
+
+def pod_difference(current: PodCounters, previous: PodCounters | None) -> PodCounters:
+    """What one pod served since ``previous``; any counter that went down means it restarted,
+    and then everything it counted is new."""
+    if previous is None:
         return current
-    return Counters(
+    bounds = sorted(set(current.buckets) | set(previous.buckets), key=_bound)
+    now, before = expand(current.buckets, bounds), expand(previous.buckets, bounds)
+    restarted = (
+        current.requests < previous.requests
+        or current.errors < previous.errors
+        or any(now[le] < before[le] for le in bounds)
+    )
+    if restarted:
+        return current
+    return PodCounters(
         requests=current.requests - previous.requests,
-        errors=max(current.errors - previous.errors, 0.0),
-        buckets={le: max(v - previous.buckets.get(le, 0.0), 0.0) for le, v in current.buckets.items()},
+        errors=current.errors - previous.errors,
+        buckets={le: now[le] - before[le] for le in bounds},
+    )
+
+
+def window_counts(current: dict[str, PodCounters], previous: Counters | None) -> PodCounters:
+    """The interval's traffic over all pods: each pod's own difference, summed."""
+    before = previous.pods if previous is not None else {}
+    bounds = sorted({le for counters in current.values() for le in counters.buckets}, key=_bound)
+    requests = errors = 0.0
+    buckets = dict.fromkeys(bounds, 0.0)
+    for pod, counters in current.items():
+        delta = pod_difference(counters, before.get(pod))
+        requests += delta.requests
+        errors += delta.errors
+        for le, count in expand(delta.buckets, bounds).items():
+            buckets[le] += count
+    return PodCounters(requests=requests, errors=errors, buckets=buckets)
+
+
+def totals(pods: dict[str, PodCounters]) -> Counters:
+    """The counters to keep in status: each pod's, and their sums for people reading it."""
+    return Counters(
+        requests=sum(p.requests for p in pods.values()),
+        errors=sum(p.errors for p in pods.values()),
+        pods=dict(pods),
     )
 
 
 def quantile(q: float, buckets: dict[str, float]) -> float | None:
-    """Prometheus's histogram_quantile over cumulative buckets (upper bounds as keys)."""
-    bounds = sorted(((math.inf if le == "+Inf" else float(le)), count) for le, count in buckets.items())
+    """Prometheus's histogram_quantile over cumulative buckets (upper bounds as keys), except
+    that a quantile in the +Inf bucket is infinite: it lies above every finite bound."""
+    bounds = sorted((_bound(le), count) for le, count in buckets.items())
     if not bounds or bounds[-1][1] <= 0:
         return None
     rank = q * bounds[-1][1]
@@ -59,7 +143,7 @@ def quantile(q: float, buckets: dict[str, float]) -> float | None:
     for bound, count in bounds:
         if count >= rank:
             if math.isinf(bound):
-                return lower_bound
+                return math.inf
             if count == lower_count:
                 return bound
             return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)

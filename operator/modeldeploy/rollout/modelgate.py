@@ -9,22 +9,27 @@ so no traffic reaches a pod before its model is loaded.
 from __future__ import annotations
 
 import json
-import urllib.request
 
 from ..api.names import REST_PORT
+from . import bounded_http
 
 PROBE_TIMEOUT_SECONDS = 1.0
+# A model status answer is a few hundred bytes.
+MAX_REPLY_BYTES = 64 << 10
 
 
 def version_available(pod_ip: str, model: str, version: int, port: int = REST_PORT) -> bool:
     """True when TF Serving on ``pod_ip`` reports ``model`` version ``version`` AVAILABLE."""
     url = f"http://{pod_ip}:{port}/v1/models/{model}/versions/{version}"
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS) as response:
-            body = json.loads(response.read())
-    except (OSError, ValueError):
+        status, raw = bounded_http.get(url, PROBE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+        body = json.loads(raw)
+        entries = body.get("model_version_status") or [] if status == 200 and isinstance(body, dict) else []
+        return any(
+            isinstance(entry, dict)
+            and str(entry.get("version")) == str(version)
+            and entry.get("state") == "AVAILABLE"
+            for entry in entries
+        )
+    except (bounded_http.FetchError, ValueError, TypeError):
         return False
-    return any(
-        str(status.get("version")) == str(version) and status.get("state") == "AVAILABLE"
-        for status in body.get("model_version_status") or []
-    )

@@ -11,20 +11,34 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..api.names import METRICS_PATH, REST_PORT
 from ..api.spec import Analysis
-from ..api.status import Counters
-from .metrics import REQUEST_COUNT, REQUEST_LATENCY_BUCKET, difference, parse_exposition, quantile
+from ..api.status import Counters, PodCounters
+from . import bounded_http
+from .metrics import (
+    REQUEST_COUNT,
+    REQUEST_LATENCY_BUCKET,
+    MetricsFormatError,
+    parse_exposition,
+    quantile,
+    totals,
+    window_counts,
+)
 
 SCRAPE_TIMEOUT_SECONDS = 2.0
+# A TF Serving metrics page is a few kB per model; Prometheus answers to our queries less.
+MAX_REPLY_BYTES = 1 << 20
+MESSAGE_LIMIT = 200
 
 
 class MetricsUnavailableError(Exception):
     """Metrics could not be read; the check is inconclusive."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message[:MESSAGE_LIMIT])
 
 
 @dataclass(frozen=True)
@@ -41,12 +55,19 @@ class Target:
     namespace: str
     model: str
     version: int
-    pod_ips: tuple[str, ...]
+    pods: tuple[tuple[str, str], ...]  # (pod name, pod IP) of the canary pods that serve
     interval_seconds: float
 
 
 class Provider(Protocol):
     def window(self, target: Target, previous: Counters | None) -> tuple[Window, Counters | None]: ...
+
+
+def scrape_pods(per_pod: dict[str, PodCounters], previous: Counters | None) -> tuple[Window, Counters]:
+    """The interval's window from each pod's cumulative counters, and the counters to keep."""
+    delta = window_counts(per_pod, previous)
+    p99_us = quantile(0.99, delta.buckets)
+    return Window(delta.requests, delta.errors, None if p99_us is None else p99_us / 1000.0), totals(per_pod)
 
 
 class DirectScrape:
@@ -55,25 +76,48 @@ class DirectScrape:
     def __init__(self, port: int = REST_PORT, path: str = METRICS_PATH) -> None:
         self.port, self.path = port, path
 
+    def scrape(self, model: str, ip: str) -> PodCounters:
+        url = f"http://{ip}:{self.port}{self.path}"
+        try:
+            status, body = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+            if status != 200:
+                raise MetricsUnavailableError(f"cannot scrape {ip}: HTTP {status}")
+            return parse_exposition(body.decode("utf-8"), model)
+        except bounded_http.FetchError as exc:
+            raise MetricsUnavailableError(f"cannot scrape {ip}: {exc}") from None
+        except UnicodeDecodeError:
+            raise MetricsUnavailableError(f"cannot scrape {ip}: the metrics are not UTF-8") from None
+        except MetricsFormatError as exc:
+            raise MetricsUnavailableError(f"cannot read the metrics of {ip}: {exc}") from None
+
     def window(self, target: Target, previous: Counters | None) -> tuple[Window, Counters | None]:
-        total = Counters()
-        for ip in target.pod_ips:
-            url = f"http://{ip}:{self.port}{self.path}"
-            try:
-                with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:
-                    text = response.read().decode()
-            except OSError as exc:
-                raise MetricsUnavailableError(f"cannot scrape {ip}: {exc}") from None
-            one = parse_exposition(text, target.model)
-            buckets = dict(total.buckets)
-            for le, value in one.buckets.items():
-                buckets[le] = buckets.get(le, 0.0) + value
-            total = Counters(
-                requests=total.requests + one.requests, errors=total.errors + one.errors, buckets=buckets
-            )
-        delta = difference(total, previous)
-        p99_us = quantile(0.99, delta.buckets)
-        return Window(delta.requests, delta.errors, None if p99_us is None else p99_us / 1000.0), total
+        return scrape_pods({name: self.scrape(target.model, ip) for name, ip in target.pods}, previous)
+
+
+def _sample(body: Any) -> float | None:
+    """The one value of an instant-vector answer; None for no series or NaN (no data)."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        raise MetricsUnavailableError(
+            f"Prometheus query failed: {str(error or 'not a success')[:MESSAGE_LIMIT]}"
+        )
+    data = body.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        raise MetricsUnavailableError("Prometheus answered without data.result")
+    if not result:
+        return None
+    first = result[0]
+    value = first.get("value") if isinstance(first, dict) else None
+    try:
+        number = float(value[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        raise MetricsUnavailableError("Prometheus answered a sample that is not a number") from None
+    if math.isnan(number):
+        return None
+    if number < 0:
+        raise MetricsUnavailableError("Prometheus answered a negative count")
+    return number
 
 
 class PrometheusApi:
@@ -86,17 +130,13 @@ class PrometheusApi:
     def _query(self, promql: str) -> float | None:
         url = f"{self.address}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
-            with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:
-                body = json.loads(response.read())
-        except (OSError, ValueError) as exc:
+            _, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+            body = json.loads(raw)
+        except bounded_http.FetchError as exc:
             raise MetricsUnavailableError(f"Prometheus at {self.address}: {exc}") from None
-        if body.get("status") != "success":
-            raise MetricsUnavailableError(f"Prometheus query failed: {body.get('error', body)}")
-        result = body["data"]["result"]
-        if not result:
-            return None
-        value = float(result[0]["value"][1])
-        return None if math.isnan(value) else value
+        except ValueError:
+            raise MetricsUnavailableError(f"Prometheus at {self.address} did not answer JSON") from None
+        return _sample(body)
 
     def window(self, target: Target, previous: Counters | None) -> tuple[Window, Counters | None]:
         matchers = (

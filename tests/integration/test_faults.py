@@ -1,0 +1,118 @@
+"""Faults injected into a running canary (issue #13): the operator never freezes, never
+passes what it cannot measure, and keeps every other resource moving."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.modelserver.traffic import TrafficDriver
+from tests.support.wait import wait_for
+
+from .conftest import Cluster, ModelServers, Operator, sample
+from .test_canary import canary_sample, serving_v1
+
+pytestmark = pytest.mark.timeout(180)
+DEADLINE = 12  # progressDeadlineSeconds of the canaries here: a stuck canary ends this soon
+
+
+def rolled_back_in_time(cluster: Cluster, namespace: str, started: float) -> dict[str, Any]:
+    md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=DEADLINE + 40)
+    status = md["status"]
+    assert status["history"][-1]["result"] == "RolledBack"
+    assert "ProgressDeadlineExceeded" in status["history"][-1]["reason"]
+    assert time.monotonic() - started >= DEADLINE - 1, "rolled back before the deadline: a check failed"
+    assert status["failedVersions"] == [2]
+    assert len(json.dumps(status)) < 8000, "status must stay small"
+    return md
+
+
+@pytest.mark.parametrize("fault", ["nan", "garbage", "non_utf8", "drip"])
+def test_broken_canary_metrics_never_pass_and_the_deadline_still_rolls_back(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    modelservers: ModelServers,
+    traffic: Callable[..., TrafficDriver],
+    fault: str,
+) -> None:
+    serving_v1(cluster, namespace, canary_sample(progressDeadlineSeconds=DEADLINE))
+    traffic()
+    modelservers.break_metrics(2, fault)
+    started = time.monotonic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    # Meanwhile another resource rolls out: workers are not held by the broken pods.
+    cluster.create_md(namespace, sample("other", replicas=1))
+    cluster.wait_phase(namespace, "other", "Ready", timeout=DEADLINE + 20)
+    md = rolled_back_in_time(cluster, namespace, started)
+    assert (
+        "failed" not in operator.log().lower().split("rolled back")[0] or "reconcile of" not in operator.log()
+    )
+    last = md["status"]["history"][-1]["reason"]
+    assert "last check" in last, last
+    assert "cannot" in last or "not" in last, last  # the reason the metrics could not be read
+
+
+class FakePrometheus:
+    """A loopback HTTP server answering every query with one scripted body."""
+
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}"
+
+
+@pytest.fixture(params=["empty list", "2 MB error"])
+def broken_prometheus(request: pytest.FixtureRequest) -> Iterator[FakePrometheus]:
+    body = (
+        b"[]"
+        if request.param == "empty list"
+        else json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()
+    )
+    server = FakePrometheus(body)
+    yield server
+    server.http.shutdown()
+    server.http.server_close()
+
+
+def test_broken_prometheus_answers_never_pass(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    traffic: Callable[..., TrafficDriver],
+    broken_prometheus: FakePrometheus,
+) -> None:
+    rollout = {"progressDeadlineSeconds": DEADLINE}
+    body = canary_sample(**rollout)
+    body["spec"]["rollout"]["analysis"]["prometheus"] = {"address": broken_prometheus.address}
+    serving_v1(cluster, namespace, body)
+    traffic()
+    started = time.monotonic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    md = rolled_back_in_time(cluster, namespace, started)
+    check = md["status"]["conditions"]
+    assert all(len(c["message"]) < 1100 for c in check)
+    wait_for(
+        lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"], 30, what="canary removed"
+    )

@@ -1,0 +1,208 @@
+"""Analysis under bad metrics (issue #13, defects 1 and 6): every check ends, and what
+cannot be trusted is never a pass."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.spec import Analysis
+from modeldeploy.api.status import Verdict
+from modeldeploy.rollout import analysis
+from modeldeploy.rollout.metrics import quantile
+from modeldeploy.rollout.providers import Target, Window
+
+from .test_canary import SPEC
+
+pytestmark = pytest.mark.timeout(60)
+NOW = "2026-01-01T00:00:10Z"
+HIST = ':tensorflow:serving:request_latency_bucket{model_name="mnist",API="predict",entrypoint="REST"'
+OK_METRICS = (
+    ':tensorflow:serving:request_count{model_name="mnist",status="OK"} 100\n'
+    f'{HIST},le="10"}} 100\n'
+    f'{HIST},le="+Inf"}} 100\n'
+)
+
+
+class Replies:
+    """A loopback HTTP server answering each path with a scripted body (and pace)."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, bytes] = {}
+        self.drip_seconds = 0.0
+        replies = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = replies.bodies.get(self.path.split("?")[0], b"")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(0, len(body), 4):
+                    self.wfile.write(body[i : i + 4])
+                    self.wfile.flush()
+                    if replies.drip_seconds:
+                        time.sleep(replies.drip_seconds)  # the fault under test: a slow drip
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.http.server_address[1])
+
+
+@pytest.fixture
+def replies() -> Iterator[Replies]:
+    server = Replies()
+    yield server
+    server.http.shutdown()
+    server.http.server_close()
+
+
+def direct_check(replies: Replies, text: bytes, spec: Analysis = SPEC) -> Any:
+    replies.bodies["/monitoring/prometheus/metrics"] = text
+    from modeldeploy.rollout import providers
+
+    provider = providers.DirectScrape(port=replies.port)
+    target = Target("ml", "mnist", 2, (("pod-a", "127.0.0.1"),), 5.0)
+    try:
+        window, counters = provider.window(target, None)
+    except providers.MetricsUnavailableError as exc:
+        return analysis.Check(analysis.CheckResult(at=NOW, verdict=Verdict.INCONCLUSIVE, message=str(exc)))
+    return analysis.Check(analysis.evaluate(window, spec, NOW), counters)
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("NaN count", OK_METRICS.replace(" 100\n", " NaN\n", 1).encode()),
+        ("garbage count", OK_METRICS.replace(" 100\n", " lots\n", 1).encode()),
+        ("negative count", OK_METRICS.replace(" 100\n", " -5\n", 1).encode()),
+        ("not UTF-8", b"\xff\xfe" + OK_METRICS.encode()),
+        ("huge", OK_METRICS.encode() + b"#" * (3 << 20)),
+    ],
+)
+def test_bad_metrics_are_inconclusive_never_a_pass_nor_a_crash(
+    replies: Replies, name: str, body: bytes
+) -> None:
+    check = direct_check(replies, body)
+    assert check.result.verdict is Verdict.INCONCLUSIVE, name
+    assert len(check.result.message) <= 300
+
+
+def test_a_dripped_reply_is_cut_at_the_deadline(replies: Replies) -> None:
+    replies.drip_seconds = 0.5  # 4 bytes every half second: minutes for the whole page
+    started = time.monotonic()
+    check = direct_check(replies, OK_METRICS.encode())
+    assert time.monotonic() - started < 5
+    assert check.result.verdict is Verdict.INCONCLUSIVE
+
+
+def test_no_requests_with_min_requests_zero_is_inconclusive() -> None:
+    spec = Analysis.model_validate({**SPEC.model_dump(by_alias=True), "minRequests": 0})
+    result = analysis.evaluate(Window(0, 0, None), spec, NOW)
+    assert result.verdict is Verdict.INCONCLUSIVE
+
+
+def test_missing_or_nan_latency_is_never_a_pass_when_latency_is_judged() -> None:
+    assert analysis.evaluate(Window(100, 0, None), SPEC, NOW).verdict is Verdict.INCONCLUSIVE
+    assert analysis.evaluate(Window(100, 0, math.nan), SPEC, NOW).verdict is Verdict.INCONCLUSIVE
+    no_latency_rule = Analysis.model_validate({"minRequests": 10, "successRate": {"min": 0.9}})
+    assert analysis.evaluate(Window(100, 0, None), no_latency_rule, NOW).verdict is Verdict.PASSED
+
+
+def test_a_p99_beyond_the_last_bucket_fails() -> None:
+    buckets = {"10000": 10.0, "20000": 20.0, "+Inf": 100.0}  # 80% slower than the last bound
+    assert quantile(0.99, buckets) == math.inf
+    result = analysis.evaluate(Window(100, 0, math.inf), SPEC, NOW)
+    assert result.verdict is Verdict.FAILED
+    assert "above the largest bucket" in result.message
+
+
+def test_one_restarted_pod_does_not_hide_its_errors(replies: Replies) -> None:
+    """Pod b restarted and failed since: summed counters look like 10 good requests."""
+    from modeldeploy.rollout import providers
+
+    def page(ok: int, errors: int) -> bytes:
+        return (
+            f':tensorflow:serving:request_count{{model_name="mnist",status="OK"}} {ok}\n'
+            f':tensorflow:serving:request_count{{model_name="mnist",status="INTERNAL"}} {errors}\n'
+            f'{HIST},le="10"}} {ok + errors}\n'
+            f'{HIST},le="+Inf"}} {ok + errors}\n'
+        ).encode()
+
+    second = Replies()
+    try:
+        provider_a = providers.DirectScrape(port=replies.port)
+        target = Target("ml", "mnist", 2, (("a", "127.0.0.1"),), 5.0)
+        # Pod a: 1000 OK then 1100 OK. Pod b (own port): 1000 OK then, restarted, 0 OK and 500 errors.
+        replies.bodies["/monitoring/prometheus/metrics"] = page(1000, 0)
+        second.bodies["/monitoring/prometheus/metrics"] = page(1000, 0)
+        both = _TwoPorts(replies.port, second.port)
+        _, counters = both.window(
+            Target("ml", "mnist", 2, (("a", "127.0.0.1"), ("b", "127.0.0.2")), 5.0), None
+        )
+        replies.bodies["/monitoring/prometheus/metrics"] = page(1110, 0)
+        second.bodies["/monitoring/prometheus/metrics"] = page(0, 500)
+        window, _ = both.window(
+            Target("ml", "mnist", 2, (("a", "127.0.0.1"), ("b", "127.0.0.2")), 5.0), counters
+        )
+        assert (window.requests, window.errors) == (610, 500)
+        assert analysis.evaluate(window, SPEC, NOW).verdict is Verdict.FAILED
+        del provider_a, target
+    finally:
+        second.http.shutdown()
+        second.http.server_close()
+
+
+class _TwoPorts:
+    """DirectScrape, but pod b's server listens on another port of 127.0.0.1 (tests only)."""
+
+    def __init__(self, port_a: int, port_b: int) -> None:
+        from modeldeploy.rollout import providers
+
+        self.scrapers = {"a": providers.DirectScrape(port=port_a), "b": providers.DirectScrape(port=port_b)}
+
+    def window(self, target: Target, previous: Any) -> Any:
+        from modeldeploy.rollout import providers
+
+        return providers.scrape_pods(
+            {name: self.scrapers[name].scrape(target.model, "127.0.0.1") for name, _ in target.pods}, previous
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("a list", b"[]"),
+        ("no data.result", json.dumps({"status": "success", "data": {}}).encode()),
+        (
+            "a non-number",
+            json.dumps({"status": "success", "data": {"result": [{"value": [1, "x"]}]}}).encode(),
+        ),
+        ("a 2 MB error", json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()),
+        ("not JSON", b"<html>proxy error</html>"),
+    ],
+)
+def test_prometheus_answers_that_cannot_be_read_are_inconclusive(
+    replies: Replies, name: str, body: bytes
+) -> None:
+    replies.bodies["/api/v1/query"] = body
+    spec = Analysis.model_validate(
+        {**SPEC.model_dump(by_alias=True), "prometheus": {"address": f"http://127.0.0.1:{replies.port}"}}
+    )
+    check = analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
+    assert check.result.verdict is Verdict.INCONCLUSIVE, name
+    assert len(check.result.message) <= 300, name
