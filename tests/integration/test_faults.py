@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from tests.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
-from .test_canary import canary_sample, serving_v1
+from .test_canary import canary, canary_sample, plugin, pods_of, serving_v1
 
 pytestmark = pytest.mark.timeout(180)
 DEADLINE = 12  # progressDeadlineSeconds of the canaries here: a stuck canary ends this soon
@@ -116,3 +116,75 @@ def test_broken_prometheus_answers_never_pass(
     wait_for(
         lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"], 30, what="canary removed"
     )
+
+
+def test_a_promote_written_while_no_canary_runs_does_not_touch_the_next_canary(
+    cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    plugin(cluster, namespace, "promote", "mnist")  # nothing to promote: consumed
+    wait_for(
+        lambda: (cluster.get_md(namespace, "mnist")["status"].get("handledActions") or {}).get("promote"),
+        20,
+        what="the idle promote recorded as handled",
+    )
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    first = wait_for(lambda: canary(cluster, namespace), 20, what="canary started")
+    assert first["step"] == 0
+    assert not first.get("manualPromotion")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    assert "passed 2 step(s) of analysis" in md["status"]["history"][-1]["reason"]
+
+
+def test_an_emptied_status_keeps_the_stable_one_pod_short_until_the_new_version_serves(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    modelservers: ModelServers,
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    serving_v1(cluster, namespace, canary_sample())
+    # Version 1's replacement pods now take 25 s to load: deleting one leaves the stable one short.
+    modelservers.slow(1, load_seconds=25)
+    victim = sorted(pods_of(cluster, namespace, 1))[0]
+    name = next(
+        p.metadata.name for p in cluster.core.list_namespaced_pod(namespace).items if p.metadata.uid == victim
+    )
+    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    wait_for(
+        lambda: (
+            cluster.apps.read_namespaced_deployment("mnist-v1", namespace).status.ready_replicas == 2
+            and (cluster.get_md(namespace, "mnist")["status"]["stable"]["readyReplicas"] == 1)
+        ),
+        30,
+        what="the stable one pod short (its new pod still loading)",
+    )
+    # The status is emptied (a hand edit, another operator) and the spec moves on at once.
+    cluster.kubectl(
+        "patch", "md", "mnist", "-n", namespace, "--subresource=status", "--type=json",
+        "-p", '[{"op": "replace", "path": "/status", "value": {}}]',
+    )  # fmt: skip
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    traffic()
+
+    def recovered() -> dict[str, Any] | None:
+        conditions = (cluster.get_md(namespace, "mnist").get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "StatusRecovered"), None)
+
+    condition = wait_for(recovered, 10, what="the StatusRecovered condition")
+    assert condition["status"] == "True"
+    assert "lost" in condition["message"]
+
+    def stable_kept() -> bool:
+        """Version 1 is there, or version 2 serves already (as the canary or promoted)."""
+        if "mnist-v1" in cluster.children(namespace, "mnist")["deployments"]:
+            return True
+        status = cluster.get_md(namespace, "mnist").get("status") or {}
+        promoted = (status.get("stable") or {}).get("version") == 2
+        return promoted or (status.get("canary") or {}).get("readyReplicas", 0) > 0
+
+    holds_for(stable_kept, 8, what="version 1 kept while nothing else serves")
+    assert any(r == "StatusRecovered" for _, r, _ in cluster.events(namespace, "mnist"))
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)
+    assert md["status"]["stable"]["version"] == 2

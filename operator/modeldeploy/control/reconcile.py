@@ -26,6 +26,7 @@ from ..rollout import analysis, modelgate
 from ..rollout.canary import analysis_due
 from ..rollout.plan import plan as make_plan
 from ..rollout.providers import Target
+from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
 from .apply import Applier
 from .cache import ObjectCache
@@ -58,17 +59,21 @@ class Reconciler:
         body = self.cache.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references let the garbage collector remove the children
-        previous = parse_status(body.get("status"))
+        written, unreadable = parse_status(body.get("status"))
         now = self.clock()
         try:
             md = ModelDeployment.from_body(body)
         except ValidationError as exc:
             generation = int(body["metadata"].get("generation", 1))
-            self._write_status(
-                body, previous, invalid_spec_status(previous, spec_error_message(exc), generation, now)
-            )
+            invalid = invalid_spec_status(written, spec_error_message(exc), generation, now)
+            self._write_status(body, written, invalid)
             return None
         world = observe(self.cache, md, body)
+        previous, lost = written, None
+        if unreadable or needs_recovery(written, world.deployments):
+            recovered = recover(written, unreadable, world.deployments, world.actions)
+            previous, lost = recovered.status, recovered.lost
+            LOG.warning("%s/%s: status rebuilt from children and history; lost: %s", namespace, name, lost)
         closed_gates = self._open_gates(md, world)
         check = self._check_if_due(md, previous, world, now)
         plan = make_plan(md, previous, world.deployments, now, check, world.actions)
@@ -84,8 +89,9 @@ class Reconciler:
             fetch_failure=world.fetch_failure(plan.target_version),
             spec_problem=problem,
             digests=world.digests,
+            recovered_lost=lost,
         )
-        self._write_status(body, previous, status)
+        self._write_status(body, written, status)
         waits = [
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]
@@ -150,12 +156,28 @@ def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
     )
 
 
-def parse_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
+def parse_status(raw: dict[str, Any] | None) -> tuple[ModelDeploymentStatus, tuple[str, ...]]:
+    """Status as written, and the fields that could not be read (kept out, never a crash).
+
+    Field by field: one unreadable field (a newer operator's, a hand edit) must not take
+    failedVersions and handledActions down with it.
+    """
+    raw = raw if isinstance(raw, dict) else {}
     try:
-        return ModelDeploymentStatus.model_validate(raw or {})
+        return ModelDeploymentStatus.model_validate(raw), ()
     except ValidationError:
-        LOG.warning("status does not match the schema; rebuilding it from observation")
-        return ModelDeploymentStatus()
+        pass
+    readable: dict[str, Any] = {}
+    unreadable: list[str] = []
+    for key, value in raw.items():
+        try:
+            ModelDeploymentStatus.model_validate({key: value})
+        except ValidationError:
+            unreadable.append(key)
+        else:
+            readable[key] = value
+    LOG.warning("status fields %s do not match the schema; left out", unreadable)
+    return ModelDeploymentStatus.model_validate(readable), tuple(unreadable)
 
 
 def dump_status(status: ModelDeploymentStatus) -> dict[str, Any]:

@@ -94,6 +94,7 @@ def derive_status(
     fetch_failure: FetchFailure | None = None,
     spec_problem: str | None = None,
     digests: dict[int, str] | None = None,
+    recovered_lost: tuple[str, ...] | None = None,
 ) -> ModelDeploymentStatus:
     target = observed.get(plan.target_version)
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
@@ -255,11 +256,26 @@ def derive_status(
         )
     wanted = serving.spec_replicas if serving is not None else md.spec.desired_replicas
     actions = plan.handled if plan.handled != _NO_ACTIONS else None
+    conditions = [ready, available, progressing, degraded, model_loaded, canary_healthy]
+    if recovered_lost is not None:
+        lost = ", ".join(recovered_lost) or "nothing"
+        conditions.append(
+            cond(
+                "StatusRecovered",
+                True,
+                "RebuiltFromChildren",
+                f"status had lost this rollout's memory; rebuilt from the children and history; lost: {lost}",
+            )
+        )
+    elif phase is not Phase.READY:
+        kept = next((c for c in previous.conditions if c.type == "StatusRecovered"), None)
+        if kept is not None:
+            conditions.append(kept)  # until the resource is Ready again
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
         ready=f"{stable.ready_replicas if stable else 0}/{wanted}",
-        conditions=[ready, available, progressing, degraded, model_loaded, canary_healthy],
+        conditions=conditions,
         stable=stable,
         canary=canary,
         endpoints=endpoints(md),
@@ -281,6 +297,9 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
             message = degraded.message if degraded else str(current.phase.value)
             reason = degraded.reason if degraded else str(current.phase.value)
             events.append(Event("Warning", reason, message))
+    recovered = next((c for c in current.conditions if c.type == "StatusRecovered"), None)
+    if recovered is not None and not any(c.type == "StatusRecovered" for c in previous.conditions):
+        events.append(Event("Warning", "StatusRecovered", recovered.message))
     old, new = previous.canary, current.canary
     if new is not None and (old is None or old.version != new.version):
         events.append(Event("Normal", "CanaryStarted", f"canary of version {new.version} started"))

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.names import FETCHER_CONTAINER, LABEL_VERSION
+from ..api.names import FETCHER_CONTAINER, LABEL_TRACK, LABEL_VERSION
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class DeploymentCondition:
 class ObservedDeployment:
     name: str
     version: int
+    track: str  # stable | canary: the label the operator gave it
     generation: int
     observed_generation: int
     spec_replicas: int
@@ -39,6 +40,7 @@ class ObservedDeployment:
         return cls(
             name=meta.get("name", ""),
             version=int(labels.get(LABEL_VERSION, "0")),
+            track=labels.get(LABEL_TRACK, ""),
             generation=int(meta.get("generation", 0)),
             observed_generation=int(status.get("observedGeneration", 0)),
             spec_replicas=int(spec.get("replicas", 1)),

@@ -25,9 +25,21 @@ from .types import Check, Plan
 def _previous_serving(
     status: ModelDeploymentStatus, observed: dict[int, ObservedDeployment], target: int
 ) -> int | None:
-    """The version that served before this pass: status first, else any complete other Deployment."""
+    """The version that served before this pass: status first; else (status lost) the
+    Deployment labelled stable that still serves, else any complete other Deployment.
+
+    A stable Deployment one pod short is not complete, yet it serves: without its label
+    it would be taken for an old version and removed before the new one serves.
+    """
     if status.stable is not None and status.stable.version in observed:
         return status.stable.version
+    labelled = [
+        v
+        for v, dep in observed.items()
+        if v != target and dep.track == TRACK_STABLE and dep.serving_replicas > 0
+    ]
+    if labelled:
+        return max(labelled)
     complete = [v for v, dep in observed.items() if v != target and dep.complete]
     return max(complete) if complete else None
 
@@ -48,6 +60,13 @@ def plan(
         handled = handled.model_copy(update={"retry": actions.retry})
         failed = [v for v in failed if v != target]
     previous = _previous_serving(status, observed, target)
+    canary_path = md.spec.rollout.strategy is Strategy.CANARY and previous not in (None, target)
+    if not canary_path or target in failed:
+        # No canary runs: a promote or abort written now is consumed, never saved up for
+        # the next canary (which would then skip its steps, or die at once).
+        handled = handled.model_copy(
+            update={"promote": actions.promote or handled.promote, "abort": actions.abort or handled.abort}
+        )
     if previous is not None and previous != target and target in failed:
         # Rolled back before: a re-sync of the same spec must not roll it again.
         stable_apply, size_now = stable_replicas(md, observed.get(previous))
@@ -60,7 +79,7 @@ def plan(
             failed_versions=failed,
             handled=handled,
         )
-    if md.spec.rollout.strategy is Strategy.IMMEDIATE or previous is None or previous == target:
+    if not canary_path or previous is None:
         return _immediate(
             md, observed, previous, target, Plan(None, target, failed_versions=failed, handled=handled)
         )
