@@ -56,7 +56,32 @@ CASES = [
         "spec.rollout.steps[0].pause",
     ),
     ("GatewayAPI without parents (CEL)", changed(traffic={"router": "GatewayAPI"}), "spec.traffic.gateway"),
+    (
+        "pause as long as the deadline (CEL)",
+        changed(rollout={"progressDeadlineSeconds": 60, "steps": [{"weight": 10, "pause": "1m"}]}),
+        "pause must be shorter than progressDeadlineSeconds",
+    ),
+    (
+        "interval longer than the deadline (CEL)",
+        changed(rollout={"progressDeadlineSeconds": 20, "analysis": {"interval": "30s"}}),
+        "spec.rollout.analysis.interval",
+    ),
 ]
+
+
+def named(name: str, version: int) -> dict[str, Any]:
+    body = sample(name)
+    body["spec"]["model"]["version"] = version
+    return body
+
+
+def test_a_name_too_long_for_its_children_is_refused_at_admission(cluster: Cluster, namespace: str) -> None:
+    # <name>-v<version> must be a DNS label: 63 characters. 58 + "-v" + "123" = 63 fits; 64 does not.
+    cluster.create_md(namespace, named("n" * 58, 123))
+    with pytest.raises(ApiException) as excinfo:
+        cluster.create_md(namespace, named("m" * 58, 1234))
+    assert excinfo.value.status == 422
+    assert "metadata.name plus '-v' and spec.model.version must fit in 63 characters" in excinfo.value.body
 
 
 @pytest.mark.parametrize(("body", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -311,3 +311,24 @@ def test_a_step_ends_when_its_pause_ends_to_the_millisecond() -> None:
     due = make_plan(md, status, observed(1), "2026-01-01T00:00:10.500Z")
     assert due.canary is not None
     assert due.canary.step == 1
+
+
+def test_steps_changed_under_a_running_canary_restart_it_instead_of_promoting() -> None:
+    three = canary_md(
+        steps=[{"weight": 10, "pause": "5s"}, {"weight": 30, "pause": "5s"}, {"weight": 60, "pause": "5s"}]
+    )
+    status = STABLE_2.model_copy(
+        update={
+            "canary": make_plan(three, STABLE_2, observed(1), at(0)).canary.model_copy(update={"step": 2})
+        }
+    )
+    shorter = canary_md(steps=[{"weight": 20, "pause": "5s"}])
+    plan = make_plan(shorter, status, observed(1), at(3))
+    assert plan.canary is not None
+    assert plan.canary.step == 0
+    assert plan.outcome is None
+    assert plan.canary.weight == 20
+    # Unchanged steps keep their place.
+    same = make_plan(three, status, observed(1), at(3))
+    assert same.canary is not None
+    assert same.canary.step == 2

@@ -93,3 +93,17 @@ def test_status_round_trips_through_its_wire_form() -> None:
     dumped = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert dumped["stable"]["readyReplicas"] == 2
     assert ModelDeploymentStatus.model_validate(dumped) == status
+
+
+@pytest.mark.parametrize(
+    ("rollout", "message"),
+    [
+        ({"steps": [{"weight": 10, "pause": "10m"}]}, "pause must be shorter than progressDeadlineSeconds"),
+        ({"progressDeadlineSeconds": 30, "analysis": {"interval": "30s"}}, "interval must be shorter"),
+    ],
+)
+def test_waits_at_least_as_long_as_the_deadline_are_refused(rollout: dict[str, Any], message: str) -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = rollout
+    with pytest.raises(ValidationError, match=message):
+        ModelDeploymentSpec.model_validate(spec)

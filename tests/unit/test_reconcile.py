@@ -190,7 +190,7 @@ def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {
         "strategy": "Canary",
-        "steps": [{"weight": 20, "pause": "1h"}],
+        "steps": [{"weight": 20, "pause": "5m"}],
         "analysis": {"interval": "5s", "minRequests": 1},
     }
     canary = {

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .base import CamelModel
-from .times import DURATION_PATTERN
+from .times import DURATION_PATTERN, parse_duration
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
@@ -86,7 +86,9 @@ class Strategy(StrEnum):
 
 class CanaryStep(CamelModel):
     weight: int = Field(ge=1, le=99, description="Percent of traffic sent to the canary.")
-    pause: str = Field(default="60s", pattern=DURATION_PATTERN, description="How long to hold.")
+    pause: str = Field(
+        default="60s", pattern=DURATION_PATTERN, max_length=32, description="How long to hold."
+    )
 
 
 class Threshold(CamelModel):
@@ -104,7 +106,7 @@ class PrometheusSource(CamelModel):
 
 
 class Analysis(CamelModel):
-    interval: str = Field(default="30s", pattern=DURATION_PATTERN)
+    interval: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=32)
     failure_limit: int = Field(default=2, ge=1)
     min_requests: int = Field(default=100, ge=0)
     success_rate: Threshold | None = None
@@ -117,7 +119,7 @@ class RolloutSpec(CamelModel):
     paused: bool = False
     steps: list[CanaryStep] = Field(default_factory=list, max_length=20)
     analysis: Analysis | None = None
-    progress_deadline_seconds: int = Field(default=600, ge=10)
+    progress_deadline_seconds: int = Field(default=600, ge=10, le=604800)
     shrink_stable: bool = Field(
         default=False,
         description="Router Service: shrink the stable version as the canary grows (GPU budgets) "
@@ -130,7 +132,20 @@ class RolloutSpec(CamelModel):
             "self.steps.all(a, self.steps.exists_one(b, b.weight == a.weight))",
             "steps weights must be strictly increasing",
             ".steps",
-        )
+        ),
+        (
+            "!has(self.steps) || self.steps.all(s, !has(s.pause) || "
+            "duration(s.pause).getSeconds() < self.progressDeadlineSeconds)",
+            "every step's pause must be shorter than progressDeadlineSeconds, or the canary always "
+            "rolls back",
+            ".steps",
+        ),
+        (
+            "!has(self.analysis) || !has(self.analysis.interval) || "
+            "duration(self.analysis.interval).getSeconds() < self.progressDeadlineSeconds",
+            "analysis.interval must be shorter than progressDeadlineSeconds, or no check can pass in time",
+            ".analysis.interval",
+        ),
     ]
 
     @field_validator("steps")
@@ -140,6 +155,15 @@ class RolloutSpec(CamelModel):
         if any(b <= a for a, b in pairwise(weights)):
             raise ValueError("rollout.steps weights must be strictly increasing")
         return steps
+
+    @model_validator(mode="after")
+    def _waits_shorter_than_the_deadline(self) -> RolloutSpec:
+        deadline = self.progress_deadline_seconds
+        if any(parse_duration(step.pause) >= deadline for step in self.steps):
+            raise ValueError("every step's pause must be shorter than progressDeadlineSeconds")
+        if self.analysis is not None and parse_duration(self.analysis.interval) >= deadline:
+            raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")
+        return self
 
 
 class Router(StrEnum):

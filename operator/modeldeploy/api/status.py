@@ -113,6 +113,9 @@ class CanaryStatus(CamelModel):
     last_progress_at: str | None = None
     paused: bool = False
     manual_promotion: bool = False
+    steps_hash: str | None = Field(
+        default=None, description="Hash of rollout.steps the step index counts in; other steps restart it."
+    )
 
 
 class ActionValues(CamelModel):

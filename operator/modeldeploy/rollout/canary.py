@@ -11,6 +11,7 @@ pods.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -41,6 +42,11 @@ def steps_of(md: ModelDeployment) -> tuple[CanaryStep, ...]:
     return tuple(md.spec.rollout.steps) or DEFAULT_STEPS
 
 
+def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
+    text = ";".join(f"{step.weight}:{step.pause}" for step in steps)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def advance_canary(
     md: ModelDeployment,
     status: ModelDeploymentStatus,
@@ -57,9 +63,23 @@ def advance_canary(
     steps = steps_of(md)
     moment = parse_time(now)
     canary = status.canary if status.canary is not None and status.canary.version == target else None
+    digest = steps_hash(steps)
     if canary is None:
         # A new canary; a new version during a canary replaces the old canary.
-        canary = CanaryStatus(version=target, started_at=now, last_progress_at=now)
+        canary = CanaryStatus(version=target, started_at=now, last_progress_at=now, steps_hash=digest)
+    elif canary.steps_hash is None:
+        canary = _with(canary, steps_hash=digest)  # written before steps were hashed: adopt them
+    elif canary.steps_hash != digest and not canary.manual_promotion:
+        # The steps changed under a running canary: its step index means nothing in the new
+        # list (a shorter one would skip straight to promotion), so it starts them again.
+        canary = _with(
+            canary,
+            step=0,
+            step_started_at=None,
+            last_progress_at=now,
+            steps_hash=digest,
+            analysis=_with(canary.analysis, step_passed=0),
+        )
     stale = sorted(v for v in observed if v not in (stable, target))
     stable_apply, stable_size = stable_replicas(md, observed.get(stable))
     canary_dep = observed.get(target)
