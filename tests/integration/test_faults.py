@@ -4,6 +4,7 @@ passes what it cannot measure, and keeps every other resource moving."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from tests.modelserver.traffic import TrafficDriver
 from tests.support.wait import holds_for, wait_for
@@ -188,3 +190,89 @@ def test_an_emptied_status_keeps_the_stable_one_pod_short_until_the_new_version_
     assert any(r == "StatusRecovered" for _, r, _ in cluster.events(namespace, "mnist"))
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)
     assert md["status"]["stable"]["version"] == 2
+
+
+def admission_policy(namespace: str) -> str:
+    """A real ValidatingAdmissionPolicy refusing, in one namespace, Deployments whose image
+    says forbidden: the API server answers the operator's apply with 422."""
+    name = f"no-forbidden-images-{namespace}"
+    return f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [apps]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [deployments]
+  validations:
+  - expression: "!object.spec.template.spec.containers.exists(c, c.image.contains('forbidden'))"
+    message: "images marked forbidden may not run here"
+    reason: Invalid
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {namespace}}}
+"""
+
+
+def test_a_refused_child_shows_as_degraded_with_the_servers_message_and_backs_off(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    policy = admission_policy(namespace)
+    cluster.kubectl("apply", "-f", "-", stdin=policy)
+    try:
+        wait_for(lambda: policy_denies(cluster, namespace), 30, what="the admission policy in force")
+        body = sample(replicas=1)
+        body["spec"]["runtime"] = {"image": "registry.invalid/forbidden:1"}
+
+        cluster.create_md(namespace, body)
+        md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=40)
+        degraded = next(c for c in md["status"]["conditions"] if c["type"] == "Degraded")
+        assert degraded["reason"] == "ApplyRejected"
+        assert "images marked forbidden may not run here" in degraded["message"]
+        assert "Deployment mnist-v1" in degraded["message"]
+        assert any(r == "ApplyRejected" for _, r, _ in cluster.events(namespace, "mnist"))
+        # Retried with exponential backoff: 1 s, 2 s, 4 s, ...
+        delays = wait_for(
+            lambda: (found := backoff_delays(operator.log())) and len(found) >= 4 and found,
+            40,
+            what="four retries in the operator log",
+        )
+        assert delays[:4] == [1.0, 2.0, 4.0, 8.0]
+        # The user fixes the image: the next retry goes through.
+        cluster.patch_md(namespace, "mnist", {"spec": {"runtime": {"image": "tensorflow/serving:2.18.0"}}})
+        cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=policy)
+
+
+def policy_denies(cluster: Cluster, namespace: str) -> bool:
+    probe = {
+        "metadata": {"name": "probe"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "probe"}},
+            "template": {
+                "metadata": {"labels": {"app": "probe"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/forbidden:1"}]},
+            },
+        },
+    }
+    try:
+        cluster.apps.create_namespaced_deployment(namespace, probe, dry_run="All")
+    except ApiException as exc:
+        return exc.status == 422
+    return False
+
+
+def backoff_delays(log: str) -> list[float]:
+    return [float(m) for m in re.findall(r"did not finish .*; again in (\d+)s", log)]

@@ -230,3 +230,32 @@ def test_forgetting_a_resource_keeps_the_memo_of_a_similarly_named_one() -> None
     before = len(kube.calls)
     rec.reconcile("ml", "mnist-vision")
     assert kube.calls[before:] == []  # its memo survived: nothing re-applied
+
+
+def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> None:
+    import json
+
+    import pytest
+    from kubernetes.client.exceptions import ApiException
+
+    from modeldeploy.control.workqueue import RetryLaterError
+
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+
+    def refuse(manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
+        if manifest["kind"] == "Deployment":
+            exc = ApiException(status=422, reason="Unprocessable Entity")
+            exc.body = json.dumps({"message": "admission webhook denied: images must be signed"})
+            raise exc
+        return FakeKube.apply(kube, manifest, field_manager)
+
+    kube.apply = refuse  # type: ignore[method-assign]
+    with pytest.raises(RetryLaterError):
+        rec.reconcile("ml", "mnist")
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "ApplyRejected"
+    assert "Deployment mnist-v3" in degraded["message"]
+    assert "images must be signed" in degraded["message"]
+    assert ("event", "Warning", "ApplyRejected") in kube.calls

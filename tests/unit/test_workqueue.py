@@ -121,3 +121,15 @@ def test_due_timers_are_urgent() -> None:
     queue.add("new")
     clock.now = 3.5
     assert queue.get() == "canary-step"
+
+
+def test_backoff_doubles_to_five_minutes_and_resets_on_success() -> None:
+    from modeldeploy.control.workqueue import Backoff
+
+    backoff = Backoff()
+    delays = [backoff.failed("k") for _ in range(11)]
+    assert delays[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert delays[-1] == 300.0
+    assert backoff.failed("other") == 1.0  # per key
+    backoff.succeeded("k")
+    assert backoff.failed("k") == 1.0

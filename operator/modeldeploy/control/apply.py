@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER
 from ..api.spec import ModelDeployment
 from ..build.deployment import build_replica_handover
@@ -49,6 +51,26 @@ def owns_replicas(deployment: dict[str, Any] | None) -> bool:
         if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
             return "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
     return False
+
+
+class ApplyRejectedError(Exception):
+    """The API server refused a child (invalid, forbidden): retrying the same manifest cannot help."""
+
+    def __init__(self, kind: str, name: str, status: int, message: str) -> None:
+        super().__init__(f"the API server refused {kind} {name} ({status}): {message}"[:MESSAGE_LIMIT])
+
+
+# Answers that say the manifest itself (or our rights to it) is the problem, not the moment.
+REFUSALS = (400, 403, 404, 422)
+MESSAGE_LIMIT = 1024
+
+
+def server_message(exc: ApiException) -> str:
+    """The message an API server error carries in its Status body (else its reason)."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
 
 
 class Applier:
@@ -133,7 +155,12 @@ class Applier:
         if remembered:
             return digest
         manifest["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
-        result = self.kube.apply(manifest)
+        try:
+            result = self.kube.apply(manifest)
+        except ApiException as exc:
+            if exc.status in REFUSALS:
+                raise ApplyRejectedError(kind, name, exc.status, server_message(exc)) from None
+            raise
         if kind in WATCHED_CHILDREN:
             # Write-through: the next pass must not see the pre-apply object and apply again.
             self.cache.upsert(kind, result)

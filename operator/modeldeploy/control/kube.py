@@ -20,8 +20,11 @@ from kubernetes.client.exceptions import ApiException
 from ..api.names import API_VERSION, FIELD_MANAGER, KIND
 from ..api.times import format_time, to_seconds
 from .kinds import BY_KIND, Kind
+from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
+# (connect, read) seconds for every API request.
+REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 def load_client_config(connections: int) -> ApiClient:
@@ -54,16 +57,26 @@ class Kube:
     ) -> Any:
         # The raw response, decoded here: call_api's typed-response arguments differ
         # between client releases, the raw mode does not.
-        response = self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _preload_content=False,
-        )
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                # A request never waits longer than this, so a stalled API server (or a
+                # connection that silently drops) cannot hold a worker for good.
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 429:  # throttled: come back when the server says
+                retry_after = (exc.headers or {}).get("Retry-After", "1")
+                seconds = float(retry_after) if str(retry_after).isdigit() else 1.0
+                raise RetryLaterError(f"API server throttled {method} {path}", seconds) from None
+            raise
         data = response.data
         return json.loads(data) if data else None
 

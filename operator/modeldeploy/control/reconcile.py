@@ -28,11 +28,12 @@ from ..rollout.plan import plan as make_plan
 from ..rollout.providers import Target
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
-from .apply import Applier
+from .apply import Applier, ApplyRejectedError
 from .cache import ObjectCache
 from .kube import Kube
 from .observe import Observation, observe
 from .status import derive_status, invalid_spec_status, transition_events
+from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.
@@ -78,8 +79,12 @@ class Reconciler:
         check = self._check_if_due(md, previous, world, now)
         plan = make_plan(md, previous, world.deployments, now, check, world.actions)
         problem = spec_problem(md.spec)
+        rejected: str | None = None
         if problem is None:
-            self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
+            try:
+                self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
+            except ApplyRejectedError as exc:
+                rejected = str(exc)
         status = derive_status(
             md,
             plan,
@@ -90,8 +95,11 @@ class Reconciler:
             spec_problem=problem,
             digests=world.digests,
             recovered_lost=lost,
+            rejected=rejected,
         )
         self._write_status(body, written, status)
+        if rejected is not None:
+            raise RetryLaterError(rejected)  # status says why; the work queue backs off
         waits = [
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]

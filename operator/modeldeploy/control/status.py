@@ -94,6 +94,7 @@ def derive_status(
     fetch_failure: FetchFailure | None = None,
     spec_problem: str | None = None,
     digests: dict[int, str] | None = None,
+    rejected: str | None = None,
     recovered_lost: tuple[str, ...] | None = None,
 ) -> ModelDeploymentStatus:
     target = observed.get(plan.target_version)
@@ -135,6 +136,8 @@ def derive_status(
     degraded_reason, degraded_message = "", ""
     if spec_problem is not None:
         degraded_reason, degraded_message = "InvalidSpec", spec_problem
+    elif rejected is not None:
+        degraded_reason, degraded_message = "ApplyRejected", rejected
     elif rolled_back is not None:
         degraded_reason, degraded_message = rolled_back
     elif fetch_failure is not None:
@@ -236,7 +239,12 @@ def derive_status(
     elif degraded_reason:
         # A bad spec or a rolled-back canary is the user's to act on (Degraded); a
         # version that failed with nothing else serving leaves the model unavailable (Failed).
-        serving_ok = available.status == "True" or spec_problem is not None or rolled_back is not None
+        serving_ok = (
+            available.status == "True"
+            or spec_problem is not None
+            or rejected is not None
+            or rolled_back is not None
+        )
         phase = Phase.DEGRADED if serving_ok else Phase.FAILED
     elif available.status == "True":
         phase = Phase.PROGRESSING

@@ -100,18 +100,57 @@ class WorkQueue:
             return len(self._urgent) + len(self._normal) + len(self._delayed)
 
 
+class RetryLaterError(Exception):
+    """A pass that could not finish and wants the key again, after ``seconds`` if given,
+    else after the key's exponential backoff."""
+
+    def __init__(self, reason: str, seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+class Backoff:
+    """Per-key exponential backoff for failing passes (1 s, 2 s, 4 s, ... 5 min), reset by a
+    pass that succeeds. In memory: a restart starts again at 1 s, which is harmless."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[Hashable, int] = {}
+
+    def failed(self, key: Hashable) -> float:
+        with self._lock:
+            count = self._failures.get(key, 0)
+            self._failures[key] = count + 1
+        return float(min(BACKOFF_FIRST_SECONDS * 2**count, BACKOFF_MAX_SECONDS))
+
+    def succeeded(self, key: Hashable) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
 def run_workers(
     queue: WorkQueue, handle: Callable[[Hashable], float | None], count: int
 ) -> list[threading.Thread]:
     """Start ``count`` daemon threads; ``handle`` returns seconds until the key wants another pass."""
+    backoff = Backoff()
 
     def work() -> None:
         while (key := queue.get()) is not None:
+            again: float | None
             try:
                 again = handle(key)
+                backoff.succeeded(key)
+            except RetryLaterError as exc:
+                delay = backoff.failed(key)
+                again = exc.seconds if exc.seconds is not None else delay
+                LOG.warning("pass of %s did not finish (%s); again in %.0fs", key, exc, again)
             except Exception:  # one bad object must not stop the others
-                LOG.exception("reconcile of %s failed; retrying in 5s", key)
-                again = 5.0
+                again = backoff.failed(key)
+                LOG.exception("reconcile of %s failed; retrying in %.0fs", key, again)
             finally:
                 queue.done(key)
             if again is not None:
