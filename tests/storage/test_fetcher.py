@@ -212,6 +212,20 @@ def test_http_credentials_in_the_url_are_redacted(http_root: tuple[Path, str], t
     assert "hunter2" not in str(excinfo.value)
 
 
+def test_signed_query_strings_never_reach_the_termination_message(
+    http_root: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, base = http_root
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("MODELDEPLOY_TERMINATION_LOG", str(log))
+    uri = f"{base}/missing.tar.gz?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA"
+    assert fetch_main([uri, "1", str(tmp_path / "out")]) == 1
+    line = log.read_text()
+    assert "s3cr3t" not in line
+    assert "AKIA" not in line
+    assert "?<redacted>" in line
+
+
 # ----- file:// and the command -----
 
 

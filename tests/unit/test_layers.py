@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "build": {"api", "rollout"},
     "control": {"api", "rollout", "build"},
     "cli": {"api"},
-    "fetcher": set(),
+    "fetcher": {"api"},  # api.redaction only: standard library
 }
 
 
@@ -75,3 +75,11 @@ def test_every_subpackage_says_what_it_owns_and_may_import() -> None:
         doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
         assert doc, f"{layer}/__init__.py has no docstring"
         assert "import" in doc.lower(), f"{layer}/__init__.py does not say what it may import"
+
+
+def test_the_fetcher_takes_only_standard_library_modules_from_api() -> None:
+    """Its image installs the package without dependencies: no pydantic, so no api.spec."""
+    for path in (PACKAGE / "fetcher").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("api"):
+                assert node.module == "api.redaction", f"{path.name} imports {node.module}"

@@ -107,3 +107,34 @@ def test_waits_at_least_as_long_as_the_deadline_are_refused(rollout: dict[str, A
     spec["rollout"] = rollout
     with pytest.raises(ValidationError, match=message):
         ModelDeploymentSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("address", "accepted"),
+    [
+        ("http://prometheus.monitoring:9090", True),
+        ("https://example.com/prometheus", True),
+        ("http://p:9090/?x=1", False),  # a query would cancel the API path appended to it
+        ("http://p:9090/#", False),
+        ("ftp://p", False),
+    ],
+)
+def test_prometheus_address_is_a_base_url(address: str, accepted: bool) -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {"analysis": {"prometheus": {"address": address}}}
+    if accepted:
+        ModelDeploymentSpec.model_validate(spec)
+    else:
+        with pytest.raises(ValidationError, match="address"):
+            ModelDeploymentSpec.model_validate(spec)
+
+
+def test_urls_lose_their_secrets_before_anyone_sees_them() -> None:
+    from modeldeploy.api.redaction import redact
+
+    text = "cannot reach https://u:hunter2@b.example/m/1.tar.gz?X-Amz-Signature=s3cr3t&t=tok now"
+    shown = redact(text)
+    assert "hunter2" not in shown
+    assert "s3cr3t" not in shown
+    assert "tok" not in shown
+    assert "https://***@b.example/m/1.tar.gz?<redacted> now" in shown

@@ -97,7 +97,13 @@ class Threshold(CamelModel):
 
 
 class PrometheusSource(CamelModel):
-    address: str = Field(pattern=r"^https?://.+")
+    address: str = Field(
+        # Scheme, host and an optional path prefix: a query or fragment would cancel the
+        # API path the operator appends.
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        max_length=512,
+        description="Prometheus base URL: http(s)://host[:port][/path prefix], no query or fragment.",
+    )
     version_label: str = Field(
         default="version",
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",

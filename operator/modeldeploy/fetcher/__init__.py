@@ -3,8 +3,8 @@
 ``modeldeploy-fetch <storageUri> <version> <model dir>`` copies
 ``<storageUri>/<version>/`` to ``<model dir>/<version>/``, checks that it is a
 SavedModel, and writes a one-line result to the termination message: the
-artifact's digest on success, the reason on failure. Imports nothing else from
-modeldeploy: its image carries neither kopf nor the operator's dependencies.
+artifact's digest on success, the reason on failure. Imports only ``api``'s
+standard-library modules: its image carries neither kopf nor pydantic.
 """
 
 from .errors import FetchError

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..api.redaction import redact
 from .errors import FetchError
 from .fetch import fetch
 
@@ -18,6 +19,7 @@ TERMINATION_LOG = "/dev/termination-log"
 
 
 def _report(line: str) -> None:
+    line = redact(line)
     print(line, file=sys.stderr, flush=True)
     path = Path(os.environ.get("MODELDEPLOY_TERMINATION_LOG", TERMINATION_LOG))
     # Outside Kubernetes there is no termination log; stderr has the line.

@@ -34,6 +34,8 @@ from .types import Check, Outcome, Plan, VersionPlan
 _M = TypeVar("_M", bound=BaseModel)
 
 DEFAULT_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"))
+# failedVersions keeps the highest this many: status stays small however often versions fail.
+FAILED_VERSIONS_LIMIT = 50
 # A canary step waiting for pods is re-checked this often even without a watch event.
 WAIT_REQUEUE_SECONDS = 2.0
 
@@ -86,7 +88,7 @@ def advance_canary(
     canary_ready = canary_dep.serving_replicas if canary_dep is not None else 0
 
     def ended(result: RolloutResult, reason: str) -> Plan:
-        history_failed = sorted({*failed, target})
+        history_failed = sorted({*failed, target})[-FAILED_VERSIONS_LIMIT:]
         return Plan(
             stable,
             target,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.names import FETCHER_CONTAINER, LABEL_TRACK, LABEL_VERSION
+from ..api.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
         for state_key in ("state", "lastState"):
             terminated = (cs.get(state_key) or {}).get("terminated")
             if terminated and int(terminated.get("exitCode", 0)) != 0:
-                message = (terminated.get("message") or "").strip().splitlines()
+                message = redact(terminated.get("message") or "").strip().splitlines()
                 return FetchFailure(
                     pod=pod.get("metadata", {}).get("name", ""),
                     message=message[-1] if message else f"exit code {terminated.get('exitCode')}",
