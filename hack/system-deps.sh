@@ -8,6 +8,8 @@ missing=()
 command -v go >/dev/null || missing+=(golang-go)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+# libfaketime: the clock-skew fault test runs the operator minutes ahead of the API server.
+command -v faketime >/dev/null || missing+=(faketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

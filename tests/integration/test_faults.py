@@ -22,6 +22,7 @@ from .test_canary import canary, canary_sample, plugin, pods_of, serving_v1
 
 pytestmark = pytest.mark.timeout(180)
 DEADLINE = 12  # progressDeadlineSeconds of the canaries here: a stuck canary ends this soon
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"  # Debian's faketime
 
 
 def rolled_back_in_time(cluster: Cluster, namespace: str, started: float) -> dict[str, Any]:
@@ -276,3 +277,27 @@ def policy_denies(cluster: Cluster, namespace: str) -> bool:
 
 def backoff_delays(log: str) -> list[float]:
     return [float(m) for m in re.findall(r"did not finish .*; again in (\d+)s", log)]
+
+
+def test_an_operator_five_minutes_ahead_of_the_api_server_rolls_nothing_back(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    first = start_operator()
+    body = canary_sample(progressDeadlineSeconds=60, steps=[{"weight": 20, "pause": "15s"}])
+    serving_v1(cluster, namespace, body)
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(lambda: (canary(cluster, namespace) or {}).get("stepStartedAt"), 30, what="the step started")
+    first.stop()
+    # The replacement runs on a node whose clock is 5 minutes ahead (libfaketime). By its own
+    # clock the step started 5 minutes ago, past the 60 s deadline.
+    skewed = start_operator(
+        LD_PRELOAD=FAKETIME_LIBRARY, FAKETIME="+5m", FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_NO_CACHE="1"
+    )
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    assert md["status"]["stable"]["version"] == 2
+    assert md["status"]["history"][-1]["result"] == "Promoted"
+    assert "following the API server's clock" in skewed.log()

@@ -259,3 +259,20 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
     assert "Deployment mnist-v3" in degraded["message"]
     assert "images must be signed" in degraded["message"]
     assert ("event", "Warning", "ApplyRejected") in kube.calls
+
+
+def test_the_operator_follows_the_api_servers_clock() -> None:
+    import email.utils
+    import time as clock
+
+    from modeldeploy.api.times import parse_time
+    from modeldeploy.control.kube import Kube
+
+    kube = Kube(api=None)  # type: ignore[arg-type]
+    ahead = email.utils.formatdate(clock.time() + 300, usegmt=True)  # the server is 5 minutes ahead
+    kube._note_server_time(ahead)
+    skew = parse_time(kube.server_now()).timestamp() - clock.time()
+    assert 299 < skew < 302
+    # Sub-second differences (Date has whole seconds) do not move it: no jitter in step times.
+    kube._note_server_time(email.utils.formatdate(clock.time() + 300.9, usegmt=True))
+    assert abs(parse_time(kube.server_now()).timestamp() - clock.time() - skew) < 0.1

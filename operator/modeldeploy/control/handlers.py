@@ -94,7 +94,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     ours = RUNTIME.settings
     client = kube.Kube(kube.load_client_config(connections=ours.workers))
-    RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options)
+    RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
     run_workers(RUNTIME.queue, _handle, ours.workers)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
 

@@ -8,8 +8,10 @@ is synchronous (the official client) and runs on a reconcile worker thread.
 from __future__ import annotations
 
 import datetime
+import email.utils
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -46,6 +48,34 @@ def load_client_config(connections: int) -> ApiClient:
 class Kube:
     def __init__(self, api: ApiClient) -> None:
         self.api = api
+        # Server time minus local time, from the Date header of the API server's answers.
+        self._offset: float | None = None
+        self._last_date = ""
+
+    def _note_server_time(self, date: str | None) -> None:
+        """Follow the API server's clock: canary times in status must not depend on which
+        node's clock the operator runs on (a 2-minute skew once rolled back a healthy canary).
+
+        Date has whole seconds, so the server's time lies within a second after it; the
+        offset moves only past 1.5 s, or canary steps would jitter by half a second.
+        """
+        if not date or date == self._last_date:
+            return
+        self._last_date = date
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
+        except (TypeError, ValueError):
+            return
+        offset = server - time.time()
+        if self._offset is None or abs(offset - self._offset) > 1.5:
+            if self._offset is not None or abs(offset) > 1.5:
+                LOG.info("following the API server's clock: %+.1fs from this node's", offset)
+            self._offset = offset
+
+    def server_now(self) -> str:
+        """Now by the API server's clock, as status carries canary times."""
+        moment = time.time() + (self._offset or 0.0)
+        return format_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
 
     def _call(
         self,
@@ -77,6 +107,7 @@ class Kube:
                 seconds = float(retry_after) if str(retry_after).isdigit() else 1.0
                 raise RetryLaterError(f"API server throttled {method} {path}", seconds) from None
             raise
+        self._note_server_time(response.headers.get("Date"))
         data = response.data
         return json.loads(data) if data else None
 
@@ -160,7 +191,7 @@ class Kube:
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""
         meta = involved["metadata"]
-        now = to_seconds(format_time(datetime.datetime.now(datetime.UTC)))
+        now = to_seconds(self.server_now())
         event = {
             "apiVersion": "v1",
             "kind": "Event",
