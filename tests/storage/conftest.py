@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.localcluster import free_port
-from tests.integration.conftest import wait_for
+from tests.support.wait import wait_for
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret-do-not-log"}
 

@@ -105,7 +105,8 @@ def test_fetcher_gets_credentials_only_by_secret_reference(md: ModelDeployment) 
     (fetcher,) = pod["initContainers"]
     assert fetcher["args"] == ["s3://models/mnist", "3", "/models/mnist"]
     assert fetcher["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
-    assert "env" not in fetcher
+    # No credential values inline: the only variable is the size limit.
+    assert fetcher["env"] == [{"name": "MODELDEPLOY_FETCH_MAX_BYTES", "value": str(10 << 30)}]
     assert fetcher["image"] == BuildOptions().fetcher_image
     custom = build_deployment(md, 3, 2, "stable", BuildOptions(fetcher_image="reg/f:1"))
     assert custom["spec"]["template"]["spec"]["initContainers"][0]["image"] == "reg/f:1"
@@ -185,3 +186,16 @@ def test_network_policy_admits_only_the_serving_ports() -> None:
     (rule,) = policy["spec"]["ingress"]
     assert sorted(p["port"] for p in rule["ports"]) == [8500, 8501]
     assert "from" not in rule  # any client, but only these ports
+
+
+def test_model_volume_and_fetcher_share_the_size_limit() -> None:
+    from modeldeploy.build.deployment import FETCH_MAX_BYTES_ENV
+    from modeldeploy.fetcher.limits import MAX_BYTES_ENV
+
+    assert FETCH_MAX_BYTES_ENV == MAX_BYTES_ENV
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["modelVolumeSizeLimit"] = "512Mi"
+    pod = build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
+    model = next(v for v in pod["volumes"] if v["name"] == "model")
+    assert model["emptyDir"] == {"sizeLimit": "512Mi"}
+    assert pod["initContainers"][0]["env"] == [{"name": MAX_BYTES_ENV, "value": str(512 << 20)}]

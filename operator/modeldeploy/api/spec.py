@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .base import CamelModel
+from .quantity import QUANTITY_PATTERN
 from .times import DURATION_PATTERN, parse_duration
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
@@ -56,6 +57,13 @@ class RuntimeSpec(CamelModel):
     args: list[str] = Field(default_factory=list, description="Extra tensorflow_model_server flags.")
     network_policy: bool = Field(
         default=False, description="Add a NetworkPolicy admitting only the gRPC and REST ports."
+    )
+    model_volume_size_limit: str = Field(
+        default="10Gi",
+        pattern=QUANTITY_PATTERN,
+        max_length=16,
+        description="sizeLimit of the model's emptyDir; the fetcher refuses a model (or an archive that "
+        "expands) beyond it.",
     )
 
 

@@ -23,9 +23,13 @@ from ..api.names import (
     config_map_name,
     deployment_name,
 )
+from ..api.quantity import to_bytes
 from ..api.spec import ModelDeployment
 from . import tfconfig
 from .meta import Manifest, metadata, version_labels
+
+# The fetcher's byte limit (fetcher/limits.py reads it; build cannot import the fetcher).
+FETCH_MAX_BYTES_ENV = "MODELDEPLOY_FETCH_MAX_BYTES"
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,10 @@ def _model_source(
     secret = md.spec.model.storage_secret_name
     if secret:
         fetcher["envFrom"] = [{"secretRef": {"name": secret}}]
-    volume = {"name": "model", "emptyDir": {}}
+    # The fetcher stops at the volume's limit, with a reason, before the kubelet would evict the pod.
+    size_limit = md.spec.runtime.model_volume_size_limit
+    fetcher["env"] = [{"name": FETCH_MAX_BYTES_ENV, "value": str(to_bytes(size_limit))}]
+    volume = {"name": "model", "emptyDir": {"sizeLimit": size_limit}}
     mount = {"name": "model", "mountPath": tfconfig.MODELS_DIR, "readOnly": True}
     return [fetcher], [volume], mount
 

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from . import archive, savedmodel
 from .errors import FetchError
+from .limits import Budget, Limits
 
 GCS_S3_ENDPOINT = "https://storage.googleapis.com"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
@@ -39,6 +40,7 @@ class FetchResult:
 
 def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None = None) -> FetchResult:
     env = os.environ if env is None else env
+    limits = Limits.from_env(env)
     if version < 1:
         raise FetchError(f"version must be 1 or more, got {version}")
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -47,11 +49,11 @@ def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None
         staging = Path(staging_name)
         scheme = urlparse(uri).scheme
         if scheme == "file":
-            _fetch_file(uri, version, staging)
+            _fetch_file(uri, version, staging, Budget(limits))
         elif scheme in ("s3", "gs"):
-            _fetch_s3(uri, version, staging, env)
+            _fetch_s3(uri, version, staging, env, Budget(limits))
         elif scheme in ("http", "https"):
-            _fetch_http(uri, version, staging)
+            _fetch_http(uri, version, staging, limits)
         elif scheme == "pvc":
             raise FetchError("pvc:// models are mounted into the serving container, not fetched")
         else:
@@ -97,12 +99,22 @@ def _not_found(uri: str, version: int, detail: str) -> FetchError:
 # ----- file:// -----
 
 
-def _fetch_file(uri: str, version: int, staging: Path) -> None:
+def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> None:
     source = Path(urlparse(uri).path) / str(version)
     if not source.is_dir():
         raise _not_found(uri, version, "does not exist")
     try:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
+        for path in sorted(source.rglob("*")):
+            budget.entry(str(path.relative_to(source)))
+            dest = staging / path.relative_to(source)
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                raise FetchError(f"refused: {path.relative_to(source)} is not a plain file or folder")
+            if path.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as handle:
+                archive.copy_limited(handle, dest, budget)
     except PermissionError as exc:
         raise FetchError(f"access denied reading {source}: {exc.strerror}") from None
 
@@ -134,7 +146,7 @@ def _s3_client(uri: str, env: Mapping[str, str]) -> tuple[Any, str]:
     return client, endpoint or "the default AWS endpoint"
 
 
-def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str]) -> None:
+def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], budget: Budget) -> None:
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -147,12 +159,13 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str]) -> 
     prefix = f"{base}/{version}/" if base else f"{version}/"
     client, endpoint = _s3_client(uri, env)
     try:
-        keys = [
-            obj["Key"]
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for obj in page.get("Contents", [])
-            if not obj["Key"].endswith("/")
-        ]
+        keys = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/"):
+                    budget.entry(obj["Key"])  # before a byte is downloaded
+                    budget.wrote(int(obj.get("Size", 0)))
+                    keys.append(obj["Key"])
         if not keys:
             raise _not_found(uri, version, "holds no objects")
         for key in keys:
@@ -196,17 +209,15 @@ def _archive_urls(uri: str, version: int) -> list[str]:
     return [f"{base}/{version}.tar.gz", f"{base}/{version}.zip"]
 
 
-def _fetch_http(uri: str, version: int, staging: Path) -> None:
+def _fetch_http(uri: str, version: int, staging: Path, limits: Limits) -> None:
     tried = []
     for url in _archive_urls(uri, version):
         name = url.rsplit("/", 1)[-1]
         target = staging.parent / f"{staging.name}.download"
         try:
-            with (
-                urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response,
-                open(target, "wb") as out,
-            ):
-                shutil.copyfileobj(response, out)
+            target.unlink(missing_ok=True)
+            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                archive.copy_limited(response, target, Budget(limits))
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 tried.append(name)
@@ -218,7 +229,7 @@ def _fetch_http(uri: str, version: int, staging: Path) -> None:
             reason = getattr(exc, "reason", exc)
             raise FetchError(f"cannot reach {_redacted(url)}: {reason}") from None
         try:
-            archive.extract(target, staging)
+            archive.extract(target, staging, limits)
         finally:
             target.unlink(missing_ok=True)
         return
