@@ -301,3 +301,31 @@ def test_an_operator_five_minutes_ahead_of_the_api_server_rolls_nothing_back(
     assert md["status"]["stable"]["version"] == 2
     assert md["status"]["history"][-1]["result"] == "Promoted"
     assert "following the API server's clock" in skewed.log()
+
+
+def test_relisting_every_second_changes_nothing_on_a_steady_cluster(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """The relist that drops ghosts after watch gaps must not churn a converged resource."""
+    operator = start_operator(MODELDEPLOY_RELIST_SECONDS="1")
+    md = cluster.create_md(namespace, sample(replicas=2))
+    md = cluster.wait_phase(namespace, "mnist", "Ready")
+    versions = {
+        "md": md["metadata"]["resourceVersion"],
+        "deployment": cluster.apps.read_namespaced_deployment(
+            "mnist-v1", namespace
+        ).metadata.resource_version,
+    }
+
+    def unchanged() -> bool:
+        now = {
+            "md": cluster.get_md(namespace, "mnist")["metadata"]["resourceVersion"],
+            "deployment": cluster.apps.read_namespaced_deployment(
+                "mnist-v1", namespace
+            ).metadata.resource_version,
+        }
+        return now == versions
+
+    wait_for(lambda: "relisting the watched kinds every 1s" in operator.log(), 10, what="the relist running")
+    holds_for(unchanged, 6, what="nothing written while relisting")
+    assert "relist of" not in operator.log()  # it found nothing to change

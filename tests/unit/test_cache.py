@@ -37,3 +37,30 @@ def test_a_newer_version_replaces_and_an_older_one_is_kept_out_but_still_news() 
     assert cache.upsert("Pod", pod("11", "Pending"))
     assert cache.get("Pod", "ml", "mnist-v1-a")["status"]["phase"] == "Running"  # type: ignore[index]
     assert [p["metadata"]["name"] for p in cache.labelled("Pod", "ml", "mnist")] == ["mnist-v1-a"]
+
+
+def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> None:
+    cache = ObjectCache()
+
+    def pod(name: str, owner: str, rv: str) -> dict[str, object]:
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "ml",
+                "resourceVersion": rv,
+                "labels": {LABEL_NAME: owner},
+            }
+        }
+
+    cache.upsert("Pod", pod("a-1", "a", "900"))
+    cache.upsert("Pod", pod("b-1", "b", "901"))  # deleted during a watch gap: a ghost
+    cache.upsert("Pod", pod("c-1", "c", "950"))
+    cache.upsert("Pod", {"metadata": {"name": "x", "namespace": "other", "resourceVersion": "1"}})
+    # After an etcd restore versions restart low: the list is still the truth.
+    touched = cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")])
+    assert touched == {"b", "c"}
+    assert cache.get("Pod", "ml", "b-1") is None
+    assert cache.labelled("Pod", "ml", "b") == []
+    assert cache.get("Pod", "ml", "c-1")["metadata"]["resourceVersion"] == "12"  # type: ignore[index]
+    assert cache.get("Pod", "other", "x") is not None  # other namespaces untouched
+    assert cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")]) == set()

@@ -56,6 +56,35 @@ class ObjectCache:
                     if not children:
                         del self._children[(namespace, owner)]
 
+    def replace(self, kind: str, namespace: str, items: list[dict[str, Any]]) -> set[str]:
+        """Make the cache hold exactly ``items`` for ``kind`` in ``namespace`` (a fresh list is
+        the truth: objects deleted during a watch gap, which no DELETED event will ever
+        report, are dropped; and a list wins over anything held, whatever its
+        resourceVersion, since versions restart after an etcd restore).
+
+        Returns the owning ModelDeployment names whose objects were removed or changed.
+        """
+        listed = {(kind, namespace, item.get("metadata", {}).get("name", "")): item for item in items}
+        touched: set[str] = set()
+        with self._lock:
+            held = [key for key in self._objects if key[0] == kind and key[1] == namespace]
+        for key in held:
+            if key not in listed:
+                owner = _owner(self.get(*key))
+                self.remove(*key)
+                if owner:
+                    touched.add(owner)
+        for key, item in listed.items():
+            old = self.get(*key)
+            if old is None or not _same_version(old, item):
+                with self._lock:
+                    self._objects.pop(key, None)  # the list wins, whatever its version
+                self.upsert(kind, item)
+                owner = _owner(item) if kind != KIND else key[2]
+                if owner:
+                    touched.add(owner)
+        return touched
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             return self._objects.get((kind, namespace, name))
@@ -83,6 +112,11 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+
+def _owner(body: dict[str, Any] | None) -> str | None:
+    labels: dict[str, str] = ((body or {}).get("metadata", {}).get("labels")) or {}
+    return labels.get(LABEL_NAME)
 
 
 def _same_version(held: dict[str, Any], incoming: dict[str, Any]) -> bool:

@@ -61,6 +61,36 @@ def _resync_loop() -> None:
             RUNTIME.queue.add(key)
 
 
+def _relist_loop() -> None:
+    """List every watched kind of the filled namespaces again now and then: after a watch gap
+    (an API server restart, a 410 re-list) no DELETED event comes for what went meanwhile,
+    and a ghost pod would count as serving, a deleted Deployment would never come back."""
+    first = True
+    while not RUNTIME.stopping.wait(RUNTIME.settings.relist_seconds):
+        assert RUNTIME.reconciler is not None
+        if first:
+            LOG.info(
+                "relisting %d namespace(s) every %gs", len(RUNTIME.filled), RUNTIME.settings.relist_seconds
+            )
+            first = False
+        for namespace in sorted(RUNTIME.filled):
+            try:
+                for owner in relist(RUNTIME.reconciler.kube, namespace):
+                    RUNTIME.queue.add((namespace, owner), urgent=True)
+            except Exception:  # the API server may be down: the next round tries again
+                LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
+
+
+def relist(client: kube.Kube, namespace: str) -> set[str]:
+    """Replace the cache's objects of ``namespace`` by a fresh list; the owners that changed."""
+    touched: set[str] = set()
+    for watched in WATCHED:
+        touched |= RUNTIME.cache.replace(watched.kind, namespace, client.list_namespaced(watched, namespace))
+    if touched:
+        LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
+    return touched
+
+
 class NoDiffBase(kopf.DiffBaseStorage):
     """Keeps no "last handled" state: with only event handlers nothing reads a diff.
 
@@ -97,6 +127,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
     run_workers(RUNTIME.queue, _handle, ours.workers)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
+    threading.Thread(target=_relist_loop, name="relist", daemon=True).start()
 
 
 def _fill_namespace(client: kube.Kube, namespace: str) -> None:

@@ -19,6 +19,9 @@ class Settings:
     # MODELDEPLOY_RESYNC_SECONDS: every resource is re-applied this often, repairing drift
     # in kinds no watch reports.
     resync_seconds: float = 600.0
+    # MODELDEPLOY_RELIST_SECONDS: the cache is listed again this often: objects deleted
+    # while a watch was down (no DELETED event ever comes for them) leave the cache.
+    relist_seconds: float = 60.0
     # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
     fetcher_image: str = BuildOptions.fetcher_image
 
@@ -27,6 +30,7 @@ class Settings:
         return cls(
             workers=int(env.get("MODELDEPLOY_WORKERS", cls.workers)),
             resync_seconds=float(env.get("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds)),
+            relist_seconds=float(env.get("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds)),
             fetcher_image=env.get("MODELDEPLOY_FETCHER_IMAGE", cls.fetcher_image),
         )
 
