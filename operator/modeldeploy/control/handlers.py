@@ -69,9 +69,7 @@ def _relist_loop() -> None:
     while not RUNTIME.stopping.wait(RUNTIME.settings.relist_seconds):
         assert RUNTIME.reconciler is not None
         if first:
-            LOG.info(
-                "relisting %d namespace(s) every %gs", len(RUNTIME.filled), RUNTIME.settings.relist_seconds
-            )
+            LOG.info("relisting the watched kinds every %gs", RUNTIME.settings.relist_seconds)
             first = False
         for namespace in sorted(RUNTIME.filled):
             try:
