@@ -276,3 +276,7 @@ def test_the_operator_follows_the_api_servers_clock() -> None:
     # Sub-second differences (Date has whole seconds) do not move it: no jitter in step times.
     kube._note_server_time(email.utils.formatdate(clock.time() + 300.9, usegmt=True))
     assert abs(parse_time(kube.server_now()).timestamp() - clock.time() - skew) < 0.1
+    # Clocks that agree within Date's resolution: the local clock, to the millisecond.
+    same = Kube(api=None)  # type: ignore[arg-type]
+    same._note_server_time(email.utils.formatdate(clock.time(), usegmt=True))
+    assert abs(parse_time(same.server_now()).timestamp() - clock.time()) < 0.05

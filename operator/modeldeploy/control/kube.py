@@ -56,8 +56,8 @@ class Kube:
         """Follow the API server's clock: canary times in status must not depend on which
         node's clock the operator runs on (a 2-minute skew once rolled back a healthy canary).
 
-        Date has whole seconds, so the server's time lies within a second after it; the
-        offset moves only past 1.5 s, or canary steps would jitter by half a second.
+        Date has whole seconds, so only a difference beyond 1.5 s is a skew; below that the
+        local clock is kept (it has milliseconds, and steps must not jitter).
         """
         if not date or date == self._last_date:
             return
@@ -67,10 +67,11 @@ class Kube:
         except (TypeError, ValueError):
             return
         offset = server - time.time()
-        if self._offset is None or abs(offset - self._offset) > 1.5:
-            if self._offset is not None or abs(offset) > 1.5:
-                LOG.info("following the API server's clock: %+.1fs from this node's", offset)
-            self._offset = offset
+        skew = offset if abs(offset) > 1.5 else 0.0
+        if self._offset is None or abs(skew - self._offset) > 1.5:
+            if skew or self._offset:
+                LOG.info("following the API server's clock: %+.1fs from this node's", skew)
+            self._offset = skew
 
     def server_now(self) -> str:
         """Now by the API server's clock, as status carries canary times."""
