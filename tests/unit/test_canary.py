@@ -332,3 +332,25 @@ def test_steps_changed_under_a_running_canary_restart_it_instead_of_promoting() 
     same = make_plan(three, status, observed(1), at(3))
     assert same.canary is not None
     assert same.canary.step == 2
+
+
+def test_shrinking_the_stable_waits_for_canary_pods_that_serve() -> None:
+    """shrinkStable with 2 stable pods: the 50% step wants 1 + 1; the stable gives up its
+    second pod only once the canary pod serves."""
+    md = canary_md(shrinkStable=True, steps=[{"weight": 50, "pause": "10s"}])
+    waiting = make_plan(md, STABLE_2, observed(canary_serving=0), at(0))
+    assert VersionPlan(2, 2, "stable") in waiting.apply
+    assert VersionPlan(3, 1, "canary") in waiting.apply
+    serving = make_plan(md, after(waiting), observed(canary_serving=1), at(1))
+    assert VersionPlan(2, 1, "stable") in serving.apply
+
+
+def test_a_growing_canary_never_takes_all_traffic_before_its_pods_serve() -> None:
+    md = canary_md(shrinkStable=True, steps=[{"weight": 50, "pause": "10s"}])
+    status = STABLE_2.model_copy(
+        update={"canary": CanaryStatus(version=3, step=1, started_at=T0, last_progress_at=at(30))}
+    )
+    growing = make_plan(md, status, observed(canary_serving=1, canary_replicas=2), at(31))
+    assert growing.canary is not None
+    assert growing.canary_weight < 100  # one of two canary pods serves beside two stable pods
+    assert VersionPlan(2, 2, "stable") in growing.apply

@@ -148,7 +148,9 @@ def advance_canary(
             )
         canary = _with(
             canary,
-            weight=100 if rollout.shrink_stable else 50,
+            # While it grows, the stable keeps its size: the canary's share is what its serving
+            # pods carry, never all the traffic before every one of them serves.
+            weight=max(steps[-1].weight, min(99, round(100 * canary_ready / (canary_ready + stable_size)))),
             replicas=canary_count,
             ready_replicas=canary_ready,
         )
@@ -169,6 +171,9 @@ def advance_canary(
 
     step = steps[canary.step]
     stable_count, canary_count = canary_replicas(step.weight, stable_size, rollout.shrink_stable)
+    if rollout.shrink_stable:
+        # The stable gives up only as many pods as canary pods serve: capacity never dips.
+        stable_count = max(stable_count, stable_size - canary_ready)
     stable_plan = sized(
         stable, stable_count if rollout.shrink_stable else stable_apply, stable_size, TRACK_STABLE
     )
