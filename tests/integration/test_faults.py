@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.modelserver.traffic import TrafficDriver
+from tests.support.scripted_http import ScriptedServer
 from tests.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
@@ -62,41 +61,12 @@ def test_broken_canary_metrics_never_pass_and_the_deadline_still_rolls_back(
     assert "cannot" in last or "not" in last, last  # the reason the metrics could not be read
 
 
-class FakePrometheus:
-    """A loopback HTTP server answering every query with one scripted body."""
-
-    def __init__(self, body: bytes) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self.http.server_address[1]}"
-
-
 @pytest.fixture(params=["empty list", "2 MB error"])
-def broken_prometheus(request: pytest.FixtureRequest) -> Iterator[FakePrometheus]:
-    body = (
-        b"[]"
-        if request.param == "empty list"
-        else json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()
-    )
-    server = FakePrometheus(body)
+def broken_prometheus(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
+    error = json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()
+    server = ScriptedServer(default=b"[]" if request.param == "empty list" else error)
     yield server
-    server.http.shutdown()
-    server.http.server_close()
+    server.stop()
 
 
 def test_broken_prometheus_answers_never_pass(
@@ -104,7 +74,7 @@ def test_broken_prometheus_answers_never_pass(
     namespace: str,
     operator: Operator,
     traffic: Callable[..., TrafficDriver],
-    broken_prometheus: FakePrometheus,
+    broken_prometheus: ScriptedServer,
 ) -> None:
     rollout = {"progressDeadlineSeconds": DEADLINE}
     body = canary_sample(**rollout)

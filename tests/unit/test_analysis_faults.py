@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from modeldeploy.api.status import Verdict
 from modeldeploy.rollout import analysis
 from modeldeploy.rollout.metrics import quantile
 from modeldeploy.rollout.providers import Target, Window
+from tests.support.scripted_http import ScriptedServer
 
 from .test_canary import SPEC
 
@@ -31,47 +30,14 @@ OK_METRICS = (
 )
 
 
-class Replies:
-    """A loopback HTTP server answering each path with a scripted body (and pace)."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-        self.drip_seconds = 0.0
-        replies = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = replies.bodies.get(self.path.split("?")[0], b"")
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                for i in range(0, len(body), 4):
-                    self.wfile.write(body[i : i + 4])
-                    self.wfile.flush()
-                    if replies.drip_seconds:
-                        time.sleep(replies.drip_seconds)  # the fault under test: a slow drip
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return int(self.http.server_address[1])
-
-
 @pytest.fixture
-def replies() -> Iterator[Replies]:
-    server = Replies()
+def replies() -> Iterator[ScriptedServer]:
+    server = ScriptedServer()
     yield server
-    server.http.shutdown()
-    server.http.server_close()
+    server.stop()
 
 
-def direct_check(replies: Replies, text: bytes, spec: Analysis = SPEC) -> Any:
+def direct_check(replies: ScriptedServer, text: bytes, spec: Analysis = SPEC) -> Any:
     replies.bodies["/monitoring/prometheus/metrics"] = text
     from modeldeploy.rollout import providers
 
@@ -95,14 +61,14 @@ def direct_check(replies: Replies, text: bytes, spec: Analysis = SPEC) -> Any:
     ],
 )
 def test_bad_metrics_are_inconclusive_never_a_pass_nor_a_crash(
-    replies: Replies, name: str, body: bytes
+    replies: ScriptedServer, name: str, body: bytes
 ) -> None:
     check = direct_check(replies, body)
     assert check.result.verdict is Verdict.INCONCLUSIVE, name
     assert len(check.result.message) <= 300
 
 
-def test_a_dripped_reply_is_cut_at_the_deadline(replies: Replies) -> None:
+def test_a_dripped_reply_is_cut_at_the_deadline(replies: ScriptedServer) -> None:
     replies.drip_seconds = 0.5  # 4 bytes every half second: minutes for the whole page
     started = time.monotonic()
     check = direct_check(replies, OK_METRICS.encode())
@@ -131,7 +97,7 @@ def test_a_p99_beyond_the_last_bucket_fails() -> None:
     assert "above the largest bucket" in result.message
 
 
-def test_one_restarted_pod_does_not_hide_its_errors(replies: Replies) -> None:
+def test_one_restarted_pod_does_not_hide_its_errors(replies: ScriptedServer) -> None:
     """Pod b restarted and failed since: summed counters look like 10 good requests."""
     from modeldeploy.rollout import providers
 
@@ -143,7 +109,7 @@ def test_one_restarted_pod_does_not_hide_its_errors(replies: Replies) -> None:
             f'{HIST},le="+Inf"}} {ok + errors}\n'
         ).encode()
 
-    second = Replies()
+    second = ScriptedServer()
     try:
         provider_a = providers.DirectScrape(port=replies.port)
         target = Target("ml", "mnist", 2, (("a", "127.0.0.1"),), 5.0)
@@ -163,8 +129,7 @@ def test_one_restarted_pod_does_not_hide_its_errors(replies: Replies) -> None:
         assert analysis.evaluate(window, SPEC, NOW).verdict is Verdict.FAILED
         del provider_a, target
     finally:
-        second.http.shutdown()
-        second.http.server_close()
+        second.stop()
 
 
 class _TwoPorts:
@@ -197,7 +162,7 @@ class _TwoPorts:
     ],
 )
 def test_prometheus_answers_that_cannot_be_read_are_inconclusive(
-    replies: Replies, name: str, body: bytes
+    replies: ScriptedServer, name: str, body: bytes
 ) -> None:
     replies.bodies["/api/v1/query"] = body
     spec = Analysis.model_validate(

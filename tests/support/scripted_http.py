@@ -1,0 +1,48 @@
+"""A loopback HTTP server answering each path with a scripted body, at a scripted pace:
+the broken peers (metrics pages, Prometheus) of the fault tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ScriptedServer:
+    def __init__(self, bodies: dict[str, bytes] | None = None, default: bytes = b"") -> None:
+        self.bodies: dict[str, bytes] = dict(bodies or {})
+        self.default = default
+        self.drip_seconds = 0.0  # > 0: four bytes at a time, this long apart
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = scripted.bodies.get(self.path.split("?")[0], scripted.default)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(0, len(body), 4):
+                    self.wfile.write(body[i : i + 4])
+                    self.wfile.flush()
+                    if scripted.drip_seconds:
+                        time.sleep(scripted.drip_seconds)  # the fault itself: a slow drip
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.http.server_address[1])
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
