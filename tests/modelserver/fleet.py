@@ -32,16 +32,22 @@ from urllib.parse import urlparse
 
 import kubernetes
 
+from modeldeploy.api.names import (
+    ANNOTATION_CONFIG_HASH,
+    FETCHER_CONTAINER,
+    LABEL_MANAGED_BY,
+    LABEL_VERSION,
+    MANAGED_BY,
+    SERVING_CONTAINER,
+)
+
 from .flags import parse
 from .process import ServingEndpoints
 from .servable import Registry
 from .server import ModelServer, PathMap
 
 LOG = logging.getLogger("modelserver.fleet")
-SERVING_CONTAINER = "tensorflow-serving"
-FETCHER_CONTAINER = "fetch-model"
-CONFIG_HASH = "serving.modeldeploy.dev/config-hash"
-SELECTOR = "app.kubernetes.io/managed-by=modeldeploy"
+SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
 def control_entry(control: Path | None, model: str, version: int) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def load_delay(control: Path | None, model: str, version: int) -> float:
 
 def _served(pod: dict[str, Any]) -> tuple[str, int] | None:
     """(model, version) of a modeldeploy pod, from its fetcher's arguments and labels."""
-    version = (pod["metadata"].get("labels") or {}).get("serving.modeldeploy.dev/version", "")
+    version = (pod["metadata"].get("labels") or {}).get(LABEL_VERSION, "")
     for init in pod["spec"].get("initContainers") or []:
         if init["name"] == FETCHER_CONTAINER and version.isdigit():
             return init["args"][2].rstrip("/").rsplit("/", 1)[-1], int(version)
@@ -103,7 +109,9 @@ class Fleet:
             volume = volumes.get(mount["name"], {})
             if "configMap" in volume:
                 annotations = pod["metadata"].get("annotations") or {}
-                data = self._config_map(volume["configMap"]["name"], annotations.get(CONFIG_HASH, ""))
+                data = self._config_map(
+                    volume["configMap"]["name"], annotations.get(ANNOTATION_CONFIG_HASH, "")
+                )
                 folder = self.workdir / pod["metadata"]["uid"] / mount["name"]
                 folder.mkdir(parents=True, exist_ok=True)
                 for file_name, text in data.items():

@@ -25,7 +25,7 @@ from typing import Any
 
 import kubernetes
 
-VERSION_LABEL = "serving.modeldeploy.dev/version"
+from modeldeploy.api.names import LABEL_VERSION, REST_PORT
 
 
 class TrafficDriver:
@@ -77,7 +77,7 @@ class TrafficDriver:
                 and conditions.get("Ready") == "True"
                 and pod.status.pod_ip
             ):
-                ready.append((pod.status.pod_ip, int(pod.metadata.labels.get(VERSION_LABEL, "0"))))
+                ready.append((pod.status.pod_ip, int(pod.metadata.labels.get(LABEL_VERSION, "0"))))
         return sorted(ready)
 
     def _service_pods(self, service: str) -> list[tuple[str, int]]:
@@ -118,29 +118,25 @@ class TrafficDriver:
         if target is None:
             raise RuntimeError(f"no pod of {self.namespace}/{self.name} takes traffic")
         ip, version = target
+        return version, self._post(ip, value)
+
+    def _post(self, ip: str, value: float) -> Any:
+        """One prediction of ``value`` from the pod at ``ip``; HTTPError when it refuses."""
         request = urllib.request.Request(
-            f"http://{ip}:8501/v1/models/{self.model}:predict",
+            f"http://{ip}:{REST_PORT}/v1/models/{self.model}:predict",
             data=json.dumps({"instances": [value]}).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=5) as response:
-            return version, json.loads(response.read())["predictions"][0]
+            return json.loads(response.read())["predictions"][0]
 
     # ----- sending -----
 
     def _send(self, ip: str, version: int, value: float) -> None:
-        body = json.dumps({"instances": [value]}).encode()
-        request = urllib.request.Request(
-            f"http://{ip}:8501/v1/models/{self.model}:predict",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
         prediction = None
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                prediction = json.loads(response.read())["predictions"][0]
+            prediction = self._post(ip, value)
         except urllib.error.HTTPError:
             pass
         except (OSError, ValueError, KeyError, IndexError):
