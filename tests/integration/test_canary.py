@@ -3,6 +3,7 @@ running real SavedModels, with real traffic."""
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -34,7 +35,8 @@ FAST_ROLLOUT: dict[str, Any] = {
 
 
 def canary_sample(name: str = "mnist", **rollout: Any) -> dict[str, Any]:
-    return sample(name, rollout={**FAST_ROLLOUT, **rollout})
+    # A deep copy: a test that edits its body (its analysis, say) must not edit the next test's.
+    return sample(name, rollout=copy.deepcopy({**FAST_ROLLOUT, **rollout}))
 
 
 def serving_v1(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
@@ -247,7 +249,11 @@ def test_pause_holds_the_canary_and_resume_continues(
 def test_manual_promote_skips_the_remaining_steps(
     cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
 ) -> None:
-    slow = {"steps": [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]}
+    # Pauses no test outlasts (each shorter than the deadline, as admission requires).
+    slow = {
+        "steps": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "5m"}],
+        "progressDeadlineSeconds": 600,
+    }
     serving_v1(cluster, namespace, canary_sample(**slow))
     traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
@@ -261,7 +267,9 @@ def test_manual_promote_skips_the_remaining_steps(
 def test_abort_returns_all_traffic_to_stable(
     cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
 ) -> None:
-    serving_v1(cluster, namespace, canary_sample(steps=[{"weight": 50, "pause": "1h"}]))
+    serving_v1(
+        cluster, namespace, canary_sample(steps=[{"weight": 50, "pause": "5m"}], progressDeadlineSeconds=600)
+    )
     driver = traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     wait_for(lambda: driver.counts().get(2, 0) > 0, 30, what="canary traffic")
@@ -315,7 +323,9 @@ def test_operator_killed_mid_canary_resumes_at_the_same_step(
 def test_new_version_during_a_canary_replaces_the_canary(
     cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
 ) -> None:
-    serving_v1(cluster, namespace, canary_sample(steps=[{"weight": 20, "pause": "1h"}]))
+    serving_v1(
+        cluster, namespace, canary_sample(steps=[{"weight": 20, "pause": "5m"}], progressDeadlineSeconds=600)
+    )
     traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     wait_for(lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt"), 30)
