@@ -1,4 +1,4 @@
-"""The Prometheus analysis provider against a real Prometheus scraping the stand-ins."""
+"""The Prometheus analysis provider against a real Prometheus scraping the model servers."""
 
 from __future__ import annotations
 
