@@ -1,0 +1,29 @@
+"""A person's edit or one-shot action on a ModelDeployment goes before queued timers (#13, 11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.control.handlers import user_acted
+from modeldeploy.control.workqueue import WorkQueue
+
+
+def body(generation: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "mnist", "namespace": "ml", "generation": generation, "annotations": annotations}
+    }
+
+
+def test_edits_and_actions_are_urgent_status_echoes_and_first_passes_are_not() -> None:
+    assert not user_acted(None, body(1))  # first seen: a first pass
+    assert user_acted(body(1), body(2))  # spec edit
+    assert user_acted(body(2), body(2, {"serving.modeldeploy.dev/abort": "t1"}))  # one-shot action
+    assert not user_acted(body(2), body(2))  # our own status write coming back
+
+
+def test_an_urgent_key_overtakes_queued_work() -> None:
+    queue = WorkQueue()
+    for i in range(5):
+        queue.add(("ml", f"new-{i}"))
+    queue.add(("ml", "mnist"), urgent=True)
+    assert queue.get() == ("ml", "mnist")
