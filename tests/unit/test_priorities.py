@@ -1,4 +1,5 @@
-"""A person's edit or one-shot action on a ModelDeployment goes before queued timers (#13, 11)."""
+"""A person's edit or one-shot action on a ModelDeployment goes before queued timers and first
+passes (#13, 11)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ def test_edits_and_actions_are_urgent_status_echoes_and_first_passes_are_not() -
     assert not user_acted(body(2), body(2))  # our own status write coming back
 
 
-def test_an_urgent_key_overtakes_queued_work() -> None:
+def test_a_persons_action_overtakes_due_timers_and_first_passes() -> None:
     queue = WorkQueue()
     for i in range(5):
         queue.add(("ml", f"new-{i}"))
-    queue.add(("ml", "mnist"), urgent=True)
+    for i in range(5):
+        queue.add(("ml", f"timer-{i}"), urgent=True)
+    queue.add(("ml", "mnist"), urgent=True)  # already waiting behind the timers ...
+    queue.add(("ml", "mnist"), first=True)  # ... then the abort annotation arrives
     assert queue.get() == ("ml", "mnist")
+    assert queue.get() == ("ml", "timer-0")

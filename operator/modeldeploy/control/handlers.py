@@ -183,7 +183,7 @@ def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
 
 def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
     """A ModelDeployment event that carries a person's action: a spec edit (a new generation)
-    or a changed annotation (promote, abort, retry). Those go before queued timers."""
+    or a changed annotation (promote, abort, retry). Those go before everything queued."""
     if held is None:
         return False  # a first pass: normal priority, behind work under way
     old, new = held.get("metadata") or {}, incoming.get("metadata") or {}
@@ -194,17 +194,17 @@ def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
 
 def _event_handler(kind: Kind) -> Callable[..., Awaitable[None]]:
     # Children's changes are urgent: they finish work under way (a pod waiting for its
-    # model gate), which should not wait behind every new resource's first pass. So are a
-    # person's edits and one-shot actions on a resource: an abort must not wait behind timers.
+    # model gate), which should not wait behind every new resource's first pass. A person's
+    # edit or one-shot action goes first of all: an abort must not wait behind timers.
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
-        urgent = kind.kind != KIND
-        if not urgent:
+        acted = False
+        if kind.kind == KIND:
             meta = event["object"].get("metadata") or {}
             held = RUNTIME.cache.get(KIND, meta.get("namespace", ""), meta.get("name", ""))
-            urgent = user_acted(held, dict(event["object"]))
+            acted = user_acted(held, dict(event["object"]))
         key = _observe(kind.kind, event)
         if key is not None:
-            RUNTIME.queue.add(key, urgent=urgent)
+            RUNTIME.queue.add(key, urgent=kind.kind != KIND, first=acted)
 
     return on_event
 

@@ -1,4 +1,4 @@
-"""A de-duplicating work queue with delayed adds and two priorities, drained by worker threads.
+"""A de-duplicating work queue with delayed adds and three priorities, drained by worker threads.
 
 One key is never processed by two workers at once; a key added while it is
 being processed runs once more afterwards. This is what serialises all work on
@@ -8,7 +8,8 @@ Urgent keys go before the rest. Children changing (a pod that became ready and
 waits for its model gate, a Deployment that became available) and canary steps
 falling due are urgent: they finish work already under way, and behind a burst
 of new resources in a first-in-first-out queue they waited for every first pass
-still queued (docs/benchmarks.md).
+still queued (docs/benchmarks.md). A person's action on a resource (a spec edit, an
+abort) goes first of all: it must not wait behind due timers either.
 """
 
 from __future__ import annotations
@@ -21,36 +22,39 @@ from collections import deque
 from collections.abc import Callable, Hashable
 
 LOG = logging.getLogger(__name__)
+PRIORITY_NORMAL, PRIORITY_URGENT, PRIORITY_FIRST = 0, 1, 2
 
 
 class WorkQueue:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._urgent: deque[Hashable] = deque()
-        self._normal: deque[Hashable] = deque()
-        self._queued: dict[Hashable, bool] = {}  # key -> urgent
+        # By priority: normal (first passes), urgent (children, timers), first (a person's action).
+        self._queues: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
+        self._queued: dict[Hashable, int] = {}  # key -> priority
         self._processing: set[Hashable] = set()
-        self._dirty: dict[Hashable, bool] = {}  # added while processing -> urgent
+        self._dirty: dict[Hashable, int] = {}  # added while processing -> priority
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._seq = 0
         self._closed = False
 
-    def add(self, key: Hashable, urgent: bool = False) -> None:
+    def add(self, key: Hashable, urgent: bool = False, first: bool = False) -> None:
+        """Queue ``key``; ``urgent`` before first passes, ``first`` (a person's action)
+        before everything."""
         with self._cond:
-            self._add_locked(key, urgent)
+            self._add_locked(key, PRIORITY_FIRST if first else PRIORITY_URGENT if urgent else PRIORITY_NORMAL)
 
-    def _add_locked(self, key: Hashable, urgent: bool) -> None:
+    def _add_locked(self, key: Hashable, priority: int) -> None:
         if key in self._processing:
-            self._dirty[key] = self._dirty.get(key, False) or urgent
+            self._dirty[key] = max(self._dirty.get(key, PRIORITY_NORMAL), priority)
         elif key not in self._queued:
-            self._queued[key] = urgent
-            (self._urgent if urgent else self._normal).append(key)
+            self._queued[key] = priority
+            self._queues[priority].append(key)
             self._cond.notify()
-        elif urgent and not self._queued[key]:
-            self._normal.remove(key)  # rare: only a key waiting as normal is moved up
-            self._queued[key] = True
-            self._urgent.append(key)
+        elif priority > self._queued[key]:
+            self._queues[self._queued[key]].remove(key)  # rare: a waiting key moved up
+            self._queued[key] = priority
+            self._queues[priority].append(key)
 
     def add_after(self, key: Hashable, delay: float) -> None:
         """Add ``key`` (as urgent) once ``delay`` seconds have passed: a timer falling due."""
@@ -67,7 +71,7 @@ class WorkQueue:
         now = self._clock()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, key = heapq.heappop(self._delayed)
-            self._add_locked(key, urgent=True)
+            self._add_locked(key, PRIORITY_URGENT)
         return self._delayed[0][0] - now if self._delayed else None
 
     def get(self) -> Hashable | None:
@@ -77,8 +81,9 @@ class WorkQueue:
                 if self._closed:
                     return None
                 wait = self._promote_due()
-                if self._urgent or self._normal:
-                    key = self._urgent.popleft() if self._urgent else self._normal.popleft()
+                waiting = next((q for q in reversed(self._queues) if q), None)
+                if waiting is not None:
+                    key = waiting.popleft()
                     del self._queued[key]
                     self._processing.add(key)
                     return key
@@ -97,7 +102,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._urgent) + len(self._normal) + len(self._delayed)
+            return sum(len(q) for q in self._queues) + len(self._delayed)
 
 
 class RetryLaterError(Exception):
