@@ -1,8 +1,8 @@
 """``python -m tests.modelserver [tensorflow_model_server flags]``: one model server.
 
 Takes exactly TF Serving's command line (see ``flags``). Listens on
-``$MODELSERVER_ADDRESS`` (default ``0.0.0.0``, as TF Serving does: inside a pod
-that is the pod's own network); tests set a loopback address.
+``$MODELSERVER_ADDRESS``: 127.0.0.1 unless set (TF Serving itself listens on 0.0.0.0;
+a container image of this server sets that, inside the pod's own network).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         return 255
-    endpoints = ServingEndpoints.start(server, os.environ.get("MODELSERVER_ADDRESS", "0.0.0.0"))
+    endpoints = ServingEndpoints.start(server, os.environ.get("MODELSERVER_ADDRESS", "127.0.0.1"))
     print(f"Running gRPC ModelServer at {flags['port']}, REST at {flags['rest_api_port']} ...", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
