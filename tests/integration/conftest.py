@@ -118,6 +118,20 @@ class Cluster:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
         return [(e.type, e.reason, e.message) for e in events.items]
 
+    def wait_event(
+        self, namespace: str, name: str, reason: str, type_: str | None = None, timeout: float = 10.0
+    ) -> tuple[str, str, str]:
+        """The first Event with ``reason`` (the operator posts it right after the status
+        write a test has just seen, so it may be a moment behind)."""
+        found: tuple[str, str, str] = wait_for(
+            lambda: next(
+                (e for e in self.events(namespace, name) if e[1] == reason and type_ in (None, e[0])), None
+            ),
+            timeout,
+            what=f"event {reason} on {namespace}/{name}",
+        )
+        return found
+
     def children(self, namespace: str, md_name: str) -> dict[str, list[str]]:
         selector = f"app.kubernetes.io/name={md_name},app.kubernetes.io/managed-by=modeldeploy"
         return {

@@ -120,8 +120,8 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
     assert dep.metadata.labels["serving.modeldeploy.dev/track"] == "stable"
     assert driver.counts().get(2, 0) > 0
     assert driver.counts().get(1, 0) > 0
-    events = {r for _, r, _ in cluster.events(namespace, "mnist")}
-    assert {"CanaryStarted", "CanaryStep", "VersionRolled"} <= events
+    for reason in ("CanaryStarted", "CanaryStep", "VersionRolled"):
+        cluster.wait_event(namespace, "mnist", reason)
 
 
 def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
@@ -152,7 +152,7 @@ def test_erroring_canary_is_rolled_back_and_not_rolled_again_until_retry(
     wait_for(
         lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"], 30, what="canary removed"
     )
-    assert any(r == "RolledBack" for _, r, _ in cluster.events(namespace, "mnist"))
+    cluster.wait_event(namespace, "mnist", "RolledBack", "Warning")
     assert driver.failed[3] > 0
     assert driver.failed[1] == 0, "version 1 answers every input"
 

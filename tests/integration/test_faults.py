@@ -158,7 +158,7 @@ def test_an_emptied_status_keeps_the_stable_one_pod_short_until_the_new_version_
         return promoted or (status.get("canary") or {}).get("readyReplicas", 0) > 0
 
     holds_for(stable_kept, 8, what="version 1 kept while nothing else serves")
-    assert any(r == "StatusRecovered" for _, r, _ in cluster.events(namespace, "mnist"))
+    cluster.wait_event(namespace, "mnist", "StatusRecovered", "Warning")
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)
     assert md["status"]["stable"]["version"] == 2
 
@@ -212,7 +212,7 @@ def test_a_refused_child_shows_as_degraded_with_the_servers_message_and_backs_of
         assert degraded["reason"] == "ApplyRejected"
         assert "images marked forbidden may not run here" in degraded["message"]
         assert "Deployment mnist-v1" in degraded["message"]
-        assert any(r == "ApplyRejected" for _, r, _ in cluster.events(namespace, "mnist"))
+        cluster.wait_event(namespace, "mnist", "ApplyRejected", "Warning")
         # Retried with exponential backoff: 1 s, 2 s, 4 s, ...
         delays = wait_for(
             lambda: (found := backoff_delays(operator.log())) and len(found) >= 4 and found,

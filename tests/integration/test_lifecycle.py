@@ -45,7 +45,7 @@ def test_sample_becomes_ready_with_owned_children(
     pods = cluster.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=mnist").items
     assert pods
     assert all(p.status.pod_ip.startswith("127.") for p in pods)
-    assert ("Normal", "Ready", "version 1 is ready") in cluster.events(namespace, "mnist")
+    assert cluster.wait_event(namespace, "mnist", "Ready") == ("Normal", "Ready", "version 1 is ready")
     printed = cluster.kubectl("get", "md", "-n", namespace).stdout
     assert printed.split("\n")[0].split() == ["NAME", "VERSION", "CANARY", "WEIGHT", "READY", "PHASE", "AGE"]
     assert "Ready" in printed.split("\n")[1]
@@ -98,7 +98,7 @@ def test_immediate_version_change_rolls_the_deployment(
     assert cluster.children(namespace, "mnist")["configmaps"] == ["mnist-v2-config"]
     assert md["status"]["history"][-1]["version"] == 2
     assert md["status"]["history"][-1]["result"] == "Promoted"
-    assert any(r == "VersionRolled" for _, r, _ in cluster.events(namespace, "mnist"))
+    cluster.wait_event(namespace, "mnist", "VersionRolled")
     config = cluster.core.read_namespaced_config_map("mnist-v2-config", namespace)
     assert "versions: 2" in config.data["models.config"]
 
@@ -169,7 +169,7 @@ def test_fetch_failure_shows_as_model_not_loaded(
     assert "version 4 not found: file:///kwok-fetch-fails/model/4/ does not exist" in cond["message"]
     md = cluster.get_md(namespace, "mnist")
     assert md["status"]["phase"] == "Failed"
-    assert any(t == "Warning" and r == "ModelFetchFailed" for t, r, _ in cluster.events(namespace, "mnist"))
+    cluster.wait_event(namespace, "mnist", "ModelFetchFailed", "Warning")
 
 
 def test_a_version_that_cannot_load_never_replaces_a_healthy_one(
@@ -202,7 +202,7 @@ def test_a_spec_the_schema_allows_but_serving_cannot_is_degraded_and_others_carr
     degraded = next(c for c in md["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "InvalidSpec"
     assert "spec.runtime.args: --port=9000 is set by the operator" in degraded["message"]
-    assert any(t == "Warning" and r == "InvalidSpec" for t, r, _ in cluster.events(namespace, "bad"))
+    cluster.wait_event(namespace, "bad", "InvalidSpec", "Warning")
     assert cluster.children(namespace, "bad")["deployments"] == []
     cluster.wait_phase(namespace, "good", "Ready")
     # Fixing the spec recovers it.
