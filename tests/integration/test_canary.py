@@ -7,6 +7,7 @@ import copy
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -278,6 +279,18 @@ def test_abort_returns_all_traffic_to_stable(
     assert md["status"]["history"][-1]["result"] == "Aborted"
     assert md["status"]["failedVersions"] == [2]
     wait_for(lambda: not pods_of(cluster, namespace, 2), 30, what="canary pods gone")
+    # Requests routed just before the pods went away may still be answered: wait until the
+    # count of version 2 has stood still for a second, then nothing more may reach it.
+    last = {"count": -1, "since": time.monotonic()}
+
+    def settled() -> bool:
+        count = driver.counts().get(2, 0)
+        if count != last["count"]:
+            last.update(count=count, since=time.monotonic())
+            return False
+        return time.monotonic() - last["since"] >= 1.0
+
+    wait_for(settled, 15, interval=0.1, what="requests in flight to version 2 answered")
     served = driver.counts().get(2, 0)
     # Traffic keeps flowing; none of it may reach version 2 any more.
     holds_for(lambda: driver.counts().get(2, 0) == served, 2, what="no traffic to the aborted canary")
