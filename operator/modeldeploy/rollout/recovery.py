@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.names import TRACK_CANARY, TRACK_STABLE
 from ..api.status import ActionValues, ModelDeploymentStatus, RolloutResult
 from .observed import ObservedDeployment
 
@@ -39,11 +40,11 @@ def recover(
     for entry in status.history:
         last_result[entry.version] = entry.result
     failed |= {v for v, result in last_result.items() if result is not RolloutResult.PROMOTED}
-    stable = [v for v, dep in observed.items() if dep.track == "stable" and dep.serving_replicas > 0]
+    stable = [v for v, dep in observed.items() if dep.track == TRACK_STABLE and dep.serving_replicas > 0]
     failed -= set(stable)
     handled = status.handled_actions or actions
     lost = list(unreadable)
-    if any(dep.track == "canary" for dep in observed.values()):
+    if any(dep.track == TRACK_CANARY for dep in observed.values()):
         lost.append("canary progress (its steps start again)")
     if not status.history:
         lost.append("history")
