@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -42,6 +43,10 @@ def load_client_config(connections: int) -> ApiClient:
         kubernetes.config.load_kube_config()
     config = kubernetes.client.Configuration.get_default_copy()
     config.connection_pool_maxsize = max(config.connection_pool_maxsize, connections)
+    # urllib3 would otherwise repeat a GET whose read timed out three times, making one
+    # request's bound four of REQUEST_TIMEOUT's reads. A refused or reset connection (an API
+    # server restarting, a kept-alive connection it closed) is still tried again.
+    config.retries = urllib3.util.Retry(total=2, read=0, redirect=0, status=0)
     return ApiClient(config)
 
 
