@@ -133,3 +133,20 @@ def test_backoff_doubles_to_five_minutes_and_resets_on_success() -> None:
     assert backoff.failed("other") == 1.0  # per key
     backoff.succeeded("k")
     assert backoff.failed("k") == 1.0
+
+
+def test_longest_pass_is_the_oldest_pass_under_way() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    assert queue.longest_pass_seconds() == 0.0
+    queue.add("old")
+    queue.add("young")
+    assert queue.get() == "old"
+    clock.now = 5.0
+    assert queue.get() == "young"
+    clock.now = 12.0
+    assert queue.longest_pass_seconds() == 12.0
+    queue.done("old")
+    assert queue.longest_pass_seconds() == 7.0
+    queue.done("young")
+    assert queue.longest_pass_seconds() == 0.0

@@ -162,6 +162,12 @@ async def cached_objects(**_: Any) -> int:
     return len(RUNTIME.cache)
 
 
+@kopf.on.probe(id="longestPassSeconds")
+async def longest_pass(**_: Any) -> float:
+    # Every request a pass makes has a timeout: a figure far past them means a stuck worker.
+    return round(RUNTIME.queue.longest_pass_seconds(), 1)
+
+
 def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
     """Update the cache from one watch event; the ModelDeployment to reconcile, if any."""
     body: dict[str, Any] = dict(event["object"])

@@ -32,7 +32,7 @@ class WorkQueue:
         # By priority: normal (first passes), urgent (children, timers), first (a person's action).
         self._queues: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
         self._queued: dict[Hashable, int] = {}  # key -> priority
-        self._processing: set[Hashable] = set()
+        self._processing: dict[Hashable, float] = {}  # key -> when its pass started
         self._dirty: dict[Hashable, int] = {}  # added while processing -> priority
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._seq = 0
@@ -85,15 +85,22 @@ class WorkQueue:
                 if waiting is not None:
                     key = waiting.popleft()
                     del self._queued[key]
-                    self._processing.add(key)
+                    self._processing[key] = self._clock()
                     return key
                 self._cond.wait(timeout=wait)
 
     def done(self, key: Hashable) -> None:
         with self._cond:
-            self._processing.discard(key)
+            self._processing.pop(key, None)
             if key in self._dirty:
                 self._add_locked(key, self._dirty.pop(key))
+
+    def longest_pass_seconds(self) -> float:
+        """How long the oldest pass under way has run (0 when none runs): every call a pass
+        makes has a timeout, so a figure that keeps growing means a worker is stuck."""
+        with self._cond:
+            started = min(self._processing.values(), default=None)
+        return 0.0 if started is None else self._clock() - started
 
     def close(self) -> None:
         with self._cond:
