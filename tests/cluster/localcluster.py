@@ -99,8 +99,34 @@ def write_kwok_config(path: Path) -> None:
         ).replace("durationMilliseconds: 1000", "durationMilliseconds: 200")
         for f in KWOK_STAGE_FILES
     ]
+    docs = [_honour_readiness_gates(d) for d in docs]
     docs += [p.read_text() for p in sorted(STAGES_DIR.glob("*.yaml"))]
     path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
+
+
+# kwok's stages ignore readinessGates: pod-create sets every gate's condition True, and
+# pod-ready makes every pod Ready. A kubelet never sets a gate's condition (the gate's owner
+# does) and keeps the pod not Ready until all are True; stages/readiness-gates.yaml then
+# makes it Ready. Each rewrite fails loudly if a kwok upgrade changed the text it expects.
+KWOK_GATES_SET_TRUE = re.compile(r"\n *\{\{ range \.spec\.readinessGates \}\}.*?\{\{ end \}\}", re.DOTALL)
+KWOK_READY = """        status: "True"
+        type: Ready
+"""
+GATED_READY = """        status: {{ if .spec.readinessGates }}"False"{{ else }}"True"{{ end }}
+        type: Ready
+"""
+
+
+def _honour_readiness_gates(stage: str) -> str:
+    if "name: pod-create\n" in stage:
+        stage, count = KWOK_GATES_SET_TRUE.subn("", stage)
+        if count != 1:
+            raise ValueError("kwok's pod-create stage no longer sets readinessGates as expected")
+    elif "name: pod-ready\n" in stage:
+        if KWOK_READY not in stage:
+            raise ValueError("kwok's pod-ready stage no longer sets Ready as expected")
+        stage = stage.replace(KWOK_READY, GATED_READY)
+    return stage
 
 
 def free_port() -> int:
@@ -344,22 +370,14 @@ class LocalCluster:
                 "--server-address=127.0.0.1:0",
             ],
         }
-        pids: dict[str, int] = {}
-        self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
+        # The commands are kept with the pids, so a fault test can kill one component and start
+        # it again exactly as it was (kill / start_component).
+        self._write_state({"pids": {}, "server": server, "commands": commands})
         try:
             for name in COMPONENTS:
-                log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-                proc = subprocess.Popen(
-                    commands[name],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                pids[name] = proc.pid
-                self.state_file.write_text(json.dumps({"pids": pids, "server": server}))
+                self._launch(name)
                 if name == "kube-apiserver":
-                    self._wait_ready(server, pki / "ca.crt", token, timeout)
+                    self._wait_ready(timeout)
                     if self.crds:
                         install_crds(bin_dir / "kubectl", self.kubeconfig, self.crds, timeout)
             self._create_node(bin_dir)
@@ -368,8 +386,47 @@ class LocalCluster:
             raise
         return self.kubeconfig
 
-    def _wait_ready(self, server: str, ca: Path, token: str, timeout: float) -> None:
-        ctx = ssl.create_default_context(cafile=str(ca))
+    def _write_state(self, state: dict[str, object]) -> None:
+        self.state_file.write_text(json.dumps(state))
+
+    def _launch(self, name: str) -> None:
+        state = self.state()
+        commands = state["commands"]
+        pids = state["pids"]
+        assert isinstance(commands, dict)
+        assert isinstance(pids, dict)
+        log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(
+            commands[name],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        pids[name] = proc.pid
+        self._write_state(state)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one component (no shutdown of any kind), as a crash would."""
+        pid = self.pids()[name]
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} (pid {pid}) still alive after SIGKILL")
+            time.sleep(0.05)  # polling a dying process; bounded by the deadline
+
+    def start_component(self, name: str, timeout: float = 120.0) -> None:
+        """Start a killed component again with its original command (same ports, same data)."""
+        self._launch(name)
+        if name == "kube-apiserver":
+            self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        config = json.loads(self.kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        token = config["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cafile=str(self.root / "pki" / "ca.crt"))
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:

@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 class Cluster:
     kubeconfig: Path
     api: ApiClient
+    # The suite's own control plane (None on an external cluster): fault tests kill its parts.
+    local: LocalCluster | None = None
 
     @property
     def core(self) -> kubernetes.client.CoreV1Api:
@@ -164,7 +166,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         local = LocalCluster(tmp_path_factory.mktemp("cluster"), crds=crds)
         kubeconfig = local.up()  # installs the CRDs before the controller-manager starts
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
-    handle = Cluster(kubeconfig, api)
+    handle = Cluster(kubeconfig, api, local)
     if external:
         install_crds(kubectl_path(), kubeconfig, crds, 60)
     if local is not None:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import kubernetes
+import urllib3
 
 from modeldeploy.api.names import (
     ANNOTATION_CONFIG_HASH,
@@ -190,6 +191,10 @@ class Fleet:
             except kubernetes.client.exceptions.ApiException as exc:
                 if exc.status != 410:  # an expired watch just starts over
                     raise
+            except urllib3.exceptions.HTTPError:
+                # The API server is down (a fault test kills it): the servers keep serving,
+                # as containers outlive their control plane; watch again shortly.
+                self.stopping.wait(0.5)
 
     def stop(self) -> None:
         self.stopping.set()

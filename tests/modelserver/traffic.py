@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
+import urllib3
 
 from modeldeploy.api.names import LABEL_VERSION, REST_PORT
 
@@ -156,7 +157,10 @@ class TrafficDriver:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_refresh:
-                    with contextlib.suppress(kubernetes.client.exceptions.ApiException):
+                    # With the API server down, traffic keeps the last routes, as kube-proxy does.
+                    with contextlib.suppress(
+                        kubernetes.client.exceptions.ApiException, urllib3.exceptions.HTTPError
+                    ):
                         self._refresh_routes()
                     next_refresh = now + 0.5
                 target = self._pick(counter)
