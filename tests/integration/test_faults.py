@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE, LABEL_VERSION
 from tests.modelserver.traffic import TrafficDriver
 from tests.support.scripted_http import ScriptedServer
 from tests.support.wait import holds_for, wait_for
@@ -299,3 +300,34 @@ def test_relisting_every_second_changes_nothing_on_a_steady_cluster(
     wait_for(lambda: "relisting the watched kinds every 1s" in operator.log(), 10, what="the relist running")
     holds_for(unchanged, 6, what="nothing written while relisting")
     assert "relist of" not in operator.log()  # it found nothing to change
+
+
+def test_a_runtime_change_replaces_pods_no_faster_than_new_ones_pass_the_model_gate(
+    cluster: Cluster, namespace: str, operator: Operator, modelservers: ModelServers
+) -> None:
+    replicas = 3
+    serving_v1(cluster, namespace, sample("mnist", replicas=replicas))
+    original = pods_of(cluster, namespace, 1)
+    # The replacement pods' model takes a while to load: a rolling update paced by the
+    # containers' readiness alone would remove old pods while the new ones cannot answer.
+    modelservers.slow(1, load_seconds=4)
+    cluster.patch_md(namespace, "mnist", {"spec": {"runtime": {"resources": {"requests": {"cpu": "300m"}}}}})
+    fewest = replicas
+
+    def replaced() -> bool:
+        nonlocal fewest
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=LABEL_VERSION + "=1").items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        serving = [
+            p
+            for p in live
+            if (p.metadata.labels or {}).get(LABEL_MODEL_AVAILABLE) == "true"
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ]
+        fewest = min(fewest, len(serving))
+        assert fewest >= replicas, f"only {fewest} of {replicas} pods served during the runtime change"
+        uids = {p.metadata.uid for p in serving}
+        return len(serving) == replicas and not uids & original
+
+    wait_for(replaced, 90, interval=0.1, what="every pod replaced, each through the model gate")
+    cluster.wait_phase(namespace, "mnist", "Ready")

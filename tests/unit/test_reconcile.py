@@ -41,8 +41,8 @@ class FakeKube:
         self.calls.append(("delete", kind, name))
         return True
 
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        self.calls.append(("label", name, *sorted(labels)))
+    def open_model_gate(self, namespace: str, name: str, message: str) -> None:
+        self.calls.append(("gate", name, message))
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("status", name))
@@ -77,7 +77,14 @@ def pod(name: str, version: int, ip: str, gated: bool = False) -> dict[str, Any]
         labels[LABEL_MODEL_AVAILABLE] = "true"
     return {
         "metadata": {"name": name, "namespace": "ml", "labels": labels, "resourceVersion": "5"},
-        "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        },
     }
 
 
@@ -153,11 +160,11 @@ def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
     rec, kube, asked, _ = reconciler(cache, gate_open=True)
     rec.reconcile("ml", "mnist")
     assert asked == [("127.1.0.5", "mnist", 3)]
-    assert ("label", "mnist-v3-a", LABEL_MODEL_AVAILABLE) in kube.calls
+    assert ("gate", "mnist-v3-a", "TF Serving reports mnist version 3 AVAILABLE") in kube.calls
 
     closed, kube2, _, _ = reconciler(cache, gate_open=False)
     assert closed.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
-    assert not [c for c in kube2.calls if c[0] == "label"]
+    assert not [c for c in kube2.calls if c[0] == "gate"]
 
 
 def test_spec_the_children_cannot_carry_touches_no_child() -> None:

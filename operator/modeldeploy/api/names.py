@@ -22,6 +22,9 @@ LABEL_VERSION = f"{GROUP}/version"
 LABEL_TRACK = f"{GROUP}/track"
 # Set on a pod by the operator once TF Serving reports its version AVAILABLE.
 LABEL_MODEL_AVAILABLE = f"{GROUP}/model-available"
+# The same news as a pod condition, named in the pod's readinessGates: the pod is Ready (and
+# counts as available to its Deployment's rolling update) only once its model is.
+CONDITION_MODEL_AVAILABLE = f"{GROUP}/model-available"
 
 TRACK_STABLE = "stable"
 TRACK_CANARY = "canary"

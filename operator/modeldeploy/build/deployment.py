@@ -14,6 +14,7 @@ from typing import Any
 
 from ..api.names import (
     ANNOTATION_CONFIG_HASH,
+    CONDITION_MODEL_AVAILABLE,
     FETCHER_CONTAINER,
     GRPC_PORT,
     LABEL_TRACK,
@@ -161,6 +162,9 @@ def build_deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [serving],
+        # Ready only once the operator has seen this exact version AVAILABLE: a rolling
+        # update (a runtime change) then replaces old pods no faster than new ones serve.
+        "readinessGates": [{"conditionType": CONDITION_MODEL_AVAILABLE}],
         "volumes": [
             *volumes,
             {"name": "config", "configMap": {"name": config_map_name(md.name, version)}},
@@ -173,6 +177,9 @@ def build_deployment(
         "selector": {"matchLabels": pod_labels},
         "progressDeadlineSeconds": md.spec.rollout.progress_deadline_seconds,
         "revisionHistoryLimit": 2,
+        # Never below the serving count while pods are replaced: a new pod must pass the
+        # model gate (readinessGates) before an old one goes.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
         "template": {
             "metadata": {
                 # The track label stays off the pod template: promoting a canary

@@ -20,7 +20,7 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from ..api.names import API_VERSION, FIELD_MANAGER, KIND
+from ..api.names import API_VERSION, CONDITION_MODEL_AVAILABLE, FIELD_MANAGER, KIND, LABEL_MODEL_AVAILABLE
 from ..api.times import format_time, to_seconds
 from .kinds import BY_KIND, Kind
 from .workqueue import RetryLaterError
@@ -170,17 +170,33 @@ class Kube:
             if not token:
                 return items
 
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        """Add labels to a live pod (no restart: only its template would do that)."""
+    def open_model_gate(self, namespace: str, name: str, message: str) -> None:
+        """Mark a live pod's model as available, in one request: the label its Services
+        select and the condition its readinessGates wait for.
+
+        Both go through the status subresource: for pods it keeps labels it is given (only
+        spec and owner references are reset), and a strategic merge patch merges
+        conditions by type, leaving the kubelet's own.
+        """
+        condition = {
+            "type": CONDITION_MODEL_AVAILABLE,
+            "status": "True",
+            "reason": "ModelAvailable",
+            "message": message,
+            "lastTransitionTime": self.server_now(),
+        }
         try:
             self._call(
                 "PATCH",
-                self._path("Pod", namespace, name),
-                body={"metadata": {"labels": labels}},
-                content_type="application/merge-patch+json",
+                self._path("Pod", namespace, name, "status"),
+                body={
+                    "metadata": {"labels": {LABEL_MODEL_AVAILABLE: "true"}},
+                    "status": {"conditions": [condition]},
+                },
+                content_type="application/strategic-merge-patch+json",
             )
         except ApiException as exc:
-            if exc.status != 404:  # a pod that went away needs no label
+            if exc.status != 404:  # a pod that went away needs no gate
                 raise
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.names import ACTION_ANNOTATIONS, LABEL_MODEL_AVAILABLE, LABEL_VERSION
+from ..api.names import ACTION_ANNOTATIONS, CONDITION_MODEL_AVAILABLE, LABEL_MODEL_AVAILABLE, LABEL_VERSION
 from ..api.spec import ModelDeployment
 from ..api.status import ActionValues
 from ..rollout.observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
@@ -47,14 +47,9 @@ class Observation:
         )
 
     def gates_to_check(self) -> list[Body]:
-        """Ready pods whose model gate has not opened yet."""
-        return [
-            p
-            for p in self.pods
-            if (p["metadata"].get("labels") or {}).get(LABEL_MODEL_AVAILABLE) != "true"
-            and pod_ip(p)
-            and pod_ready(p)
-        ]
+        """Pods whose containers are ready and whose model gate has not opened yet. Not
+        "Ready": with the gate in its readinessGates a pod is Ready only after it opens."""
+        return [p for p in self.pods if not gate_open(p) and pod_ip(p) and _condition(p, "ContainersReady")]
 
 
 def observe(cache: ObjectCache, md: ModelDeployment, body: Body) -> Observation:
@@ -86,18 +81,26 @@ def pod_ip(pod: Body) -> str:
     return str((pod.get("status") or {}).get("podIP") or "")
 
 
+def _condition(pod: Body, type_: str) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
 def pod_ready(pod: Body) -> bool:
-    status = pod.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    return status.get("phase") == "Running" and ready
+    return (pod.get("status") or {}).get("phase") == "Running" and _condition(pod, "Ready")
+
+
+def gate_open(pod: Body) -> bool:
+    """The operator has opened the pod's model gate: the label Services select and, for a
+    pod that names it in its readinessGates, the condition that lets it become Ready."""
+    labelled = (pod["metadata"].get("labels") or {}).get(LABEL_MODEL_AVAILABLE) == "true"
+    gates = {g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []}
+    return labelled and (CONDITION_MODEL_AVAILABLE not in gates or _condition(pod, CONDITION_MODEL_AVAILABLE))
 
 
 def passed_gate(pod: Body) -> bool:
     """Ready, and the operator saw TF Serving report its model version AVAILABLE."""
-    labels = pod["metadata"].get("labels") or {}
-    return labels.get(LABEL_MODEL_AVAILABLE) == "true" and pod_ready(pod)
+    return gate_open(pod) and pod_ready(pod)
 
 
 def serving_counts(pods: list[Body]) -> dict[int, int]:

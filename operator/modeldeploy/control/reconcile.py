@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.names import KIND, LABEL_MODEL_AVAILABLE, LABEL_VERSION
+from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
 from ..api.status import Counters, ModelDeploymentStatus
 from ..api.times import parse_duration, utc_now
@@ -114,7 +114,8 @@ class Reconciler:
         for pod in world.gates_to_check():
             version = pod["metadata"]["labels"].get(LABEL_VERSION, "")
             if version.isdigit() and self.gate(pod["status"]["podIP"], md.model_name, int(version)):
-                self.kube.label_pod(md.namespace, pod["metadata"]["name"], {LABEL_MODEL_AVAILABLE: "true"})
+                message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
+                self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
             else:
                 closed += 1
