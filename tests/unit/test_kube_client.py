@@ -1,5 +1,6 @@
-"""Every API request has a bound, also a GET on a connection that silently stops answering
-(issue #13, defect 4): urllib3 must not repeat a read that timed out."""
+"""The API client: every request has a bound (issue #13, defect 4), even a GET on a silent
+connection (urllib3 must not repeat a read that timed out), and apply bodies are valid YAML
+that reads back the same whatever characters a spec holds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 import urllib3
+import yaml
 
 from modeldeploy.control import kube
 from modeldeploy.control.kinds import BY_KIND
@@ -40,7 +42,9 @@ def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
     }
     (tmp_path / "kubeconfig").write_text(json.dumps(config))
     # The client reads KUBECONFIG once, at import.
-    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig")
+    )
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (READ_TIMEOUT, READ_TIMEOUT))
     client = kube.Kube(kube.load_client_config(connections=4))
     started = time.monotonic()
@@ -49,3 +53,13 @@ def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
     elapsed = time.monotonic() - started
     # urllib3's default would read four times (2 s here); one read is the bound.
     assert READ_TIMEOUT <= elapsed < 2 * READ_TIMEOUT, elapsed
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["emoji 🙂 and 𐀀", "DEL \x7f", "C1 \x80\x9f", "NEL \x85", "LS \u2028 PS \u2029", "nonchar \ufffe\uffff"],
+)
+def test_an_apply_body_is_yaml_that_reads_back_the_same(text: str) -> None:
+    body = {"spec": {"args": [text], "n": 1}}
+    assert yaml.safe_load(kube.yaml_safe_json(body)) == body
+    assert json.loads(kube.yaml_safe_json(body)) == body

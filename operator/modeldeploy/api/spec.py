@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from itertools import pairwise
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .base import CamelModel
 from .quantity import QUANTITY_PATTERN
@@ -22,6 +22,12 @@ from .times import DURATION_PATTERN, parse_duration
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
 STORAGE_URI_PATTERN = r"^(s3|gs|https?|pvc|file)://.+"
+
+
+# Kubernetes object names (a Secret's): an RFC 1123 subdomain.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A container image: Kubernetes refuses leading or trailing white space (Go's unicode.IsSpace).
+IMAGE_PATTERN = r"^[^\t\n\v\f\r \x{85}\p{Z}](.*[^\t\n\v\f\r \x{85}\p{Z}])?$"
 
 
 class ModelSpec(CamelModel):
@@ -37,7 +43,10 @@ class ModelSpec(CamelModel):
     )
     version: int = Field(ge=1, description="The model version this resource must serve.")
     storage_secret_name: str | None = Field(
-        default=None, description="Secret with credentials for the model fetch.", max_length=253
+        default=None,
+        description="Secret with credentials for the model fetch.",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
     )
 
 
@@ -49,7 +58,7 @@ class Batching(CamelModel):
 
 
 class RuntimeSpec(CamelModel):
-    image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1)
+    image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1, max_length=1024, pattern=IMAGE_PATTERN)
     resources: dict[str, Any] = Field(
         default_factory=dict, description="core/v1 ResourceRequirements (GPUs included)."
     )
@@ -185,9 +194,52 @@ class Router(StrEnum):
     GATEWAY_API = "GatewayAPI"
 
 
+# Gateway API's own patterns (HTTPRoute v1): what the route's schema would refuse, the
+# ModelDeployment refuses at admission, not as a child the operator cannot apply.
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Two references to one parent must name different sections (HTTPRoute's two rules, as one).
+SAME_PARENT = (
+    "p1.group == p2.group && p1.kind == p2.kind && p1.name == p2.name && "
+    "(has(p1.__namespace__) ? p1.__namespace__ : '') == (has(p2.__namespace__) ? p2.__namespace__ : '')"
+)
+
+
+class ParentRef(CamelModel):
+    """A Gateway (or listener of one) the HTTPRoute attaches to: Gateway API's ParentReference."""
+
+    group: str = Field("gateway.networking.k8s.io", max_length=253, pattern=r"^$|" + DNS_SUBDOMAIN_PATTERN)
+    kind: str = Field(
+        "Gateway", min_length=1, max_length=63, pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+    )
+    namespace: str | None = Field(
+        None, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    name: str = Field(min_length=1, max_length=253)
+    section_name: str | None = Field(None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    port: int | None = Field(None, ge=1, le=65535)
+
+
 class GatewaySpec(CamelModel):
-    parent_refs: list[dict[str, Any]] = Field(default_factory=list, max_length=16)
-    hostnames: list[str] = Field(default_factory=list, max_length=16)
+    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
+    hostnames: list[
+        Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
+    ] = Field(default_factory=list, max_length=16)
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "!has(self.parentRefs) || self.parentRefs.all(p1, self.parentRefs.exists_one(p2, "
+            f"{SAME_PARENT} && (has(p1.sectionName) ? p1.sectionName : '') == "
+            "(has(p2.sectionName) ? p2.sectionName : '')))",
+            "two parentRefs to the same parent need different sectionNames",
+            ".parentRefs",
+        ),
+        (
+            "!has(self.parentRefs) || self.parentRefs.all(p1, self.parentRefs.all(p2, "
+            f"!({SAME_PARENT}) || has(p1.sectionName) == has(p2.sectionName)))",
+            "two parentRefs to the same parent must both name a sectionName",
+            ".parentRefs",
+        ),
+    ]
 
 
 class TrafficSpec(CamelModel):

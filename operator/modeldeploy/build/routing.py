@@ -3,8 +3,6 @@ and the optional NetworkPolicy. Every Service selects the model gate's label."""
 
 from __future__ import annotations
 
-import copy
-
 from ..api.names import GRPC_PORT, LABEL_MODEL_AVAILABLE, REST_PORT, version_service_name
 from ..api.spec import ModelDeployment
 from ..api.status import Endpoints
@@ -43,7 +41,9 @@ def build_http_route(md: ModelDeployment, weights: dict[int, int]) -> Manifest:
     """HTTPRoute ``<name>``: version -> weight, exactly the canary step's weight."""
     gateway = md.spec.traffic.gateway
     spec: Manifest = {
-        "parentRefs": copy.deepcopy(gateway.parent_refs) if gateway else [],
+        "parentRefs": [ref.model_dump(by_alias=True, exclude_none=True) for ref in gateway.parent_refs]
+        if gateway
+        else [],
         "rules": [
             {
                 "backendRefs": [

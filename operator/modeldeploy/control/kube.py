@@ -11,6 +11,7 @@ import datetime
 import email.utils
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -28,6 +29,20 @@ from .workqueue import RetryLaterError
 LOG = logging.getLogger(__name__)
 # (connect, read) seconds for every API request.
 REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+# Characters JSON leaves raw that YAML (an apply body is YAML) refuses or reads as a line
+# break inside a string: DEL, the C1 controls (NEL among them), the line and paragraph
+# separators, the two BMP noncharacters. All are inside JSON strings, where YAML reads \u.
+YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+
+
+def yaml_safe_json(body: Any) -> str:
+    """JSON that is also valid YAML. The client's json.dumps writes characters beyond the
+    Basic Multilingual Plane as surrogate pairs (valid JSON, not YAML) and DEL raw: the
+    server refused such manifests (an emoji or a DEL in an arg) with 400."""
+    text = json.dumps(body, ensure_ascii=False)
+    return YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def load_client_config(connections: int) -> ApiClient:
@@ -125,12 +140,14 @@ class Kube:
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = manifest["metadata"]
         path = self._path(manifest["kind"], meta["namespace"], meta["name"])
+        # With a charset parameter the client sends these bytes as they are (the server
+        # ignores parameters); see yaml_safe_json for why they are not the client's own.
         result: dict[str, Any] = self._call(
             "PATCH",
             path,
-            body=manifest,
+            body=yaml_safe_json(manifest).encode(),
             query=[("fieldManager", field_manager), ("force", "true")],
-            content_type="application/apply-patch+yaml",
+            content_type="application/apply-patch+yaml; charset=utf-8",
         )
         return result
 
