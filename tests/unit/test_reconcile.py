@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from typing import Any
 
 from modeldeploy.api.names import KIND, LABEL_MODEL_AVAILABLE
@@ -17,6 +18,7 @@ from modeldeploy.rollout.types import Check
 from .conftest import SAMPLE_SPEC
 
 UID = "0d7a1c58-0000-4000-8000-000000000001"
+SLOW_PROBE_SECONDS = 0.3
 NOW = "2026-01-01T00:00:00.000Z"
 
 
@@ -287,3 +289,23 @@ def test_the_operator_follows_the_api_servers_clock() -> None:
     same = Kube(api=None)  # type: ignore[arg-type]
     same._note_server_time(email.utils.formatdate(clock.time(), usegmt=True))
     assert abs(parse_time(same.server_now()).timestamp() - clock.time()) < 0.05
+
+
+def test_slow_pods_are_asked_at_once_not_one_after_another() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    for i in range(8):
+        cache.upsert("Pod", pod(f"mnist-v3-{i}", 3, f"127.1.0.{10 + i}"))
+    rec, kube, _, _ = reconciler(cache)
+
+    def slow_gate(ip: str, model: str, version: int) -> bool:
+        time.sleep(SLOW_PROBE_SECONDS)  # a pod that takes its time to answer
+        return True
+
+    rec.gate = slow_gate
+    started = time.monotonic()
+    assert rec.reconcile("ml", "mnist") is None
+    elapsed = time.monotonic() - started
+    assert len([c for c in kube.calls if c[0] == "gate"]) == 8
+    # One after another the eight would take 8 x 0.3 s.
+    assert elapsed < 3 * SLOW_PROBE_SECONDS, elapsed

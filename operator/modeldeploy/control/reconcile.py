@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ from .workqueue import RetryLaterError
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.
 GATE_RETRY_SECONDS = 1.0
+# Model gate probes one pass sends at a time (each bounded by modelgate.PROBE_TIMEOUT_SECONDS).
+GATE_PROBES_AT_ONCE = 16
 
 Gate = Callable[[str, str, int], bool]  # (pod IP, model, version) -> AVAILABLE?
 Analyse = Callable[[Analysis, Target, Counters | None, str], Check]
@@ -109,17 +112,28 @@ class Reconciler:
         self.applier.forget(namespace, name)
 
     def _open_gates(self, md: ModelDeployment, world: Observation) -> int:
-        """Label pods whose exact version TF Serving reports AVAILABLE; how many stay closed."""
-        closed = 0
-        for pod in world.gates_to_check():
-            version = pod["metadata"]["labels"].get(LABEL_VERSION, "")
-            if version.isdigit() and self.gate(pod["status"]["podIP"], md.model_name, int(version)):
+        """Open the gate of pods whose exact version TF Serving reports AVAILABLE; how many
+        stay closed. Pods are asked at once: each answer may take the probe's whole timeout,
+        and one after another twenty slow pods held a worker for twenty seconds."""
+        waiting = world.gates_to_check()
+        pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
+
+        def available(pod: dict[str, Any]) -> bool:
+            version = int(pod["metadata"]["labels"][LABEL_VERSION])
+            return self.gate(pod["status"]["podIP"], md.model_name, version)
+
+        if len(pods) > 1:
+            with ThreadPoolExecutor(max_workers=min(len(pods), GATE_PROBES_AT_ONCE)) as probes:
+                answers = list(probes.map(available, pods))
+        else:
+            answers = [available(p) for p in pods]
+        for pod, open_ in zip(pods, answers, strict=True):
+            if open_:
+                version = pod["metadata"]["labels"][LABEL_VERSION]
                 message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
                 self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
-            else:
-                closed += 1
-        return closed
+        return len(waiting) - sum(answers)
 
     def _check_if_due(
         self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
