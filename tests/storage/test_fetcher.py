@@ -79,7 +79,8 @@ def test_digest_identifies_the_artifact(s3_endpoint: str, bucket: str, tmp_path:
 
 
 def test_s3_missing_version(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match=rf"version 4 not found: s3://{bucket}/mnist/4/ holds no objects"):
+    expected = rf"version 4 not found: s3://{bucket}/mnist/4/ does not exist \(versions there: 3\)"
+    with pytest.raises(FetchError, match=expected):
         fetch(f"s3://{bucket}/mnist", 4, tmp_path, s3_env(s3_endpoint))
 
 
@@ -108,14 +109,54 @@ def test_s3_access_denied_names_the_secret_and_never_the_key(
     assert CREDENTIALS["AWS_ACCESS_KEY_ID"] not in message
 
 
-def test_s3_without_credentials(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
+def test_a_public_bucket_is_read_without_credentials(
+    s3_endpoint: str, tmp_path: Path, saved_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = s3_client(s3_endpoint)
+    public = f"public-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=public, ACL="public-read")
+    for key, data in model_entries(saved_model, "mnist/3/").items():
+        client.put_object(Bucket=public, Key=key, Body=data, ACL="public-read")
+    # Credentials anywhere boto3 might look must not be what makes this pass.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(FetchError, match="no credentials"):
-        fetch("s3://models/mnist", 1, tmp_path / "m", {"AWS_ENDPOINT_URL": s3_endpoint})
+    result = fetch(f"s3://{public}/mnist", 3, tmp_path / "m", {"AWS_ENDPOINT_URL": s3_endpoint})
+    assert (result.version_dir / "saved_model.pb").is_file()
+
+
+def test_a_private_bucket_read_anonymously_says_so(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match=r"access denied .* read anonymously \(no credentials given\)"):
+        fetch(f"s3://{bucket}/mnist", 3, tmp_path / "m", {"AWS_ENDPOINT_URL": s3_endpoint})
+
+
+@pytest.mark.parametrize("folder", ["00000008", "0008", "8"])
+def test_a_version_folder_is_found_by_its_number(
+    s3_endpoint: str, tmp_path: Path, saved_model: Path, folder: str
+) -> None:
+    client = s3_client(s3_endpoint)
+    name = f"padded-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    for key, data in model_entries(saved_model, f"m/{folder}/").items():
+        client.put_object(Bucket=name, Key=key, Body=data)
+    client.put_object(Bucket=name, Key="m/00000018/saved_model.pb", Body=b"another version")
+    result = fetch(f"s3://{name}/m", 8, tmp_path / "m", s3_env(s3_endpoint))
+    assert result.version_dir == tmp_path / "m" / "8"  # TF Serving reads it as 8 either way
+    assert result.folder == folder
+    summary = result.summary(f"s3://{name}/m", 8)
+    assert (f"from folder {folder}" in summary) == (folder != "8"), summary
+
+
+def test_two_folders_of_one_version_are_ambiguous(s3_endpoint: str, tmp_path: Path) -> None:
+    client = s3_client(s3_endpoint)
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    for folder in ("1", "0001"):
+        client.put_object(Bucket=name, Key=f"m/{folder}/saved_model.pb", Body=b"x")
+    with pytest.raises(FetchError, match=r"version 1 is ambiguous in s3://.*: folders 0001, 1 all hold it"):
+        fetch(f"s3://{name}/m", 1, tmp_path / "m", s3_env(s3_endpoint))
 
 
 def test_s3_folder_that_is_not_a_saved_model(s3_endpoint: str, tmp_path: Path) -> None:
@@ -235,6 +276,8 @@ def test_file_scheme(saved_model: Path, tmp_path: Path) -> None:
     assert (fetch(f"file://{store}", 7, tmp_path / "out").version_dir / "saved_model.pb").is_file()
     with pytest.raises(FetchError, match=rf"version 8 not found: file://{store}/8/ does not exist"):
         fetch(f"file://{store}", 8, tmp_path / "out")
+    shutil.copytree(saved_model, store / "0009")
+    assert fetch(f"file://{store}", 9, tmp_path / "out").folder == "0009"
 
 
 def test_html_error_page_saved_as_the_model_is_not_a_saved_model(tmp_path: Path) -> None:
@@ -264,6 +307,8 @@ def test_command_writes_one_line_termination_messages(
     assert log.read_text().startswith(f"fetched version 3 of s3://{bucket}/mnist: sha256:")
     assert fetch_main([f"s3://{bucket}/mnist", "4", str(tmp_path / "models")]) == 1
     lines = log.read_text().splitlines()
-    assert lines == [f"fetch failed: version 4 not found: s3://{bucket}/mnist/4/ holds no objects"]
+    assert lines == [
+        f"fetch failed: version 4 not found: s3://{bucket}/mnist/4/ does not exist (versions there: 3)"
+    ]
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in capsys.readouterr().err
     assert fetch_main(["s3://x/y", "three", str(tmp_path)]) == 1

@@ -1,5 +1,9 @@
 """Fetch ``<storageUri>/<version>/`` into ``<model dir>/<version>/``, verify it, report a digest.
 
+A version's folder is found by its number, as TF Serving reads folders: ``3``, ``0003``
+and ``00000003`` all hold version 3 (TF Serving's own test data pads to eight digits,
+KServe's examples to four). Two folders with the same number are refused as ambiguous.
+
 The version lands in a staging folder first and is renamed into place only
 after it verified, so TF Serving never sees half a model.
 """
@@ -33,9 +37,13 @@ class FetchResult:
     digest: str
     files: int
     size: int
+    folder: str = ""  # the storage folder the version came from (http archives have none)
 
     def summary(self, uri: str, version: int) -> str:
-        return f"fetched version {version} of {uri}: {self.digest} ({self.files} files, {self.size} bytes)"
+        padded = self.folder and self.folder != str(version)
+        source = f" from folder {self.folder}" if padded else ""
+        counts = f"({self.files} files, {self.size} bytes)"
+        return f"fetched version {version} of {uri}{source}: {self.digest} {counts}"
 
 
 def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None = None) -> FetchResult:
@@ -48,10 +56,11 @@ def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=f".{version}.") as staging_name:
         staging = Path(staging_name)
         scheme = urlparse(uri).scheme
+        folder = ""
         if scheme == "file":
-            _fetch_file(uri, version, staging, Budget(limits))
+            folder = _fetch_file(uri, version, staging, Budget(limits))
         elif scheme in ("s3", "gs"):
-            _fetch_s3(uri, version, staging, env, Budget(limits))
+            folder = _fetch_s3(uri, version, staging, env, Budget(limits))
         elif scheme in ("http", "https"):
             _fetch_http(uri, version, staging, limits)
         elif scheme == "pvc":
@@ -64,7 +73,7 @@ def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None
         if final.exists():
             shutil.rmtree(final)
         version_dir.rename(final)
-    return FetchResult(final, digest, files, size)
+    return FetchResult(final, digest, files, size, folder)
 
 
 def _version_root(staging: Path) -> Path:
@@ -96,13 +105,28 @@ def _not_found(uri: str, version: int, detail: str) -> FetchError:
     return FetchError(f"version {version} not found: {uri.rstrip('/')}/{version}/ {detail}")
 
 
+def version_folder(names: list[str], version: int, uri: str) -> str:
+    """The one folder among ``names`` that TF Serving would read as ``version``."""
+    matching = sorted(n for n in names if n.isdigit() and int(n) == version)
+    if len(matching) > 1:
+        raise FetchError(
+            f"version {version} is ambiguous in {uri}: folders {', '.join(matching)} all hold it"
+        )
+    if not matching:
+        versions = sorted((n for n in names if n.isdigit()), key=int)[:10]
+        found = f"versions there: {', '.join(versions)}" if versions else "no version folders there"
+        raise _not_found(uri, version, f"does not exist ({found})")
+    return matching[0]
+
+
 # ----- file:// -----
 
 
-def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> None:
-    source = Path(urlparse(uri).path) / str(version)
-    if not source.is_dir():
-        raise _not_found(uri, version, "does not exist")
+def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> str:
+    base = Path(urlparse(uri).path)
+    names = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
+    folder = version_folder(names, version, uri)
+    source = base / folder
     try:
         for path in sorted(source.rglob("*")):
             budget.entry(str(path.relative_to(source)))
@@ -117,6 +141,7 @@ def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> None:
                 archive.copy_limited(handle, dest, budget)
     except PermissionError as exc:
         raise FetchError(f"access denied reading {source}: {exc.strerror}") from None
+    return folder
 
 
 # ----- s3:// and gs:// (GCS through its S3-compatible XML API and HMAC keys) -----
@@ -124,12 +149,14 @@ def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> None:
 
 def _s3_client(uri: str, env: Mapping[str, str]) -> tuple[Any, str]:
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
     scheme = urlparse(uri).scheme
     endpoint = (
         env.get("AWS_ENDPOINT_URL") or env.get("S3_ENDPOINT") or (GCS_S3_ENDPOINT if scheme == "gs" else "")
     )
+    anonymous = not anonymous_read_refused(env)
     session = boto3.session.Session(
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
@@ -141,12 +168,21 @@ def _s3_client(uri: str, env: Mapping[str, str]) -> tuple[Any, str]:
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path" if endpoint else "auto"},
+        # No credentials given: a public bucket is read with unsigned requests, and boto3 never
+        # goes looking for credentials elsewhere (an instance metadata endpoint, say).
+        signature_version=UNSIGNED if anonymous else None,
     )
     client = session.client("s3", endpoint_url=endpoint or None, config=config)
     return client, endpoint or "the default AWS endpoint"
 
 
-def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], budget: Budget) -> None:
+def anonymous_read_refused(env: Mapping[str, str]) -> bool:
+    """Whether credentials were given: keys (from storageSecretName) or a web identity
+    (IRSA's injected token). Without either, S3 and GCS are read anonymously."""
+    return bool(env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE"))
+
+
+def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], budget: Budget) -> str:
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -156,9 +192,19 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
 
     parsed = urlparse(uri)
     bucket, base = parsed.netloc, parsed.path.strip("/")
-    prefix = f"{base}/{version}/" if base else f"{version}/"
+    parent = f"{base}/" if base else ""
+    prefix = f"{parent}{version}/"
     client, endpoint = _s3_client(uri, env)
     try:
+        folders = [
+            entry["Prefix"][len(parent) :].rstrip("/")
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=parent, Delimiter="/"
+            )
+            for entry in page.get("CommonPrefixes", [])
+        ]
+        folder = version_folder(folders, version, uri)
+        prefix = f"{parent}{folder}/"
         keys = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -173,6 +219,7 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
             dest = staging / relative
             dest.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(dest))
+        return folder
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
         if code in ("NoSuchBucket",):
@@ -184,9 +231,14 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
             "403",
             "AllAccessDisabled",
         ):
+            advice = (
+                "check the credentials in spec.model.storageSecretName"
+                if anonymous_read_refused(env)
+                else "read anonymously (no credentials given): the bucket is not public; put "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in spec.model.storageSecretName"
+            )
             raise FetchError(
-                f"access denied to {parsed.scheme}://{bucket}/{prefix} ({code}): check the credentials in "
-                "spec.model.storageSecretName"
+                f"access denied to {parsed.scheme}://{bucket}/{prefix} ({code}): {advice}"
             ) from None
         raise FetchError(f"{parsed.scheme}://{bucket}/{prefix}: {code}") from None
     except NoCredentialsError:
