@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CLUSTER_DIR ?= .cluster
+NODE_DIR ?= .cluster-node
 # TF Serving's API messages without TensorFlow: the operator imports only its config protos.
 TFS_API := tensorflow-serving-api>=2.16
 
@@ -64,8 +65,8 @@ test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs t
 	$(VENV)/bin/pytest tests/integration
 
 ##@ Local control plane (no Docker needed)
-.PHONY: controlplane cluster-up cluster-down demo
-controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubectl, kwok
+.PHONY: controlplane cluster-up cluster-down node-up node-down demo
+controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubelet, kubectl, kwok
 	bash hack/controlplane/build.sh
 
 cluster-up: venv ## Start the local control plane in .cluster/ and print the kubeconfig path
@@ -74,6 +75,12 @@ cluster-up: venv ## Start the local control plane in .cluster/ and print the kub
 cluster-down: ## Stop the operator started by the demo and the local control plane
 	-$(PY) hack/demo.py stop $(CLUSTER_DIR)
 	$(PY) tests/cluster/localcluster.py down $(CLUSTER_DIR)
+
+node-up: deps ## A second control plane with a real node (kubelet, containerd, runc) in .cluster-node/; needs root
+	$(PY) -m tests.cluster.realnode up $(NODE_DIR)
+
+node-down: ## Stop the real node (its containers, mounts, bridge) and its control plane
+	$(PY) -m tests.cluster.realnode down $(NODE_DIR)
 
 demo: deps ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
 	$(PY) hack/demo.py run $(CLUSTER_DIR)
@@ -106,4 +113,4 @@ bench: deps ## Convergence (median of ROUNDS=5), API economy, footprint, canary 
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache $(CLUSTER_DIR)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache $(CLUSTER_DIR) $(NODE_DIR)

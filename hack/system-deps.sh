@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo and the tests need, when they are missing:
 # Go (builds the control plane), openssl (its PKI), Prometheus (a real one for the
-# analysis provider's tests). Idempotent: does nothing when all are present.
+# analysis provider's tests), and the real node's runtime. Idempotent: does nothing when
+# all are present.
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,13 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 # libfaketime: the clock-skew fault test runs the operator minutes ahead of the API server.
 command -v faketime >/dev/null || missing+=(faketime)
+# The real node (tests/cluster/realnode.py): containerd and runc run its pods, the CNI
+# plugins give them the test run's own bridge, busybox is the one binary of its small images.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v ip >/dev/null || missing+=(iproute2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

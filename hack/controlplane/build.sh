@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, etcd and kwok
 # from Go modules (no release downloads reach these machines) and caches them by
 # version. Prints the bin directory. Builds only what is missing.
 set -euo pipefail
@@ -12,7 +12,7 @@ mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 
 need=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd kwok; do
   [ -x "$bin/$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -eq 0 ]; then echo "$bin"; exit 0; fi
@@ -61,6 +61,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -73,7 +74,7 @@ minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor} -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version/verflag.programName=kubernetes"
 for b in "${need[@]}"; do
   case "$b" in
-    kube-*|kubectl) echo "go build $b" >&2; go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$bin/$b.tmp" "$bin/$b" ;;
+    kube-*|kubectl|kubelet) echo "go build $b" >&2; go build -trimpath -ldflags "$ldflags" -o "$bin/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$bin/$b.tmp" "$bin/$b" ;;
     etcd) echo "go build etcd ${etcd_version}" >&2; go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" ./etcd && mv "$bin/etcd.tmp" "$bin/etcd" ;;
     kwok) echo "go install kwok ${KWOK_VERSION}" >&2; GOBIN="$cache/gobin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" && mv "$cache/gobin/kwok" "$bin/kwok" ;;
   esac

@@ -222,6 +222,12 @@ class LocalCluster:
     # resource types only every 30s; until then every child owned by a custom resource is
     # a "virtual" node it checks with a GET on the owner (hundreds in the benchmark).
     crds: tuple[Path, ...] = ()
+    # kwok and its fake node; without them pods wait for a real node (tests/cluster/realnode.py).
+    fake_nodes: bool = True
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS if self.fake_nodes else tuple(c for c in COMPONENTS if c != "kwok")
 
     @property
     def kubeconfig(self) -> Path:
@@ -277,7 +283,8 @@ class LocalCluster:
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
         write_kubeconfig(self.operator_kubeconfig, server, pki / "ca.crt", operator_token, user=OPERATOR_USER)
         etcd_dir = self.root / "etcd"
-        write_kwok_config(self.root / "kwok.yaml")
+        if self.fake_nodes:
+            write_kwok_config(self.root / "kwok.yaml")
         commands = {
             "etcd": [
                 str(bin_dir / "etcd"),
@@ -374,13 +381,14 @@ class LocalCluster:
         # it again exactly as it was (kill / start_component).
         self._write_state({"pids": {}, "server": server, "commands": commands})
         try:
-            for name in COMPONENTS:
+            for name in self.components:
                 self._launch(name)
                 if name == "kube-apiserver":
                     self._wait_ready(timeout)
                     if self.crds:
                         install_crds(bin_dir / "kubectl", self.kubeconfig, self.crds, timeout)
-            self._create_node(bin_dir)
+            if self.fake_nodes:
+                self._create_node(bin_dir)
         except BaseException:
             self.down()
             raise
