@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.localcluster import free_port
-from tests.support.wait import wait_for
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret-do-not-log"}
+from tests.support.s3server import start_moto
 
 
 @pytest.fixture(scope="session")
@@ -45,32 +40,10 @@ tf.saved_model.save(m, {str(out)!r}, signatures={{"serving_default": m.__call__}
     return out
 
 
-def _start_moto(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                return True
-        except OSError:
-            return proc.poll() is not None and False
-
-    wait_for(up, 30, what="moto_server")
-    return proc, endpoint
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server in a process of its own: real HTTP, real S3 protocol."""
-    proc, endpoint = _start_moto({})
+    proc, endpoint = start_moto({})
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)
@@ -79,28 +52,10 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def s3_endpoint_with_auth() -> Iterator[str]:
     """A moto S3 server that checks credentials (no IAM user exists, so every key is refused)."""
-    proc, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    proc, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def s3_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def upload_dir(client: Any, bucket: str, prefix: str, source: Path) -> None:
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(source).as_posix()}")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -14,8 +14,7 @@ import pytest
 from modeldeploy.fetcher import FetchError, fetch
 from modeldeploy.fetcher.__main__ import main as fetch_main
 from modeldeploy.fetcher.savedmodel import count_meta_graphs
-
-from .conftest import CREDENTIALS, s3_client, upload_dir
+from tests.support.s3server import CREDENTIALS, s3_client, upload_dir
 
 pytestmark = pytest.mark.timeout(120)
 
