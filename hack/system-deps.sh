@@ -18,6 +18,10 @@ command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
+# The project's Dockerfiles, built without a Docker engine (tests/cluster/dockerfile_images.py):
+# buildah builds them, debootstrap assembles their python:3.11-slim base from Debian packages.
+command -v buildah >/dev/null || missing+=(buildah)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -94,8 +94,12 @@ class RealNode:
 
     def import_image(self, image: Image) -> str:
         """Import ``image`` into the node's containerd (pods use it with no registry)."""
-        _run("ctr", f"--address={self.socket}", "-n", "k8s.io", "images", "import", str(image.archive()))
+        self.import_archive(image.archive())
         return image.name
+
+    def import_archive(self, archive: Path) -> None:
+        """Import a docker-archive tarball (tests.cluster.images, dockerfile_images)."""
+        _run("ctr", f"--address={self.socket}", "-n", "k8s.io", "images", "import", str(archive))
 
     def _bridge(self) -> None:
         """The pods' bridge with its address: servers the pods reach listen on it."""

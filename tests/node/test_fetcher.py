@@ -1,0 +1,132 @@
+"""The real fetcher image, built from serving_image/fetcher.Dockerfile by buildah, runs on
+the real node against the real S3 server on the bridge (issue #14): it lays out the
+version for TF Serving, or ends with its one-line reason in the termination message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.names import SERVING_UID
+from tests.cluster.dockerfile_images import DOCKERFILES, build
+from tests.cluster.realnode import BRIDGE_ADDRESS
+from tests.modelserver.export import HALF_PLUS_TWO, NOT_A_SAVEDMODEL, ensure_exported
+from tests.support.s3server import CREDENTIALS, s3_client, start_moto, upload_dir
+from tests.support.wait import wait_for
+
+from .conftest import NodeCluster
+
+pytestmark = pytest.mark.timeout(600)
+BUCKET = "models"
+
+
+@pytest.fixture(scope="session")
+def bridge_s3(node_cluster: NodeCluster) -> Iterator[str]:
+    """moto on the bridge's address, the one server the pods may reach, holding mnist at
+    version 8 in a padded folder (00000008) and a version 6 that is no SavedModel."""
+    proc, endpoint = start_moto({}, host=BRIDGE_ADDRESS)
+    client = s3_client(endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    models = ensure_exported()
+    upload_dir(client, BUCKET, "mnist/00000008", models / HALF_PLUS_TWO)
+    upload_dir(client, BUCKET, "mnist/6", models / NOT_A_SAVEDMODEL)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def fetcher_image(node_cluster: NodeCluster) -> str:
+    """The fetcher image as `make images` builds it, imported into the node."""
+    archive = build("fetcher")
+    name = DOCKERFILES["fetcher"][1]
+    node_cluster.node.import_archive(archive)
+    return name
+
+
+def fetch_pod(image: str, endpoint: str, version: int, credentials: bool = True) -> dict[str, Any]:
+    env = [{"name": "AWS_ENDPOINT_URL", "value": endpoint}]
+    if credentials:
+        env += [{"name": k, "value": v} for k, v in CREDENTIALS.items()]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"fetch-{version}-{'creds' if credentials else 'anon'}"},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            # As the operator's serving pods run their fetcher: uid 1000, read-only root.
+            "securityContext": {"runAsNonRoot": True, "runAsUser": SERVING_UID, "fsGroup": SERVING_UID},
+            "containers": [
+                {
+                    "name": "fetch-model",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "args": [f"s3://{BUCKET}/mnist", str(version), "/models/mnist"],
+                    "env": env,
+                    "securityContext": {
+                        "readOnlyRootFilesystem": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [
+                        {"name": "model", "mountPath": "/models"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        },
+    }
+
+
+def ended(cluster: NodeCluster, namespace: str, name: str) -> tuple[str, int, str]:
+    def done() -> tuple[str, int, str] | None:
+        p = cluster.core.read_namespaced_pod(name, namespace)
+        if p.status.phase not in ("Succeeded", "Failed"):
+            return None
+        terminated = p.status.container_statuses[0].state.terminated
+        return p.status.phase, terminated.exit_code, (terminated.message or "").strip()
+
+    result: tuple[str, int, str] = wait_for(done, 120, what=f"pod {name} ended")
+    return result
+
+
+def test_the_fetcher_image_fetches_a_padded_version_folder_from_s3(
+    node_cluster: NodeCluster, node_namespace: str, bridge_s3: str, fetcher_image: str
+) -> None:
+    body = fetch_pod(fetcher_image, bridge_s3, 8)
+    node_cluster.core.create_namespaced_pod(node_namespace, body)
+    phase, code, message = ended(node_cluster, node_namespace, body["metadata"]["name"])
+    assert (phase, code) == ("Succeeded", 0), message
+    assert message.startswith(f"fetched version 8 of s3://{BUCKET}/mnist from folder 00000008: sha256:"), (
+        message
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "credentials", "reason"),
+    [
+        (9, True, f"fetch failed: version 9 not found: s3://{BUCKET}/mnist/9/ does not exist"),
+        (6, True, "fetch failed: not a SavedModel: version 6 has no saved_model.pb"),
+        (8, False, "read anonymously (no credentials given): the bucket is not public"),
+    ],
+)
+def test_a_failed_fetch_ends_with_its_one_line_reason(
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    bridge_s3: str,
+    fetcher_image: str,
+    version: int,
+    credentials: bool,
+    reason: str,
+) -> None:
+    body = fetch_pod(fetcher_image, bridge_s3, version, credentials)
+    node_cluster.core.create_namespaced_pod(node_namespace, body)
+    phase, code, message = ended(node_cluster, node_namespace, body["metadata"]["name"])
+    assert (phase, code) == ("Failed", 1), message
+    assert reason in message, message
+    assert len(message.splitlines()) == 1, message
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in message
