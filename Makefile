@@ -41,7 +41,7 @@ lint: venv ## ruff (lint + format check), mypy --strict, hadolint
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint Dockerfile serving_image/Dockerfile serving_image/fetcher.Dockerfile
+	$(VENV)/bin/hadolint Dockerfile serving_image/Dockerfile serving_image/fetcher.Dockerfile tests/modelserver/Dockerfile
 
 fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format operator tests hack
@@ -84,6 +84,13 @@ node-down: ## Stop the real node (its containers, mounts, bridge) and its contro
 
 demo: deps ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
 	$(PY) hack/demo.py run $(CLUSTER_DIR)
+
+##@ Images without Docker (buildah; what the real node's tests run)
+.PHONY: images-local
+images-local: deps ## Build the fetcher, operator and test serving images with buildah into docker-archive tarballs (needs root)
+	$(PY) -m tests.cluster.dockerfile_images fetcher
+	$(PY) -m tests.cluster.dockerfile_images operator
+	$(PY) -m tests.cluster.dockerfile_images modelserver
 
 ##@ Images and kind (needs Docker; not exercised by this project's CI)
 .PHONY: images kind-up kind-deploy kind-down

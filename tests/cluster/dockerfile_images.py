@@ -36,13 +36,22 @@ BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
 }
-# (Dockerfile, image name): the names `make images` tags.
+PRODUCT_CONTEXT = ("pyproject.toml", "README.md", "operator")
+# (Dockerfile, image name, what it COPYs from the build context): the names `make images`
+# tags; the serving image of the tests is the TF Serving-compatible test double.
 DOCKERFILES = {
-    "fetcher": (REPO / "serving_image" / "fetcher.Dockerfile", "docker.io/modeldeploy/fetcher:0.1.0"),
-    "operator": (REPO / "Dockerfile", "docker.io/modeldeploy/operator:0.1.0"),
+    "fetcher": (
+        REPO / "serving_image" / "fetcher.Dockerfile",
+        "docker.io/modeldeploy/fetcher:0.1.0",
+        PRODUCT_CONTEXT,
+    ),
+    "operator": (REPO / "Dockerfile", "docker.io/modeldeploy/operator:0.1.0", PRODUCT_CONTEXT),
+    "modelserver": (
+        REPO / "tests" / "modelserver" / "Dockerfile",
+        "docker.io/modeldeploy/modelserver-test:2.18.0",
+        ("tests/__init__.py", "tests/modelserver"),
+    ),
 }
-# What the Dockerfiles COPY from the build context.
-CONTEXT = ("pyproject.toml", "README.md", "operator")
 
 
 def _run(*args: str, cwd: Path | None = None) -> str:
@@ -122,10 +131,10 @@ def _bytes_io(content: bytes) -> object:
     return io.BytesIO(content)
 
 
-def _context_digest(dockerfile: Path) -> bytes:
+def _context_digest(dockerfile: Path, context: tuple[str, ...]) -> bytes:
     """Everything a build reads: the Dockerfile and the files it copies."""
     outer = hashlib.sha256(dockerfile.read_bytes())
-    for item in CONTEXT:
+    for item in context:
         root = REPO / item
         files = sorted(root.rglob("*")) if root.is_dir() else [root]
         for f in files:
@@ -144,9 +153,9 @@ def _host_trust() -> list[str]:
 
 def build(which: str) -> Path:
     """The docker-archive tarball of one of the project's Dockerfiles, built with buildah."""
-    dockerfile, name = DOCKERFILES[which]
+    dockerfile, name, context = DOCKERFILES[which]
     base = base_image()
-    key = _digest(_context_digest(dockerfile), base.name.encode(), name.encode())
+    key = _digest(_context_digest(dockerfile, context), base.name.encode(), name.encode())
     path = CACHE / f"{which}-{key}.tar"
     if path.exists():
         return path

@@ -12,9 +12,14 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.cluster.localcluster import LocalCluster
-from tests.cluster.realnode import RealNode
+from tests.cluster.dockerfile_images import DOCKERFILES, build
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode
+from tests.modelserver.export import HALF_PLUS_THREE, HALF_PLUS_TWO, NOT_A_SAVEDMODEL, ensure_exported
 from tests.support.kube import create_namespace
+from tests.support.s3server import s3_client, start_moto, upload_dir
+
+BUCKET = "models"
 
 
 @dataclass
@@ -27,10 +32,16 @@ class NodeCluster:
     def core(self) -> kubernetes.client.CoreV1Api:
         return kubernetes.client.CoreV1Api(self.api)
 
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
 
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("node-cluster"), fake_nodes=False)
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("node-cluster"), crds=(MODELDEPLOYMENT_CRD,), fake_nodes=False
+    )
     node = RealNode(cluster)
     try:
         kubeconfig = cluster.up()
@@ -49,3 +60,38 @@ def node_namespace(node_cluster: NodeCluster) -> Iterator[str]:
     create_namespace(node_cluster.core, name)
     yield name
     node_cluster.core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def bridge_s3(node_cluster: NodeCluster) -> Iterator[str]:
+    """moto on the bridge's address, the one server the pods may reach, holding mnist at
+    version 8 in a padded folder (00000008), version 9 (y = 0.5x + 3) and a version 6 that
+    is no SavedModel."""
+    proc, endpoint = start_moto({}, host=BRIDGE_ADDRESS)
+    client = s3_client(endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    models = ensure_exported()
+    upload_dir(client, BUCKET, "mnist/00000008", models / HALF_PLUS_TWO)
+    upload_dir(client, BUCKET, "mnist/9", models / HALF_PLUS_THREE)
+    upload_dir(client, BUCKET, "mnist/6", models / NOT_A_SAVEDMODEL)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def fetcher_image(node_cluster: NodeCluster) -> str:
+    """The fetcher image as `make images` builds it, imported into the node."""
+    return _imported(node_cluster, "fetcher")
+
+
+@pytest.fixture(scope="session")
+def modelserver_image(node_cluster: NodeCluster) -> str:
+    """The serving image: the TF Serving-compatible test double, with real TensorFlow."""
+    return _imported(node_cluster, "modelserver")
+
+
+def _imported(node_cluster: NodeCluster, which: str) -> str:
+    _, name, _ = DOCKERFILES[which]
+    node_cluster.node.import_archive(build(which))
+    return name

@@ -4,46 +4,17 @@ version for TF Serving, or ends with its one-line reason in the termination mess
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from modeldeploy.api.names import SERVING_UID
-from tests.cluster.dockerfile_images import DOCKERFILES, build
-from tests.cluster.realnode import BRIDGE_ADDRESS
-from tests.modelserver.export import HALF_PLUS_TWO, NOT_A_SAVEDMODEL, ensure_exported
-from tests.support.s3server import CREDENTIALS, s3_client, start_moto, upload_dir
+from tests.support.s3server import CREDENTIALS
 from tests.support.wait import wait_for
 
-from .conftest import NodeCluster
+from .conftest import BUCKET, NodeCluster
 
 pytestmark = pytest.mark.timeout(600)
-BUCKET = "models"
-
-
-@pytest.fixture(scope="session")
-def bridge_s3(node_cluster: NodeCluster) -> Iterator[str]:
-    """moto on the bridge's address, the one server the pods may reach, holding mnist at
-    version 8 in a padded folder (00000008) and a version 6 that is no SavedModel."""
-    proc, endpoint = start_moto({}, host=BRIDGE_ADDRESS)
-    client = s3_client(endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    models = ensure_exported()
-    upload_dir(client, BUCKET, "mnist/00000008", models / HALF_PLUS_TWO)
-    upload_dir(client, BUCKET, "mnist/6", models / NOT_A_SAVEDMODEL)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def fetcher_image(node_cluster: NodeCluster) -> str:
-    """The fetcher image as `make images` builds it, imported into the node."""
-    archive = build("fetcher")
-    name = DOCKERFILES["fetcher"][1]
-    node_cluster.node.import_archive(archive)
-    return name
 
 
 def fetch_pod(image: str, endpoint: str, version: int, credentials: bool = True) -> dict[str, Any]:
