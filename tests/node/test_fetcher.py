@@ -80,7 +80,7 @@ def test_the_fetcher_image_fetches_a_padded_version_folder_from_s3(
 @pytest.mark.parametrize(
     ("version", "credentials", "reason"),
     [
-        (9, True, f"fetch failed: version 9 not found: s3://{BUCKET}/mnist/9/ does not exist"),
+        (7, True, f"fetch failed: version 7 not found: s3://{BUCKET}/mnist/7/ does not exist"),
         (6, True, "fetch failed: not a SavedModel: version 6 has no saved_model.pb"),
         (8, False, "read anonymously (no credentials given): the bucket is not public"),
     ],
