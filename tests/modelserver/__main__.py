@@ -3,6 +3,8 @@
 Takes exactly TF Serving's command line (see ``flags``). Listens on
 ``$MODELSERVER_ADDRESS``: 127.0.0.1 unless set (TF Serving itself listens on 0.0.0.0;
 a container image of this server sets that, inside the pod's own network).
+``$MODELSERVER_LOAD_SECONDS`` holds every version in LOADING that long first, as a larger
+model would be (its status endpoint answers meanwhile, as TF Serving's does).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def main(argv: list[str]) -> int:
         print("TensorFlow ModelServer: 2.18.0 (modeldeploy test double)")
         return 0
     try:
-        server = ModelServer(flags, Registry())
+        load_seconds = float(os.environ.get("MODELSERVER_LOAD_SECONDS", "0"))
+        server = ModelServer(flags, Registry(), load_delay=lambda model, version: load_seconds)
     except ConfigError as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         return 255

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.api.names import GROUP, LABEL_MODEL_AVAILABLE, PLURAL, VERSION
+from modeldeploy.api.names import GROUP, LABEL_MODEL_AVAILABLE, PLURAL, SERVING_CONTAINER, VERSION
 from tests.support.operator import OperatorProcess
 from tests.support.s3server import CREDENTIALS
 from tests.support.wait import wait_for
@@ -95,6 +95,18 @@ def node_containers(node_cluster: NodeCluster, namespace: str) -> list[str]:
     return out.split()
 
 
+def apply_and_wait_ready(node_cluster: NodeCluster, namespace: str, s3_endpoint: str, image: str) -> None:
+    """The storage Secret and a ModelDeployment at version 8, applied; back once it is Ready."""
+    node_cluster.core.create_namespaced_secret(
+        namespace,
+        {"metadata": {"name": "s3"}, "stringData": {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}},
+    )
+    node_cluster.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, model_deployment(image, 8)
+    )
+    wait_for(lambda: status(node_cluster, namespace).get("phase") == "Ready", 300, what="phase Ready")
+
+
 def test_apply_to_prediction_then_a_failed_fetch_leaves_the_serving_version_serving(
     node_cluster: NodeCluster,
     node_namespace: str,
@@ -102,15 +114,8 @@ def test_apply_to_prediction_then_a_failed_fetch_leaves_the_serving_version_serv
     modelserver_image: str,
     operator: OperatorProcess,
 ) -> None:
-    node_cluster.core.create_namespaced_secret(
-        node_namespace,
-        {"metadata": {"name": "s3"}, "stringData": {**CREDENTIALS, "AWS_ENDPOINT_URL": bridge_s3}},
-    )
-    node_cluster.custom.create_namespaced_custom_object(
-        GROUP, VERSION, node_namespace, PLURAL, model_deployment(modelserver_image, 8)
-    )
     # The real fetcher downloads folder 00000008; the real server loads it; the gate opens.
-    wait_for(lambda: status(node_cluster, node_namespace).get("phase") == "Ready", 300, what="phase Ready")
+    apply_and_wait_ready(node_cluster, node_namespace, bridge_s3, modelserver_image)
     ips = serving_pod_ips(node_cluster, node_namespace, 8)
     assert len(ips) == 1, ips
     assert predict(ips[0], 1.0) == pytest.approx(2.5)  # y = 0.5x + 2
@@ -137,3 +142,61 @@ def test_apply_to_prediction_then_a_failed_fetch_leaves_the_serving_version_serv
     # Deleting the resource removes every container of it from the node.
     node_cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, node_namespace, PLURAL, NAME)
     wait_for(lambda: not node_containers(node_cluster, node_namespace), 180, what="no containers left")
+
+
+def model_state(ip: str, version: int) -> str:
+    """What the pod's server says of ``version`` right now ("down" when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:8501/v1/models/{NAME}/versions/{version}", timeout=2) as r:
+            return str(json.loads(r.read())["model_version_status"][0]["state"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return "down"
+
+
+def test_a_killed_serving_container_is_out_of_service_until_its_model_is_available_again(
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    bridge_s3: str,
+    modelserver_image: str,
+    operator: OperatorProcess,
+) -> None:
+    apply_and_wait_ready(node_cluster, node_namespace, bridge_s3, modelserver_image)
+    pod = node_cluster.core.list_namespaced_pod(node_namespace, label_selector=f"{GROUP}/version=8").items[0]
+    name, ip = pod.metadata.name, pod.status.pod_ip
+    serving = next(c for c in pod.status.container_statuses if c.name == SERVING_CONTAINER)
+    restarts = serving.restart_count
+    container = serving.container_id.split("://", 1)[1]
+    subprocess.run(
+        [
+            "ctr",
+            f"--address={node_cluster.node.socket}",
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            container,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    closed_after_restart = False
+
+    def serving_again() -> bool:
+        nonlocal closed_after_restart
+        p = node_cluster.core.read_namespaced_pod(name, node_namespace)
+        current = next(c for c in p.status.container_statuses if c.name == SERVING_CONTAINER)
+        labelled = (p.metadata.labels or {}).get(LABEL_MODEL_AVAILABLE) == "true"
+        ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        state = model_state(ip, 8)
+        restarted = current.restart_count > restarts
+        # The model the gate was opened for died with the process: until the new process
+        # has it AVAILABLE (3 s of LOADING in this image), the pod takes no traffic.
+        assert not (restarted and labelled and ready and state != "AVAILABLE"), (labelled, ready, state)
+        closed_after_restart |= restarted and not labelled
+        return restarted and labelled and ready and state == "AVAILABLE"
+
+    wait_for(serving_again, 180, interval=0.1, what="the restarted pod serving again")
+    assert closed_after_restart, "the gate never closed after the serving container restarted"
+    assert predict(ip, 1.0) == pytest.approx(2.5)

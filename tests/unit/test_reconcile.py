@@ -8,7 +8,7 @@ import itertools
 import time
 from typing import Any
 
-from modeldeploy.api.names import KIND, LABEL_MODEL_AVAILABLE
+from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.api.status import CheckResult, Counters, Verdict
 from modeldeploy.control.cache import ObjectCache
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
@@ -45,6 +45,9 @@ class FakeKube:
 
     def open_model_gate(self, namespace: str, name: str, message: str) -> None:
         self.calls.append(("gate", name, message))
+
+    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> None:
+        self.calls.append(("close", name, reason))
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("status", name))
@@ -309,3 +312,24 @@ def test_slow_pods_are_asked_at_once_not_one_after_another() -> None:
     assert len([c for c in kube.calls if c[0] == "gate"]) == 8
     # One after another the eight would take 8 x 0.3 s.
     assert elapsed < 3 * SLOW_PROBE_SECONDS, elapsed
+
+
+def test_a_pod_whose_serving_container_restarted_since_its_gate_opened_is_taken_out() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    restarted = pod("mnist-v3-a", 3, "127.1.0.5", gated=True)
+    restarted["status"]["conditions"].append(
+        {"type": CONDITION_MODEL_AVAILABLE, "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    )
+    restarted["status"]["containerStatuses"] = [
+        {
+            "name": SERVING_CONTAINER,
+            "state": {"running": {"startedAt": "2026-01-01T00:05:00Z"}},
+            "lastState": {"terminated": {"exitCode": 137, "finishedAt": "2026-01-01T00:04:59Z"}},
+        }
+    ]
+    cache.upsert("Pod", restarted)
+    rec, kube, asked, _ = reconciler(cache)
+    assert rec.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
+    assert ("close", "mnist-v3-a", "ServingRestarted") in kube.calls
+    assert asked == []  # asked again only once the pod's gate is seen closed

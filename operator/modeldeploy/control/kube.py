@@ -195,10 +195,18 @@ class Kube:
         spec and owner references are reset), and a strategic merge patch merges
         conditions by type, leaving the kubelet's own.
         """
+        self._set_model_gate(namespace, name, True, "ModelAvailable", message)
+
+    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> None:
+        """Take a pod out of service until its model is AVAILABLE again: the label goes
+        (Services stop selecting it) and the condition turns False (it stops being Ready)."""
+        self._set_model_gate(namespace, name, False, reason, message)
+
+    def _set_model_gate(self, namespace: str, name: str, available: bool, reason: str, message: str) -> None:
         condition = {
             "type": CONDITION_MODEL_AVAILABLE,
-            "status": "True",
-            "reason": "ModelAvailable",
+            "status": "True" if available else "False",
+            "reason": reason,
             "message": message,
             "lastTransitionTime": self.server_now(),
         }
@@ -207,7 +215,8 @@ class Kube:
                 "PATCH",
                 self._path("Pod", namespace, name, "status"),
                 body={
-                    "metadata": {"labels": {LABEL_MODEL_AVAILABLE: "true"}},
+                    # null removes the label in a strategic merge patch
+                    "metadata": {"labels": {LABEL_MODEL_AVAILABLE: "true" if available else None}},
                     "status": {"conditions": [condition]},
                 },
                 content_type="application/strategic-merge-patch+json",

@@ -7,9 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.names import ACTION_ANNOTATIONS, CONDITION_MODEL_AVAILABLE, LABEL_MODEL_AVAILABLE, LABEL_VERSION
+from ..api.names import (
+    ACTION_ANNOTATIONS,
+    CONDITION_MODEL_AVAILABLE,
+    LABEL_MODEL_AVAILABLE,
+    LABEL_VERSION,
+    SERVING_CONTAINER,
+)
 from ..api.spec import ModelDeployment
 from ..api.status import ActionValues
+from ..api.times import parse_time
 from ..rollout.observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
 from .cache import ObjectCache
 
@@ -50,6 +57,12 @@ class Observation:
         """Pods whose containers are ready and whose model gate has not opened yet. Not
         "Ready": with the gate in its readinessGates a pod is Ready only after it opens."""
         return [p for p in self.pods if not gate_open(p) and pod_ip(p) and _condition(p, "ContainersReady")]
+
+    def gates_to_close(self) -> list[Body]:
+        """Pods whose serving container went down after their gate opened: the model the
+        operator saw AVAILABLE went with the old process, and TF Serving's status endpoint
+        (so the readiness probe) answers while the new one is still LOADING."""
+        return [p for p in self.pods if gate_open(p) and serving_restarted_since_gate(p)]
 
 
 def observe(cache: ObjectCache, md: ModelDeployment, body: Body) -> Observation:
@@ -99,8 +112,29 @@ def gate_open(pod: Body) -> bool:
 
 
 def passed_gate(pod: Body) -> bool:
-    """Ready, and the operator saw TF Serving report its model version AVAILABLE."""
-    return gate_open(pod) and pod_ready(pod)
+    """Ready, and the operator saw TF Serving report its model version AVAILABLE since its
+    serving container last started."""
+    return gate_open(pod) and pod_ready(pod) and not serving_restarted_since_gate(pod)
+
+
+def serving_restarted_since_gate(pod: Body) -> bool:
+    """The serving container is down, or an instance of it ended after the gate's condition
+    was set: the process the operator saw serve its model is gone. (The previous instance's
+    end, not the new one's start: a restart just before the gate opened is not a reason to
+    close it.) Pods without the condition (made before readiness gates) keep their gate."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    gate = next((c for c in conditions if c.get("type") == CONDITION_MODEL_AVAILABLE), None)
+    if gate is None or gate.get("status") != "True":
+        return False
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    serving = next((c for c in statuses if c.get("name") == SERVING_CONTAINER), None)
+    if serving is None:
+        return False
+    if (serving.get("state") or {}).get("running") is None:
+        return True  # the process is gone (terminated, or waiting to start again)
+    ended = ((serving.get("lastState") or {}).get("terminated") or {}).get("finishedAt") or ""
+    opened = gate.get("lastTransitionTime") or ""
+    return bool(ended and opened) and parse_time(ended) > parse_time(opened)
 
 
 def serving_counts(pods: list[Body]) -> dict[int, int]:

@@ -112,9 +112,17 @@ class Reconciler:
         self.applier.forget(namespace, name)
 
     def _open_gates(self, md: ModelDeployment, world: Observation) -> int:
-        """Open the gate of pods whose exact version TF Serving reports AVAILABLE; how many
-        stay closed. Pods are asked at once: each answer may take the probe's whole timeout,
-        and one after another twenty slow pods held a worker for twenty seconds."""
+        """Close the gate of pods whose serving container restarted; open the gate of pods
+        whose exact version TF Serving reports AVAILABLE; how many are closed. Pods are
+        asked at once: each answer may take the probe's whole timeout, and one after
+        another twenty slow pods held a worker for twenty seconds."""
+        # A serving container that restarted lost the model the gate was opened for.
+        closing = world.gates_to_close()
+        for pod in closing:
+            name = pod["metadata"]["name"]
+            message = "the serving container restarted: out of service until the model is AVAILABLE again"
+            self.kube.close_model_gate(md.namespace, name, "ServingRestarted", message)
+            LOG.info("model gate of pod %s closed: its serving container restarted", name)
         waiting = world.gates_to_check()
         pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
 
@@ -133,7 +141,7 @@ class Reconciler:
                 message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
                 self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
-        return len(waiting) - sum(answers)
+        return len(closing) + len(waiting) - sum(answers)
 
     def _check_if_due(
         self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
