@@ -17,6 +17,7 @@ everything that goes into them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -121,14 +122,8 @@ def _write_archive(path: Path, layer: Path, name: str, env: dict[str, str]) -> N
         for member, content in ((config_name, config_bytes), ("manifest.json", manifest)):
             info = tarfile.TarInfo(member)
             info.size = len(content)
-            tar.addfile(info, _bytes_io(content))
+            tar.addfile(info, io.BytesIO(content))
     partial.rename(path)
-
-
-def _bytes_io(content: bytes) -> object:
-    import io
-
-    return io.BytesIO(content)
 
 
 def _context_digest(dockerfile: Path, context: tuple[str, ...]) -> bytes:

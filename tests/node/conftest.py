@@ -15,7 +15,13 @@ import pytest
 from tests.cluster.dockerfile_images import DOCKERFILES, build
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode
-from tests.modelserver.export import HALF_PLUS_THREE, HALF_PLUS_TWO, NOT_A_SAVEDMODEL, ensure_exported
+from tests.modelserver.export import (
+    FAILS_FROM_FIVE,
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    NOT_A_SAVEDMODEL,
+    ensure_exported,
+)
 from tests.support.kube import create_namespace
 from tests.support.s3server import s3_client, start_moto, upload_dir
 
@@ -65,14 +71,15 @@ def node_namespace(node_cluster: NodeCluster) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def bridge_s3(node_cluster: NodeCluster) -> Iterator[str]:
     """moto on the bridge's address, the one server the pods may reach, holding mnist at
-    version 8 in a padded folder (00000008), version 9 (y = 0.5x + 3) and a version 6 that
-    is no SavedModel."""
+    version 8 in a padded folder (00000008), version 9 (y = 0.5x + 3), version 10 (refuses
+    any x >= 5 with TensorFlow's InvalidArgument) and a version 6 that is no SavedModel."""
     proc, endpoint = start_moto({}, host=BRIDGE_ADDRESS)
     client = s3_client(endpoint)
     client.create_bucket(Bucket=BUCKET)
     models = ensure_exported()
     upload_dir(client, BUCKET, "mnist/00000008", models / HALF_PLUS_TWO)
     upload_dir(client, BUCKET, "mnist/9", models / HALF_PLUS_THREE)
+    upload_dir(client, BUCKET, "mnist/10", models / FAILS_FROM_FIVE)
     upload_dir(client, BUCKET, "mnist/6", models / NOT_A_SAVEDMODEL)
     yield endpoint
     proc.terminate()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import GROUP, LABEL_MODEL_AVAILABLE, PLURAL, SERVING_CONTAINER, VERSION
+from tests.modelserver.traffic import TrafficDriver
 from tests.support.operator import OperatorProcess
 from tests.support.s3server import CREDENTIALS
 from tests.support.wait import wait_for
@@ -39,7 +40,7 @@ def operator(
     print(f"===== operator log =====\n{op.log()[-8000:]}")
 
 
-def model_deployment(image: str, version: int) -> dict[str, Any]:
+def model_deployment(image: str, version: int, rollout: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelDeployment",
@@ -48,7 +49,7 @@ def model_deployment(image: str, version: int) -> dict[str, Any]:
             "model": {"storageUri": f"s3://{BUCKET}/mnist", "version": version, "storageSecretName": "s3"},
             "replicas": 1,
             "runtime": {"image": image},
-            "rollout": {"strategy": "Immediate"},
+            "rollout": rollout or {"strategy": "Immediate"},
         },
     }
 
@@ -95,14 +96,20 @@ def node_containers(node_cluster: NodeCluster, namespace: str) -> list[str]:
     return out.split()
 
 
-def apply_and_wait_ready(node_cluster: NodeCluster, namespace: str, s3_endpoint: str, image: str) -> None:
+def apply_and_wait_ready(
+    node_cluster: NodeCluster,
+    namespace: str,
+    s3_endpoint: str,
+    image: str,
+    rollout: dict[str, Any] | None = None,
+) -> None:
     """The storage Secret and a ModelDeployment at version 8, applied; back once it is Ready."""
     node_cluster.core.create_namespaced_secret(
         namespace,
         {"metadata": {"name": "s3"}, "stringData": {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}},
     )
     node_cluster.custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, model_deployment(image, 8)
+        GROUP, VERSION, namespace, PLURAL, model_deployment(image, 8, rollout)
     )
     wait_for(lambda: status(node_cluster, namespace).get("phase") == "Ready", 300, what="phase Ready")
 
@@ -200,3 +207,57 @@ def test_a_killed_serving_container_is_out_of_service_until_its_model_is_availab
     wait_for(serving_again, 180, interval=0.1, what="the restarted pod serving again")
     assert closed_after_restart, "the gate never closed after the serving container restarted"
     assert predict(ip, 1.0) == pytest.approx(2.5)
+
+
+CANARY = {
+    "strategy": "Canary",
+    "steps": [{"weight": 50, "pause": "6s"}],
+    "analysis": {"interval": "2s", "failureLimit": 1, "minRequests": 5, "successRate": {"min": 0.9}},
+    "progressDeadlineSeconds": 240,
+}
+
+
+def rolled_out(node_cluster: NodeCluster, namespace: str, version: int) -> dict[str, Any]:
+    """The status once a rollout to ``version`` has ended (promoted or rolled back)."""
+
+    def ended() -> dict[str, Any] | None:
+        current = status(node_cluster, namespace)
+        history = current.get("history") or []
+        done = history and history[-1].get("version") == version and not current.get("canary")
+        return current if done else None
+
+    result: dict[str, Any] = wait_for(ended, 300, what=f"the rollout of version {version} ended")
+    return result
+
+
+def test_canaries_on_real_pods_promote_a_healthy_version_and_roll_back_one_tensorflow_refuses(
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    bridge_s3: str,
+    modelserver_image: str,
+    operator: OperatorProcess,
+) -> None:
+    apply_and_wait_ready(node_cluster, node_namespace, bridge_s3, modelserver_image, CANARY)
+    # Traffic as the Service routes it, to the pods' IPs on the bridge; x = 6 is refused by
+    # version 10's graph (tf.debugging), so half its requests fail for real.
+    driver = TrafficDriver(node_cluster.api, node_namespace, NAME, NAME, rps=20, inputs=(1.0, 6.0)).start()
+    try:
+        node_cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, node_namespace, PLURAL, NAME, {"spec": {"model": {"version": 9}}}
+        )
+        promoted = rolled_out(node_cluster, node_namespace, 9)
+        assert promoted["history"][-1]["result"] == "Promoted", promoted["history"]
+        assert promoted["stable"]["version"] == 9
+        assert predict(serving_pod_ips(node_cluster, node_namespace, 9)[0], 1.0) == pytest.approx(3.5)
+
+        node_cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, node_namespace, PLURAL, NAME, {"spec": {"model": {"version": 10}}}
+        )
+        rolled_back = rolled_out(node_cluster, node_namespace, 10)
+        assert rolled_back["history"][-1]["result"] == "RolledBack", rolled_back["history"]
+        assert rolled_back["failedVersions"] == [10]
+        assert rolled_back["stable"]["version"] == 9
+        assert driver.failed[10] > 0, "version 10 refused requests for real"
+        assert predict(serving_pod_ips(node_cluster, node_namespace, 9)[0], 1.0) == pytest.approx(3.5)
+    finally:
+        driver.stop()
