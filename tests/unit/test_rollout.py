@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from modeldeploy.api.status import ModelDeploymentStatus, VersionStatus
+from modeldeploy.api.spec import ModelDeployment
+from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, VersionStatus
 from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.types import VersionPlan
 
@@ -62,3 +63,35 @@ def test_with_an_hpa_a_new_version_is_handed_the_serving_size() -> None:
     plan = make_plan(md, SERVING_2, now=T0, observed={2: scaled_up})
     # The count is the HPA's (replicas None) but version 3 starts at version 2's 5, not at 1.
     assert plan.apply == [VersionPlan(3, None, "stable", initial_replicas=5)]
+
+
+def _canary_md() -> ModelDeployment:
+    import copy
+
+    from .conftest import SAMPLE_SPEC
+
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "5m"}]}
+    return make_md(spec)
+
+
+def test_a_stable_deployment_deleted_mid_canary_is_made_again_and_nothing_is_promoted() -> None:
+    # Found by the outage test: the stable Deployment deleted during a partition made the
+    # next pass take the canary for the only version, and promote it with no analysis.
+    status = ModelDeploymentStatus(
+        stable=VersionStatus(version=2, replicas=2, ready_replicas=2),
+        canary=CanaryStatus(version=3, weight=50, step=0, started_at=T0, step_started_at=T0),
+    )
+    plan = make_plan(_canary_md(), status, now=T0, observed={3: deployment(3, replicas=2)})
+    assert plan.serving_version == 2
+    assert VersionPlan(2, 2, "stable") in plan.apply
+    assert 3 not in plan.delete
+
+
+def test_a_stable_deployment_deleted_after_a_rollback_does_not_promote_the_failed_version() -> None:
+    status = ModelDeploymentStatus(
+        stable=VersionStatus(version=2, replicas=2, ready_replicas=2), failed_versions=[3]
+    )
+    plan = make_plan(_canary_md(), status, now=T0, observed={3: deployment(3, replicas=1)})
+    assert plan.serving_version == 2
+    assert [v.version for v in plan.apply] == [2]

@@ -25,13 +25,16 @@ from .types import Check, Plan
 def _previous_serving(
     status: ModelDeploymentStatus, observed: dict[int, ObservedDeployment], target: int
 ) -> int | None:
-    """The version that served before this pass: status first; else (status lost) the
-    Deployment labelled stable that still serves, else any complete other Deployment.
+    """The version that served before this pass: status first, even when its Deployment is
+    gone (deleted behind the operator's back: it is made again, and a canary under way goes
+    on; taking the next Deployment instead promoted the canary, or a rolled-back version,
+    with no analysis). Else (status lost) the Deployment labelled stable that still
+    serves, else any complete other Deployment.
 
     A stable Deployment one pod short is not complete, yet it serves: without its label
     it would be taken for an old version and removed before the new one serves.
     """
-    if status.stable is not None and status.stable.version in observed:
+    if status.stable is not None:
         return status.stable.version
     labelled = [
         v
