@@ -35,8 +35,15 @@ def test_sample_becomes_ready_with_owned_children(
         "services": ["mnist"],
         "configmaps": ["mnist-v1-config"],
     }
-    dep = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
-    assert dep.status.ready_replicas == 2
+    # The Deployment's own status follows its pods' readiness gates a moment after the operator.
+    dep = wait_for(
+        lambda: (
+            (d := cluster.apps.read_namespaced_deployment("mnist-v1", namespace)).status.ready_replicas == 2
+            and d
+        ),
+        30,
+        what="the Deployment's own status at 2 ready",
+    )
     (owner,) = dep.metadata.owner_references
     assert owner.kind == "ModelDeployment"
     assert owner.uid == md["metadata"]["uid"]
