@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from tests.cluster.localcluster import (
 )
 from tests.modelserver.store import NODE_PATH, make_store
 from tests.modelserver.traffic import TrafficDriver
-from tests.support.kube import create_namespace, kubectl_path
+from tests.support.kube import kubectl_path, temporary_namespace
 from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
 
@@ -182,10 +181,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    create_namespace(cluster.core, name)
-    yield name
-    cluster.core.delete_namespace(name)
+    with temporary_namespace(cluster.core, "t") as name:
+        yield name
 
 
 # The operator as a real process, one per test, watching the test's namespace.

@@ -4,7 +4,6 @@ skipped: a node that cannot start fails the run."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.modelserver.export import (
     NOT_A_SAVEDMODEL,
     ensure_exported,
 )
-from tests.support.kube import create_namespace
+from tests.support.kube import temporary_namespace
 from tests.support.s3server import s3_client, start_moto, upload_dir
 
 BUCKET = "models"
@@ -62,10 +61,8 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
 
 @pytest.fixture
 def node_namespace(node_cluster: NodeCluster) -> Iterator[str]:
-    name = f"n-{uuid.uuid4().hex[:8]}"
-    create_namespace(node_cluster.core, name)
-    yield name
-    node_cluster.core.delete_namespace(name)
+    with temporary_namespace(node_cluster.core, "n") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kubernetes
@@ -24,3 +27,12 @@ def create_namespace(core: kubernetes.client.CoreV1Api, name: str, timeout: floa
     the controller-manager has made it."""
     core.create_namespace({"metadata": {"name": name}})
     wait_for(lambda: core.list_namespaced_service_account(name).items, timeout, what=f"{name}'s default SA")
+
+
+@contextmanager
+def temporary_namespace(core: kubernetes.client.CoreV1Api, prefix: str) -> Iterator[str]:
+    """A fresh namespace ``<prefix>-<random>`` for one test, deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    create_namespace(core, name)
+    yield name
+    core.delete_namespace(name)
