@@ -57,10 +57,35 @@ def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> Non
     cache.upsert("Pod", pod("c-1", "c", "950"))
     cache.upsert("Pod", {"metadata": {"name": "x", "namespace": "other", "resourceVersion": "1"}})
     # After an etcd restore versions restart low: the list is still the truth.
-    touched = cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")])
+    touched = cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")], cache.mark())
     assert touched == {"b", "c"}
     assert cache.get("Pod", "ml", "b-1") is None
     assert cache.labelled("Pod", "ml", "b") == []
     assert cache.get("Pod", "ml", "c-1")["metadata"]["resourceVersion"] == "12"  # type: ignore[index]
     assert cache.get("Pod", "other", "x") is not None  # other namespaces untouched
-    assert cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")]) == set()
+    assert cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")], cache.mark()) == set()
+
+
+def test_a_list_taken_before_a_change_does_not_undo_it() -> None:
+    """The relist races the workers: a status written (and stored through) while the list
+    was on its way is newer than the list, and so is what the watches said meanwhile."""
+    cache = ObjectCache()
+    md = {"metadata": {"name": "mnist", "namespace": "ml", "resourceVersion": "10"}, "status": {"stable": 1}}
+    cache.upsert("ModelDeployment", md)
+    cache.upsert("Pod", pod("20"))
+    since = cache.mark()
+    listed_md = md  # what the list returned: taken before the writes below
+    promoted = {"metadata": {**md["metadata"], "resourceVersion": "30"}, "status": {"stable": 2}}
+    cache.upsert("ModelDeployment", promoted)  # a worker's write-through
+    cache.remove("Pod", "ml", "mnist-v1-a")  # a DELETED event
+    born = {"metadata": {"name": "mnist-v2-b", "namespace": "ml", "resourceVersion": "31"}}
+    cache.upsert("Pod", born)  # an ADDED event
+
+    assert cache.replace("ModelDeployment", "ml", [listed_md], since) == set()
+    assert cache.get("ModelDeployment", "ml", "mnist")["status"] == {"stable": 2}  # type: ignore[index]
+    assert cache.replace("Pod", "ml", [pod("20")], since) == set()
+    assert cache.get("Pod", "ml", "mnist-v1-a") is None
+    assert cache.get("Pod", "ml", "mnist-v2-b") is not None
+    # The next list, taken after those changes, is the truth again.
+    assert cache.replace("Pod", "ml", [], cache.mark()) == set()  # mnist-v2-b has no owner label
+    assert cache.get("Pod", "ml", "mnist-v2-b") is None

@@ -23,6 +23,19 @@ class ObjectCache:
         self._objects: dict[Key, dict[str, Any]] = {}
         # (namespace, ModelDeployment name) -> keys of children labelled with it.
         self._children: dict[tuple[str, str], set[Key]] = {}
+        # A counter bumped by every stored change, and the count at each key's last change
+        # (removed keys too): a list taken before a change must not undo it (see replace).
+        self._stamp = 0
+        self._changed: dict[Key, int] = {}
+
+    def mark(self) -> int:
+        """Now, in the cache's own count of changes: take it before a list for ``replace``."""
+        with self._lock:
+            return self._stamp
+
+    def _bump(self, key: Key) -> None:
+        self._stamp += 1
+        self._changed[key] = self._stamp
 
     def upsert(self, kind: str, body: dict[str, Any]) -> bool:
         """Store ``body`` unless the cache already holds a newer version of the object.
@@ -40,6 +53,7 @@ class ObjectCache:
             if held is not None and _newer(held, body):
                 return True
             self._objects[key] = body
+            self._bump(key)
             if owner is not None and kind != KIND:
                 self._children.setdefault((key[1], owner), set()).add(key)
             return True
@@ -48,6 +62,7 @@ class ObjectCache:
         key = (kind, namespace, name)
         with self._lock:
             body = self._objects.pop(key, None)
+            self._bump(key)
             owner = ((body or {}).get("metadata", {}).get("labels") or {}).get(LABEL_NAME)
             if owner is not None:
                 children = self._children.get((namespace, owner))
@@ -56,11 +71,16 @@ class ObjectCache:
                     if not children:
                         del self._children[(namespace, owner)]
 
-    def replace(self, kind: str, namespace: str, items: list[dict[str, Any]]) -> set[str]:
-        """Make the cache hold exactly ``items`` for ``kind`` in ``namespace`` (a fresh list is
-        the truth: objects deleted during a watch gap, which no DELETED event will ever
-        report, are dropped; and a list wins over anything held, whatever its
-        resourceVersion, since versions restart after an etcd restore).
+    def replace(self, kind: str, namespace: str, items: list[dict[str, Any]], since: int) -> set[str]:
+        """Make the cache hold ``items`` for ``kind`` in ``namespace``: a fresh list is the
+        truth. Objects deleted during a watch gap, which no DELETED event will ever report,
+        are dropped; and a list wins over anything held, whatever its resourceVersion,
+        since versions restart after an etcd restore.
+
+        Except what changed after ``since`` (a ``mark`` taken before the list was asked
+        for): a watch event or our own write-through that came while the list was on its
+        way is newer than the list. Undoing it put an older status back in the cache, and
+        the next pass computed from it.
 
         Returns the owning ModelDeployment names whose objects were removed or changed.
         """
@@ -69,21 +89,38 @@ class ObjectCache:
         with self._lock:
             held = [key for key in self._objects if key[0] == kind and key[1] == namespace]
         for key in held:
-            if key not in listed:
+            if key not in listed and not self._changed_after(key, since):
                 owner = _owner(self.get(*key))
                 self.remove(*key)
                 if owner:
                     touched.add(owner)
         for key, item in listed.items():
             old = self.get(*key)
-            if old is None or not _same_version(old, item):
-                with self._lock:
-                    self._objects.pop(key, None)  # the list wins, whatever its version
-                self.upsert(kind, item)
-                owner = _owner(item) if kind != KIND else key[2]
-                if owner:
-                    touched.add(owner)
+            if self._changed_after(key, since) or (old is not None and _same_version(old, item)):
+                continue
+            with self._lock:
+                self._objects.pop(key, None)  # the list wins, whatever its version
+            self.upsert(kind, item)
+            owner = _owner(item) if kind != KIND else key[2]
+            if owner:
+                touched.add(owner)
+        self._forget_removed(kind, namespace, since)
         return touched
+
+    def _changed_after(self, key: Key, since: int) -> bool:
+        with self._lock:
+            return self._changed.get(key, 0) > since
+
+    def _forget_removed(self, kind: str, namespace: str, since: int) -> None:
+        """Drop the change counts of removed objects that a list has since accounted for."""
+        with self._lock:
+            gone = [
+                key
+                for key, stamp in self._changed.items()
+                if key[0] == kind and key[1] == namespace and stamp <= since and key not in self._objects
+            ]
+            for key in gone:
+                del self._changed[key]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:

@@ -83,7 +83,10 @@ def relist(client: kube.Kube, namespace: str) -> set[str]:
     """Replace the cache's objects of ``namespace`` by a fresh list; the owners that changed."""
     touched: set[str] = set()
     for watched in WATCHED:
-        touched |= RUNTIME.cache.replace(watched.kind, namespace, client.list_namespaced(watched, namespace))
+        since = RUNTIME.cache.mark()
+        touched |= RUNTIME.cache.replace(
+            watched.kind, namespace, client.list_namespaced(watched, namespace), since
+        )
     if touched:
         LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
     return touched
