@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, VersionStatus
+from modeldeploy.control.status import derive_status
 from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.types import VersionPlan
 
@@ -86,6 +87,29 @@ def test_a_stable_deployment_deleted_mid_canary_is_made_again_and_nothing_is_pro
     assert plan.serving_version == 2
     assert VersionPlan(2, 2, "stable") in plan.apply
     assert 3 not in plan.delete
+
+
+def test_status_keeps_the_stable_version_while_its_deployment_is_gone() -> None:
+    # Found by the outage test (2 of 6 runs): the pass after the deletion wrote no stable
+    # version, so the pass after that no longer knew one, took the canary for the only
+    # version and promoted it with no analysis and no history entry.
+    md = _canary_md()
+    status = ModelDeploymentStatus(
+        observed_generation=1,
+        stable=VersionStatus(version=2, replicas=2, ready_replicas=2, digest="sha256:2"),
+        canary=CanaryStatus(version=3, weight=50, step=0, started_at=T0, step_started_at=T0),
+    )
+    observed = {3: deployment(3, replicas=1)}
+    for _ in range(3):  # pass after pass while the Deployment is being made again
+        plan = make_plan(md, status, now=T0, observed=observed)
+        status = derive_status(md, plan, observed, status, T0)
+        assert status.stable is not None
+        assert status.stable.version == 2
+        assert status.stable.ready_replicas == 0
+        assert status.stable.digest == "sha256:2"
+        assert status.canary is not None
+        assert status.canary.version == 3
+        assert status.history == []
 
 
 def test_a_stable_deployment_deleted_after_a_rollback_does_not_promote_the_failed_version() -> None:

@@ -252,14 +252,18 @@ def derive_status(
         phase = Phase.PENDING
 
     stable = None
-    if serving is not None:
-        digest = (digests or {}).get(serving.version)
-        if digest is None and previous.stable is not None and previous.stable.version == serving.version:
+    if plan.serving_version is not None:
+        # Kept while its Deployment is gone (deleted behind the operator's back, made again
+        # by this pass): status is the only memory of which version serves, and a pass that
+        # found none would take a running canary for the only version and promote it.
+        version = plan.serving_version
+        digest = (digests or {}).get(version)
+        if digest is None and previous.stable is not None and previous.stable.version == version:
             digest = previous.stable.digest  # pods that report no digest do not erase a known one
         stable = VersionStatus(
-            version=serving.version,
-            replicas=serving.replicas,
-            ready_replicas=serving.serving_replicas,
+            version=version,
+            replicas=serving.replicas if serving is not None else 0,
+            ready_replicas=serving.serving_replicas if serving is not None else 0,
             digest=digest,
         )
     wanted = serving.spec_replicas if serving is not None else md.spec.desired_replicas
