@@ -9,6 +9,11 @@ RUN pip install --no-cache-dir --prefix=/install . \
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local
+# kopf names itself after the user (getpass.getuser()): a uid without a passwd entry made
+# it exit at start. The entry covers the manifest's 65532; USER covers any other uid a
+# cluster assigns (OpenShift's, say), since getuser() reads it first.
+RUN useradd --uid 65532 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin modeldeploy
+ENV USER=modeldeploy
 USER 65532:65532
 ENTRYPOINT ["kopf", "run"]
 CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.control.handlers"]

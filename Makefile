@@ -65,7 +65,7 @@ test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs t
 	$(VENV)/bin/pytest tests/integration
 
 ##@ Local control plane (no Docker needed)
-.PHONY: controlplane cluster-up cluster-down node-up node-down demo
+.PHONY: controlplane cluster-up cluster-down node-up node-down demo demo-node
 controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubelet, kubectl, kwok
 	bash hack/controlplane/build.sh
 
@@ -79,8 +79,12 @@ cluster-down: ## Stop the operator started by the demo and the local control pla
 node-up: deps ## A second control plane with a real node (kubelet, containerd, runc) in .cluster-node/; needs root
 	$(PY) -m tests.cluster.realnode up $(NODE_DIR)
 
-node-down: ## Stop the real node (its containers, mounts, bridge) and its control plane
+node-down: ## Stop the real node (its containers, mounts, bridge), its S3 server and its control plane
+	-$(PY) hack/demo_node.py stop $(NODE_DIR)
 	$(PY) -m tests.cluster.realnode down $(NODE_DIR)
+
+demo-node: deps ## The sample on a real node (needs root): images built by buildah, operator as a pod, S3 on the bridge, ends with a real prediction
+	$(PY) hack/demo_node.py run $(NODE_DIR)
 
 demo: deps ## Fresh machine to a rolled-out sample: cluster, CRD, operator, sample, status moving
 	$(PY) hack/demo.py run $(CLUSTER_DIR)

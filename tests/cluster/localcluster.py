@@ -140,8 +140,9 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(pki: Path) -> None:
-    """A CA, the API server's serving cert (127.0.0.1) and the service-account key pair."""
+def make_pki(pki: Path, serving_ips: tuple[str, ...] = ()) -> None:
+    """A CA, the API server's serving cert (127.0.0.1 and ``serving_ips``) and the
+    service-account key pair."""
     pki.mkdir(parents=True, exist_ok=True)
     if (pki / "apiserver.crt").exists():
         return
@@ -163,7 +164,9 @@ def make_pki(pki: Path) -> None:
     )
     (pki / "san.cnf").write_text(
         "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+        + "".join(f",IP:{ip}" for ip in serving_ips)
+        + "\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(
@@ -224,6 +227,9 @@ class LocalCluster:
     crds: tuple[Path, ...] = ()
     # kwok and its fake node; without them pods wait for a real node (tests/cluster/realnode.py).
     fake_nodes: bool = True
+    # More addresses the API server's certificate names: the real node's pods reach it on
+    # the bridge (through a forward, see realnode), never on loopback.
+    serving_ips: tuple[str, ...] = ()
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -267,7 +273,7 @@ class LocalCluster:
         bin_dir = build_binaries()
         self.root.mkdir(parents=True, exist_ok=True)
         pki = self.root / "pki"
-        make_pki(pki)
+        make_pki(pki, self.serving_ips)
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         token = os.urandom(16).hex()
@@ -323,6 +329,9 @@ class LocalCluster:
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",  # no kubernetes Service endpoint pointing anywhere
+                # Reach kubelets (logs, exec) at the node's IP: by its name would be a DNS lookup
+                # leaving the machine.
+                "--kubelet-preferred-address-types=InternalIP",
                 "--max-requests-inflight=2000",
                 "--max-mutating-requests-inflight=1000",
                 "--profiling=" + ("true" if os.environ.get("MODELDEPLOY_APISERVER_PROFILING") else "false"),

@@ -6,6 +6,12 @@ they reach the bridge's own subnet and nothing else.
 It joins a LocalCluster started without kwok (``fake_nodes=False``), so every pod of that
 cluster runs here; the kwok cluster stays for the fast bulk of the suite.
 
+Pods reach the API server (an in-cluster operator) at the bridge's address: a forward
+listens there on the API server's port and passes bytes to it on loopback, where it
+listens alone; its certificate names the bridge's address too (``control_plane_for_node``). Pods are
+told so by KUBERNETES_SERVICE_HOST/PORT in their spec (``api_server_env``): nothing
+dials the ``kubernetes`` Service's ClusterIP.
+
     python -m tests.cluster.realnode up [DIR]     # control plane + real node; the kubeconfig
     python -m tests.cluster.realnode down [DIR]
 """
@@ -39,6 +45,11 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), check=check, capture_output=True, text=True)
 
 
+def control_plane_for_node(root: Path, crds: tuple[Path, ...] = ()) -> LocalCluster:
+    """The control plane a real node joins: no kwok, a certificate for the bridge too."""
+    return LocalCluster(root, crds=crds, fake_nodes=False, serving_ips=(BRIDGE_ADDRESS,))
+
+
 @dataclass
 class RealNode:
     cluster: LocalCluster
@@ -60,6 +71,14 @@ class RealNode:
 
     def _save(self, **entries: object) -> None:
         self.state_file.write_text(json.dumps({**self.state(), **entries}))
+
+    def running(self) -> bool:
+        """Whether an earlier ``up`` left every process of the node running."""
+        pids = self.state().get("pids") or {}
+        assert isinstance(pids, dict)
+        return {"containerd", "kubelet", "api-forward"} <= set(pids) and all(
+            _alive(int(pid)) for pid in pids.values()
+        )
 
     # ----- start -----
 
@@ -91,6 +110,30 @@ class RealNode:
             ],
         )
         self._wait(self._node_ready, timeout, f"node {NODE_NAME} Ready")
+        port = self.api_server_port
+        self._start(
+            "api-forward",
+            [
+                sys.executable,
+                "-m",
+                "tests.support.tcp_proxy",
+                f"{BRIDGE_ADDRESS}:{port}",
+                f"127.0.0.1:{port}",
+            ],
+        )
+
+    @property
+    def api_server_port(self) -> int:
+        server = json.loads(self.cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        return int(str(server).rsplit(":", 1)[1])
+
+    def api_server_env(self) -> list[dict[str, str]]:
+        """A container's env for reaching the API server from a pod of this node (the
+        in-cluster config reads these; set in the spec, they win over the kubelet's)."""
+        return [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": BRIDGE_ADDRESS},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.api_server_port)},
+        ]
 
     def import_image(self, image: Image) -> str:
         """Import ``image`` into the node's containerd (pods use it with no registry)."""
@@ -195,7 +238,12 @@ state = "{self.root / "containerd-state"}"
     def _start(self, name: str, command: list[str]) -> None:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO,  # the forward runs as ``python -m tests.support.tcp_proxy``
         )
         pids = dict(self.state().get("pids") or {})  # type: ignore[call-overload]
         pids[name] = proc.pid
@@ -233,6 +281,8 @@ state = "{self.root / "containerd-state"}"
     def down(self) -> None:
         state = self.state()
         pids: dict[str, int] = {k: int(v) for k, v in (state.get("pids") or {}).items()}  # type: ignore[attr-defined]
+        if "api-forward" in pids and _alive(pids["api-forward"]):
+            _terminate(pids["api-forward"])
         if "kubelet" in pids and _alive(pids["kubelet"]):
             _terminate(pids["kubelet"])
         if self.socket.exists():
@@ -301,14 +351,14 @@ state = "{self.root / "containerd-state"}"
 
 
 def up(root: Path) -> Path:
-    cluster = LocalCluster(root, fake_nodes=False)
+    cluster = control_plane_for_node(root)
     kubeconfig = cluster.up()
     RealNode(cluster).up()
     return kubeconfig
 
 
 def down(root: Path) -> None:
-    cluster = LocalCluster(root, fake_nodes=False)
+    cluster = control_plane_for_node(root)
     RealNode(cluster).down()
     cluster.down()
 

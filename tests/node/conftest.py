@@ -12,8 +12,8 @@ import kubernetes
 import pytest
 
 from tests.cluster.dockerfile_images import DOCKERFILES, build
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
-from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD
+from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode, control_plane_for_node
 from tests.modelserver.export import (
     FAILS_FROM_FIVE,
     HALF_PLUS_THREE,
@@ -25,6 +25,7 @@ from tests.support.kube import temporary_namespace
 from tests.support.s3server import s3_client, start_moto, upload_dir
 
 BUCKET = "models"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -44,9 +45,7 @@ class NodeCluster:
 
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("node-cluster"), crds=(MODELDEPLOYMENT_CRD,), fake_nodes=False
-    )
+    cluster = control_plane_for_node(tmp_path_factory.mktemp("node-cluster"), crds=(MODELDEPLOYMENT_CRD,))
     node = RealNode(cluster)
     try:
         kubeconfig = cluster.up()
@@ -84,9 +83,24 @@ def bridge_s3(node_cluster: NodeCluster) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def bridge_s3_refusing_keys(node_cluster: NodeCluster) -> Iterator[str]:
+    """moto on the bridge checking credentials: it knows no key, so every key is wrong."""
+    proc, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}, host=BRIDGE_ADDRESS)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def fetcher_image(node_cluster: NodeCluster) -> str:
     """The fetcher image as `make images` builds it, imported into the node."""
     return _imported(node_cluster, "fetcher")
+
+
+@pytest.fixture(scope="session")
+def operator_image(node_cluster: NodeCluster) -> str:
+    """The operator image as `make images` builds it from the Dockerfile, imported."""
+    return _imported(node_cluster, "operator")
 
 
 @pytest.fixture(scope="session")

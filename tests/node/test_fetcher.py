@@ -101,3 +101,17 @@ def test_a_failed_fetch_ends_with_its_one_line_reason(
     assert reason in message, message
     assert len(message.splitlines()) == 1, message
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+def test_wrong_credentials_end_with_the_secret_to_check_and_never_the_key(
+    node_cluster: NodeCluster, node_namespace: str, bridge_s3_refusing_keys: str, fetcher_image: str
+) -> None:
+    body = fetch_pod(fetcher_image, bridge_s3_refusing_keys, 8)
+    node_cluster.core.create_namespaced_pod(node_namespace, body)
+    phase, code, message = ended(node_cluster, node_namespace, body["metadata"]["name"])
+    assert (phase, code) == ("Failed", 1), message
+    assert f"access denied to s3://{BUCKET}/mnist/" in message, message
+    assert "(InvalidAccessKeyId): check the credentials in spec.model.storageSecretName" in message, message
+    assert len(message.splitlines()) == 1, message
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in message
+    assert CREDENTIALS["AWS_ACCESS_KEY_ID"] not in message

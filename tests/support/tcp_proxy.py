@@ -10,7 +10,9 @@ through untouched, so clients keep verifying the real server's certificate.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -100,3 +102,27 @@ class TcpProxy:
 def _close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.support.tcp_proxy LISTEN_HOST:PORT UPSTREAM_HOST:PORT``: forward
+    until SIGTERM (the real node's pods reach the API server this way, see realnode)."""
+    if len(argv) != 3:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    (listen_host, listen_port), upstream = (_address(a) for a in argv[1:])
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # before any thread starts: they inherit it
+    proxy = TcpProxy(upstream, host=listen_host, port=listen_port).start()
+    signal.sigwait(stops)
+    proxy.close()
+    return 0
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,139 @@
+"""The operator as users install it (issue #14): its image built from the project's
+Dockerfile, manifests/ as `kubectl apply -k` renders them, running as a pod on the real
+node under the manifest's own security context and RBAC, takes a ModelDeployment to a
+prediction. The runtime itself shows that the pods run as the manifests promise: checked
+inside the running containers, not read back from their specs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.names import SERVING_CONTAINER, SERVING_UID
+from tests.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests
+from tests.support.kube import kubectl_path
+from tests.support.wait import wait_for
+
+from .conftest import NodeCluster
+from .test_operator_on_node import apply_and_wait_ready, predict, serving_pod_ips
+
+pytestmark = pytest.mark.timeout(600)
+OPERATOR_UID = 65532  # manifests/operator.yaml and the Dockerfile's USER
+
+
+def kubectl(node_cluster: NodeCluster, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        [str(kubectl_path()), f"--kubeconfig={node_cluster.kubeconfig}", *args],
+        input=stdin,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+
+@pytest.fixture
+def operator_pod(node_cluster: NodeCluster, node_namespace: str, operator_image: str) -> Iterator[str]:
+    """manifests/ applied as they ship, but for the API server's address on the bridge and
+    the operator confined to the test's namespace (other tests run operators of their own)."""
+    manifests = operator_manifests(kubectl_path(), node_cluster.node.api_server_env(), node_namespace)
+    kubectl(node_cluster, "apply", "-f", "-", stdin=manifests)
+    name = wait_for(lambda: _ready_operator_pod(node_cluster), 180, what="the operator pod Ready")
+    yield name
+    log = subprocess.run(
+        [
+            str(kubectl_path()),
+            f"--kubeconfig={node_cluster.kubeconfig}",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "logs",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print(f"===== operator pod log =====\n{(log.stdout + log.stderr)[-8000:]}")
+    kubectl(node_cluster, "-n", OPERATOR_NAMESPACE, "delete", "deployment", "modeldeploy", "--wait=true")
+    wait_for(
+        lambda: not node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items,
+        120,
+        what="the operator pod gone",
+    )
+
+
+def _ready_operator_pod(node_cluster: NodeCluster) -> str | None:
+    for pod in node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items:
+        statuses = pod.status.container_statuses or []
+        if pod.metadata.deletion_timestamp is None and statuses and statuses[0].ready:
+            return str(pod.metadata.name)
+    return None
+
+
+def inside(node_cluster: NodeCluster, container_id: str, script: str) -> str:
+    """Run ``script`` in a running container as its own process would (same user, same
+    mounts): containerd's exec, the way `kubectl exec` reaches it."""
+    out = subprocess.run(
+        [
+            "ctr",
+            f"--address={node_cluster.node.socket}",
+            "-n",
+            "k8s.io",
+            "tasks",
+            "exec",
+            "--exec-id",
+            f"probe-{container_id[:8]}",
+            container_id,
+            "sh",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout + out.stderr
+
+
+def container_id(pod: Any, name: str) -> str:
+    found = next(s for s in pod.status.container_statuses if s.name == name)
+    return str(found.container_id).removeprefix("containerd://")
+
+
+def uid_and_root_write(node_cluster: NodeCluster, cid: str) -> tuple[int, str]:
+    out = inside(node_cluster, cid, "id -u; touch /written-by-a-test 2>&1 || echo refused")
+    lines = out.strip().splitlines()
+    return int(lines[0]), "\n".join(lines[1:])
+
+
+def test_the_operator_pod_from_the_shipped_manifests_serves_a_model_on_the_real_node(
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    bridge_s3: str,
+    modelserver_image: str,
+    fetcher_image: str,
+    operator_pod: str,
+) -> None:
+    # The operator runs as the manifest says: its uid, a root it cannot write.
+    pod = node_cluster.core.read_namespaced_pod(operator_pod, OPERATOR_NAMESPACE)
+    uid, write = uid_and_root_write(node_cluster, container_id(pod, "operator"))
+    assert uid == OPERATOR_UID
+    assert "Read-only file system" in write, write
+
+    # From the Secret and the ModelDeployment to a prediction through the pod's IP.
+    apply_and_wait_ready(node_cluster, node_namespace, bridge_s3, modelserver_image)
+    ips = serving_pod_ips(node_cluster, node_namespace, 8)
+    assert len(ips) == 1, ips
+    assert predict(ips[0], 3.0) == pytest.approx(3.5)  # y = 0.5x + 2
+
+    # The serving pod the operator built runs as it promises: uid 1000, read-only root.
+    serving = next(
+        p for p in node_cluster.core.list_namespaced_pod(node_namespace).items if p.status.pod_ip == ips[0]
+    )
+    uid, write = uid_and_root_write(node_cluster, container_id(serving, SERVING_CONTAINER))
+    assert uid == SERVING_UID
+    assert "Read-only file system" in write, write
+    assert write.endswith("refused"), write
