@@ -137,11 +137,70 @@ class Analysis(CamelModel):
     prometheus: PrometheusSource | None = None
 
 
+class SignaturePolicy(StrEnum):
+    COMPATIBLE = "Compatible"
+    IDENTICAL = "Identical"
+    IGNORE = "Ignore"
+
+
+class CompareTo(StrEnum):
+    EXPECTED = "Expected"
+    STABLE = "Stable"
+
+
+class ConfigMapKeyRef(CamelModel):
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class Tolerance(CamelModel):
+    """Two numbers match when |got - expected| <= absolute + relative * |expected|."""
+
+    absolute: float = Field(default=1e-6, ge=0)
+    relative: float = Field(default=1e-4, ge=0)
+
+
+class GoldenRequests(CamelModel):
+    config_map_ref: ConfigMapKeyRef = Field(
+        description="A ConfigMap key holding TF Serving REST predict bodies, one JSON object a line; "
+        "a line's optional 'expected' holds the outputs it must get (as 'predictions' or 'outputs')."
+    )
+    compare_to: CompareTo = Field(
+        default=CompareTo.EXPECTED,
+        description="Expected: each answer must match its line's 'expected'. Stable: answers must agree "
+        "with the serving version's on at least minAgreement of the requests.",
+    )
+    tolerance: Tolerance = Field(default_factory=Tolerance, json_schema_extra={"default": {}})
+    min_agreement: float = Field(
+        default=1.0, ge=0, le=1, description="compareTo Stable: the share of requests that must agree."
+    )
+
+
+class PreTraffic(CamelModel):
+    """Checks each new pod passes before its model gate opens, so no user is the first to
+    meet a changed signature, wrong answers, or a cold model."""
+
+    signature: SignaturePolicy = Field(
+        default=SignaturePolicy.COMPATIBLE,
+        description="How a new version's signatures must relate to the serving version's: Compatible "
+        "(clients of the serving version keep working), Identical, or Ignore.",
+    )
+    warmup_requests: int = Field(
+        default=0,
+        ge=0,
+        le=10000,
+        description="Requests sent to each new pod before it takes traffic: the golden requests in turn, "
+        "or zeros shaped by the signature when there are none.",
+    )
+    golden_requests: GoldenRequests | None = None
+
+
 class RolloutSpec(CamelModel):
     strategy: Strategy = Strategy.CANARY
     paused: bool = False
     steps: list[CanaryStep] = Field(default_factory=list, max_length=20)
     analysis: Analysis | None = None
+    pre_traffic: PreTraffic | None = None
     progress_deadline_seconds: int = Field(default=600, ge=10, le=604800)
     shrink_stable: bool = Field(
         default=False,

@@ -99,6 +99,32 @@ class AnalysisStatus(CamelModel):
     counters: Counters | None = None
 
 
+class SignatureResult(StrEnum):
+    COMPATIBLE = "Compatible"
+    INCOMPATIBLE = "Incompatible"
+    SKIPPED = "Skipped"  # nothing to compare with: the first version, or signature Ignore
+
+
+class SignatureCheck(CamelModel):
+    result: SignatureResult
+    diffs: list[str] = Field(default_factory=list)
+
+
+class GoldenCheck(CamelModel):
+    requests: int = 0
+    passed: int = 0
+    agreement: float | None = None
+    first_mismatch: str = ""
+
+
+class PreTrafficStatus(CamelModel):
+    """The pre-traffic checks of the canary's pods (the latest pod's, or the first failure)."""
+
+    signature: SignatureCheck | None = None
+    golden: GoldenCheck | None = None
+    warmed_up: bool = False
+
+
 class CanaryStatus(CamelModel):
     version: int
     weight: int = 0
@@ -113,6 +139,7 @@ class CanaryStatus(CamelModel):
     last_progress_at: str | None = None
     paused: bool = False
     manual_promotion: bool = False
+    pre_traffic: PreTrafficStatus | None = None
     steps_hash: str | None = Field(
         default=None, description="Hash of rollout.steps the step index counts in; other steps restart it."
     )

@@ -137,6 +137,17 @@ class Kube:
     ) -> str:
         return BY_KIND[kind].path(namespace, name, subresource)
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap of the user's (golden requests), or None when it does not exist.
+        Read when a check needs it, not watched: it is needed only as new pods start."""
+        try:
+            result: dict[str, Any] = self._call("GET", self._path("ConfigMap", namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = manifest["metadata"]
         path = self._path(manifest["kind"], meta["namespace"], meta["name"])

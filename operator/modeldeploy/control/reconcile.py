@@ -26,13 +26,15 @@ from ..build.validation import spec_problem
 from ..rollout import analysis, modelgate
 from ..rollout.canary import analysis_due
 from ..rollout.plan import plan as make_plan
-from ..rollout.providers import Target
+from ..rollout.pretraffic import PreTrafficRunner
+from ..rollout.providers import DirectScrape, Target
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
 from .apply import Applier, ApplyRejectedError
 from .cache import ObjectCache
 from .kube import Kube
 from .observe import Observation, observe
+from .pretraffic_gate import PodChecks, PreTrafficGate
 from .status import derive_status, invalid_spec_status, transition_events
 from .workqueue import RetryLaterError
 
@@ -54,6 +56,9 @@ class Reconciler:
     clock: Callable[[], str] = utc_now
     gate: Gate = modelgate.version_available
     analyse: Analyse = analysis.check
+    pre_traffic: PreTrafficGate = field(
+        default_factory=lambda: PreTrafficGate(PreTrafficRunner(scrape=DirectScrape().scrape))
+    )
 
     def __post_init__(self) -> None:
         self.applier = Applier(self.kube, self.cache)
@@ -78,9 +83,12 @@ class Reconciler:
             recovered = recover(written, unreadable, world.deployments, world.actions)
             previous, lost = recovered.status, recovered.lost
             LOG.warning("%s/%s: status rebuilt from children and history; lost: %s", namespace, name, lost)
-        closed_gates = self._open_gates(md, world)
+        serving_version = previous.stable.version if previous.stable is not None else None
+        checks = self.pre_traffic.prepare(md, world, serving_version, self._read_golden(md.namespace))
+        closed_gates = self._open_gates(md, world, checks)
+        verdict = checks.verdict()
         check = self._check_if_due(md, previous, world, now)
-        plan = make_plan(md, previous, world.deployments, now, check, world.actions)
+        plan = make_plan(md, previous, world.deployments, now, check, world.actions, verdict)
         problem = spec_problem(md.spec)
         rejected: str | None = None
         if problem is None:
@@ -99,6 +107,7 @@ class Reconciler:
             digests=world.digests,
             recovered_lost=lost,
             rejected=rejected,
+            pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
         self._write_status(body, written, status)
         if rejected is not None:
@@ -110,8 +119,20 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self.applier.forget(namespace, name)
+        self.pre_traffic.forget(namespace, name)
 
-    def _open_gates(self, md: ModelDeployment, world: Observation) -> int:
+    def _read_golden(self, namespace: str) -> Callable[[str, str], tuple[str | None, str]]:
+        def read(name: str, key: str) -> tuple[str | None, str]:
+            config_map = self.kube.read_config_map(namespace, name)
+            if config_map is None:
+                return None, ""
+            data = config_map.get("data") or {}
+            version = str(config_map.get("metadata", {}).get("resourceVersion", ""))
+            return (str(data[key]) if key in data else None), version
+
+        return read
+
+    def _open_gates(self, md: ModelDeployment, world: Observation, checks: PodChecks) -> int:
         """Close the gate of pods whose serving container restarted; open the gate of pods
         whose exact version TF Serving reports AVAILABLE; how many are closed. Pods are
         asked at once: each answer may take the probe's whole timeout, and one after
@@ -128,7 +149,8 @@ class Reconciler:
 
         def available(pod: dict[str, Any]) -> bool:
             version = int(pod["metadata"]["labels"][LABEL_VERSION])
-            return self.gate(pod["status"]["podIP"], md.model_name, version)
+            # The model loaded, then the checks that must pass before any user's request.
+            return self.gate(pod["status"]["podIP"], md.model_name, version) and checks.passes(pod)
 
         if len(pods) > 1:
             with ThreadPoolExecutor(max_workers=min(len(pods), GATE_PROBES_AT_ONCE)) as probes:

@@ -25,7 +25,7 @@ from ..api.times import to_seconds
 from ..build.routing import endpoints
 from ..rollout.canary import steps_of
 from ..rollout.observed import FetchFailure, ObservedDeployment
-from ..rollout.types import Plan
+from ..rollout.types import Plan, reason_code
 
 HISTORY_LIMIT = 20
 _NO_ACTIONS = ActionValues()
@@ -75,13 +75,14 @@ def _rollback_reason(plan: Plan, history: list[HistoryEntry]) -> tuple[str, str]
     """(reason, message) when the requested version was rolled back or aborted and is held back."""
     if plan.outcome is not None and plan.outcome.result is not RolloutResult.PROMOTED:
         return (
-            plan.outcome.result,
+            reason_code(plan.outcome.reason) or plan.outcome.result,
             f"version {plan.outcome.version} {plan.outcome.result.lower()}: {plan.outcome.reason}",
         )
     if plan.held_back is not None:
         last = next((h for h in reversed(history) if h.version == plan.target_version), None)
         detail = f" ({last.reason})" if last is not None else ""
-        return str(last.result if last is not None else RolloutResult.ROLLED_BACK), plan.held_back + detail
+        code = (reason_code(last.reason) or last.result) if last is not None else RolloutResult.ROLLED_BACK
+        return str(code), plan.held_back + detail
     return None
 
 
@@ -96,6 +97,7 @@ def derive_status(
     digests: dict[int, str] | None = None,
     rejected: str | None = None,
     recovered_lost: tuple[str, ...] | None = None,
+    pre_traffic_blocked: str | None = None,
 ) -> ModelDeploymentStatus:
     target = observed.get(plan.target_version)
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
@@ -140,6 +142,10 @@ def derive_status(
         degraded_reason, degraded_message = "ApplyRejected", rejected
     elif rolled_back is not None:
         degraded_reason, degraded_message = rolled_back
+    elif pre_traffic_blocked is not None:
+        # The checks cannot run as configured (or the serving version's new pod failed them):
+        # the pods stay shut until the user fixes it. Never a pass.
+        degraded_reason, degraded_message = "PreTrafficBlocked", pre_traffic_blocked
     elif fetch_failure is not None:
         degraded_reason = "ModelFetchFailed"
         degraded_message = (
@@ -243,7 +249,8 @@ def derive_status(
             available.status == "True"
             or spec_problem is not None
             or rejected is not None
-            or rolled_back is not None
+            # A rollback leaves the version before serving; a first version has none.
+            or (rolled_back is not None and plan.serving_version is not None)
         )
         phase = Phase.DEGRADED if serving_ok else Phase.FAILED
     elif available.status == "True":
@@ -322,7 +329,14 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
     if current.history and (not previous.history or current.history[-1] != previous.history[-1]):
         entry = current.history[-1]
         if entry.result is not RolloutResult.PROMOTED and not any(e.reason == entry.result for e in events):
-            events.append(Event("Warning", entry.result, f"version {entry.version}: {entry.reason}"))
+            # The event's reason is the rollback's own (SignatureChanged, ...) when it has one.
+            events.append(
+                Event(
+                    "Warning",
+                    reason_code(entry.reason) or entry.result,
+                    f"version {entry.version}: {entry.reason}",
+                )
+            )
     if previous.stable is not None and current.stable is not None:
         same = previous.stable.version == current.stable.version
         if (

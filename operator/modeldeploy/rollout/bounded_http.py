@@ -1,4 +1,4 @@
-"""HTTP GETs to pods and Prometheus with a bound on the whole request, not per socket read,
+"""HTTP requests to pods and Prometheus with a bound on the whole request, not per socket read,
 and on the size of the reply: a slow or huge answer can never hold a reconcile worker."""
 
 from __future__ import annotations
@@ -17,6 +17,17 @@ class FetchError(Exception):
 
 def get(url: str, timeout: float, max_bytes: int) -> tuple[int, bytes]:
     """(HTTP status, body) of ``url``; FetchError past ``timeout`` seconds or ``max_bytes``."""
+    return request("GET", url, timeout, max_bytes)
+
+
+def post_json(url: str, body: bytes, timeout: float, max_bytes: int) -> tuple[int, bytes]:
+    """(HTTP status, body) of a JSON POST to ``url``, bounded as ``get`` is."""
+    return request("POST", url, timeout, max_bytes, body)
+
+
+def request(
+    method: str, url: str, timeout: float, max_bytes: int, body: bytes | None = None
+) -> tuple[int, bytes]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError(f"not an http(s) URL: {url[:200]}")
@@ -40,7 +51,10 @@ def get(url: str, timeout: float, max_bytes: int) -> tuple[int, bytes]:
     timer.daemon = True
     timer.start()
     try:
-        connection.request("GET", path, headers={"Accept-Encoding": "identity"})
+        headers = {"Accept-Encoding": "identity"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0

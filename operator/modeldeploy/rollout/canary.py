@@ -27,9 +27,10 @@ from ..api.status import (
     Verdict,
 )
 from ..api.times import parse_duration, parse_time
+from .metrics import totals
 from .observed import ObservedDeployment
 from .sizing import canary_replicas, sized, stable_replicas
-from .types import Check, Outcome, Plan, VersionPlan
+from .types import Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -60,6 +61,7 @@ def advance_canary(
     actions: ActionValues,
     failed: list[int],
     handled: ActionValues,
+    pre_traffic: PreTrafficVerdict | None = None,
 ) -> Plan:
     rollout = md.spec.rollout
     steps = steps_of(md)
@@ -82,6 +84,8 @@ def advance_canary(
             steps_hash=digest,
             analysis=_with(canary.analysis, step_passed=0),
         )
+    if pre_traffic is not None and pre_traffic.version == target:
+        canary = _with_pre_traffic(canary, pre_traffic)
     stale = sorted(v for v in observed if v not in (stable, target))
     stable_apply, stable_size = stable_replicas(md, observed.get(stable))
     canary_dep = observed.get(target)
@@ -229,6 +233,18 @@ def advance_canary(
         handled=handled,
         requeue_after=requeue,
     )
+
+
+def _with_pre_traffic(canary: CanaryStatus, verdict: PreTrafficVerdict) -> CanaryStatus:
+    """The checks' results, and the counters of each checked pod as the analysis's start:
+    the warm-up and golden requests are not the canary's traffic."""
+    if verdict.status is not None:
+        canary = _with(canary, pre_traffic=verdict.status)
+    if verdict.baselines:
+        counters = canary.analysis.counters
+        pods = {**verdict.baselines, **(counters.pods if counters is not None else {})}
+        canary = _with(canary, analysis=_with(canary.analysis, counters=totals(pods)))
+    return canary
 
 
 def _with(model: _M, **changes: object) -> _M:

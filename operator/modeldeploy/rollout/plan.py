@@ -15,11 +15,11 @@ from dataclasses import replace
 
 from ..api.names import TRACK_STABLE
 from ..api.spec import ModelDeployment, Strategy
-from ..api.status import ActionValues, ModelDeploymentStatus
-from .canary import advance_canary
+from ..api.status import ActionValues, ModelDeploymentStatus, RolloutResult
+from .canary import FAILED_VERSIONS_LIMIT, advance_canary
 from .observed import ObservedDeployment
 from .sizing import sized, stable_replicas
-from .types import Check, Plan
+from .types import Check, Outcome, Plan, PreTrafficVerdict
 
 
 def _previous_serving(
@@ -54,6 +54,7 @@ def plan(
     now: str,
     check: Check | None = None,
     actions: ActionValues | None = None,
+    pre_traffic: PreTrafficVerdict | None = None,
 ) -> Plan:
     actions = actions or ActionValues()
     target = md.spec.model.version
@@ -63,6 +64,11 @@ def plan(
         handled = handled.model_copy(update={"retry": actions.retry})
         failed = [v for v in failed if v != target]
     previous = _previous_serving(status, observed, target)
+    pre_failure = pre_traffic.failure if pre_traffic is not None and pre_traffic.version == target else None
+    # The serving version's own new pods that fail stay shut (a condition says why); the
+    # version serves on with the pods it has, and is not rolled back from itself.
+    if pre_failure is not None and target not in failed and previous != target:
+        return _failed_pre_traffic(md, observed, previous, target, pre_failure, failed, handled)
     canary_path = md.spec.rollout.strategy is Strategy.CANARY and previous not in (None, target)
     if not canary_path or target in failed:
         # No canary runs: a promote or abort written now is consumed, never saved up for
@@ -83,10 +89,52 @@ def plan(
             handled=handled,
         )
     if not canary_path or previous is None:
-        return _immediate(
-            md, observed, previous, target, Plan(None, target, failed_versions=failed, handled=handled)
+        # A first version that failed its pre-traffic checks keeps its pods, gated shut.
+        held = (
+            f"version {target} failed its pre-traffic checks"
+            if previous is None and target in failed
+            else None
         )
-    return advance_canary(md, status, observed, previous, target, now, check, actions, failed, handled)
+        return _immediate(
+            md,
+            observed,
+            previous,
+            target,
+            Plan(None, target, failed_versions=failed, handled=handled, held_back=held),
+        )
+    return advance_canary(
+        md, status, observed, previous, target, now, check, actions, failed, handled, pre_traffic
+    )
+
+
+def _failed_pre_traffic(
+    md: ModelDeployment,
+    observed: dict[int, ObservedDeployment],
+    previous: int | None,
+    target: int,
+    failure: tuple[str, str],
+    failed: list[int],
+    handled: ActionValues,
+) -> Plan:
+    """The target failed a check before any user saw it: it is rolled back (a canary) or
+    never switched to (Immediate), and kept in failedVersions like any rollback."""
+    code, message = failure
+    outcome = Outcome(target, RolloutResult.ROLLED_BACK, f"{code}: {message}")
+    failed = sorted({*failed, target})[-FAILED_VERSIONS_LIMIT:]
+    if previous is None:
+        # Nothing else to serve: its pods stay, gated shut; status says why.
+        base = Plan(None, target, failed_versions=failed, handled=handled, outcome=outcome)
+        return _immediate(md, observed, previous, target, base)
+    stable_apply, size_now = stable_replicas(md, observed.get(previous))
+    return Plan(
+        previous,
+        target,
+        [sized(previous, stable_apply, size_now, TRACK_STABLE)],
+        sorted(v for v in observed if v != previous),
+        outcome=outcome,
+        failed_versions=failed,
+        handled=handled,
+    )
 
 
 def _immediate(

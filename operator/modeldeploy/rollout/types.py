@@ -3,10 +3,29 @@ and one analysis check with the counters it measured from."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from ..api.status import ActionValues, CanaryStatus, CheckResult, Counters, HistoryEntry, RolloutResult
+from ..api.status import (
+    ActionValues,
+    CanaryStatus,
+    CheckResult,
+    Counters,
+    HistoryEntry,
+    PodCounters,
+    PreTrafficStatus,
+    RolloutResult,
+)
 from ..api.times import to_seconds
+
+# A rollback's reason text may open with a code ("SignatureChanged: input 'x' removed"):
+# conditions and events take it as their reason.
+_CODE = re.compile(r"^([A-Z][A-Za-z]+): ")
+
+
+def reason_code(reason: str) -> str | None:
+    match = _CODE.match(reason)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,18 @@ class Outcome:
 
     def history_entry(self, now: str) -> HistoryEntry:
         return HistoryEntry(version=self.version, result=self.result, at=to_seconds(now), reason=self.reason)
+
+
+@dataclass(frozen=True)
+class PreTrafficVerdict:
+    """What the pre-traffic checks of one version's new pods found this pass."""
+
+    version: int
+    status: PreTrafficStatus | None = None  # for status.canary.preTraffic
+    failure: tuple[str, str] | None = None  # (reason code, message): the version never serves
+    blocked: str | None = None  # the checks cannot run as configured: gates stay shut
+    # Each checked pod's counters once its checks were done: the analysis starts from them.
+    baselines: dict[str, PodCounters] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

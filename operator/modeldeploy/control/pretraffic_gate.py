@@ -1,0 +1,142 @@
+"""Pre-traffic checks at the model gate: which pods may open, and what the target version's
+checks found (for the plan and status).
+
+Each pod is checked once (per spec generation, golden file version and serving version):
+results are kept in memory by pod uid, so a pod that failed is not sent its golden
+requests again on every pass. After an operator restart the pods whose gates are open
+are not checked again; pods still shut are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.spec import ModelDeployment, PreTraffic
+from ..rollout.golden import GoldenFileError, GoldenRequest, parse_golden
+from ..rollout.pretraffic import PodCheck, PreTrafficRunner, ServingRef
+from ..rollout.types import PreTrafficVerdict
+from .observe import Observation, pod_ip, version_of
+
+LOG = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+MemoKey = tuple[int, str, int | None]  # generation, golden file resourceVersion, serving version
+Golden = list[GoldenRequest] | GoldenFileError | None
+
+
+@dataclass
+class PreTrafficGate:
+    runner: PreTrafficRunner
+    # (namespace, name) -> pod uid -> (what it was checked against, the result)
+    _memo: dict[tuple[str, str], dict[str, tuple[MemoKey, PodCheck]]] = field(default_factory=dict)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._memo.pop((namespace, name), None)
+
+    def prepare(
+        self,
+        md: ModelDeployment,
+        world: Observation,
+        serving_version: int | None,
+        read_golden: Callable[[str, str], tuple[str | None, str]],
+    ) -> PodChecks:
+        """The checks of one pass. ``read_golden(name, key)`` gives (text or None when
+        missing, resourceVersion) of the golden ConfigMap."""
+        spec = md.spec.rollout.pre_traffic
+        memo = self._memo.setdefault((md.namespace, md.name), {})
+        live = {p["metadata"].get("uid", "") for p in world.pods}
+        for uid in [u for u in memo if u not in live]:
+            del memo[uid]  # the pod is gone
+        golden: Golden = None
+        golden_version = ""
+        if spec is not None and spec.golden_requests is not None and world.gates_to_check():
+            ref = spec.golden_requests.config_map_ref
+            text, golden_version = read_golden(ref.name, ref.key)
+            where = f"ConfigMap {ref.name} key {ref.key}"
+            if text is None:
+                golden = GoldenFileError(f"{where} not found")
+            else:
+                try:
+                    golden = parse_golden(text, where)
+                except GoldenFileError as exc:
+                    golden = exc
+        serving_ips = world.serving_pods(serving_version) if serving_version is not None else ()
+        serving = (
+            ServingRef(serving_version, serving_ips[0][1] if serving_ips else None)
+            if serving_version is not None
+            else None
+        )
+        key: MemoKey = (md.generation, golden_version, serving_version)
+        return PodChecks(self.runner, md, spec, memo, key, serving, golden, world)
+
+
+@dataclass
+class PodChecks:
+    runner: PreTrafficRunner
+    md: ModelDeployment
+    spec: PreTraffic | None
+    memo: dict[str, tuple[MemoKey, PodCheck]]
+    key: MemoKey
+    serving: ServingRef | None
+    golden: Golden
+    world: Observation
+
+    def passes(self, pod: Body) -> bool:
+        """Whether ``pod`` (its model AVAILABLE) may take traffic. Safe from many threads:
+        each pod writes only its own memo entry."""
+        if self.spec is None:
+            return True
+        uid = pod["metadata"].get("uid", "")
+        held = self.memo.get(uid)
+        if held is not None and held[0] == self.key:
+            return held[1].passed
+        version = version_of(pod)
+        result = self.runner.check(
+            self.spec, self.md.model_name, version, pod_ip(pod), self.serving, self.golden
+        )
+        name = pod["metadata"]["name"]
+        if result.retry is not None:
+            LOG.info("pre-traffic checks of pod %s: %s; trying again", name, result.retry)
+            return False
+        self.memo[uid] = (self.key, result)
+        if result.passed:
+            LOG.info("pre-traffic checks of pod %s (version %d) passed", name, version)
+        else:
+            LOG.warning("pre-traffic checks of pod %s failed: %s", name, result.failure or result.blocked)
+        return result.passed
+
+    def verdict(self) -> PreTrafficVerdict | None:
+        """What the checks found of the target version's pods, and what holds any pod shut."""
+        if self.spec is None:
+            return None
+        target = self.md.spec.model.version
+        by_uid = {p["metadata"].get("uid", ""): p for p in self.world.pods}
+        results = [
+            (by_uid[uid], check)
+            for uid, (key, check) in self.memo.items()
+            if key == self.key and uid in by_uid
+        ]
+        if not results:
+            return None
+        blocked = next((c.blocked for _, c in results if c.blocked is not None), None)
+        serving_version = self.serving.version if self.serving is not None else None
+        for pod, check in results:
+            if blocked is None and check.failure is not None and version_of(pod) == serving_version:
+                # The serving version's own new pod: kept shut, but the version is not rolled
+                # back from itself; a condition says why that pod takes no traffic.
+                blocked = f"pod {pod['metadata']['name']} kept out of service: {check.failure[1]}"
+        mine = [(p, c) for p, c in results if version_of(p) == target]
+        failed = next((c for _, c in mine if c.failure is not None), None)
+        shown = failed or (mine[-1][1] if mine else None)
+        return PreTrafficVerdict(
+            version=target,
+            status=shown.status if shown is not None and shown.blocked is None else None,
+            failure=failed.failure if failed is not None else None,
+            blocked=blocked,
+            baselines={
+                p["metadata"]["name"]: c.baseline for p, c in mine if c.passed and c.baseline is not None
+            },
+        )

@@ -1,0 +1,211 @@
+"""The pre-traffic checks of one new pod, run before its model gate opens.
+
+Order: the signature (TF Serving's metadata, against the serving version's), warm-up
+requests, then the golden requests; last, the pod's request counters are read, so the
+canary's analysis measures from the warm state and counts none of these requests.
+
+Three kinds of ending, kept apart because they lead to different things:
+- ``failure``: the version itself is wrong (a changed signature, wrong answers, a golden
+  request it refuses). It never gets traffic; the plan rolls it back.
+- ``blocked``: the check cannot be made as configured (a missing ConfigMap, a line that
+  is not a predict body). The gate stays shut and a condition names the problem; this is
+  never a pass, and not the version's fault.
+- ``retry``: the pod or the serving version did not answer in time: asked again later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.names import REST_PORT
+from ..api.spec import CompareTo, PreTraffic, SignaturePolicy
+from ..api.status import GoldenCheck, PodCounters, PreTrafficStatus, SignatureCheck, SignatureResult
+from . import bounded_http
+from .golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
+from .signature import MetadataError, Signatures, differences, parse_metadata
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+MAX_REPLY_BYTES = 4 << 20
+MESSAGE_LIMIT = 300
+
+REASON_SIGNATURE = "SignatureChanged"
+REASON_GOLDEN = "GoldenRequestsFailed"
+
+
+@dataclass(frozen=True)
+class ServingRef:
+    """The version that serves now, to compare with: one of its serving pods, if any."""
+
+    version: int
+    pod_ip: str | None
+
+
+@dataclass(frozen=True)
+class PodCheck:
+    status: PreTrafficStatus
+    failure: tuple[str, str] | None = None  # (reason, message)
+    blocked: str | None = None
+    retry: str | None = None
+    baseline: PodCounters | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None and self.blocked is None and self.retry is None
+
+
+class UnansweredError(Exception):
+    """A pod did not answer as a server should (timeout, reset, 5xx): ask again later."""
+
+
+@dataclass
+class PreTrafficRunner:
+    # Injected so unit tests can run the checks on scripted replies.
+    request: Callable[[str, bytes | None], tuple[int, bytes]] = field(
+        default=lambda url, body: _http(url, body)
+    )
+    scrape: Callable[[str, str], PodCounters] | None = None
+
+    def metadata(self, ip: str, model: str, version: int) -> Signatures:
+        status, raw = self.request(_url(ip, model, version, "/metadata"), None)
+        if status != 200:
+            raise UnansweredError(f"metadata of version {version} on {ip}: HTTP {status}")
+        try:
+            return parse_metadata(json.loads(raw))
+        except (ValueError, MetadataError) as exc:
+            raise UnansweredError(f"metadata of version {version} on {ip}: {exc}") from None
+
+    def predict(self, ip: str, model: str, version: int, body: bytes) -> tuple[int, Any]:
+        status, raw = self.request(_url(ip, model, version, ":predict"), body)
+        if status >= 500:
+            raise UnansweredError(f"predict on {ip}: HTTP {status}")
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            raise UnansweredError(f"predict on {ip}: the reply is not JSON") from None
+
+    def check(
+        self,
+        spec: PreTraffic,
+        model: str,
+        version: int,
+        ip: str,
+        serving: ServingRef | None,
+        golden: list[GoldenRequest] | GoldenFileError | None,
+    ) -> PodCheck:
+        try:
+            return self._check(spec, model, version, ip, serving, golden)
+        except (UnansweredError, bounded_http.FetchError) as exc:
+            return PodCheck(PreTrafficStatus(), retry=str(exc)[:MESSAGE_LIMIT])
+
+    def _check(
+        self,
+        spec: PreTraffic,
+        model: str,
+        version: int,
+        ip: str,
+        serving: ServingRef | None,
+        golden: list[GoldenRequest] | GoldenFileError | None,
+    ) -> PodCheck:
+        compare = serving if serving is not None and serving.version != version else None
+        signatures = self.metadata(ip, model, version)
+        signature = self._signature(spec, model, signatures, compare)
+        if signature.result is SignatureResult.INCOMPATIBLE:
+            message = f"version {version}: " + "; ".join(signature.diffs)
+            return PodCheck(
+                PreTrafficStatus(signature=signature), failure=(REASON_SIGNATURE, message[:MESSAGE_LIMIT])
+            )
+        if isinstance(golden, GoldenFileError):
+            return PodCheck(PreTrafficStatus(signature=signature), blocked=str(golden)[:MESSAGE_LIMIT])
+        for body in warmup_bodies(golden, signatures, spec.warmup_requests):
+            self.predict(ip, model, version, body)  # answers do not matter: the model gets warm
+        status = PreTrafficStatus(signature=signature, warmed_up=spec.warmup_requests > 0)
+        failure: tuple[str, str] | None = None
+        if golden is not None and spec.golden_requests is not None:
+            result, failure = self._golden(spec, model, version, ip, compare, golden)
+            status = status.model_copy(update={"golden": result})
+        baseline = self.scrape(model, ip) if self.scrape is not None else None
+        return PodCheck(status, failure=failure, baseline=baseline)
+
+    def _signature(
+        self, spec: PreTraffic, model: str, signatures: Signatures, compare: ServingRef | None
+    ) -> SignatureCheck:
+        if compare is None or compare.pod_ip is None or spec.signature is SignaturePolicy.IGNORE:
+            return SignatureCheck(result=SignatureResult.SKIPPED)
+        before = self.metadata(compare.pod_ip, model, compare.version)
+        diffs = differences(before, signatures, spec.signature)
+        return SignatureCheck(
+            result=SignatureResult.INCOMPATIBLE if diffs else SignatureResult.COMPATIBLE, diffs=diffs
+        )
+
+    def _golden(
+        self,
+        spec: PreTraffic,
+        model: str,
+        version: int,
+        ip: str,
+        compare: ServingRef | None,
+        golden: list[GoldenRequest],
+    ) -> tuple[GoldenCheck, tuple[str, str] | None]:
+        config = spec.golden_requests
+        assert config is not None
+        # The first version has nothing to agree with: its requests must still be answered.
+        stable_ip = compare.pod_ip if compare is not None else None
+        against_stable = config.compare_to is CompareTo.STABLE and stable_ip is not None
+        passed = 0
+        first = ""
+        for index, request in enumerate(golden):
+            status, reply = self.predict(ip, model, version, request.body)
+            problem: str | None
+            if status != 200:
+                error = reply.get("error") if isinstance(reply, dict) else reply
+                problem = f"the model refused it: HTTP {status}: {str(error)[:160]}"
+            elif against_stable and compare is not None and stable_ip is not None:
+                stable_status, stable_reply = self.predict(stable_ip, model, compare.version, request.body)
+                if stable_status != 200:
+                    raise UnansweredError(
+                        f"the serving version refused golden line {request.line}: HTTP {stable_status}"
+                    )
+                problem = _difference(answer_of(stable_reply), reply, config.tolerance)
+            elif request.expected is not None and config.compare_to is CompareTo.EXPECTED:
+                problem = _difference(request.expected, reply, config.tolerance)
+            else:
+                problem = None
+            if problem is None:
+                passed += 1
+            elif not first:
+                first = f"request {index + 1} (line {request.line}): {problem}"
+        total = len(golden)
+        agreement = passed / total
+        result = GoldenCheck(
+            requests=total, passed=passed, agreement=round(agreement, 4), first_mismatch=first[:MESSAGE_LIMIT]
+        )
+        needed = config.min_agreement if against_stable else 1.0
+        if agreement + 1e-12 < needed:
+            what = (
+                f"agreement {agreement:.2f} with version {compare.version} is under {needed:g}"
+                if against_stable and compare is not None
+                else f"{total - passed} of {total} golden answers wrong"
+            )
+            return result, (REASON_GOLDEN, f"version {version}: {what}; {first}"[:MESSAGE_LIMIT])
+        return result, None
+
+
+def _difference(expected: Any, reply: Any, tolerance: Any) -> str | None:
+    try:
+        got = answer_of(reply)
+    except ValueError as exc:
+        return str(exc)
+    return mismatch(expected, got, tolerance)
+
+
+def _url(ip: str, model: str, version: int, suffix: str) -> str:
+    return f"http://{ip}:{REST_PORT}/v1/models/{model}/versions/{version}{suffix}"
+
+
+def _http(url: str, body: bytes | None) -> tuple[int, bytes]:
+    if body is None:
+        return bounded_http.get(url, REQUEST_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+    return bounded_http.post_json(url, body, REQUEST_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
