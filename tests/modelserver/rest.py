@@ -24,6 +24,8 @@ _PATH = re.compile(
     re.IGNORECASE,
 )
 Reply = tuple[int, str, str]  # HTTP status, content type, body
+# Test-only, outside TF Serving's /v1/ API: the server's predict log (ModelServer.predict_log).
+PREDICT_LOG = "/testing/predict-log"
 
 
 def _json(status: int, body: Any) -> Reply:
@@ -54,6 +56,8 @@ def handle(server: ModelServer, method: str, path: str, body: bytes) -> Reply:
     """One REST request; never raises."""
     if method == "GET" and server.metrics_path is not None and path == server.metrics_path:
         return 200, "text/plain; version=0.0.4", _metrics_page(server)
+    if method == "GET" and path == PREDICT_LOG:
+        return _json(200, list(server.predict_log))
     if not path.lower().startswith("/v1/"):
         return 404, "text/plain", f"{path} not found"
     match = _PATH.match(path)

@@ -11,6 +11,7 @@ inspectable; the operator's gate treats a refused connection, LOADING and END al
 
 from __future__ import annotations
 
+import collections
 import re
 import threading
 import time
@@ -103,6 +104,9 @@ class ModelServer:
         # A test's fault for the metrics page (rest.FAULTY_METRICS, or "drip"); None serves the truth.
         self.metrics_fault = metrics_fault
         self.metrics = Metrics()
+        # Test-only: the order predictions came in (when, and each input's first value), so a
+        # test can tell the operator's warm-up requests from routed traffic (rest.PREDICT_LOG).
+        self.predict_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=2000)
         self.metrics_path = config.metrics_path(
             paths.host(flags["monitoring_config_file"]) if flags["monitoring_config_file"] else None
         )
@@ -201,6 +205,7 @@ class ModelServer:
         """Run a prediction, counted in the metrics with its outcome and latency."""
         started = time.perf_counter()
         status = "OK"
+        self.predict_log.append({"at": time.time(), "inputs": {k: _first(v) for k, v in inputs.items()}})
         try:
             served, servable = self.servable(name, version)
             return served, servable.predict(signature_name, inputs)
@@ -211,3 +216,12 @@ class ModelServer:
             if name in self.models:
                 latency_us = (time.perf_counter() - started) * 1e6
                 self.metrics.record(name, status, "predict", entrypoint, latency_us)
+
+
+def _first(value: Any) -> Any:
+    """The first scalar of a (nested) input, as JSON would hold it."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value if isinstance(value, int | float | str | bool) else None
