@@ -18,7 +18,7 @@ from tests.modelserver.traffic import TrafficDriver
 from tests.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
-from .test_canary import canary, canary_sample, serving_v1
+from .test_canary import canary, canary_sample, plugin, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
 GOLDEN_KEY = "requests.jsonl"
@@ -150,6 +150,8 @@ def test_golden_requests_against_the_stable_measure_agreement(
     assert pre == {"requests": 2, "passed": 2, "agreement": 1.0, "firstMismatch": ""}
     shown = canary(cluster, namespace, "agrees") or {}
     assert shown["preTraffic"]["signature"] == {"result": "Compatible", "diffs": []}
+    shown_by_plugin = plugin(cluster, namespace, "status", "agrees")
+    assert "pre-traffic: signature Compatible, golden 2/2 passed, agreement 1" in shown_by_plugin
 
 
 def test_warmup_requests_reach_each_new_pod_before_its_first_routed_request(

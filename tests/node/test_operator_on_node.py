@@ -261,3 +261,40 @@ def test_canaries_on_real_pods_promote_a_healthy_version_and_roll_back_one_tenso
         assert predict(serving_pod_ips(node_cluster, node_namespace, 9)[0], 1.0) == pytest.approx(3.5)
     finally:
         driver.stop()
+
+
+def test_golden_requests_on_real_pods_keep_a_version_with_other_answers_from_any_user(
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    bridge_s3: str,
+    modelserver_image: str,
+    operator: OperatorProcess,
+) -> None:
+    """Issue #15 on the real node: version 9 (y = 0.5x + 3) answers the golden requests made
+    for version 8 (y = 0.5x + 2) wrongly, so it is rolled back before any routed request."""
+    golden = "\n".join(json.dumps({"instances": [x], "expected": [0.5 * x + 2]}) for x in (1.0, 4.0))
+    node_cluster.core.create_namespaced_config_map(
+        node_namespace, {"metadata": {"name": "golden"}, "data": {"requests.jsonl": golden}}
+    )
+    checks = {
+        "warmupRequests": 3,
+        "goldenRequests": {"configMapRef": {"name": "golden", "key": "requests.jsonl"}},
+    }
+    apply_and_wait_ready(
+        node_cluster, node_namespace, bridge_s3, modelserver_image, {**CANARY, "preTraffic": checks}
+    )
+    driver = TrafficDriver(node_cluster.api, node_namespace, NAME, NAME, rps=20).start()
+    try:
+        node_cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, node_namespace, PLURAL, NAME, {"spec": {"model": {"version": 9}}}
+        )
+        rolled_back = rolled_out(node_cluster, node_namespace, 9)
+    finally:
+        driver.stop()
+    entry = rolled_back["history"][-1]
+    assert entry["result"] == "RolledBack", entry
+    assert entry["reason"].startswith("GoldenRequestsFailed: version 9: 2 of 2 golden answers wrong"), entry
+    assert "expected 2.5, got 3.5" in entry["reason"], entry
+    assert rolled_back["stable"]["version"] == 8
+    assert driver.sent.get(9, 0) == 0, "version 9 answered a routed request"
+    assert predict(serving_pod_ips(node_cluster, node_namespace, 8)[0], 1.0) == pytest.approx(2.5)

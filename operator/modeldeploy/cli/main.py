@@ -39,6 +39,28 @@ def _patch(api: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[st
     return result
 
 
+def _pre_traffic_lines(pre: dict[str, Any] | None) -> list[str]:
+    """The canary's checks before it took traffic (rollout.preTraffic)."""
+    if not pre:
+        return []
+    parts = []
+    signature = pre.get("signature")
+    if signature:
+        diffs = "; ".join(signature.get("diffs") or [])
+        parts.append(f"signature {signature.get('result')}" + (f" ({diffs})" if diffs else ""))
+    golden = pre.get("golden")
+    if golden:
+        agreement = golden.get("agreement")
+        parts.append(
+            f"golden {golden.get('passed', 0)}/{golden.get('requests', 0)} passed"
+            + (f", agreement {agreement:g}" if agreement is not None else "")
+            + (f", first mismatch: {golden['firstMismatch']}" if golden.get("firstMismatch") else "")
+        )
+    if pre.get("warmedUp"):
+        parts.append("warmed up")
+    return [f"    pre-traffic: {', '.join(parts)}"] if parts else []
+
+
 def render_status(md: dict[str, Any]) -> str:
     """A person's view of status: versions, canary progress, conditions, recent history."""
     status = md.get("status") or {}
@@ -68,6 +90,7 @@ def render_status(md: dict[str, Any]) -> str:
         last = analysis.get("lastCheck")
         if last:
             lines.append(f"    last check {last.get('at')}: {last.get('verdict')}: {last.get('message', '')}")
+        lines += _pre_traffic_lines(canary.get("preTraffic"))
     for cond in status.get("conditions") or []:
         lines.append(
             f"  {cond['type']:<14} {cond['status']:<6} {cond.get('reason', '')}: {cond.get('message', '')}"
