@@ -40,6 +40,12 @@ def test_full_canary_with_manifest_rbac(
     body = canary_sample()
     body["spec"].pop("replicas")
     body["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 3}
+    # Pre-traffic checks read the golden ConfigMap: the one right they add (configmaps get).
+    golden = {"configMapRef": {"name": "golden", "key": "requests.jsonl"}}
+    body["spec"]["rollout"]["preTraffic"] = {"warmupRequests": 2, "goldenRequests": golden}
+    cluster.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "golden"}, "data": {"requests.jsonl": '{"instances": [1.0]}'}}
+    )
     cluster.create_md(namespace, body)
     cluster.wait_phase(namespace, "mnist", "Ready")
     traffic()
@@ -62,6 +68,7 @@ def test_full_canary_with_manifest_rbac(
     ("verb", "resource"),
     [
         ("get", "secrets"),
+        ("list", "configmaps"),
         ("create", "modeldeployments.serving.modeldeploy.dev"),
         ("create", "pods"),
         ("delete", "modeldeployments.serving.modeldeploy.dev"),
