@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import time
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.api.status import CheckResult, Counters, Verdict
 from modeldeploy.control.cache import ObjectCache
+from modeldeploy.control.pretraffic_gate import PreTrafficGate
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
+from modeldeploy.rollout.pretraffic import PreTrafficRunner
 from modeldeploy.rollout.providers import Target
 from modeldeploy.rollout.types import Check
 
@@ -333,3 +338,33 @@ def test_a_pod_whose_serving_container_restarted_since_its_gate_opened_is_taken_
     assert rec.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
     assert ("close", "mnist-v3-a", "ServingRestarted") in kube.calls
     assert asked == []  # asked again only once the pod's gate is seen closed
+
+
+def test_a_golden_configmap_the_operator_may_not_read_holds_the_pod_shut_and_says_so() -> None:
+    """Found with the manifest's RBAC: a 403 reading the ConfigMap must not end the pass."""
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {"preTraffic": {"goldenRequests": {"configMapRef": {"name": "golden", "key": "k"}}}}
+    cache = ObjectCache()
+    cache.upsert(KIND, resource(spec=spec))
+    pod_body = pod("mnist-v3-a", 3, "127.1.0.5")
+    pod_body["metadata"]["uid"] = "pod-uid-a"
+    cache.upsert("Pod", pod_body)
+    rec, kube, _, _ = reconciler(cache, gate_open=True)
+    sent: list[str] = []
+
+    def pods_api(url: str, body: bytes | None) -> tuple[int, bytes]:
+        sent.append(url)
+        metadata = {"metadata": {"signature_def": {"signature_def": {"serving_default": {}}}}}
+        return 200, json.dumps(metadata).encode()
+
+    def forbidden(namespace: str, name: str) -> dict[str, Any] | None:
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.read_config_map = forbidden  # type: ignore[attr-defined]
+    rec.pre_traffic = PreTrafficGate(PreTrafficRunner(request=pods_api))
+    assert rec.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
+    assert not [c for c in kube.calls if c[0] == "gate"], "a pod opened without its golden requests"
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "PreTrafficBlocked"
+    assert degraded["message"] == "cannot read ConfigMap golden: 403 Forbidden"
+    assert not any(":predict" in url for url in sent)

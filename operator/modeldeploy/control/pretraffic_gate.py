@@ -54,15 +54,14 @@ class PreTrafficGate:
         golden_version = ""
         if spec is not None and spec.golden_requests is not None and world.gates_to_check():
             ref = spec.golden_requests.config_map_ref
-            text, golden_version = read_golden(ref.name, ref.key)
             where = f"ConfigMap {ref.name} key {ref.key}"
-            if text is None:
-                golden = GoldenFileError(f"{where} not found")
-            else:
-                try:
-                    golden = parse_golden(text, where)
-                except GoldenFileError as exc:
-                    golden = exc
+            try:
+                text, golden_version = read_golden(ref.name, ref.key)
+                if text is None:
+                    raise GoldenFileError(f"{where} not found")
+                golden = parse_golden(text, where)
+            except GoldenFileError as exc:
+                golden = exc
         serving_ips = world.serving_pods(serving_version) if serving_version is not None else ()
         serving = (
             ServingRef(serving_version, serving_ips[0][1] if serving_ips else None)

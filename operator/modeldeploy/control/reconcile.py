@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
@@ -25,6 +26,7 @@ from ..build.desired import desired_state
 from ..build.validation import spec_problem
 from ..rollout import analysis, modelgate
 from ..rollout.canary import analysis_due
+from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.pretraffic import PreTrafficRunner
 from ..rollout.providers import DirectScrape, Target
@@ -123,7 +125,10 @@ class Reconciler:
 
     def _read_golden(self, namespace: str) -> Callable[[str, str], tuple[str | None, str]]:
         def read(name: str, key: str) -> tuple[str | None, str]:
-            config_map = self.kube.read_config_map(namespace, name)
+            try:
+                config_map = self.kube.read_config_map(namespace, name)
+            except ApiException as exc:  # no right to read it (403), the server failing: shown
+                raise GoldenFileError(f"cannot read ConfigMap {name}: {exc.status} {exc.reason}") from None
             if config_map is None:
                 return None, ""
             data = config_map.get("data") or {}
