@@ -10,6 +10,7 @@ are not checked again; pods still shut are.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,26 +51,27 @@ class PreTrafficGate:
         live = {p["metadata"].get("uid", "") for p in world.pods}
         for uid in [u for u in memo if u not in live]:
             del memo[uid]  # the pod is gone
-        golden: Golden = None
-        golden_version = ""
-        if spec is not None and spec.golden_requests is not None and world.gates_to_check():
-            ref = spec.golden_requests.config_map_ref
-            where = f"ConfigMap {ref.name} key {ref.key}"
-            try:
-                text, golden_version = read_golden(ref.name, ref.key)
-                if text is None:
-                    raise GoldenFileError(f"{where} not found")
-                golden = parse_golden(text, where)
-            except GoldenFileError as exc:
-                golden = exc
         serving_ips = world.serving_pods(serving_version) if serving_version is not None else ()
         serving = (
             ServingRef(serving_version, serving_ips[0][1] if serving_ips else None)
             if serving_version is not None
             else None
         )
-        key: MemoKey = (md.generation, golden_version, serving_version)
-        return PodChecks(self.runner, md, spec, memo, key, serving, golden, world)
+
+        def load_golden() -> tuple[Golden, str]:
+            if spec is None or spec.golden_requests is None:
+                return None, ""
+            ref = spec.golden_requests.config_map_ref
+            where = f"ConfigMap {ref.name} key {ref.key}"
+            try:
+                text, version = read_golden(ref.name, ref.key)
+                if text is None:
+                    raise GoldenFileError(f"{where} not found")
+                return parse_golden(text, where), version
+            except GoldenFileError as exc:
+                return exc, ""
+
+        return PodChecks(self.runner, md, spec, memo, serving, world, load_golden)
 
 
 @dataclass
@@ -78,29 +80,38 @@ class PodChecks:
     md: ModelDeployment
     spec: PreTraffic | None
     memo: dict[str, tuple[MemoKey, PodCheck]]
-    key: MemoKey
     serving: ServingRef | None
-    golden: Golden
     world: Observation
+    # Read only once a pod whose model is AVAILABLE needs checking, not on every pass
+    # while models load.
+    load_golden: Callable[[], tuple[Golden, str]]
+    _golden: tuple[Golden, str] | None = None
+    _loading: threading.Lock = field(default_factory=threading.Lock)
+
+    def _golden_file(self) -> tuple[Golden, str]:
+        with self._loading:
+            if self._golden is None:
+                self._golden = self.load_golden()
+            return self._golden
 
     def passes(self, pod: Body) -> bool:
         """Whether ``pod`` (its model AVAILABLE) may take traffic. Safe from many threads:
         each pod writes only its own memo entry."""
         if self.spec is None:
             return True
+        golden, golden_version = self._golden_file()
+        key: MemoKey = (self.md.generation, golden_version, self.serving.version if self.serving else None)
         uid = pod["metadata"].get("uid", "")
         held = self.memo.get(uid)
-        if held is not None and held[0] == self.key:
+        if held is not None and held[0] == key:
             return held[1].passed
         version = version_of(pod)
-        result = self.runner.check(
-            self.spec, self.md.model_name, version, pod_ip(pod), self.serving, self.golden
-        )
+        result = self.runner.check(self.spec, self.md.model_name, version, pod_ip(pod), self.serving, golden)
         name = pod["metadata"]["name"]
         if result.retry is not None:
             LOG.info("pre-traffic checks of pod %s: %s; trying again", name, result.retry)
             return False
-        self.memo[uid] = (self.key, result)
+        self.memo[uid] = (key, result)
         if result.passed:
             LOG.info("pre-traffic checks of pod %s (version %d) passed", name, version)
         else:
@@ -113,10 +124,13 @@ class PodChecks:
             return None
         target = self.md.spec.model.version
         by_uid = {p["metadata"].get("uid", ""): p for p in self.world.pods}
+        # Checked against this generation and serving version (a golden file fixed since
+        # has had its pods checked again earlier in this pass).
+        serving = self.serving.version if self.serving is not None else None
         results = [
             (by_uid[uid], check)
-            for uid, (key, check) in self.memo.items()
-            if key == self.key and uid in by_uid
+            for uid, ((generation, _, against), check) in self.memo.items()
+            if generation == self.md.generation and against == serving and uid in by_uid
         ]
         if not results:
             return None
