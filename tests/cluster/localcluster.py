@@ -32,6 +32,7 @@ DEFAULT_DIR = REPO / ".cluster"
 MODELDEPLOYMENT_CRD = REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"
 ADMIN_TOKEN_USER = "admin"
 OPERATOR_USER = "modeldeploy-operator"
+STANDBY_USER = "modeldeploy-operator-2"  # a second replica's identity (leader election tests)
 # Metadata of every completed request but node leases (kwok's heartbeats), for counting by user.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -240,6 +241,11 @@ class LocalCluster:
         return self.root / "kubeconfig"
 
     @property
+    def standby_kubeconfig(self) -> Path:
+        """A kubeconfig for a second operator replica (user modeldeploy-operator-2)."""
+        return self.root / "standby-kubeconfig"
+
+    @property
     def operator_kubeconfig(self) -> Path:
         """A kubeconfig for the operator's own identity (user modeldeploy-operator)."""
         return self.root / "operator-kubeconfig"
@@ -278,16 +284,19 @@ class LocalCluster:
         logs.mkdir(exist_ok=True)
         token = os.urandom(16).hex()
         operator_token = os.urandom(16).hex()
+        standby_token = os.urandom(16).hex()
         # The operator gets an identity of its own, so the audit log can tell its requests apart.
         (pki / "tokens.csv").write_text(
             f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n'
             f'{operator_token},{OPERATOR_USER},operator-uid,"system:masters"\n'
+            f'{standby_token},{STANDBY_USER},standby-uid,"system:masters"\n'
         )
         (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
         write_kubeconfig(self.operator_kubeconfig, server, pki / "ca.crt", operator_token, user=OPERATOR_USER)
+        write_kubeconfig(self.standby_kubeconfig, server, pki / "ca.crt", standby_token, user=STANDBY_USER)
         etcd_dir = self.root / "etcd"
         if self.fake_nodes:
             write_kwok_config(self.root / "kwok.yaml")

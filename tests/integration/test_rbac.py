@@ -69,6 +69,7 @@ def test_full_canary_with_manifest_rbac(
     [
         ("get", "secrets"),
         ("list", "configmaps"),
+        ("update", "leases.coordination.k8s.io"),  # only its own Lease, in its own namespace
         ("create", "modeldeployments.serving.modeldeploy.dev"),
         ("create", "pods"),
         ("delete", "modeldeployments.serving.modeldeploy.dev"),

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import kubernetes
 import pytest
 
 from modeldeploy.api.names import SERVING_CONTAINER, SERVING_UID
@@ -125,6 +126,13 @@ def test_the_operator_pod_from_the_shipped_manifests_serves_a_model_on_the_real_
 
     # From the Secret and the ModelDeployment to a prediction through the pod's IP.
     apply_and_wait_ready(node_cluster, node_namespace, bridge_s3, modelserver_image)
+    # Two replicas as shipped; the one leading holds the Lease with its pod name (the
+    # Role's rights on the Lease suffice).
+    coordination = kubernetes.client.CoordinationV1Api(node_cluster.api)
+    lease = coordination.read_namespaced_lease("modeldeploy-operator", OPERATOR_NAMESPACE)
+    replicas = {p.metadata.name for p in node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items}
+    assert len(replicas) == 2, replicas
+    assert lease.spec.holder_identity in replicas
     ips = serving_pod_ips(node_cluster, node_namespace, 8)
     assert len(ips) == 1, ips
     assert predict(ips[0], 3.0) == pytest.approx(3.5)  # y = 0.5x + 2

@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
@@ -16,6 +17,7 @@ from modeldeploy.api.status import CheckResult, Counters, Verdict
 from modeldeploy.control.cache import ObjectCache
 from modeldeploy.control.pretraffic_gate import PreTrafficGate
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
+from modeldeploy.control.workqueue import RetryLaterError
 from modeldeploy.rollout.pretraffic import PreTrafficRunner
 from modeldeploy.rollout.providers import Target
 from modeldeploy.rollout.types import Check
@@ -33,6 +35,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.statuses: list[dict[str, Any]] = []
+        self.fenced_with: list[str | None] = []
         self._rv = itertools.count(100)
 
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +57,11 @@ class FakeKube:
     def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> None:
         self.calls.append(("close", name, reason))
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("status", name))
+        self.fenced_with.append(resource_version)
         self.statuses.append(status)
         return self._stamp({**resource(name), "status": status})
 
@@ -368,3 +374,41 @@ def test_a_golden_configmap_the_operator_may_not_read_holds_the_pod_shut_and_say
     assert degraded["reason"] == "PreTrafficBlocked"
     assert degraded["message"] == "cannot read ConfigMap golden: 403 Forbidden"
     assert not any(":predict" in url for url in sent)
+
+
+def test_status_writes_are_fenced_and_a_conflict_recomputes_from_the_fresh_body() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    assert kube.fenced_with == ["1"], "the write carries the version it was computed from"
+    # Another writer (a replica leading now) wrote since: the server refuses with 409.
+    newer = resource(status={"phase": "Ready"})
+    newer["metadata"]["resourceVersion"] = "500"
+
+    def conflict(
+        namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        raise ApiException(status=409, reason="Conflict")
+
+    kube.patch_status = conflict  # type: ignore[assignment,method-assign]
+    kube.read_model_deployment = lambda namespace, name: newer  # type: ignore[attr-defined]
+    cache.upsert(
+        KIND,
+        resource(spec={**SAMPLE_SPEC, "replicas": 3})
+        | {"metadata": {**resource()["metadata"], "resourceVersion": "400", "generation": 2}},
+    )
+    with pytest.raises(RetryLaterError):
+        rec.reconcile("ml", "mnist")
+    held = cache.get(KIND, "ml", "mnist")
+    assert held is not None
+    assert held["metadata"]["resourceVersion"] == "500"
+
+
+def test_a_replica_that_stopped_leading_writes_nothing() -> None:
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.leading = lambda: False
+    assert rec.reconcile("ml", "mnist") is None
+    assert not [c for c in kube.calls if c[0] in ("apply", "status", "delete")]

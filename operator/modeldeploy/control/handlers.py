@@ -23,6 +23,7 @@ from ..api.names import KIND, LABEL_NAME
 from . import kube
 from .cache import ObjectCache
 from .kinds import WATCHED, Kind
+from .leader import LeaderElector, LeaseApi, LeaseTimings
 from .reconcile import Reconciler
 from .settings import Settings
 from .workqueue import WorkQueue, run_workers
@@ -40,6 +41,8 @@ class Runtime:
     # Namespaces whose children were listed into the cache (see _fill_namespace).
     filled: set[str] = field(default_factory=set)
     filling: threading.Lock = field(default_factory=threading.Lock)
+    # With leader election on: only the leader's workers reconcile (see leader.py).
+    elector: LeaderElector | None = None
 
 
 RUNTIME = Runtime()
@@ -48,8 +51,17 @@ RUNTIME = Runtime()
 def _handle(key: Any) -> float | None:
     namespace, name = key
     assert RUNTIME.reconciler is not None
+    if RUNTIME.elector is not None and not RUNTIME.elector.is_leader():
+        return None  # a standby: its watches keep the cache warm; the leader reconciles
     _fill_namespace(RUNTIME.reconciler.kube, namespace)
     return RUNTIME.reconciler.reconcile(namespace, name)
+
+
+def _reconcile_everything() -> None:
+    """A replica that starts leading passes over every resource it has cached: what the
+    old leader left half done, and what this one skipped while standing by."""
+    for key in RUNTIME.cache.model_deployment_keys():
+        RUNTIME.queue.add(key)
 
 
 def _resync_loop() -> None:
@@ -126,6 +138,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = RUNTIME.settings
     client = kube.Kube(kube.load_client_config(connections=ours.workers))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
+    if ours.leader_election:
+        RUNTIME.elector = LeaderElector(
+            LeaseApi(client.raw, ours.lease_namespace, ours.lease_name),
+            ours.identity,
+            LeaseTimings(ours.lease_duration_seconds, ours.renew_deadline_seconds, ours.retry_period_seconds),
+            on_started_leading=_reconcile_everything,
+        )
+        RUNTIME.reconciler.leading = RUNTIME.elector.is_leader
+        RUNTIME.elector.start()
     run_workers(RUNTIME.queue, _handle, ours.workers)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
     threading.Thread(target=_relist_loop, name="relist", daemon=True).start()
@@ -158,6 +179,20 @@ def _fill_namespace(client: kube.Kube, namespace: str) -> None:
 async def stop(**_: Any) -> None:
     RUNTIME.stopping.set()
     RUNTIME.queue.close()
+    if RUNTIME.elector is not None:
+        RUNTIME.elector.release()
+
+
+@kopf.on.probe(id="leader")
+async def leader(**_: Any) -> str:
+    """Who this replica is and whether it leads; unhealthy (so /healthz fails) when it
+    leads but could not renew its Lease in time."""
+    elector = RUNTIME.elector
+    if elector is None:
+        return "no leader election"
+    if not elector.healthy():
+        raise RuntimeError(f"{elector.identity} leads but has not renewed its lease in time")
+    return f"{elector.identity}: {'leading' if elector.is_leader() else 'standing by'}"
 
 
 @kopf.on.probe(id="cachedObjects")

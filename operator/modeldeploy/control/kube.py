@@ -236,16 +236,39 @@ class Kube:
             if exc.status != 404:  # a pod that went away needs no gate
                 raise
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         """Replace the whole status. A merge patch would keep any field the new status
-        leaves out (a canary's finished step time, say), so this is a JSON patch."""
+        leaves out (a canary's finished step time, say), so this is a JSON patch.
+
+        Fenced: with ``resource_version`` (the version the status was computed from) the
+        patch sets it on the object, which makes the server's update conditional on it:
+        if anyone wrote since (a person, or another replica of the operator that leads
+        now), the server answers 409 and nothing is written."""
+        ops: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
+        if resource_version:
+            ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
         result: dict[str, Any] = self._call(
             "PATCH",
             self._path(KIND, namespace, name, "status"),
-            body=[{"op": "add", "path": "/status", "value": status}],
+            body=ops,
             content_type="application/json-patch+json",
         )
         return result
+
+    def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._call("GET", self._path(KIND, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def raw(self, method: str, path: str, body: Any = None) -> Any:
+        """A request to any path, bounded like every other (the leader election's Lease)."""
+        return self._call(method, path, body=body)
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""

@@ -61,6 +61,9 @@ class Reconciler:
     pre_traffic: PreTrafficGate = field(
         default_factory=lambda: PreTrafficGate(PreTrafficRunner(scrape=DirectScrape().scrape))
     )
+    # With leader election: asked again before anything is written, so a replica that lost
+    # its lease during a pass stops there (the status write is fenced besides).
+    leading: Callable[[], bool] = lambda: True
 
     def __post_init__(self) -> None:
         self.applier = Applier(self.kube, self.cache)
@@ -93,6 +96,8 @@ class Reconciler:
         plan = make_plan(md, previous, world.deployments, now, check, world.actions, verdict)
         problem = spec_problem(md.spec)
         rejected: str | None = None
+        if not self.leading():
+            return None
         if problem is None:
             try:
                 self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
@@ -111,6 +116,8 @@ class Reconciler:
             rejected=rejected,
             pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
+        if not self.leading():
+            return None
         self._write_status(body, written, status)
         if rejected is not None:
             raise RetryLaterError(rejected)  # status says why; the work queue backs off
@@ -192,7 +199,19 @@ class Reconciler:
         if status == previous:
             return
         meta = body["metadata"]
-        written = self.kube.patch_status(meta["namespace"], meta["name"], dump_status(status))
+        try:
+            written = self.kube.patch_status(
+                meta["namespace"], meta["name"], dump_status(status), meta.get("resourceVersion")
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Written since this pass read it (a person, or a replica that leads now): what
+            # was computed is dropped, never forced; the next pass starts from the new body.
+            fresh = self.kube.read_model_deployment(meta["namespace"], meta["name"])
+            if fresh is not None:
+                self.cache.upsert(KIND, fresh)
+            raise RetryLaterError("the resource changed while this pass ran; computing again", 0.05) from None
         # Write-through: a pass before our own watch event arrives must see this status,
         # or it would recompute transition times and write again.
         self.cache.upsert(KIND, written)

@@ -4,6 +4,7 @@ environment of its Deployment (never ``os.environ`` scattered through modules)."
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,21 @@ class Settings:
     relist_seconds: float = 60.0
     # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
     fetcher_image: str = BuildOptions.fetcher_image
+    # MODELDEPLOY_LEADER_ELECTION: "true" to run several replicas, one leading at a time
+    # (manifests/operator.yaml sets it); off for a single operator run by hand or a test.
+    leader_election: bool = False
+    # MODELDEPLOY_LEASE_NAMESPACE / _NAME: the Lease the replicas elect on; the namespace
+    # defaults to the pod's own (POD_NAMESPACE, from the downward API).
+    lease_namespace: str = "modeldeploy-system"
+    lease_name: str = "modeldeploy-operator"
+    # POD_NAME: this replica's identity in the Lease (downward API); else host and pid.
+    identity: str = ""
+    # MODELDEPLOY_LEASE_DURATION_SECONDS, _RENEW_DEADLINE_SECONDS, _RETRY_PERIOD_SECONDS:
+    # client-go's timings and defaults (15, 10, 2). A standby takes over a crashed leader's
+    # lease after about lease duration + retry period; a clean shutdown hands over at once.
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -32,6 +48,21 @@ class Settings:
             resync_seconds=float(env.get("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds)),
             relist_seconds=float(env.get("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds)),
             fetcher_image=env.get("MODELDEPLOY_FETCHER_IMAGE", cls.fetcher_image),
+            leader_election=env.get("MODELDEPLOY_LEADER_ELECTION", "false").lower() == "true",
+            lease_namespace=env.get(
+                "MODELDEPLOY_LEASE_NAMESPACE", env.get("POD_NAMESPACE", cls.lease_namespace)
+            ),
+            lease_name=env.get("MODELDEPLOY_LEASE_NAME", cls.lease_name),
+            identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_duration_seconds=float(
+                env.get("MODELDEPLOY_LEASE_DURATION_SECONDS", cls.lease_duration_seconds)
+            ),
+            renew_deadline_seconds=float(
+                env.get("MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds)
+            ),
+            retry_period_seconds=float(
+                env.get("MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS", cls.retry_period_seconds)
+            ),
         )
 
     @property

@@ -1,0 +1,266 @@
+"""Two operator replicas (issue #16): real `kopf run` processes electing a leader on a Lease
+of the real API server. The leader is killed or paused at random points of canaries; the
+rollouts still end as they should, and no write of a replica that lost the lease lands.
+
+The Lease lives in the test's namespace and the timings are short (lease 4 s, renew
+deadline 3 s, retry 0.5 s) so a failover takes seconds, not the default 17.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import kubernetes
+import pytest
+
+from modeldeploy.api.times import parse_time
+from tests.cluster.localcluster import OPERATOR_USER, STANDBY_USER
+from tests.modelserver.traffic import TrafficDriver
+from tests.support.wait import wait_for
+
+from .conftest import Cluster, Operator
+from .test_canary import canary_sample, serving_v1
+
+pytestmark = pytest.mark.timeout(420)
+LEASE = "modeldeploy-operator"
+TIMINGS = {
+    "MODELDEPLOY_LEASE_DURATION_SECONDS": "4",
+    "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "3",
+    "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "0.5",
+}
+INTERVAL_SECONDS = 1.0
+STEPS = [{"weight": 20, "pause": "6s"}, {"weight": 50, "pause": "6s"}, {"weight": 80, "pause": "6s"}]
+
+
+@dataclass
+class Replicas:
+    """The operator replicas of a test, each with its own identity (POD_NAME)."""
+
+    cluster: Cluster
+    namespace: str
+    start_operator: Callable[..., Operator]
+    running: dict[str, Operator] = field(default_factory=dict)
+    count: int = 0
+    # Seconds from each SIGKILL of a leader until another replica held the lease.
+    failovers: list[float] = field(default_factory=list)
+
+    def start(self, kubeconfig: Any = None) -> str:
+        identity = f"replica-{self.count}"
+        self.count += 1
+        self.running[identity] = self.start_operator(
+            kubeconfig=kubeconfig,
+            MODELDEPLOY_LEADER_ELECTION="true",
+            MODELDEPLOY_LEASE_NAMESPACE=self.namespace,
+            POD_NAME=identity,
+            **TIMINGS,
+        )
+        return identity
+
+    def holder(self) -> str:
+        coordination = kubernetes.client.CoordinationV1Api(self.cluster.api)
+        try:
+            lease = coordination.read_namespaced_lease(LEASE, self.namespace)
+        except kubernetes.client.ApiException:
+            return ""
+        return str(lease.spec.holder_identity or "")
+
+    def leader(self) -> str:
+        found: str = wait_for(lambda: self.holder() in self.running and self.holder(), 30, what="a leader")
+        return found
+
+    def kill_leader(self) -> str:
+        leader = self.leader()
+        self.running.pop(leader).stop(kill=True)
+        killed_at = time.monotonic()
+        wait_for(lambda: self.holder() in self.running, 30, interval=0.05, what="a new leader")
+        self.failovers.append(time.monotonic() - killed_at)
+        return leader
+
+
+@pytest.fixture
+def replicas(cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]) -> Replicas:
+    return Replicas(cluster, namespace, start_operator)
+
+
+@dataclass
+class StatusWatch:
+    """Reads the resource's status every 100 ms and records what must never happen."""
+
+    cluster: Cluster
+    namespace: str
+    problems: list[str] = field(default_factory=list)
+    failed_max: int = 0
+    last_step: dict[int, int] = field(default_factory=dict)
+    last_checks: dict[int, int] = field(default_factory=dict)
+    first_seen: dict[int, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StatusWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                status = self.cluster.get_md(self.namespace, "mnist").get("status") or {}
+            except Exception:  # a read that failed is simply not recorded
+                continue
+            self.record(status)
+
+    def record(self, status: dict[str, Any]) -> None:
+        failed = len(status.get("failedVersions") or [])
+        if failed < self.failed_max:
+            self.problems.append(f"failedVersions shrank: {status.get('failedVersions')}")
+        self.failed_max = max(self.failed_max, failed)
+        canary = status.get("canary")
+        if not canary:
+            return
+        version, step = canary["version"], canary.get("step", 0)
+        if step < self.last_step.get(version, 0):
+            self.problems.append(f"canary {version} went back from step {self.last_step[version]} to {step}")
+        self.last_step[version] = max(step, self.last_step.get(version, 0))
+        analysis = canary.get("analysis") or {}
+        checks = analysis.get("passed", 0) + analysis.get("failed", 0) + analysis.get("inconclusive", 0)
+        if checks < self.last_checks.get(version, 0):
+            self.problems.append(f"canary {version}: analysis counts went back to {analysis}")
+        self.last_checks[version] = max(checks, self.last_checks.get(version, 0))
+        self.first_seen.setdefault(version, time.monotonic())
+
+
+def kill_leader_now_and_then(replicas: Replicas, times: int, rng: random.Random) -> list[str]:
+    """Kill the leader ``times`` times at random moments; a new replica replaces each."""
+    killed = []
+    for _ in range(times):
+        time.sleep(rng.uniform(0.5, 3.0))  # a random point of the rollout, on purpose
+        killed.append(replicas.kill_leader())
+        replicas.start()
+    return killed
+
+
+def test_the_leader_killed_five_times_through_a_healthy_and_a_failing_canary(
+    cluster: Cluster, namespace: str, replicas: Replicas, traffic: Callable[..., TrafficDriver]
+) -> None:
+    rng = random.Random(16)
+    replicas.start()
+    replicas.start()
+    body = canary_sample(steps=STEPS, progressDeadlineSeconds=120)
+    body["spec"]["rollout"]["analysis"]["interval"] = f"{INTERVAL_SECONDS:g}s"
+    serving_v1(cluster, namespace, body)
+    driver = traffic(inputs=(1.0, 2.0, 9.0))  # x = 9 is refused by version 3's graph
+    with StatusWatch(cluster, namespace) as watch:
+        cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+        started = time.monotonic()
+        killed = kill_leader_now_and_then(replicas, 3, rng)
+        md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=180)
+        healthy_seconds = time.monotonic() - started
+        assert md["status"]["stable"]["version"] == 2
+        cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
+        killed += kill_leader_now_and_then(replicas, 2, rng)
+
+        def rolled_back() -> dict[str, Any] | None:
+            status = cluster.get_md(namespace, "mnist").get("status") or {}
+            history = status.get("history") or []
+            return status if history and history[-1]["version"] == 3 else None
+
+        status = wait_for(rolled_back, 180, what="version 3 rolled back")
+    assert len(killed) == 5
+    print(
+        f"failover after SIGKILL (lease 4 s, retry 0.5 s): {sorted(round(f, 2) for f in replicas.failovers)}"
+    )
+    assert max(replicas.failovers) < 4 + 0.5 + 2, replicas.failovers
+    assert len(set(killed)) == 5, "each kill took a different replica"
+    assert watch.problems == []
+    results = [(h["version"], h["result"]) for h in status["history"]]
+    assert results.count((2, "Promoted")) == 1, results
+    assert results.count((3, "RolledBack")) == 1, results
+    assert status["failedVersions"] == [3]
+    assert status["stable"]["version"] == 2
+    # Each analysis interval is counted once: never more checks than intervals that passed.
+    assert watch.last_checks[2] <= healthy_seconds / INTERVAL_SECONDS + 1, (
+        watch.last_checks,
+        healthy_seconds,
+    )
+    wait_for(
+        lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v2"],
+        60,
+        what="only version 2 left",
+    )
+    assert driver.counts().get(2, 0) > 0
+
+
+def audit_entries(cluster: Cluster, since: datetime) -> Iterator[dict[str, Any]]:
+    assert cluster.local is not None
+    for line in cluster.local.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if parse_time(entry["stageTimestamp"]) >= since:
+            yield entry
+
+
+WRITES = {"create", "update", "patch", "delete"}
+
+
+def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
+    cluster: Cluster, namespace: str, replicas: Replicas, traffic: Callable[..., TrafficDriver]
+) -> None:
+    if cluster.local is None:
+        pytest.skip("reads the suite's own API server audit log")
+    # Two identities, so the audit log tells the replicas' requests apart.
+    replicas.start(cluster.local.operator_kubeconfig)
+    replicas.start(cluster.local.standby_kubeconfig)
+    users = {"replica-0": OPERATOR_USER, "replica-1": STANDBY_USER}
+    body = canary_sample(steps=STEPS, progressDeadlineSeconds=120)
+    serving_v1(cluster, namespace, body)
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(
+        lambda: (cluster.get_md(namespace, "mnist").get("status") or {}).get("canary"), 30, what="a canary"
+    )
+    paused = replicas.leader()
+    process = replicas.running[paused]
+    os.kill(process.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        other = wait_for(
+            lambda: replicas.holder() not in ("", paused) and replicas.holder(), 30, what="a new leader"
+        )
+        failover = time.monotonic() - stopped_at
+        time.sleep(2)  # the new leader moves the canary on while the old one sleeps
+    finally:
+        woke_at = datetime.now().astimezone()
+        os.kill(process.pid, signal.SIGCONT)
+    wait_for(lambda: "stopped leading" in process.log(), 30, what="the woken replica stepping down")
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)
+    assert md["status"]["history"][-1]["result"] == "Promoted"
+    assert replicas.holder() == other
+    print(f"failover after SIGSTOP (lease 4 s, retry 0.5 s): {failover:.2f}s")
+    assert failover < 4 + 0.5 + 3, f"the standby took over after {failover:.1f}s"
+    landed = [
+        (
+            e["verb"],
+            e["objectRef"].get("resource"),
+            e["objectRef"].get("subresource"),
+            e["responseStatus"]["code"],
+        )
+        for e in audit_entries(cluster, woke_at)
+        if e["user"]["username"] == users[paused]
+        and e["verb"] in WRITES
+        and e["responseStatus"]["code"] < 300
+        and e["objectRef"].get("namespace") == namespace
+    ]
+    assert landed == [], f"the replica that lost its lease still wrote: {landed}"
