@@ -14,9 +14,11 @@ import random
 import signal
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -25,10 +27,12 @@ import pytest
 from modeldeploy.api.times import parse_time
 from tests.cluster.localcluster import OPERATOR_USER, STANDBY_USER
 from tests.modelserver.traffic import TrafficDriver
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1
+from .test_outage import kubeconfig_through, probes
 
 pytestmark = pytest.mark.timeout(420)
 LEASE = "modeldeploy-operator"
@@ -264,3 +268,35 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
         and e["objectRef"].get("namespace") == namespace
     ]
     assert landed == [], f"the replica that lost its lease still wrote: {landed}"
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_leading_and_fails_its_health_check(
+    cluster: Cluster, namespace: str, replicas: Replicas, tmp_path: Path
+) -> None:
+    if cluster.local is None:
+        pytest.skip("reaches the suite's own API server through a proxy it can stall")
+    server = json.loads(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proxy = TcpProxy((host, int(port))).start()
+    try:
+        identity = replicas.start(kubeconfig_through(proxy, cluster, tmp_path / "through-proxy"))
+        op = replicas.running[identity]
+        wait_for(lambda: replicas.holder() == identity, 30, what="the only replica leading")
+        wait_for(lambda: probes(op)["leader"] == f"{identity}: leading", 30, what="the probe saying so")
+        proxy.stall()  # silent: its renewals go nowhere
+        wait_for(lambda: "stopped leading: no renewal within 3s" in op.log(), 30, what="stepping down")
+
+        def unhealthy() -> bool:
+            try:
+                probes(op)
+            except urllib.error.HTTPError as exc:
+                return exc.code == 500
+            return False
+
+        wait_for(unhealthy, 30, what="/healthz failing")  # kopf keeps probe results 10 s
+        proxy.resume()
+        wait_for(
+            lambda: "is now the leader" in op.log().split("stopped leading")[-1], 30, what="leading again"
+        )
+    finally:
+        proxy.close()

@@ -140,7 +140,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
     if ours.leader_election:
         RUNTIME.elector = LeaderElector(
-            LeaseApi(client.raw, ours.lease_namespace, ours.lease_name),
+            LeaseApi(client.raw, ours.lease_namespace, ours.lease_name, ours.renew_deadline_seconds),
             ours.identity,
             LeaseTimings(ours.lease_duration_seconds, ours.renew_deadline_seconds, ours.retry_period_seconds),
             on_started_leading=_reconcile_everything,
@@ -191,7 +191,8 @@ async def leader(**_: Any) -> str:
     if elector is None:
         return "no leader election"
     if not elector.healthy():
-        raise RuntimeError(f"{elector.identity} leads but has not renewed its lease in time")
+        # Permanent: a retried probe would hold /healthz open instead of failing it now.
+        raise kopf.PermanentError(f"{elector.identity} leads but has not renewed its lease in time")
     return f"{elector.identity}: {'leading' if elector.is_leader() else 'standing by'}"
 
 

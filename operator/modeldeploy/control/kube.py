@@ -105,6 +105,7 @@ class Kube:
         body: Any = None,
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> Any:
         # The raw response, decoded here: call_api's typed-response arguments differ
         # between client releases, the raw mode does not.
@@ -120,7 +121,7 @@ class Kube:
                 _preload_content=False,
                 # A request never waits longer than this, so a stalled API server (or a
                 # connection that silently drops) cannot hold a worker for good.
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=(timeout, timeout) if timeout is not None else REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status == 429:  # throttled: come back when the server says
@@ -266,9 +267,10 @@ class Kube:
             raise
         return result
 
-    def raw(self, method: str, path: str, body: Any = None) -> Any:
-        """A request to any path, bounded like every other (the leader election's Lease)."""
-        return self._call(method, path, body=body)
+    def raw(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        """A request to any path (the leader election's Lease); ``timeout`` bounds both the
+        connect and the answer, when it must be shorter than REQUEST_TIMEOUT."""
+        return self._call(method, path, body=body, timeout=timeout)
 
     def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""

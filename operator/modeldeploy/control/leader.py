@@ -42,8 +42,15 @@ class LeaseTimings:
 class LeaseApi:
     """The three Lease requests the elector makes, on the operator's API client."""
 
-    def __init__(self, call: Callable[..., Any], namespace: str, name: str) -> None:
-        self._call, self.namespace, self.name = call, namespace, name
+    def __init__(
+        self, call: Callable[..., Any], namespace: str, name: str, timeout: float | None = None
+    ) -> None:
+        # Each request ends within ``timeout`` (the renew deadline): a renewal stuck on a
+        # silent network must not outlast the time the leader has to renew.
+        self._raw, self.namespace, self.name, self.timeout = call, namespace, name, timeout
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._raw(method, path, body=body, timeout=self.timeout)
 
     @property
     def _collection(self) -> str:
