@@ -78,16 +78,8 @@ def plan(
         )
     if previous is not None and previous != target and target in failed:
         # Rolled back before: a re-sync of the same spec must not roll it again.
-        stable_apply, size_now = stable_replicas(md, observed.get(previous))
-        return Plan(
-            previous,
-            target,
-            [sized(previous, stable_apply, size_now, TRACK_STABLE)],
-            sorted(v for v in observed if v != previous),
-            held_back=f"version {target} was rolled back; set a new version or the retry annotation",
-            failed_versions=failed,
-            handled=handled,
-        )
+        why = f"version {target} was rolled back; set a new version or the retry annotation"
+        return _previous_only(md, observed, previous, target, failed, handled, held_back=why)
     if not canary_path or previous is None:
         # A first version that failed its pre-traffic checks keeps its pods, gated shut.
         held = (
@@ -125,6 +117,20 @@ def _failed_pre_traffic(
         # Nothing else to serve: its pods stay, gated shut; status says why.
         base = Plan(None, target, failed_versions=failed, handled=handled, outcome=outcome)
         return _immediate(md, observed, previous, target, base)
+    return _previous_only(md, observed, previous, target, failed, handled, outcome=outcome)
+
+
+def _previous_only(
+    md: ModelDeployment,
+    observed: dict[int, ObservedDeployment],
+    previous: int,
+    target: int,
+    failed: list[int],
+    handled: ActionValues,
+    held_back: str | None = None,
+    outcome: Outcome | None = None,
+) -> Plan:
+    """The version that served before keeps serving at its size; every other version goes."""
     stable_apply, size_now = stable_replicas(md, observed.get(previous))
     return Plan(
         previous,
@@ -134,6 +140,7 @@ def _failed_pre_traffic(
         outcome=outcome,
         failed_versions=failed,
         handled=handled,
+        held_back=held_back,
     )
 
 
