@@ -346,8 +346,17 @@ def test_a_pod_whose_serving_container_restarted_since_its_gate_opened_is_taken_
     assert asked == []  # asked again only once the pod's gate is seen closed
 
 
-def test_a_golden_configmap_the_operator_may_not_read_holds_the_pod_shut_and_says_so() -> None:
-    """Found with the manifest's RBAC: a 403 reading the ConfigMap must not end the pass."""
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        # Found with the manifest's RBAC: a 403 reading the ConfigMap must not end the pass.
+        ("forbidden", "cannot read ConfigMap golden: 403 Forbidden"),
+        ("missing", "ConfigMap golden key k not found"),
+    ],
+)
+def test_a_golden_configmap_that_cannot_be_used_holds_the_pod_shut_and_says_so(
+    read: str, message: str
+) -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {"preTraffic": {"goldenRequests": {"configMapRef": {"name": "golden", "key": "k"}}}}
     cache = ObjectCache()
@@ -363,16 +372,18 @@ def test_a_golden_configmap_the_operator_may_not_read_holds_the_pod_shut_and_say
         metadata = {"metadata": {"signature_def": {"signature_def": {"serving_default": {}}}}}
         return 200, json.dumps(metadata).encode()
 
-    def forbidden(namespace: str, name: str) -> dict[str, Any] | None:
-        raise ApiException(status=403, reason="Forbidden")
+    def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
+        if read == "forbidden":
+            raise ApiException(status=403, reason="Forbidden")
+        return None
 
-    kube.read_config_map = forbidden  # type: ignore[attr-defined]
+    kube.read_config_map = read_config_map  # type: ignore[attr-defined]
     rec.pre_traffic = PreTrafficGate(PreTrafficRunner(request=pods_api))
     assert rec.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
     assert not [c for c in kube.calls if c[0] == "gate"], "a pod opened without its golden requests"
     degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "PreTrafficBlocked"
-    assert degraded["message"] == "cannot read ConfigMap golden: 403 Forbidden"
+    assert degraded["message"] == message
     assert not any(":predict" in url for url in sent)
 
 
