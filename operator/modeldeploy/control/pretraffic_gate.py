@@ -47,6 +47,10 @@ class PreTrafficGate:
         """The checks of one pass. ``read_golden(name, key)`` gives (text or None when
         missing, resourceVersion) of the golden ConfigMap."""
         spec = md.spec.rollout.pre_traffic
+        if spec is None:
+            # Most resources: nothing to check, nothing kept, no work on this hot path.
+            self._memo.pop((md.namespace, md.name), None)
+            return PodChecks(self.runner, md, None, {}, None, world, lambda: (None, ""))
         memo = self._memo.setdefault((md.namespace, md.name), {})
         live = {p["metadata"].get("uid", "") for p in world.pods}
         for uid in [u for u in memo if u not in live]:
@@ -59,7 +63,7 @@ class PreTrafficGate:
         )
 
         def load_golden() -> tuple[Golden, str]:
-            if spec is None or spec.golden_requests is None:
+            if spec.golden_requests is None:
                 return None, ""
             ref = spec.golden_requests.config_map_ref
             where = f"ConfigMap {ref.name} key {ref.key}"
