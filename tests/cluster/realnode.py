@@ -41,8 +41,8 @@ CNI_BIN = Path("/usr/lib/cni")
 NETNS_DIR = Path("/var/run/netns")
 
 
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+def _run(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def control_plane_for_node(root: Path, crds: tuple[Path, ...] = ()) -> LocalCluster:
@@ -140,9 +140,15 @@ class RealNode:
         self.import_archive(image.archive())
         return image.name
 
+    def ctr(
+        self, *args: str, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """containerd's own CLI on this node's containerd, in the namespace kubelet uses."""
+        return _run("ctr", f"--address={self.socket}", "-n", "k8s.io", *args, check=check, timeout=timeout)
+
     def import_archive(self, archive: Path) -> None:
         """Import a docker-archive tarball (tests.cluster.images, dockerfile_images)."""
-        _run("ctr", f"--address={self.socket}", "-n", "k8s.io", "images", "import", str(archive))
+        self.ctr("images", "import", str(archive))
 
     def _bridge(self) -> None:
         """The pods' bridge with its address: servers the pods reach listen on it."""
@@ -298,12 +304,11 @@ state = "{self.root / "containerd-state"}"
             self.state_file.unlink()
 
     def _kill_containers(self) -> None:
-        base = ["ctr", f"--address={self.socket}", "-n", "k8s.io", "tasks"]
-        tasks = _run(*base, "ls", "-q", check=False).stdout.split()
+        tasks = self.ctr("tasks", "ls", "-q", check=False).stdout.split()
         for task in tasks:
-            _run(*base, "kill", "-s", "SIGKILL", task, check=False)
+            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
         for task in tasks:
-            _run(*base, "delete", "-f", task, check=False)
+            self.ctr("tasks", "delete", "-f", task, check=False)
 
     def _kill_shims(self) -> None:
         """Shims outlive containerd by design; ours name our socket on their command line."""

@@ -77,24 +77,16 @@ def _ready_operator_pod(node_cluster: NodeCluster) -> str | None:
 def inside(node_cluster: NodeCluster, container_id: str, script: str) -> str:
     """Run ``script`` in a running container as its own process would (same user, same
     mounts): containerd's exec, the way `kubectl exec` reaches it."""
-    out = subprocess.run(
-        [
-            "ctr",
-            f"--address={node_cluster.node.socket}",
-            "-n",
-            "k8s.io",
-            "tasks",
-            "exec",
-            "--exec-id",
-            f"probe-{container_id[:8]}",
-            container_id,
-            "sh",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = node_cluster.node.ctr(
+        "tasks",
+        "exec",
+        "--exec-id",
+        f"probe-{container_id[:8]}",
+        container_id,
+        "sh",
+        "-c",
+        script,
+        check=False,
     )
     return out.stdout + out.stderr
 

@@ -5,7 +5,6 @@ model fetched from the real S3 server on the bridge with the credentials of a Se
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,20 +77,8 @@ def predict(ip: str, value: float) -> float:
 
 def node_containers(node_cluster: NodeCluster, namespace: str) -> list[str]:
     """Containers of ``namespace``'s pods that containerd still holds on the node."""
-    out = subprocess.run(
-        [
-            "ctr",
-            f"--address={node_cluster.node.socket}",
-            "-n",
-            "k8s.io",
-            "containers",
-            "ls",
-            "-q",
-            f'labels."io.kubernetes.pod.namespace"=={namespace}',
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+    out = node_cluster.node.ctr(
+        "containers", "ls", "-q", f'labels."io.kubernetes.pod.namespace"=={namespace}'
     ).stdout
     return out.split()
 
@@ -173,21 +160,7 @@ def test_a_killed_serving_container_is_out_of_service_until_its_model_is_availab
     serving = next(c for c in pod.status.container_statuses if c.name == SERVING_CONTAINER)
     restarts = serving.restart_count
     container = serving.container_id.split("://", 1)[1]
-    subprocess.run(
-        [
-            "ctr",
-            f"--address={node_cluster.node.socket}",
-            "-n",
-            "k8s.io",
-            "tasks",
-            "kill",
-            "-s",
-            "SIGKILL",
-            container,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    node_cluster.node.ctr("tasks", "kill", "-s", "SIGKILL", container)
     closed_after_restart = False
 
     def serving_again() -> bool:
