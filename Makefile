@@ -118,10 +118,11 @@ kind-down: ## Delete the kind cluster
 
 ##@ Benchmarks
 .PHONY: bench
-bench: deps ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod
+bench: deps ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
 	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
 	$(PY) -m tests.bench.modelserver --rounds $${ROUNDS:-5}
 	$(PY) -m tests.bench.pretraffic --rounds $${ROUNDS:-5}
+	$(PY) -m tests.bench.failover --kills $${ROUNDS:-5}
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)

@@ -25,6 +25,7 @@ import kubernetes
 import pytest
 
 from modeldeploy.api.times import parse_time
+from modeldeploy.control.leader import LeaseTimings
 from tests.cluster.localcluster import OPERATOR_USER, STANDBY_USER
 from tests.modelserver.traffic import TrafficDriver
 from tests.support.tcp_proxy import TcpProxy
@@ -57,7 +58,8 @@ class Replicas:
     # Seconds from each SIGKILL of a leader until another replica held the lease.
     failovers: list[float] = field(default_factory=list)
 
-    def start(self, kubeconfig: Any = None) -> str:
+    def start(self, kubeconfig: Any = None, timings: dict[str, str] = TIMINGS) -> str:
+        """Start a replica; ``timings`` are lease settings (empty: the shipped defaults)."""
         identity = f"replica-{self.count}"
         self.count += 1
         self.running[identity] = self.start_operator(
@@ -65,7 +67,7 @@ class Replicas:
             MODELDEPLOY_LEADER_ELECTION="true",
             MODELDEPLOY_LEASE_NAMESPACE=self.namespace,
             POD_NAME=identity,
-            **TIMINGS,
+            **timings,
         )
         return identity
 
@@ -300,3 +302,39 @@ def test_a_leader_cut_off_from_the_api_server_stops_leading_and_fails_its_health
         )
     finally:
         proxy.close()
+
+
+def test_a_leader_shut_down_cleanly_hands_over_within_one_retry_period(
+    cluster: Cluster, namespace: str, replicas: Replicas
+) -> None:
+    """With the shipped timings: without the release the standby would wait out the whole
+    lease duration; with it, the standby's next try takes the Lease."""
+    defaults = LeaseTimings()
+    first = replicas.start(timings={})
+    wait_for(lambda: replicas.holder() == first, 30, what="the first replica leading")
+    second = replicas.start(timings={})
+    coordination = kubernetes.client.CoordinationV1Api(cluster.api)
+    since = coordination.read_namespaced_lease(LEASE, namespace).metadata.resource_version
+    terminated_at = time.monotonic()
+    replicas.running.pop(first).stop()  # SIGTERM, then waits for the process to end
+    wait_for(lambda: replicas.holder() == second, 30, interval=0.05, what="the standby leading")
+    handover = time.monotonic() - terminated_at
+    # Every write of the Lease since, in order (a watch from a resourceVersion misses none).
+    writes = [
+        event["object"].spec
+        for event in kubernetes.watch.Watch().stream(
+            coordination.list_namespaced_lease,
+            namespace,
+            field_selector=f"metadata.name={LEASE}",
+            resource_version=since,
+            timeout_seconds=1,
+        )
+    ]
+    released = next(spec for spec in writes if not spec.holder_identity)
+    taken = next(spec for spec in writes if spec.holder_identity == second)
+    gap = (taken.acquire_time - released.renew_time).total_seconds()
+    print(f"graceful hand-over: lease free for {gap:.2f}s, SIGTERM to new leader {handover:.2f}s")
+    assert released.lease_duration_seconds == 1
+    # One retry period, plus a request's time (both times come from this machine's clock).
+    assert 0 <= gap <= defaults.retry_period + 0.5, gap
+    assert handover < defaults.lease_duration, handover

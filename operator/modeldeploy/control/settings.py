@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..build.deployment import BuildOptions
+from .leader import LeaseTimings
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,12 @@ class Settings:
     # POD_NAME: this replica's identity in the Lease (downward API); else host and pid.
     identity: str = ""
     # MODELDEPLOY_LEASE_DURATION_SECONDS, _RENEW_DEADLINE_SECONDS, _RETRY_PERIOD_SECONDS:
-    # client-go's timings and defaults (15, 10, 2). A standby takes over a crashed leader's
-    # lease after about lease duration + retry period; a clean shutdown hands over at once.
-    lease_duration_seconds: float = 15.0
-    renew_deadline_seconds: float = 10.0
-    retry_period_seconds: float = 2.0
+    # client-go's timings; the defaults are in LeaseTimings (10, 7, 2). A standby takes over
+    # a crashed leader's lease after about lease duration + retry period; a clean shutdown
+    # hands over within a retry period.
+    lease_duration_seconds: float = LeaseTimings.lease_duration
+    renew_deadline_seconds: float = LeaseTimings.renew_deadline
+    retry_period_seconds: float = LeaseTimings.retry_period
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
