@@ -51,7 +51,7 @@ crds: venv ## Regenerate crds/ from the pydantic models
 	$(PY) -m modeldeploy.api.crdgen crds
 
 run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
-	$(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.control.handlers
+	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.control.handlers
 
 ##@ Tests
 .PHONY: test test-unit test-e2e

@@ -29,6 +29,7 @@ class OperatorProcess:
     detached: bool = False
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0
 
     def command(self) -> list[str]:
         scope = f"--namespace={self.namespace}" if self.namespace else "--all-namespaces"
@@ -36,8 +37,12 @@ class OperatorProcess:
         return [sys.executable, "-m", "kopf", "run", "--standalone", scope, liveness, "-m", HANDLERS]
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
-        self.port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        self.port, self.metrics_port = free_port(), free_port()
+        metrics = {
+            "MODELDEPLOY_METRICS_ADDRESS": "127.0.0.1",
+            "MODELDEPLOY_METRICS_PORT": str(self.metrics_port),
+        }
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **metrics, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
         self.process = subprocess.Popen(
             self.command(),
@@ -77,6 +82,12 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def metrics(self) -> str:
+        """What the operator's /metrics serves now (Prometheus text format)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +21,13 @@ from typing import Any
 import kopf
 
 from ..api.names import KIND, LABEL_NAME
-from . import kube
+from . import kube, operator_metrics
 from .cache import ObjectCache
 from .kinds import WATCHED, Kind
 from .leader import LeaderElector, LeaseApi, LeaseTimings
 from .reconcile import Reconciler
 from .settings import Settings
-from .workqueue import WorkQueue, run_workers
+from .workqueue import RetryLaterError, WorkQueue, run_workers
 
 LOG = logging.getLogger(__name__)
 
@@ -48,13 +49,28 @@ class Runtime:
 RUNTIME = Runtime()
 
 
+def _leading() -> bool:
+    return RUNTIME.elector is None or RUNTIME.elector.is_leader()
+
+
 def _handle(key: Any) -> float | None:
     namespace, name = key
     assert RUNTIME.reconciler is not None
-    if RUNTIME.elector is not None and not RUNTIME.elector.is_leader():
+    if not _leading():
         return None  # a standby: its watches keep the cache warm; the leader reconciles
-    _fill_namespace(RUNTIME.reconciler.kube, namespace)
-    return RUNTIME.reconciler.reconcile(namespace, name)
+    started = time.monotonic()
+    result = "error"
+    try:
+        _fill_namespace(RUNTIME.reconciler.kube, namespace)
+        again = RUNTIME.reconciler.reconcile(namespace, name)
+        result = "success"
+        return again
+    except RetryLaterError:
+        result = "retry"
+        raise
+    finally:
+        operator_metrics.RECONCILES.labels(result).inc()
+        operator_metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
 
 def _reconcile_everything() -> None:
@@ -147,6 +163,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
         RUNTIME.reconciler.leading = RUNTIME.elector.is_leader
         RUNTIME.elector.start()
+    operator_metrics.watch(RUNTIME.cache, RUNTIME.queue.ready, _leading)
+    if ours.metrics_port:
+        operator_metrics.serve(ours.metrics_address, ours.metrics_port, ours.metrics_path)
     run_workers(RUNTIME.queue, _handle, ours.workers)
     threading.Thread(target=_resync_loop, name="resync", daemon=True).start()
     threading.Thread(target=_relist_loop, name="relist", daemon=True).start()

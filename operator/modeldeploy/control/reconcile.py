@@ -32,6 +32,7 @@ from ..rollout.pretraffic import PreTrafficRunner
 from ..rollout.providers import DirectScrape, Target
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
+from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .cache import ObjectCache
 from .kube import Kube
@@ -80,7 +81,7 @@ class Reconciler:
         except ValidationError as exc:
             generation = int(body["metadata"].get("generation", 1))
             invalid = invalid_spec_status(written, spec_error_message(exc), generation, now)
-            self._write_status(body, written, invalid)
+            self._write_status(body, written, invalid, None)
             return None
         world = observe(self.cache, md, body)
         previous, lost = written, None
@@ -118,7 +119,7 @@ class Reconciler:
         )
         if not self.leading():
             return None
-        self._write_status(body, written, status)
+        self._write_status(body, written, status, check)
         if rejected is not None:
             raise RetryLaterError(rejected)  # status says why; the work queue backs off
         waits = [
@@ -128,6 +129,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self.applier.forget(namespace, name)
+        operator_metrics.forget(namespace, name)
         self.pre_traffic.forget(namespace, name)
 
     def _read_golden(self, namespace: str) -> Callable[[str, str], tuple[str | None, str]]:
@@ -194,7 +196,11 @@ class Reconciler:
         return self.analyse(spec, target, previous.canary.analysis.counters, now)
 
     def _write_status(
-        self, body: dict[str, Any], previous: ModelDeploymentStatus, status: ModelDeploymentStatus
+        self,
+        body: dict[str, Any],
+        previous: ModelDeploymentStatus,
+        status: ModelDeploymentStatus,
+        check: Check | None,
     ) -> None:
         if status == previous:
             return
@@ -215,6 +221,8 @@ class Reconciler:
         # Write-through: a pass before our own watch event arrives must see this status,
         # or it would recompute transition times and write again.
         self.cache.upsert(KIND, written)
+        verdict = check.result.verdict if check is not None else None
+        operator_metrics.record_status_change(meta["namespace"], meta["name"], previous, status, verdict)
         for event in transition_events(previous, status):
             self.kube.post_event(body, event.type, event.reason, event.message)
 

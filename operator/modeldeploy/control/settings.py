@@ -39,6 +39,10 @@ class Settings:
     # client-go's timings; the defaults are in LeaseTimings (10, 7, 2). A standby takes over
     # a crashed leader's lease after about lease duration + retry period; a clean shutdown
     # hands over within a retry period.
+    # MODELDEPLOY_METRICS_ADDRESS, _PORT, _PATH: where /metrics is served (port 0: not at all).
+    metrics_address: str = "0.0.0.0"  # in a pod, for Prometheus to scrape
+    metrics_port: int = 8081
+    metrics_path: str = "/metrics"
     lease_duration_seconds: float = LeaseTimings.lease_duration
     renew_deadline_seconds: float = LeaseTimings.renew_deadline
     retry_period_seconds: float = LeaseTimings.retry_period
@@ -56,6 +60,9 @@ class Settings:
             ),
             lease_name=env.get("MODELDEPLOY_LEASE_NAME", cls.lease_name),
             identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            metrics_address=env.get("MODELDEPLOY_METRICS_ADDRESS", cls.metrics_address),
+            metrics_port=int(env.get("MODELDEPLOY_METRICS_PORT", cls.metrics_port)),
+            metrics_path=env.get("MODELDEPLOY_METRICS_PATH", cls.metrics_path),
             lease_duration_seconds=float(
                 env.get("MODELDEPLOY_LEASE_DURATION_SECONDS", cls.lease_duration_seconds)
             ),

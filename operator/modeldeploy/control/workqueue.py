@@ -111,6 +111,11 @@ class WorkQueue:
         with self._cond:
             return sum(len(q) for q in self._queues) + len(self._delayed)
 
+    def ready(self) -> int:
+        """Keys due now and waiting for a worker (not those waiting for their time)."""
+        with self._cond:
+            return sum(len(q) for q in self._queues)
+
 
 class RetryLaterError(Exception):
     """A pass that could not finish and wants the key again, after ``seconds`` if given,
