@@ -157,7 +157,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # Gateway API CRDs (for the GatewayAPI router) come with the gateway-api Go module.
     gateway_module = go_module_dir("sigs.k8s.io/gateway-api", versions()["GATEWAY_API_VERSION"])
     gateway_crds = gateway_module / "config" / "crd" / "standard"
-    crds = (MODELDEPLOYMENT_CRD, gateway_crds)
+    # PodMonitor and PrometheusRule (manifests/monitoring/, the chart), from the Prometheus
+    # Operator's Go module: the API server validates ours against their real schemas.
+    prometheus_operator = go_module_dir(
+        "github.com/prometheus-operator/prometheus-operator", versions()["PROMETHEUS_OPERATOR_VERSION"]
+    )
+    monitoring_crds = tuple(
+        prometheus_operator / "example" / "prometheus-operator-crd" / f"monitoring.coreos.com_{plural}.yaml"
+        for plural in ("podmonitors", "prometheusrules")
+    )
+    crds = (MODELDEPLOYMENT_CRD, gateway_crds, *monitoring_crds)
     local: LocalCluster | None = None
     if external:
         kubeconfig = Path(external)
