@@ -33,7 +33,7 @@ setup: $(VENV)/.installed-test ## Also install the test dependencies (TensorFlow
 system-deps: ## Install the Debian packages the demo and tests need, if missing (needs root)
 	bash hack/system-deps.sh
 
-deps: system-deps setup controlplane ## Everything demo and test need: Debian packages, .venv, control plane binaries
+deps: system-deps setup controlplane tools ## Everything demo and test need: Debian packages, .venv, control plane and tool binaries
 
 ##@ Development
 .PHONY: lint fmt crds run
@@ -65,9 +65,12 @@ test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs t
 	$(VENV)/bin/pytest tests/integration
 
 ##@ Local control plane (no Docker needed)
-.PHONY: controlplane cluster-up cluster-down node-up node-down demo demo-node
+.PHONY: controlplane tools cluster-up cluster-down node-up node-down demo demo-node
 controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubelet, kubectl, kwok
 	bash hack/controlplane/build.sh
+
+tools: ## Build (or reuse) helm, kstatus and Argo CD's Lua VM, the real consumers of charts/ and integrations/
+	bash hack/tools/build.sh
 
 cluster-up: venv ## Start the local control plane in .cluster/ and print the kubeconfig path
 	$(PY) tests/cluster/localcluster.py up $(CLUSTER_DIR)

@@ -75,6 +75,8 @@ def test_no_children_yet_is_pending() -> None:
     status = derive({})
     assert status.phase is Phase.PENDING
     assert conditions(status)["Ready"] == ("False", "RollingOut")
+    assert conditions(status)["Reconciling"] == ("True", "RollingOut")  # kstatus: InProgress
+    assert conditions(status)["Stalled"] == ("False", "RollingOut")
     assert conditions(status)["Available"] == ("False", "NoReadyReplicas")
     assert status.stable is None
     assert status.observed_generation == 1
@@ -98,6 +100,8 @@ def test_available_and_complete_is_ready() -> None:
         "Degraded": ("False", "AsExpected"),
         "ModelLoaded": ("True", "VersionAvailable"),
         "CanaryHealthy": ("True", "NoCanary"),
+        "Reconciling": ("False", "RolloutComplete"),
+        "Stalled": ("False", "RolloutComplete"),
     }
     assert status.stable == VersionStatus(version=3, replicas=2, ready_replicas=2)
     assert status.endpoints is not None

@@ -275,7 +275,22 @@ def derive_status(
         )
     wanted = serving.spec_replicas if serving is not None else md.spec.desired_replicas
     actions = plan.handled if plan.handled != _NO_ACTIONS else None
-    conditions = [ready, available, progressing, degraded, model_loaded, canary_healthy]
+    # kstatus' conventions (Flux's health checks, `kubectl wait`, cli-utils): Reconciling while
+    # the operator still moves towards the spec (a canary, a paused one included, a first
+    # rollout), Stalled when it cannot get there without a person (what Degraded says).
+    if ready_ok:
+        reconciling = cond("Reconciling", False, "RolloutComplete", ready.message)
+    elif degraded_reason:
+        reconciling = cond("Reconciling", False, degraded_reason, "stopped: see the Stalled condition")
+    else:
+        reconciling = cond("Reconciling", True, progressing.reason, progressing.message)
+    stalled = cond(
+        "Stalled",
+        bool(degraded_reason),
+        degraded_reason or ("RolloutComplete" if ready_ok else progressing.reason),
+        degraded_message or "no problem observed",
+    )
+    conditions = [ready, available, progressing, degraded, model_loaded, canary_healthy, reconciling, stalled]
     if recovered_lost is not None:
         lost = ", ".join(recovered_lost) or "nothing"
         conditions.append(
@@ -368,9 +383,20 @@ def invalid_spec_status(
     previous: ModelDeploymentStatus, message: str, generation: int, now: str
 ) -> ModelDeploymentStatus:
     """A spec the models refuse: Degraded with the message; everything else kept as it was."""
-    conditions = [c for c in previous.conditions if c.type not in ("Degraded", "Ready")] + [
+    replaced = ("Degraded", "Ready", "Reconciling", "Stalled")
+    conditions = [c for c in previous.conditions if c.type not in replaced] + [
         condition(previous, "Degraded", True, "InvalidSpec", message, generation, now),
         condition(previous, "Ready", False, "InvalidSpec", message, generation, now),
+        condition(
+            previous,
+            "Reconciling",
+            False,
+            "InvalidSpec",
+            "stopped: see the Stalled condition",
+            generation,
+            now,
+        ),
+        condition(previous, "Stalled", True, "InvalidSpec", message, generation, now),
     ]
     return previous.model_copy(
         update={"observed_generation": generation, "phase": Phase.DEGRADED, "conditions": conditions}

@@ -1,0 +1,44 @@
+"""The real consumers of the integration files (helm, kstatus, Argo CD's Lua VM), built from
+Go modules by hack/tools/build.sh on first use and cached; a build that fails fails the test."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "tools" / "build.sh"
+
+
+@functools.cache
+def tools_bin() -> Path:
+    out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def tool(name: str) -> Path:
+    path = tools_bin() / name
+    assert path.exists(), f"{name} missing from {path.parent}: run bash hack/tools/build.sh"
+    return path
+
+
+def kstatus(obj: dict[str, Any]) -> dict[str, str]:
+    """What cli-utils' kstatus computes for ``obj``: {"status": ..., "message": ...}."""
+    result = subprocess.run(
+        [str(tool("kstatus"))], input=json.dumps(obj), capture_output=True, text=True, check=True, timeout=30
+    )
+    answer: dict[str, str] = json.loads(result.stdout)
+    return answer
+
+
+def run_lua(script: Path, obj: dict[str, Any]) -> Any:
+    """Run an Argo CD resource customisation script on ``obj``; what it returns."""
+    result = subprocess.run(
+        [str(tool("luarun")), str(script)], input=json.dumps(obj), capture_output=True, text=True, timeout=30
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"{script.name} failed: {result.stderr}")
+    return json.loads(result.stdout)
