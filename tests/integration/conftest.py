@@ -292,12 +292,18 @@ def start_operator(
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(kubeconfig: Path | None = None, watch_namespace: str | None = None, **env: str) -> Operator:
+    def start(
+        kubeconfig: Path | None = None,
+        watch_namespace: str | None = None,
+        options: tuple[str, ...] = (),
+        **env: str,
+    ) -> Operator:
         op = OperatorProcess(
             kubeconfig or cluster.kubeconfig,
             tmp_path / f"operator-{len(started)}.log",
             namespace=watch_namespace or namespace,
             env=env,
+            options=options,
         )
         started.append(op)
         op.start()

@@ -25,6 +25,8 @@ class OperatorProcess:
     # Watch only this namespace; None watches all.
     namespace: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # More `kopf run` options, e.g. --log-format=json.
+    options: tuple[str, ...] = ()
     # Its own session: outlives the starting process (the demo), stopped by process group.
     detached: bool = False
     process: subprocess.Popen[bytes] | None = None
@@ -34,7 +36,18 @@ class OperatorProcess:
     def command(self) -> list[str]:
         scope = f"--namespace={self.namespace}" if self.namespace else "--all-namespaces"
         liveness = f"--liveness=http://127.0.0.1:{self.port}/healthz"
-        return [sys.executable, "-m", "kopf", "run", "--standalone", scope, liveness, "-m", HANDLERS]
+        return [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            scope,
+            liveness,
+            *self.options,
+            "-m",
+            HANDLERS,
+        ]
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.port, self.metrics_port = free_port(), free_port()

@@ -224,7 +224,31 @@ class Reconciler:
         verdict = check.result.verdict if check is not None else None
         operator_metrics.record_status_change(meta["namespace"], meta["name"], previous, status, verdict)
         for event in transition_events(previous, status):
+            log_decision(body, event.type, event.reason, event.message)
             self.kube.post_event(body, event.type, event.reason, event.message)
+
+
+def log_decision(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """One log line per decision (the same as its Event), naming the resource and the version
+    its spec asks for. With kopf's ``--log-format=json`` the resource is the line's ``object``
+    field (kopf's own key), ``decision`` the reason and ``version`` the version; as text the
+    line starts with ``[namespace/name]``."""
+    meta = body["metadata"]
+    ref = {
+        "apiVersion": body.get("apiVersion", ""),
+        "kind": KIND,
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+    }
+    version = ((body.get("spec") or {}).get("model") or {}).get("version")
+    LOG.log(
+        logging.WARNING if type_ == "Warning" else logging.INFO,
+        "%s: %s",
+        reason,
+        message,
+        # k8s_skip: kopf must not post this line as one more Event; the pass posts its own.
+        extra={"k8s_ref": ref, "k8s_skip": True, "decision": reason, "version": version},
+    )
 
 
 def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
