@@ -36,6 +36,8 @@ from tests.support.kube import kubectl_path, temporary_namespace
 from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
 
+from .prometheus_server import prometheus  # noqa: F401 - a fixture for every module here
+
 REPO = Path(__file__).resolve().parents[2]
 
 

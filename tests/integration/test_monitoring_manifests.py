@@ -28,7 +28,7 @@ def test_the_pod_monitor_and_prometheus_rule_are_accepted_as_written(
     cluster: Cluster, namespace: str
 ) -> None:
     documents = rendered(cluster, namespace)
-    assert sorted(d["kind"] for d in documents) == ["PodMonitor", "PrometheusRule"]
+    assert sorted(d["kind"] for d in documents) == ["PodMonitor", "PodMonitor", "PrometheusRule"]
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     stored = yaml.safe_load(
         cluster.kubectl("get", "prometheusrule", "modeldeploy", "-n", namespace, "-o", "yaml").stdout
@@ -49,7 +49,7 @@ def test_the_pod_monitor_and_prometheus_rule_are_accepted_as_written(
 
 
 def test_a_broken_pod_monitor_is_refused_with_the_field_named(cluster: Cluster, namespace: str) -> None:
-    monitor = next(d for d in rendered(cluster, namespace) if d["kind"] == "PodMonitor")
+    monitor = next(d for d in rendered(cluster, namespace) if d["kind"] == "PodMonitor")  # the operator's
     broken = copy.deepcopy(monitor)
     broken["spec"]["podMetricsEndpoints"][0]["interval"] = "every now and then"
     result = cluster.kubectl(

@@ -6,8 +6,10 @@ Service's selector matches. With an HTTPRoute named after the resource, it first
 picks a backend Service by the route's weights, as a gateway would. It counts
 what each version received and answered, so tests can assert where traffic went.
 
-Each request predicts one input, taken in turn from ``inputs``: which inputs are
-sent decides which requests a model that fails on part of its input fails.
+Each request predicts one input from ``inputs``, each pod getting them in turn: which
+inputs are sent decides which requests a model that fails on part of its input fails.
+Per pod, so the share a version fails does not depend on how many pods there are (one
+turn over all requests with three inputs and three pods sent every pod the same input).
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class TrafficDriver:
 
     def _run(self) -> None:
         counter = itertools.count()
-        sent = 0
+        sent: dict[str, int] = {}  # per pod IP: that pod's turn in the inputs
         next_refresh = 0.0
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             while not self._stop.is_set():
@@ -165,9 +167,9 @@ class TrafficDriver:
                     next_refresh = now + 0.5
                 target = self._pick(counter)
                 if target is not None:
-                    inputs = self.inputs
-                    pool.submit(self._send, *target, inputs[sent % len(inputs)])
-                    sent += 1
+                    inputs, turn = self.inputs, sent.get(target[0], 0)
+                    pool.submit(self._send, *target, inputs[turn % len(inputs)])
+                    sent[target[0]] = turn + 1
                 self._stop.wait(1.0 / self.rps)
 
 

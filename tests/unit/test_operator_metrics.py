@@ -33,13 +33,25 @@ def test_a_status_write_counts_its_check_and_each_new_history_entry_once() -> No
             ]
         }
     )
+    operator_metrics.track("unit-metrics", "count")
+    assert (
+        operator_metrics.REGISTRY.get_sample_value(
+            "modeldeploy_rollouts_total", {**ours, "result": "RolledBack"}
+        )
+        == 0
+    ), "a tracked resource's counters exist at 0 before their first increase"
     operator_metrics.record_status_change("unit-metrics", "count", before, after, Verdict.FAILED)
     operator_metrics.record_status_change("unit-metrics", "count", after, after, None)  # nothing new
     assert counted("modeldeploy_rollouts_total", **ours, result="RolledBack") == 1
     assert counted("modeldeploy_rollouts_total", **ours, result="Promoted") == 0  # it was there before
     assert counted("modeldeploy_analysis_checks_total", **ours, verdict="Failed") == 1
     operator_metrics.forget("unit-metrics", "count")
-    assert counted("modeldeploy_rollouts_total", **ours, result="RolledBack") == 0
+    assert (
+        operator_metrics.REGISTRY.get_sample_value(
+            "modeldeploy_rollouts_total", {**ours, "result": "RolledBack"}
+        )
+        is None
+    )
 
 
 def test_phase_weight_and_step_are_read_from_the_cache_at_scrape_time() -> None:

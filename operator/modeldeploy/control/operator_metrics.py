@@ -123,6 +123,23 @@ def watch(cache: ObjectCache, queue_depth: Callable[[], int], leading: Callable[
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
 
 
+_TRACKED: set[tuple[str, str]] = set()
+_TRACKING = threading.Lock()
+
+
+def track(namespace: str, name: str) -> None:
+    """Start a resource's counters at 0: a series born at 1 hides its first increase from
+    Prometheus' increase() and rate(), and a first rollback would never show."""
+    with _TRACKING:
+        if (namespace, name) in _TRACKED:
+            return
+        _TRACKED.add((namespace, name))
+    for verdict in Verdict:
+        ANALYSIS_CHECKS.labels(namespace, name, verdict.value)
+    for result in RolloutResult:
+        ROLLOUTS.labels(namespace, name, result.value)
+
+
 def record_status_change(
     namespace: str,
     name: str,
@@ -142,6 +159,8 @@ def record_status_change(
 
 def forget(namespace: str, name: str) -> None:
     """Drop a deleted resource's counters, so its series end with it."""
+    with _TRACKING:
+        _TRACKED.discard((namespace, name))
     for verdict in Verdict:
         _remove(ANALYSIS_CHECKS, namespace, name, verdict.value)
     for result in RolloutResult:

@@ -74,6 +74,7 @@ class Reconciler:
         body = self.cache.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references let the garbage collector remove the children
+        operator_metrics.track(namespace, name)
         written, unreadable = parse_status(body.get("status"))
         now = self.clock()
         try:
