@@ -1,0 +1,14 @@
+{{- define "modeldeploy.name" -}}modeldeploy{{- end -}}
+
+{{- define "modeldeploy.labels" -}}
+app.kubernetes.io/name: modeldeploy-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "modeldeploy.selector" -}}
+app.kubernetes.io/name: modeldeploy-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
