@@ -8,14 +8,13 @@ unreadable (MetricsFormatError): such a check is inconclusive, never a pass.
 from __future__ import annotations
 
 import math
-import re
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..api.status import Counters, PodCounters
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class MetricsFormatError(ValueError):
@@ -27,29 +26,26 @@ def _bound(le: str) -> float:
 
 
 def parse_exposition(text: str, model: str) -> PodCounters:
-    """Cumulative request, error and latency-bucket counts of ``model`` in one scrape."""
+    """Cumulative request, error and latency-bucket counts of ``model`` in one scrape, read by
+    prometheus_client's own parser (escapes, comments, exponent and special values as
+    Prometheus reads them). An exposition it refuses is a scrape that cannot be trusted."""
     requests = errors = 0.0
     buckets: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
+    try:
+        # The parser names a counter's samples <family>_total, whether or not the exposition
+        # did (TF Serving's request_count is typed counter and has no suffix): family names.
+        samples = [
+            (family.name if family.type == "counter" else s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        ]
+    except (ValueError, IndexError, KeyError) as exc:  # what the parser raises on a broken line
+        raise MetricsFormatError(f"the metrics cannot be parsed: {str(exc)[:80]}") from None
+    for name, labels, value in samples:
+        if name not in (REQUEST_COUNT, REQUEST_LATENCY_BUCKET) or labels.get("model_name") != model:
             continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        name, label_text, value_text = match.groups()
-        if name not in (REQUEST_COUNT, REQUEST_LATENCY_BUCKET):
-            continue
-        labels = dict(_LABEL.findall(label_text or ""))
-        if labels.get("model_name") != model:
-            continue
-        try:
-            value = float(value_text)
-        except ValueError:
-            raise MetricsFormatError(
-                f"{name} has a sample that is not a number: {value_text[:40]!r}"
-            ) from None
         if not math.isfinite(value) or value < 0:
-            raise MetricsFormatError(f"{name} has a sample that is not a finite count: {value_text[:40]!r}")
+            raise MetricsFormatError(f"{name} has a sample that is not a finite count: {value!r}")
         if name == REQUEST_COUNT:
             requests += value
             if labels.get("status") != "OK":
