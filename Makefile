@@ -47,8 +47,9 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format operator tests hack
 	$(VENV)/bin/ruff check --fix operator tests hack
 
-crds: venv ## Regenerate crds/ from the pydantic models
+crds: venv ## Regenerate crds/ from the pydantic models, and the copies the chart and manifests/monitoring carry
 	$(PY) -m modeldeploy.api.crdgen crds
+	$(PY) -m hack.integrations
 
 run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.control.handlers

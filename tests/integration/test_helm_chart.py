@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from tests.cluster.localcluster import versions
-from tests.support.tools import tool
+from tests.support.tools import helm as run_helm
 from tests.support.wait import wait_for
 
 from .conftest import Cluster
@@ -26,8 +25,6 @@ pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeldeploy"
 KUBE_VERSION = versions()["K8S_VERSION"].removeprefix("v")  # the test API server's
-# helm's caches and repositories config, outside the repository and the user's home.
-HELM_HOME = Path(tempfile.gettempdir()) / "modeldeploy-helm"
 EVERYTHING_ON = [
     "--set=podMonitor.enabled=true",
     "--set=prometheusRule.enabled=true",
@@ -37,16 +34,7 @@ EVERYTHING_ON = [
 
 
 def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(tool("helm")), f"--kubeconfig={cluster.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**{f"HELM_{kind}_HOME": str(HELM_HOME / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    return run_helm(cluster.kubeconfig, *args, check=check)
 
 
 def template(cluster: Cluster, namespace: str, *options: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.times import parse_time
 from modeldeploy.control.leader import LeaseTimings
@@ -304,6 +305,11 @@ def test_a_leader_cut_off_from_the_api_server_stops_leading_and_fails_its_health
         proxy.close()
 
 
+def leader_gauge(operator: Operator) -> float:
+    families = text_string_to_metric_families(operator.metrics())
+    return next(s.value for f in families for s in f.samples if s.name == "modeldeploy_leader")
+
+
 def test_a_leader_shut_down_cleanly_hands_over_within_one_retry_period(
     cluster: Cluster, namespace: str, replicas: Replicas
 ) -> None:
@@ -313,12 +319,16 @@ def test_a_leader_shut_down_cleanly_hands_over_within_one_retry_period(
     first = replicas.start(timings={})
     wait_for(lambda: replicas.holder() == first, 30, what="the first replica leading")
     second = replicas.start(timings={})
+    # Which replica leads, as /metrics tells Prometheus (the alert on no leader reads it).
+    assert leader_gauge(replicas.running[first]) == 1
+    assert leader_gauge(replicas.running[second]) == 0
     coordination = kubernetes.client.CoordinationV1Api(cluster.api)
     since = coordination.read_namespaced_lease(LEASE, namespace).metadata.resource_version
     terminated_at = time.monotonic()
     replicas.running.pop(first).stop()  # SIGTERM, then waits for the process to end
     wait_for(lambda: replicas.holder() == second, 30, interval=0.05, what="the standby leading")
     handover = time.monotonic() - terminated_at
+    wait_for(lambda: leader_gauge(replicas.running[second]) == 1, 10, what="the new leader's gauge")
     # Every write of the Lease since, in order (a watch from a resourceVersion misses none).
     writes = [
         event["object"].spec

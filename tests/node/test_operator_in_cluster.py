@@ -1,27 +1,33 @@
-"""The operator as users install it (issue #14): its image built from the project's
-Dockerfile, manifests/ as `kubectl apply -k` renders them, running as a pod on the real
-node under the manifest's own security context and RBAC, takes a ModelDeployment to a
-prediction. The runtime itself shows that the pods run as the manifests promise: checked
-inside the running containers, not read back from their specs."""
+"""The operator as users install it (issues #14, #17): its image built from the project's
+Dockerfile, installed by manifests/ as `kubectl apply -k` renders them and by the Helm chart
+with `helm install`, running as pods on the real node under the install's own security
+context and RBAC, takes a ModelDeployment to a prediction. The runtime itself shows that
+the pods run as the installs promise: checked inside the running containers, not read back
+from their specs."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 
 from modeldeploy.api.names import SERVING_CONTAINER, SERVING_UID
 from tests.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests
 from tests.support.kube import kubectl_path
+from tests.support.tools import helm as run_helm
 from tests.support.wait import wait_for
 
 from .conftest import NodeCluster
 from .test_operator_on_node import apply_and_wait_ready, predict, serving_pod_ips
 
 pytestmark = pytest.mark.timeout(600)
+REPO = Path(__file__).resolve().parents[2]
 OPERATOR_UID = 65532  # manifests/operator.yaml and the Dockerfile's USER
 
 
@@ -36,38 +42,78 @@ def kubectl(node_cluster: NodeCluster, *args: str, stdin: str | None = None) -> 
     ).stdout
 
 
-@pytest.fixture
-def operator_pod(node_cluster: NodeCluster, node_namespace: str, operator_image: str) -> Iterator[str]:
+HELM_NAMESPACE = "modeldeploy-helm"  # the chart's release, beside the kustomize install
+
+
+@dataclass(frozen=True)
+class OperatorPod:
+    namespace: str  # where the operator's pods and Lease live
+    name: str  # a Ready replica
+
+
+def install_with_kustomize(node_cluster: NodeCluster, watched: str) -> str:
     """manifests/ applied as they ship, but for the API server's address on the bridge and
     the operator confined to the test's namespace (other tests run operators of their own)."""
-    manifests = operator_manifests(kubectl_path(), node_cluster.node.api_server_env(), node_namespace)
+    manifests = operator_manifests(kubectl_path(), node_cluster.node.api_server_env(), watched)
     kubectl(node_cluster, "apply", "-f", "-", stdin=manifests)
-    name = wait_for(lambda: _ready_operator_pod(node_cluster), 180, what="the operator pod Ready")
-    yield name
+    return OPERATOR_NAMESPACE
+
+
+def helm(node_cluster: NodeCluster, *args: str) -> str:
+    return run_helm(node_cluster.kubeconfig, *args).stdout
+
+
+def install_with_helm(node_cluster: NodeCluster, watched: str, values: Path) -> str:
+    """charts/modeldeploy installed by helm with the same two fittings as values."""
+    values.write_text(
+        yaml.safe_dump({"watchNamespaces": [watched], "extraEnv": node_cluster.node.api_server_env()})
+    )
+    helm(
+        node_cluster,
+        "install",
+        "md",
+        str(REPO / "charts" / "modeldeploy"),
+        "-n",
+        HELM_NAMESPACE,
+        "--create-namespace",
+        "-f",
+        str(values),
+    )
+    return HELM_NAMESPACE
+
+
+@pytest.fixture(params=["kustomize", "helm"])
+def operator_pod(
+    request: pytest.FixtureRequest,
+    node_cluster: NodeCluster,
+    node_namespace: str,
+    operator_image: str,
+    tmp_path: Path,
+) -> Iterator[OperatorPod]:
+    if request.param == "kustomize":
+        namespace = install_with_kustomize(node_cluster, node_namespace)
+    else:
+        namespace = install_with_helm(node_cluster, node_namespace, tmp_path / "values.yaml")
+    name = wait_for(lambda: _ready_operator_pod(node_cluster, namespace), 180, what="the operator pod Ready")
+    yield OperatorPod(namespace, name)
     log = subprocess.run(
-        [
-            str(kubectl_path()),
-            f"--kubeconfig={node_cluster.kubeconfig}",
-            "-n",
-            OPERATOR_NAMESPACE,
-            "logs",
-            name,
-        ],
+        [str(kubectl_path()), f"--kubeconfig={node_cluster.kubeconfig}", "-n", namespace, "logs", name],
         capture_output=True,
         text=True,
         timeout=60,
     )
     print(f"===== operator pod log =====\n{(log.stdout + log.stderr)[-8000:]}")
-    kubectl(node_cluster, "-n", OPERATOR_NAMESPACE, "delete", "deployment", "modeldeploy", "--wait=true")
+    if request.param == "kustomize":
+        kubectl(node_cluster, "-n", namespace, "delete", "deployment", "modeldeploy", "--wait=true")
+    else:
+        helm(node_cluster, "uninstall", "md", "-n", namespace, "--wait")
     wait_for(
-        lambda: not node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items,
-        120,
-        what="the operator pod gone",
+        lambda: not node_cluster.core.list_namespaced_pod(namespace).items, 120, what="the operator pods gone"
     )
 
 
-def _ready_operator_pod(node_cluster: NodeCluster) -> str | None:
-    for pod in node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items:
+def _ready_operator_pod(node_cluster: NodeCluster, namespace: str) -> str | None:
+    for pod in node_cluster.core.list_namespaced_pod(namespace).items:
         statuses = pod.status.container_statuses or []
         if pod.metadata.deletion_timestamp is None and statuses and statuses[0].ready:
             return str(pod.metadata.name)
@@ -108,10 +154,10 @@ def test_the_operator_pod_from_the_shipped_manifests_serves_a_model_on_the_real_
     bridge_s3: str,
     modelserver_image: str,
     fetcher_image: str,
-    operator_pod: str,
+    operator_pod: OperatorPod,
 ) -> None:
     # The operator runs as the manifest says: its uid, a root it cannot write.
-    pod = node_cluster.core.read_namespaced_pod(operator_pod, OPERATOR_NAMESPACE)
+    pod = node_cluster.core.read_namespaced_pod(operator_pod.name, operator_pod.namespace)
     uid, write = uid_and_root_write(node_cluster, container_id(pod, "operator"))
     assert uid == OPERATOR_UID
     assert "Read-only file system" in write, write
@@ -121,8 +167,8 @@ def test_the_operator_pod_from_the_shipped_manifests_serves_a_model_on_the_real_
     # Two replicas as shipped; the one leading holds the Lease with its pod name (the
     # Role's rights on the Lease suffice).
     coordination = kubernetes.client.CoordinationV1Api(node_cluster.api)
-    lease = coordination.read_namespaced_lease("modeldeploy-operator", OPERATOR_NAMESPACE)
-    replicas = {p.metadata.name for p in node_cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE).items}
+    lease = coordination.read_namespaced_lease("modeldeploy-operator", operator_pod.namespace)
+    replicas = {p.metadata.name for p in node_cluster.core.list_namespaced_pod(operator_pod.namespace).items}
     assert len(replicas) == 2, replicas
     assert lease.spec.holder_identity in replicas
     ips = serving_pod_ips(node_cluster, node_namespace, 8)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,26 @@ def tool(name: str) -> Path:
     path = tools_bin() / name
     assert path.exists(), f"{name} missing from {path.parent}: run bash hack/tools/build.sh"
     return path
+
+
+def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """helm against ``kubeconfig``, with its caches and config (and client-go's discovery
+    cache, under $HOME) in a temporary folder: never the repository or the user's home."""
+    home = Path(tempfile.gettempdir()) / "modeldeploy-helm"
+    env = {
+        "HOME": str(home),
+        **{f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")},
+    }
+    result = subprocess.run(
+        [str(tool("helm")), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def kstatus(obj: dict[str, Any]) -> dict[str, str]:

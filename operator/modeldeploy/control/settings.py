@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..build.deployment import BuildOptions
 from .leader import LeaseTimings
@@ -49,10 +50,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        def number(name: str, default: float, kind: type[int] | type[float] = float) -> Any:
+            # One message naming the variable: a Service named modeldeploy-metrics once set
+            # MODELDEPLOY_METRICS_PORT=tcp://... in the pod, and int() said only "invalid literal".
+            text = env.get(name)
+            if text is None:
+                return default
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(
+                    f"{name}={text!r} is not a{'n integer' if kind is int else ' number'}"
+                ) from None
+
         return cls(
-            workers=int(env.get("MODELDEPLOY_WORKERS", cls.workers)),
-            resync_seconds=float(env.get("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds)),
-            relist_seconds=float(env.get("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds)),
+            workers=number("MODELDEPLOY_WORKERS", cls.workers, int),
+            resync_seconds=number("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds),
+            relist_seconds=number("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds),
             fetcher_image=env.get("MODELDEPLOY_FETCHER_IMAGE", cls.fetcher_image),
             leader_election=env.get("MODELDEPLOY_LEADER_ELECTION", "false").lower() == "true",
             lease_namespace=env.get(
@@ -61,17 +75,13 @@ class Settings:
             lease_name=env.get("MODELDEPLOY_LEASE_NAME", cls.lease_name),
             identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             metrics_address=env.get("MODELDEPLOY_METRICS_ADDRESS", cls.metrics_address),
-            metrics_port=int(env.get("MODELDEPLOY_METRICS_PORT", cls.metrics_port)),
+            metrics_port=number("MODELDEPLOY_METRICS_PORT", cls.metrics_port, int),
             metrics_path=env.get("MODELDEPLOY_METRICS_PATH", cls.metrics_path),
-            lease_duration_seconds=float(
-                env.get("MODELDEPLOY_LEASE_DURATION_SECONDS", cls.lease_duration_seconds)
+            lease_duration_seconds=number("MODELDEPLOY_LEASE_DURATION_SECONDS", cls.lease_duration_seconds),
+            renew_deadline_seconds=number(
+                "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds
             ),
-            renew_deadline_seconds=float(
-                env.get("MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds)
-            ),
-            retry_period_seconds=float(
-                env.get("MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS", cls.retry_period_seconds)
-            ),
+            retry_period_seconds=number("MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
         )
 
     @property
