@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,11 @@ def test_status_subresource_and_printer_columns() -> None:
         "Ready",
         "Phase",
         "Age",
+        "Last Check",
+        "Message",
     ]
+    # The last two only with -o wide.
+    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 6 + [1, 1]
 
 
 def test_schema_is_structural() -> None:
@@ -64,7 +69,24 @@ def test_cel_rules_are_attached_where_they_belong() -> None:
 def test_defaults_and_enums_reach_the_schema() -> None:
     spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     rollout = spec["rollout"]["properties"]
-    assert rollout["strategy"] == {"default": "Canary", "enum": ["Canary", "Immediate"], "type": "string"}
+    strategy = {k: v for k, v in rollout["strategy"].items() if k != "description"}
+    assert strategy == {"default": "Canary", "enum": ["Canary", "Immediate"], "type": "string"}
     assert rollout["progressDeadlineSeconds"]["default"] == 600
     assert spec["model"]["properties"]["version"]["minimum"] == 1
     assert spec["runtime"]["properties"]["resources"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def _undescribed(node: dict[str, Any], path: str) -> Iterator[str]:
+    for key, sub in (node.get("properties") or {}).items():
+        if not sub.get("description"):
+            yield f"{path}.{key}"
+        yield from _undescribed(sub, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        yield from _undescribed(node["items"], f"{path}[]")
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    """A field added without a docstring (or description=) fails here, not in a user's terminal."""
+    schema = _version()["schema"]["openAPIV3Schema"]
+    # metadata: the API server allows nothing but its type (and explains it itself).
+    assert list(_undescribed(schema, "")) == [".metadata"]

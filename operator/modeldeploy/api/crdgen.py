@@ -30,6 +30,11 @@ NAME_FITS_CHILDREN = {
     "message": "metadata.name plus '-v' and spec.model.version must fit in 63 characters: the children are "
     "named <name>-v<version>; choose a shorter name",
 }
+# What `kubectl explain` says of the fields every object has.
+COMMON_FIELDS = {
+    "apiVersion": "The versioned schema of this representation of an object.",
+    "kind": "The REST resource this object represents.",
+}
 # JSON-schema keys that have no place in a structural OpenAPI v3 schema.
 _DROPPED_KEYS = {"title", "$defs", "additionalProperties"}
 
@@ -117,6 +122,8 @@ def build_crd() -> dict[str, Any]:
                 "plural": names.PLURAL,
                 "singular": names.SINGULAR,
                 "shortNames": list(names.SHORT_NAMES),
+                # `kubectl get modeldeploy` lists them (with whatever else joins the category).
+                "categories": ["modeldeploy"],
             },
             "versions": [
                 {
@@ -131,6 +138,19 @@ def build_crd() -> dict[str, Any]:
                         {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        # -o wide: why it is in its phase, and what the canary's last check said.
+                        {
+                            "name": "Last Check",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": ".status.canary.analysis.lastCheck.verdict",
+                        },
+                        {
+                            "name": "Message",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+                        },
                     ],
                     "schema": {
                         "openAPIV3Schema": {
@@ -139,8 +159,10 @@ def build_crd() -> dict[str, Any]:
                             "required": ["spec"],
                             "x-kubernetes-validations": [NAME_FITS_CHILDREN],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": COMMON_FIELDS["apiVersion"]},
+                                "kind": {"type": "string", "description": COMMON_FIELDS["kind"]},
+                                # The API server refuses anything but type here: kubectl explain
+                                # describes metadata itself.
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,

@@ -31,6 +31,8 @@ IMAGE_PATTERN = r"^[^\t\n\v\f\r \x{85}\p{Z}](.*[^\t\n\v\f\r \x{85}\p{Z}])?$"
 
 
 class ModelSpec(CamelModel):
+    """The model to serve: where its versions are stored and which one this resource serves."""
+
     name: str | None = Field(
         default=None,
         description="TF Serving model name; defaults to metadata.name.",
@@ -51,18 +53,28 @@ class ModelSpec(CamelModel):
 
 
 class Batching(CamelModel):
+    """TF Serving's server-side batching (--enable_batching with a batching parameters file)."""
+
     max_batch_size: int = Field(default=32, ge=1)
+    """The largest batch TF Serving forms."""
     batch_timeout_micros: int = Field(default=1000, ge=0)
+    """How long a partial batch waits for more requests."""
     max_enqueued_batches: int = Field(default=100, ge=1)
+    """Batches queued before requests are refused."""
     num_batch_threads: int = Field(default=4, ge=1)
+    """Threads processing batches."""
 
 
 class RuntimeSpec(CamelModel):
+    """How the serving pods run: image, resources, TF Serving flags, model volume."""
+
     image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1, max_length=1024, pattern=IMAGE_PATTERN)
+    """The TF Serving image of the serving container (pinned by default, never latest)."""
     resources: dict[str, Any] = Field(
         default_factory=dict, description="core/v1 ResourceRequirements (GPUs included)."
     )
     batching: Batching | None = None
+    """Server-side batching; off when absent."""
     args: list[str] = Field(default_factory=list, description="Extra tensorflow_model_server flags.")
     network_policy: bool = Field(
         default=False, description="Add a NetworkPolicy admitting only the gRPC and REST ports."
@@ -77,9 +89,14 @@ class RuntimeSpec(CamelModel):
 
 
 class Autoscaling(CamelModel):
+    """A HorizontalPodAutoscaler for the stable version, on CPU utilisation."""
+
     min_replicas: int = Field(default=1, ge=1)
+    """The fewest pods of the stable version."""
     max_replicas: int = Field(ge=1)
+    """The most pods of the stable version."""
     target_cpu_utilization_percentage: int = Field(default=70, ge=1, le=100)
+    """Average CPU utilisation the HPA aims for."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
@@ -102,6 +119,8 @@ class Strategy(StrEnum):
 
 
 class CanaryStep(CamelModel):
+    """One canary step: a traffic weight, held for a pause while analysis checks run."""
+
     weight: int = Field(ge=1, le=99, description="Percent of traffic sent to the canary.")
     pause: str = Field(
         default="60s", pattern=DURATION_PATTERN, max_length=32, description="How long to hold."
@@ -109,11 +128,17 @@ class CanaryStep(CamelModel):
 
 
 class Threshold(CamelModel):
+    """Bounds a measured value must stay within; an absent bound is not checked."""
+
     min: float | None = Field(default=None, ge=0)
+    """The lowest value allowed."""
     max: float | None = Field(default=None, ge=0)
+    """The highest value allowed."""
 
 
 class PrometheusSource(CamelModel):
+    """Read the canary's metrics from Prometheus instead of scraping its pods."""
+
     address: str = Field(
         # Scheme, host and an optional path prefix: a query or fragment would cancel the
         # API path the operator appends.
@@ -129,12 +154,21 @@ class PrometheusSource(CamelModel):
 
 
 class Analysis(CamelModel):
+    """Automated analysis of the canary during its steps: a check every interval on the
+    canary's own traffic; failureLimit failed checks roll it back."""
+
     interval: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=32)
+    """How often the canary is checked (a duration: 30s, 2m)."""
     failure_limit: int = Field(default=2, ge=1)
+    """Failed checks that roll the canary back."""
     min_requests: int = Field(default=100, ge=0)
+    """Requests a check needs to judge; with fewer it is Inconclusive, never Passed."""
     success_rate: Threshold | None = None
+    """Bounds of the canary's share of OK answers (0 to 1)."""
     latency_p99_ms: Threshold | None = Field(default=None, alias="latencyP99Ms")
+    """Bounds of the canary's 99th percentile latency, in milliseconds."""
     prometheus: PrometheusSource | None = None
+    """Read metrics from Prometheus; without it the operator scrapes the canary's pods."""
 
 
 class SignaturePolicy(StrEnum):
@@ -149,18 +183,26 @@ class CompareTo(StrEnum):
 
 
 class ConfigMapKeyRef(CamelModel):
+    """A key of a ConfigMap in the resource's namespace."""
+
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """The ConfigMap's name."""
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key holding the data."""
 
 
 class Tolerance(CamelModel):
     """Two numbers match when |got - expected| <= absolute + relative * |expected|."""
 
     absolute: float = Field(default=1e-6, ge=0)
+    """Absolute difference allowed."""
     relative: float = Field(default=1e-4, ge=0)
+    """Difference allowed relative to the expected value."""
 
 
 class GoldenRequests(CamelModel):
+    """Requests each new pod must answer correctly before it takes traffic."""
+
     config_map_ref: ConfigMapKeyRef = Field(
         description="A ConfigMap key holding TF Serving REST predict bodies, one JSON object a line; "
         "a line's optional 'expected' holds the outputs it must get (as 'predictions' or 'outputs')."
@@ -171,6 +213,7 @@ class GoldenRequests(CamelModel):
         "with the serving version's on at least minAgreement of the requests.",
     )
     tolerance: Tolerance = Field(default_factory=Tolerance, json_schema_extra={"default": {}})
+    """How close a number must be to the one it is compared with."""
     min_agreement: float = Field(
         default=1.0, ge=0, le=1, description="compareTo Stable: the share of requests that must agree."
     )
@@ -193,15 +236,24 @@ class PreTraffic(CamelModel):
         "or zeros shaped by the signature when there are none.",
     )
     golden_requests: GoldenRequests | None = None
+    """Requests each new pod must answer as expected before it takes traffic."""
 
 
 class RolloutSpec(CamelModel):
+    """How a new version replaces the serving one."""
+
     strategy: Strategy = Strategy.CANARY
+    """Canary (steps with analysis) or Immediate (replace at once, a rolling update)."""
     paused: bool = False
+    """Hold the canary at its current step until set back to false."""
     steps: list[CanaryStep] = Field(default_factory=list, max_length=20)
+    """Canary steps, weights strictly increasing; promotion follows the last."""
     analysis: Analysis | None = None
+    """Automated analysis of the canary; without it steps pass on time alone."""
     pre_traffic: PreTraffic | None = None
+    """Checks each new pod passes before its model gate opens."""
     progress_deadline_seconds: int = Field(default=600, ge=10, le=604800)
+    """Seconds a version may take to become ready, and a canary to make progress, before it is rolled back."""
     shrink_stable: bool = Field(
         default=False,
         description="Router Service: shrink the stable version as the canary grows (GPU budgets) "
@@ -267,22 +319,32 @@ class ParentRef(CamelModel):
     """A Gateway (or listener of one) the HTTPRoute attaches to: Gateway API's ParentReference."""
 
     group: str = Field("gateway.networking.k8s.io", max_length=253, pattern=r"^$|" + DNS_SUBDOMAIN_PATTERN)
+    """The parent's API group."""
     kind: str = Field(
         "Gateway", min_length=1, max_length=63, pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
     )
+    """The parent's kind."""
     namespace: str | None = Field(
         None, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     )
+    """The parent's namespace; defaults to the resource's."""
     name: str = Field(min_length=1, max_length=253)
+    """The parent's name."""
     section_name: str | None = Field(None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """A listener of the parent."""
     port: int | None = Field(None, ge=1, le=65535)
+    """A port of the parent."""
 
 
 class GatewaySpec(CamelModel):
+    """The HTTPRoute the GatewayAPI router writes: the Gateways it attaches to and its hostnames."""
+
     parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
+    """Gateways (or listeners) the HTTPRoute attaches to."""
     hostnames: list[
         Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
     ] = Field(default_factory=list, max_length=16)
+    """Hostnames the HTTPRoute matches."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
@@ -302,8 +364,13 @@ class GatewaySpec(CamelModel):
 
 
 class TrafficSpec(CamelModel):
+    """How traffic is split between the stable version and the canary."""
+
     router: Router = Router.SERVICE
+    """Service (the canary's share of ready pods behind one Service) or GatewayAPI (an
+    HTTPRoute with weights)."""
     gateway: GatewaySpec | None = None
+    """The HTTPRoute's parents and hostnames (router GatewayAPI)."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
@@ -322,14 +389,21 @@ class TrafficSpec(CamelModel):
 
 
 class ModelDeploymentSpec(CamelModel):
+    """The model version to serve, how its pods run, and how a new version is rolled out."""
+
     model: ModelSpec
+    """The model and the version to serve."""
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, json_schema_extra={"default": {}})
+    """How the serving pods run."""
     replicas: int | None = Field(
         default=None, ge=0, le=1000, description="Fixed replica count; defaults to 1 without autoscaling."
     )
     autoscaling: Autoscaling | None = None
+    """Scale the stable version with an HPA instead of a fixed replicas."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, json_schema_extra={"default": {}})
+    """How a new version replaces the serving one."""
     traffic: TrafficSpec = Field(default_factory=TrafficSpec, json_schema_extra={"default": {}})
+    """How traffic is split between versions."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
