@@ -91,6 +91,8 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
     )
     assert first["version"] == 2
     assert first["weight"] == 20
+    # A Service splits by pods: one canary pod beside two stable ones gets a third.
+    assert first["trafficShare"] == 0.33
     assert first["step"] == 0
     canary_pods = pods_of(cluster, namespace, 2)
     md = cluster.get_md(namespace, "mnist")
@@ -381,6 +383,7 @@ def test_gateway_api_router_sets_route_weights_to_the_step_weight(
     assert wait_for(
         lambda: weights() == {"mnist-v1": 70, "mnist-v2": 30} and weights(), 30, what="exact canary weight"
     ) == {"mnist-v1": 70, "mnist-v2": 30}
+    assert (canary(cluster, namespace) or {}).get("trafficShare") == 0.3  # a route splits by weight
     services = cluster.children(namespace, "mnist")["services"]
     assert {"mnist", "mnist-v1", "mnist-v2"} <= set(services)
     wait_for(lambda: driver.counts().get(2, 0) > 0, 20, what="traffic through the route to v2")

@@ -29,6 +29,8 @@ def test_sample_becomes_ready_with_owned_children(
         "Degraded": "False",
         "ModelLoaded": "True",
         "CanaryHealthy": "True",
+        "Reconciling": "False",  # kstatus: Current
+        "Stalled": "False",
     }
     assert cluster.children(namespace, "mnist") == {
         "deployments": ["mnist-v1"],
@@ -54,7 +56,16 @@ def test_sample_becomes_ready_with_owned_children(
     assert all(p.status.pod_ip.startswith("127.") for p in pods)
     assert cluster.wait_event(namespace, "mnist", "Ready") == ("Normal", "Ready", "version 1 is ready")
     printed = cluster.kubectl("get", "md", "-n", namespace).stdout
-    assert printed.split("\n")[0].split() == ["NAME", "VERSION", "CANARY", "WEIGHT", "READY", "PHASE", "AGE"]
+    assert printed.split("\n")[0].split() == [
+        "NAME",
+        "VERSION",
+        "CANARY",
+        "WEIGHT",
+        "SHARE",
+        "READY",
+        "PHASE",
+        "AGE",
+    ]
     assert "Ready" in printed.split("\n")[1]
 
 

@@ -37,6 +37,7 @@ def test_status_subresource_and_printer_columns() -> None:
         "Version",
         "Canary",
         "Weight",
+        "Share",
         "Ready",
         "Phase",
         "Age",
@@ -44,7 +45,7 @@ def test_status_subresource_and_printer_columns() -> None:
         "Message",
     ]
     # The last two only with -o wide.
-    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 6 + [1, 1]
+    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 7 + [1, 1]
 
 
 def test_schema_is_structural() -> None:

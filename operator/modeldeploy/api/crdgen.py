@@ -84,6 +84,8 @@ def _structural(node: Any, defs: dict[str, Any], cel: dict[str, list[tuple[str, 
             continue
         if key == "properties":
             out[key] = {k: _structural(v, defs, cel) for k, v in value.items()}
+        elif key == "description" and isinstance(value, str):
+            out[key] = " ".join(value.split())  # docstrings wrap at the code's width, not kubectl's
         else:
             out[key] = _structural(value, defs, cel)
     if out.get("type") == "object" and "properties" not in out:
@@ -135,6 +137,8 @@ def build_crd() -> dict[str, Any]:
                         {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
                         {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.version"},
                         {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
+                        # What the canary really gets (a Service splits by pods, not by weight).
+                        {"name": "Share", "type": "number", "jsonPath": ".status.canary.trafficShare"},
                         {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -176,6 +176,10 @@ class CanaryStatus(CamelModel):
     """The canary's model version."""
     weight: int = 0
     """Percent of traffic the canary is configured for."""
+    traffic_share: float | None = None
+    """The share of traffic the canary really gets (0 to 1): its serving pods over all serving
+    pods for the Service router (two stable pods and one canary pod: 0.33 whatever the weight),
+    the route's weight for GatewayAPI."""
     step: int = 0
     """The current step, 0-based; equal to the number of steps while promoting."""
     replicas: int = 0

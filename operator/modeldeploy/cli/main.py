@@ -82,7 +82,9 @@ def render_status(md: dict[str, Any]) -> str:
         analysis = canary.get("analysis") or {}
         lines.append(
             f"  canary: version {canary['version']}, step {canary.get('step', 0) + 1}, "
-            f"weight {canary.get('weight', 0)}%, "
+            f"weight {canary.get('weight', 0)}%"
+            + (f" (gets {canary['trafficShare']:.0%})" if canary.get("trafficShare") is not None else "")
+            + ", "
             f"{canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)} serving; analysis "
             f"{analysis.get('passed', 0)} passed, {analysis.get('failed', 0)} failed, "
             f"{analysis.get('inconclusive', 0)} inconclusive"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.spec import ModelDeployment
+from ..api.spec import ModelDeployment, Router
 from ..api.status import (
     ActionValues,
     CanaryStatus,
@@ -305,6 +305,8 @@ def derive_status(
         kept = next((c for c in previous.conditions if c.type == "StatusRecovered"), None)
         if kept is not None:
             conditions.append(kept)  # until the resource is Ready again
+    if canary is not None:
+        canary = canary.model_copy(update={"traffic_share": traffic_share(md, canary, target, serving)})
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
@@ -317,6 +319,21 @@ def derive_status(
         failed_versions=list(plan.failed_versions),
         handled_actions=actions,
     )
+
+
+def traffic_share(
+    md: ModelDeployment,
+    canary: CanaryStatus,
+    target: ObservedDeployment | None,
+    serving: ObservedDeployment | None,
+) -> float:
+    """What the canary really carries: a route splits by weight; a Service splits by pods, so
+    the share is the canary's serving pods over all serving pods, whatever the weight says."""
+    if md.spec.traffic.router is Router.GATEWAY_API:
+        return round(canary.weight / 100, 2)
+    ours = target.serving_replicas if target is not None else 0
+    theirs = serving.serving_replicas if serving is not None else 0
+    return round(ours / (ours + theirs), 2) if ours + theirs else 0.0
 
 
 def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> list[Event]:
