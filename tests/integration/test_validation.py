@@ -62,6 +62,79 @@ CASES = [
         "pause must be shorter than progressDeadlineSeconds",
     ),
     (
+        "an env name the operator owns (CEL)",
+        changed(runtime={"env": [{"name": "MODELDEPLOY_FETCH_MAX_BYTES", "value": "1"}]}),
+        "env names starting MODELDEPLOY_ are the operator's",
+    ),
+    (
+        "a pod label the operator owns (CEL)",
+        changed(runtime={"podLabels": {"serving.modeldeploy.dev/version": "9"}}),
+        "spec.runtime.podLabels",
+    ),
+    (
+        "a pod label that is not a label key (CEL)",
+        changed(runtime={"podLabels": {"team a": "x"}}),
+        "podLabels keys must be qualified names",
+    ),
+    (
+        "a toleration with operator Exists and a value (CEL)",
+        changed(runtime={"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}),
+        "spec.runtime.tolerations[0].value",
+    ),
+    (
+        "tolerationSeconds without NoExecute (CEL)",
+        changed(runtime={"tolerations": [{"key": "gpu", "tolerationSeconds": 30}]}),
+        "spec.runtime.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "an env var with value and valueFrom (CEL)",
+        changed(
+            runtime={
+                "env": [
+                    {"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+                ]
+            }
+        ),
+        "spec.runtime.env[0].valueFrom",
+    ),
+    (
+        "an env source that is none of the three (CEL)",
+        changed(runtime={"env": [{"name": "A", "valueFrom": {}}]}),
+        "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef",
+    ),
+    (
+        "a pod field the downward API has not",
+        changed(runtime={"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.secret"}}}]}),
+        "spec.runtime.env[0].valueFrom.fieldRef.fieldPath",
+    ),
+    (
+        "the same spread twice (CEL)",
+        changed(
+            runtime={
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"},
+                    {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"},
+                ]
+            }
+        ),
+        "spec.runtime.topologySpreadConstraints",
+    ),
+    (
+        "a node selector value that is not a label value",
+        changed(runtime={"nodeSelector": {"pool": "gpu pool"}}),
+        "spec.runtime.nodeSelector.pool",
+    ),
+    (
+        "a pod label value that is not a label value",
+        changed(runtime={"podLabels": {"team": "a b"}}),
+        "spec.runtime.podLabels.team",
+    ),
+    (
+        "a pod annotation the operator owns (CEL)",
+        changed(runtime={"podAnnotations": {"serving.modeldeploy.dev/config-hash": "x"}}),
+        "spec.runtime.podAnnotations",
+    ),
+    (
         "interval longer than the deadline (CEL)",
         changed(rollout={"progressDeadlineSeconds": 20, "analysis": {"interval": "30s"}}),
         "spec.rollout.analysis.interval",

@@ -199,3 +199,93 @@ def test_model_volume_and_fetcher_share_the_size_limit() -> None:
     model = next(v for v in pod["volumes"] if v["name"] == "model")
     assert model["emptyDir"] == {"sizeLimit": "512Mi"}
     assert pod["initContainers"][0]["env"] == [{"name": MAX_BYTES_ENV, "value": str(512 << 20)}]
+
+
+def test_runtime_placement_and_identity_reach_the_serving_pods() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"] = {
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+        "priorityClassName": "inference",
+        "serviceAccountName": "mnist-reader",
+        "podAnnotations": {"prometheus.io/scrape": "true"},
+        "podLabels": {"team": "vision"},
+        "env": [
+            {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+    }
+    md = make_md(spec)
+    dep = build_deployment(md, 3, 2, "stable")
+    pod = dep["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "affinity" not in pod["spec"]
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    # A constraint spreads this version's pods: the selector is the version's labels.
+    assert spread == {
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]},
+    }
+    assert pod["spec"]["priorityClassName"] == "inference"
+    assert pod["spec"]["serviceAccountName"] == "mnist-reader"
+    assert pod["spec"]["automountServiceAccountToken"] is False  # an identity, never an API token
+    assert pod["metadata"]["labels"]["team"] == "vision"
+    assert pod["metadata"]["labels"].items() >= dep["spec"]["selector"]["matchLabels"].items()
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert ANNOTATION_CONFIG_HASH in pod["metadata"]["annotations"]
+    serving = pod["spec"]["containers"][0]
+    assert serving["env"] == [
+        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        (
+            {"env": [{"name": "MODELDEPLOY_X", "value": "1"}]},
+            "names starting MODELDEPLOY_ are the operator's",
+        ),
+        ({"podLabels": {"app.kubernetes.io/name": "x"}}, "must not set the operator's labels"),
+        ({"podLabels": {"serving.modeldeploy.dev/track": "x"}}, "must not set the operator's labels"),
+        ({"podLabels": {"bad key!": "x"}}, "keys must be qualified names"),
+        (
+            {"tolerations": [{"operator": "Exists", "value": "x"}]},
+            "value must be empty when operator is Exists",
+        ),
+        ({"tolerations": [{"value": "x"}]}, "an empty key needs operator Exists"),
+        ({"tolerations": [{"key": "k", "tolerationSeconds": 5}]}, "tolerationSeconds needs effect NoExecute"),
+        (
+            {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+            "value and valueFrom are exclusive",
+        ),
+        ({"env": [{"name": "A", "valueFrom": {}}]}, "exactly one of secretKeyRef"),
+        (
+            {
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "z", "whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2}
+                ]
+            },
+            "minDomains needs whenUnsatisfiable DoNotSchedule",
+        ),
+        (
+            {"podAnnotations": {"serving.modeldeploy.dev/config-hash": "x"}},
+            "must not set the operator's annotations",
+        ),
+    ],
+)
+def test_runtime_refuses_what_the_operator_owns(runtime: dict[str, Any], message: str) -> None:
+    spec = {**copy.deepcopy(SAMPLE_SPEC), "runtime": runtime}
+    with pytest.raises(ValueError, match=message):
+        make_md(spec)

@@ -84,6 +84,8 @@ def _undescribed(node: dict[str, Any], path: str) -> Iterator[str]:
         yield from _undescribed(sub, f"{path}.{key}")
     if isinstance(node.get("items"), dict):
         yield from _undescribed(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _undescribed(node["additionalProperties"], f"{path}{{}}")
 
 
 def test_every_field_has_a_description_for_kubectl_explain() -> None:

@@ -36,7 +36,7 @@ COMMON_FIELDS = {
     "kind": "The REST resource this object represents.",
 }
 # JSON-schema keys that have no place in a structural OpenAPI v3 schema.
-_DROPPED_KEYS = {"title", "$defs", "additionalProperties"}
+_DROPPED_KEYS = {"title", "$defs"}
 
 
 def _cel_rules_by_class_name() -> dict[str, list[tuple[str, str, str]]]:
@@ -51,6 +51,15 @@ def _cel_rules_by_class_name() -> dict[str, list[tuple[str, str, str]]]:
     return rules
 
 
+def _validation(rule: str, message: str, field_path: str) -> dict[str, str]:
+    """One CEL rule; fieldPath only when it names a field below the object (the object's own
+    path is where the API server reports a rule without one)."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
 def _structural(node: Any, defs: dict[str, Any], cel: dict[str, list[tuple[str, str, str]]]) -> Any:
     """Inline $refs, collapse Optional, and map free-form dicts to preserved objects."""
     if isinstance(node, list):
@@ -61,9 +70,7 @@ def _structural(node: Any, defs: dict[str, Any], cel: dict[str, list[tuple[str, 
         name = node["$ref"].rsplit("/", 1)[-1]
         resolved = dict(_structural(defs[name], defs, cel))
         for rule, message, field_path in cel.get(name, []):
-            resolved.setdefault("x-kubernetes-validations", []).append(
-                {"rule": rule, "message": message, "fieldPath": field_path}
-            )
+            resolved.setdefault("x-kubernetes-validations", []).append(_validation(rule, message, field_path))
         extra = {k: v for k, v in node.items() if k != "$ref"}
         resolved.update(_structural(extra, defs, cel))
         return resolved
@@ -84,11 +91,16 @@ def _structural(node: Any, defs: dict[str, Any], cel: dict[str, list[tuple[str, 
             continue
         if key == "properties":
             out[key] = {k: _structural(v, defs, cel) for k, v in value.items()}
+        elif key == "additionalProperties":
+            # A typed map (dict[str, str]) keeps its value schema, so the API server checks the
+            # values and CEL rules can read them; true/false (free-form, extra="forbid") go.
+            if isinstance(value, dict) and value:
+                out[key] = _structural(value, defs, cel)
         elif key == "description" and isinstance(value, str):
             out[key] = " ".join(value.split())  # docstrings wrap at the code's width, not kubectl's
         else:
             out[key] = _structural(value, defs, cel)
-    if out.get("type") == "object" and "properties" not in out:
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
         out["x-kubernetes-preserve-unknown-fields"] = True
     if "default" in out and out["default"] is None:
         del out["default"]
@@ -101,9 +113,7 @@ def _schema_of(model: type[CamelModel]) -> dict[str, Any]:
     cel = _cel_rules_by_class_name()
     schema: dict[str, Any] = _structural(raw, defs, cel)
     for rule, message, field_path in cel.get(model.__name__, []):
-        schema.setdefault("x-kubernetes-validations", []).append(
-            {"rule": rule, "message": message, "fieldPath": field_path}
-        )
+        schema.setdefault("x-kubernetes-validations", []).append(_validation(rule, message, field_path))
     return schema
 
 

@@ -9,6 +9,7 @@ with the API server.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, ClassVar
@@ -16,6 +17,17 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .base import CamelModel
+from .placement import (
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    OWNED_ENV_PREFIX,
+    OWNED_LABEL_KEYS,
+    OWNED_PREFIX,
+    EnvVar,
+    Toleration,
+    TopologySpread,
+    keys_are_label_keys,
+)
 from .quantity import QUANTITY_PATTERN
 from .times import DURATION_PATTERN, parse_duration
 
@@ -86,6 +98,82 @@ class RuntimeSpec(CamelModel):
         description="sizeLimit of the model's emptyDir; the fetcher refuses a model (or an archive that "
         "expands) beyond it.",
     )
+    node_selector: dict[
+        str, Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+    ] = Field(default_factory=dict, max_length=64)
+    """Node labels the serving pods must run on (a GPU pool, say): core/v1 nodeSelector."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Taints the serving pods tolerate (a GPU pool's, say)."""
+    topology_spread_constraints: list[TopologySpread] = Field(default_factory=list, max_length=8)
+    """How the pods of each model version spread over zones or nodes."""
+    priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """The serving pods' PriorityClass."""
+    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """The serving pods' ServiceAccount (cloud identity: IRSA, Workload Identity). No API token
+    is mounted in any case: TF Serving never calls the Kubernetes API."""
+    pod_annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    """More annotations of the serving pods; keys under serving.modeldeploy.dev/ are the operator's."""
+    pod_labels: dict[str, Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = (
+        Field(default_factory=dict, max_length=64)
+    )
+    """More labels of the serving pods; app.kubernetes.io/name, app.kubernetes.io/managed-by and
+    keys under serving.modeldeploy.dev/ are the operator's."""
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """More environment variables of the serving container."""
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        keys_are_label_keys("nodeSelector"),
+        keys_are_label_keys("podLabels"),
+        keys_are_label_keys("podAnnotations"),
+        (
+            "!has(self.podLabels) || self.podLabels.all(k, !(k in "
+            + str(list(OWNED_LABEL_KEYS))
+            + f") && !k.startsWith('{OWNED_PREFIX}'))",
+            "podLabels must not set the operator's labels: app.kubernetes.io/name, "
+            "app.kubernetes.io/managed-by, serving.modeldeploy.dev/*",
+            ".podLabels",
+        ),
+        (
+            f"!has(self.podAnnotations) || self.podAnnotations.all(k, !k.startsWith('{OWNED_PREFIX}'))",
+            "podAnnotations must not set the operator's annotations (serving.modeldeploy.dev/*)",
+            ".podAnnotations",
+        ),
+        (
+            f"!has(self.env) || self.env.all(e, !e.name.startsWith('{OWNED_ENV_PREFIX}'))",
+            "env names starting MODELDEPLOY_ are the operator's",
+            ".env",
+        ),
+        (
+            "!has(self.topologySpreadConstraints) || self.topologySpreadConstraints.all(a, "
+            "self.topologySpreadConstraints.exists_one(b, b.topologyKey == a.topologyKey && "
+            "b.whenUnsatisfiable == a.whenUnsatisfiable))",
+            "topologySpreadConstraints must not repeat a topologyKey with the same whenUnsatisfiable",
+            ".topologySpreadConstraints",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _nothing_the_operator_owns(self) -> RuntimeSpec:
+        for field, keys in (
+            ("nodeSelector", self.node_selector),
+            ("podLabels", self.pod_labels),
+            ("podAnnotations", self.pod_annotations),
+        ):
+            if any(not re.match(LABEL_KEY_PATTERN, k) for k in keys):
+                raise ValueError(f"runtime.{field} keys must be qualified names")
+        owned = [k for k in self.pod_labels if k in OWNED_LABEL_KEYS or k.startswith(OWNED_PREFIX)]
+        if owned:
+            raise ValueError(f"runtime.podLabels must not set the operator's labels: {owned}")
+        if any(k.startswith(OWNED_PREFIX) for k in self.pod_annotations):
+            raise ValueError("runtime.podAnnotations must not set the operator's annotations")
+        if any(e.name.startswith(OWNED_ENV_PREFIX) for e in self.env):
+            raise ValueError("runtime.env names starting MODELDEPLOY_ are the operator's")
+        spreads = [(c.topology_key, c.when_unsatisfiable) for c in self.topology_spread_constraints]
+        if len(set(spreads)) != len(spreads):
+            raise ValueError("runtime.topologySpreadConstraints must not repeat a topologyKey")
+        return self
 
 
 class Autoscaling(CamelModel):

@@ -92,7 +92,9 @@ class PodCounters(CamelModel):
     """One pod's cumulative request, error and latency-bucket counts at the last check."""
 
     requests: float = 0
+    """Requests the pod had answered."""
     errors: float = 0
+    """Non-OK answers among them."""
     buckets: dict[str, float] = Field(
         default_factory=dict,
         description="Cumulative count per bucket bound; a bound whose count equals the bound below it is "

@@ -112,6 +112,33 @@ def _container_security_context() -> dict[str, Any]:
     }
 
 
+def _placement(md: ModelDeployment, pod_labels: dict[str, str]) -> Manifest:
+    """Where the serving pods run and as whom: the runtime's fields, set only when given, so a
+    resource without them builds exactly what it did before they existed."""
+    runtime = md.spec.runtime
+    placed: Manifest = {}
+    if runtime.node_selector:
+        placed["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        placed["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in runtime.tolerations
+        ]
+    if runtime.topology_spread_constraints:
+        # Each spreads this version's pods: the selector is the version's own labels.
+        placed["topologySpreadConstraints"] = [
+            {
+                **c.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                "labelSelector": {"matchLabels": dict(pod_labels)},
+            }
+            for c in runtime.topology_spread_constraints
+        ]
+    if runtime.priority_class_name:
+        placed["priorityClassName"] = runtime.priority_class_name
+    if runtime.service_account_name:
+        placed["serviceAccountName"] = runtime.service_account_name
+    return placed
+
+
 def build_deployment(
     md: ModelDeployment,
     version: int,
@@ -173,6 +200,9 @@ def build_deployment(
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers
+    pod_spec.update(_placement(md, pod_labels))
+    if runtime.env:
+        serving["env"] = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in runtime.env]
     spec: Manifest = {
         "selector": {"matchLabels": pod_labels},
         "progressDeadlineSeconds": md.spec.rollout.progress_deadline_seconds,
@@ -184,8 +214,9 @@ def build_deployment(
             "metadata": {
                 # The track label stays off the pod template: promoting a canary
                 # to stable relabels the Deployment without restarting its pods.
-                "labels": dict(pod_labels),
-                "annotations": {ANNOTATION_CONFIG_HASH: _config_hash(md, version)},
+                # The user's first: the operator's own keys (refused in the spec anyway) win.
+                "labels": {**runtime.pod_labels, **pod_labels},
+                "annotations": {**runtime.pod_annotations, ANNOTATION_CONFIG_HASH: _config_hash(md, version)},
             },
             "spec": pod_spec,
         },
