@@ -59,7 +59,12 @@ def operator_targets(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
+def prometheus(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """Scrapes every second, or as ``@pytest.mark.scrape_interval("30s")`` says."""
+    marker = request.node.get_closest_marker("scrape_interval")
+    interval = marker.args[0] if marker is not None else "1s"
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     assert Path(binary).exists(), (
         "Prometheus is not installed: `make deps` installs Debian's prometheus package"
@@ -71,7 +76,7 @@ def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[str
     config.write_text(
         json.dumps(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "global": {"scrape_interval": interval, "evaluation_interval": interval},
                 "scrape_configs": [
                     {
                         "job_name": "tfserving",

@@ -145,6 +145,58 @@ def test_no_progress_within_the_deadline_rolls_back() -> None:
     assert plan.outcome.reason.startswith("ProgressDeadlineExceeded: no progress at step 0 for 60s")
 
 
+def inconclusive(now: str) -> Check:
+    return Check(CheckResult(at=now, verdict=Verdict.INCONCLUSIVE, message="3 request(s) < minRequests 10"))
+
+
+def quiet_md(on_inconclusive: str) -> Any:
+    return canary_md(
+        analysis={"interval": "5s", "failureLimit": 2, "minRequests": 10, "onInconclusive": on_inconclusive}
+    )
+
+
+def test_inconclusive_at_the_deadline_rolls_back_by_default() -> None:
+    md = quiet_md("Rollback")
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))  # the step starts: pods serve
+    quiet = after(make_plan(md, status, observed(1), at(55), check=inconclusive(at(55))), status)
+    plan = make_plan(md, quiet, observed(1), at(61))
+    assert plan.outcome is not None
+    assert plan.outcome.result == "RolledBack"
+
+
+def test_on_inconclusive_pause_holds_the_step_until_traffic_arrives() -> None:
+    md = quiet_md("Pause")
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    quiet = after(make_plan(md, status, observed(1), at(55), check=inconclusive(at(55))), status)
+    held = make_plan(md, quiet, observed(1), at(61))
+    assert held.outcome is None, "held, not rolled back"
+    assert held.canary is not None
+    assert held.canary.waiting_for_traffic
+    assert held.canary.step == 0
+    later = make_plan(md, after(held), observed(1), at(300), check=inconclusive(at(300)))
+    assert later.outcome is None
+    assert later.canary is not None
+    assert later.canary.waiting_for_traffic
+    # Traffic arrives: the check passes, the step goes on and the hold ends.
+    moving = make_plan(md, after(later), observed(1), at(305), check=passed(at(305)))
+    assert moving.canary is not None
+    assert moving.canary.step == 1
+    assert not moving.canary.waiting_for_traffic
+
+
+def test_on_inconclusive_pause_still_rolls_back_a_canary_that_never_serves_or_fails() -> None:
+    md = quiet_md("Pause")
+    status = after(make_plan(md, STABLE_2, observed(0), at(0)))  # pods never serve
+    plan = make_plan(md, status, observed(0), at(61))
+    assert plan.outcome is not None
+    assert plan.outcome.result == "RolledBack"
+    serving = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    failing = after(make_plan(md, serving, observed(1), at(55), check=failed(at(55))), serving)
+    plan = make_plan(md, failing, observed(1), at(61))
+    assert plan.outcome is not None
+    assert plan.outcome.result == "RolledBack"
+
+
 def test_after_the_last_step_the_canary_grows_then_becomes_stable() -> None:
     md = canary_md()
     status = STABLE_2.model_copy(

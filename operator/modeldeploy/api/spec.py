@@ -241,6 +241,11 @@ class PrometheusSource(CamelModel):
     )
 
 
+class OnInconclusive(StrEnum):
+    ROLLBACK = "Rollback"
+    PAUSE = "Pause"
+
+
 class Analysis(CamelModel):
     """Automated analysis of the canary during its steps: a check every interval on the
     canary's own traffic; failureLimit failed checks roll it back."""
@@ -257,6 +262,14 @@ class Analysis(CamelModel):
     """Bounds of the canary's 99th percentile latency, in milliseconds."""
     prometheus: PrometheusSource | None = None
     """Read metrics from Prometheus; without it the operator scrapes the canary's pods."""
+    window: str = Field(default="2m", pattern=DURATION_PATTERN, max_length=32)
+    """The range of the Prometheus queries (increase() over it). At least two scrapes must fall
+    in it, or Prometheus returns nothing and every check is Inconclusive: the default covers a
+    30 s scrape interval four times. The pods scrape provider counts between checks instead."""
+    on_inconclusive: OnInconclusive = OnInconclusive.ROLLBACK
+    """What a canary whose checks stay Inconclusive (too little traffic) meets at the progress
+    deadline: Rollback, or Pause (hold the step, with a WaitingForTraffic reason, until traffic
+    arrives or someone promotes or aborts)."""
 
 
 class SignaturePolicy(StrEnum):

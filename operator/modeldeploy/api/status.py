@@ -199,6 +199,9 @@ class CanaryStatus(CamelModel):
     """When the canary last made progress (the deadline counts from it)."""
     paused: bool = False
     """Held at its step (spec.rollout.paused)."""
+    waiting_for_traffic: bool = False
+    """Held at its step past the progress deadline because its checks stay Inconclusive
+    (analysis.onInconclusive Pause): it goes on when traffic arrives, or on promote or abort."""
     manual_promotion: bool = False
     """Promoted by the promote annotation."""
     pre_traffic: PreTrafficStatus | None = None

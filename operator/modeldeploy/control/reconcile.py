@@ -193,6 +193,7 @@ class Reconciler:
             version,
             world.serving_pods(version),
             parse_duration(spec.interval),
+            parse_duration(spec.window),
         )
         return self.analyse(spec, target, previous.canary.analysis.counters, now)
 

@@ -173,6 +173,15 @@ def derive_status(
     )
     if degraded_reason:
         progressing = cond("Progressing", False, degraded_reason, degraded_message)
+    elif canary is not None and canary.waiting_for_traffic and not canary.paused:
+        progressing = cond(
+            "Progressing",
+            True,
+            "WaitingForTraffic",
+            f"held at step {canary.step + 1}: its checks stay Inconclusive past "
+            f"{md.spec.rollout.progress_deadline_seconds}s (analysis.onInconclusive Pause); it goes on "
+            f"when traffic arrives, or promote or abort it; {_canary_summary(canary, steps)}",
+        )
     elif canary is not None:
         progressing = cond(
             "Progressing",

@@ -17,7 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from ..api.names import TRACK_CANARY, TRACK_STABLE
-from ..api.spec import CanaryStep, ModelDeployment
+from ..api.spec import CanaryStep, ModelDeployment, OnInconclusive
 from ..api.status import (
     ActionValues,
     AnalysisStatus,
@@ -39,6 +39,21 @@ DEFAULT_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause
 FAILED_VERSIONS_LIMIT = 50
 # A canary step waiting for pods is re-checked this often even without a watch event.
 WAIT_REQUEUE_SECONDS = 2.0
+
+
+def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
+    """onInconclusive Pause: a serving step whose latest check was Inconclusive (too little
+    traffic) waits for traffic at the deadline instead of rolling back; a failing or
+    never-serving canary still rolls back."""
+    analysis = md.spec.rollout.analysis
+    last = canary.analysis.last_check
+    return (
+        analysis is not None
+        and analysis.on_inconclusive is OnInconclusive.PAUSE
+        and canary.step_started_at is not None
+        and last is not None
+        and last.verdict is Verdict.INCONCLUSIVE
+    )
 
 
 def steps_of(md: ModelDeployment) -> tuple[CanaryStep, ...]:
@@ -81,6 +96,7 @@ def advance_canary(
             step=0,
             step_started_at=None,
             last_progress_at=now,
+            waiting_for_traffic=False,
             steps_hash=digest,
             analysis=_with(canary.analysis, step_passed=0),
         )
@@ -111,7 +127,12 @@ def advance_canary(
     if promote_now:
         handled = handled.model_copy(update={"promote": actions.promote})
         canary = _with(
-            canary, step=len(steps), step_started_at=None, last_progress_at=now, manual_promotion=True
+            canary,
+            step=len(steps),
+            step_started_at=None,
+            last_progress_at=now,
+            waiting_for_traffic=False,
+            manual_promotion=True,
         )
 
     # Progress deadline: no step started or finished for too long.
@@ -119,8 +140,14 @@ def advance_canary(
     if rollout.paused:
         canary = _with(canary, paused=True)
     elif canary.paused:
-        canary = _with(canary, paused=False, last_progress_at=now)  # a pause is not a stall
+        canary = _with(
+            canary, paused=False, last_progress_at=now, waiting_for_traffic=False
+        )  # a pause is not a stall
         last_progress = moment
+    elif (moment - last_progress).total_seconds() > rollout.progress_deadline_seconds and _holds_for_traffic(
+        md, canary
+    ):
+        canary = _with(canary, waiting_for_traffic=True)
     elif (moment - last_progress).total_seconds() > rollout.progress_deadline_seconds:
         last = canary.analysis.last_check
         detail = f"; last check: {last.message}" if last is not None and last.message else ""
@@ -187,7 +214,7 @@ def advance_canary(
 
     step_serving = canary_ready >= canary_count
     if step_serving and canary.step_started_at is None and not canary.paused:
-        canary = _with(canary, step_started_at=now, last_progress_at=now)
+        canary = _with(canary, step_started_at=now, last_progress_at=now, waiting_for_traffic=False)
 
     analysis = canary.analysis
     if check is not None and canary.step_started_at is not None and not canary.paused:
@@ -210,6 +237,7 @@ def advance_canary(
                 step=canary.step + 1,
                 step_started_at=None,
                 last_progress_at=now,
+                waiting_for_traffic=False,
                 analysis=_with(analysis, step_passed=0),
             )
             requeue = 0.0  # the next step's replicas at once

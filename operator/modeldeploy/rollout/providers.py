@@ -57,6 +57,8 @@ class Target:
     version: int
     pods: tuple[tuple[str, str], ...]  # (pod name, pod IP) of the canary pods that serve
     interval_seconds: float
+    # The Prometheus queries' range (analysis.window); the pods provider counts between checks.
+    window_seconds: float | None = None
 
 
 class Provider(Protocol):
@@ -143,7 +145,9 @@ class PrometheusApi:
             f'model_name="{target.model}",namespace="{target.namespace}",'
             f'{self.version_label}="{target.version}"'
         )
-        span = f"{max(int(target.interval_seconds), 1)}s"
+        # increase() needs two samples in its range: the window, not the check interval, which
+        # under a 30 s scrape interval saw at most one and made every check Inconclusive.
+        span = f"{max(int(target.window_seconds or target.interval_seconds), 1)}s"
         requests = self._query(f"sum(increase({REQUEST_COUNT}{{{matchers}}}[{span}]))") or 0.0
         errors = self._query(f'sum(increase({REQUEST_COUNT}{{{matchers},status!="OK"}}[{span}]))') or 0.0
         p99_us = self._query(
