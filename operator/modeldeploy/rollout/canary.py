@@ -136,19 +136,17 @@ def advance_canary(
         )
 
     # Progress deadline: no step started or finished for too long.
-    last_progress = parse_time(canary.last_progress_at or now)
+    overdue = (
+        moment - parse_time(canary.last_progress_at or now)
+    ).total_seconds() > rollout.progress_deadline_seconds
     if rollout.paused:
         canary = _with(canary, paused=True)
     elif canary.paused:
-        canary = _with(
-            canary, paused=False, last_progress_at=now, waiting_for_traffic=False
-        )  # a pause is not a stall
-        last_progress = moment
-    elif (moment - last_progress).total_seconds() > rollout.progress_deadline_seconds and _holds_for_traffic(
-        md, canary
-    ):
+        # A pause is not a stall: the deadline counts again from the resume.
+        canary = _with(canary, paused=False, last_progress_at=now, waiting_for_traffic=False)
+    elif overdue and _holds_for_traffic(md, canary):
         canary = _with(canary, waiting_for_traffic=True)
-    elif (moment - last_progress).total_seconds() > rollout.progress_deadline_seconds:
+    elif overdue:
         last = canary.analysis.last_check
         detail = f"; last check: {last.message}" if last is not None and last.message else ""
         return ended(
