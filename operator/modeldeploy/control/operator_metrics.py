@@ -145,12 +145,12 @@ def record_status_change(
     name: str,
     previous: ModelDeploymentStatus,
     status: ModelDeploymentStatus,
-    check: Verdict | None,
+    verdict: Verdict | None,
 ) -> None:
     """Count what a status write that landed recorded: the pass's analysis check (a pass
     whose write was refused counts nothing; its check is made again) and rollout ends."""
-    if check is not None:
-        ANALYSIS_CHECKS.labels(namespace, name, check.value).inc()
+    if verdict is not None:
+        ANALYSIS_CHECKS.labels(namespace, name, verdict.value).inc()
     known = {(h.version, h.result, h.at) for h in previous.history}
     for entry in status.history:
         if (entry.version, entry.result, entry.at) not in known:
