@@ -12,29 +12,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.tools import run_lua
+from tests.support.tools import ARGOCD_SCRIPTS, run_lua
 
 pytestmark = pytest.mark.timeout(120)
-KIND_DIR = (
-    Path(__file__).resolve().parents[2]
-    / "integrations"
-    / "argocd"
-    / "serving.modeldeploy.dev"
-    / "ModelDeployment"
-)
-HEALTH_TESTS = yaml.safe_load((KIND_DIR / "health_test.yaml").read_text())["tests"]
-ACTION_TESTS = yaml.safe_load((KIND_DIR / "actions" / "action_test.yaml").read_text())
+HEALTH_TESTS = yaml.safe_load((ARGOCD_SCRIPTS / "health_test.yaml").read_text())["tests"]
+ACTION_TESTS = yaml.safe_load((ARGOCD_SCRIPTS / "actions" / "action_test.yaml").read_text())
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def load(path: str) -> dict[str, Any]:
-    obj: dict[str, Any] = yaml.safe_load((KIND_DIR / path).read_text())
+    obj: dict[str, Any] = yaml.safe_load((ARGOCD_SCRIPTS / path).read_text())
     return obj
 
 
 @pytest.mark.parametrize("case", HEALTH_TESTS, ids=[Path(t["inputPath"]).stem for t in HEALTH_TESTS])
 def test_health(case: dict[str, Any]) -> None:
-    assert run_lua(KIND_DIR / "health.lua", load(case["inputPath"])) == case["healthStatus"]
+    assert run_lua(ARGOCD_SCRIPTS / "health.lua", load(case["inputPath"])) == case["healthStatus"]
 
 
 def test_every_health_status_argo_cd_shows_for_a_rollout_is_covered() -> None:
@@ -48,7 +41,7 @@ def test_every_health_status_argo_cd_shows_for_a_rollout_is_covered() -> None:
     ids=[Path(t["inputPath"]).stem for t in ACTION_TESTS["discoveryTests"]],
 )
 def test_discovery(case: dict[str, Any]) -> None:
-    actions = run_lua(KIND_DIR / "actions" / "discovery.lua", load(case["inputPath"]))
+    actions = run_lua(ARGOCD_SCRIPTS / "actions" / "discovery.lua", load(case["inputPath"]))
     assert set(actions) == {"promote", "abort", "retry", "pause", "resume"}
     assert sorted(name for name, action in actions.items() if not action["disabled"]) == case["result"]
 
@@ -58,7 +51,7 @@ def test_discovery(case: dict[str, Any]) -> None:
 )
 def test_action_changes_exactly_its_field(case: dict[str, Any]) -> None:
     before = load(case["inputPath"])
-    after = run_lua(KIND_DIR / "actions" / case["action"] / "action.lua", before)
+    after = run_lua(ARGOCD_SCRIPTS / "actions" / case["action"] / "action.lua", before)
     expected = copy.deepcopy(before)
     if "annotation" in case:
         value = after["metadata"]["annotations"][case["annotation"]]

@@ -21,20 +21,13 @@ import pytest
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from tests.modelserver.traffic import TrafficDriver
-from tests.support.tools import kstatus, run_lua
+from tests.support.tools import ARGOCD_SCRIPTS, kstatus, run_lua
 from tests.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
-ARGOCD = (
-    Path(__file__).resolve().parents[2]
-    / "integrations"
-    / "argocd"
-    / "serving.modeldeploy.dev"
-    / "ModelDeployment"
-)
 SLOW_STEPS = [{"weight": 20, "pause": "60s"}, {"weight": 50, "pause": "60s"}]
 
 
@@ -55,18 +48,18 @@ class Reader:
 
     def apply_action(self, action: str) -> None:
         """Run an action.lua on the live object and write its result back, as Argo CD does."""
-        changed = run_lua(ARGOCD / "actions" / action / "action.lua", self.read(f"before-{action}"))
+        changed = run_lua(ARGOCD_SCRIPTS / "actions" / action / "action.lua", self.read(f"before-{action}"))
         self.cluster.custom.replace_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, "mnist", changed
         )
 
 
 def health(obj: dict[str, Any]) -> str:
-    return str(run_lua(ARGOCD / "health.lua", obj)["status"])
+    return str(run_lua(ARGOCD_SCRIPTS / "health.lua", obj)["status"])
 
 
 def offered(obj: dict[str, Any]) -> set[str]:
-    discovered = run_lua(ARGOCD / "actions" / "discovery.lua", obj)
+    discovered = run_lua(ARGOCD_SCRIPTS / "actions" / "discovery.lua", obj)
     return {name for name, action in discovered.items() if not action.get("disabled")}
 
 

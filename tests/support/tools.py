@@ -12,6 +12,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "tools" / "build.sh"
+# Argo CD's resource customisations of ModelDeployment: health.lua, actions/.
+ARGOCD_SCRIPTS = REPO / "integrations" / "argocd" / "serving.modeldeploy.dev" / "ModelDeployment"
 
 
 @functools.cache
