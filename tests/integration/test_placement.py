@@ -32,6 +32,27 @@ def test_placement_and_identity_reach_the_running_pods(
         "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
         ],
+        "affinity": {
+            # The suite's kwok node carries type=kwok: a required term the scheduler must honour.
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "type", "operator": "In", "values": ["kwok"]}]}
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "mnist"}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            },
+        },
         "priorityClassName": priority_class,
         "serviceAccountName": "mnist-reader",
         "podAnnotations": {"example.com/owner": "vision-team"},
@@ -48,6 +69,10 @@ def test_placement_and_identity_reach_the_running_pods(
     for pod in pods:
         assert pod.spec.node_selector == {"type": "kwok"}
         assert any(t.key == "nvidia.com/gpu" and t.operator == "Exists" for t in pod.spec.tolerations)
+        required = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+        assert required.node_selector_terms[0].match_expressions[0].values == ["kwok"]
+        (anti,) = pod.spec.affinity.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution
+        assert anti.pod_affinity_term.topology_key == "kubernetes.io/hostname"
         (spread,) = pod.spec.topology_spread_constraints
         assert spread.label_selector.match_labels["serving.modeldeploy.dev/version"] == "1"
         assert pod.spec.priority_class_name == priority_class

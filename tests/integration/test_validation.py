@@ -77,6 +77,57 @@ CASES = [
         "podLabels keys must be qualified names",
     ),
     (
+        "a node affinity requirement In without values (CEL)",
+        changed(
+            runtime={
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In"}]}]
+                        }
+                    }
+                }
+            }
+        ),
+        "spec.runtime.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        ".nodeSelectorTerms[0].matchExpressions[0].values",
+    ),
+    (
+        "a node affinity Gt with a value that is not an integer (CEL)",
+        changed(
+            runtime={
+                "affinity": {
+                    "nodeAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 10,
+                                "preference": {
+                                    "matchExpressions": [{"key": "gb", "operator": "Gt", "values": ["16Gi"]}]
+                                },
+                            }
+                        ]
+                    }
+                }
+            }
+        ),
+        "operator Gt and Lt need exactly one integer value",
+    ),
+    (
+        "a pod anti-affinity term without a topologyKey (schema)",
+        changed(
+            runtime={
+                "affinity": {
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"labelSelector": {"matchLabels": {"app": "x"}}}
+                        ]
+                    }
+                }
+            }
+        ),
+        "spec.runtime.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey",
+    ),
+    (
         "a toleration with operator Exists and a value (CEL)",
         changed(runtime={"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}),
         "spec.runtime.tolerations[0].value",

@@ -227,7 +227,7 @@ def test_runtime_placement_and_identity_reach_the_serving_pods() -> None:
     pod = dep["spec"]["template"]
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
     assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert "affinity" not in pod["spec"]
+    assert "affinity" not in pod["spec"]  # absent unless given
     (spread,) = pod["spec"]["topologySpreadConstraints"]
     # A constraint spreads this version's pods: the selector is the version's labels.
     assert spread == {
@@ -248,6 +248,44 @@ def test_runtime_placement_and_identity_reach_the_serving_pods() -> None:
         {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+
+
+def test_runtime_affinity_reaches_the_serving_pods_as_core_v1_affinity() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "gpu.example.com/memory-gb", "operator": "Gt", "values": ["15"]}
+                        ]
+                    }
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "preference": {"matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]},
+                }
+            ],
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "mnist"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        },
+    }
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"] = {"affinity": affinity}
+    pod = build_deployment(make_md(spec), 3, 2, "stable")["spec"]["template"]
+    # Exactly what was given: no empty lists or nulls for the terms left out.
+    assert pod["spec"]["affinity"] == affinity
 
 
 @pytest.mark.parametrize(
@@ -282,6 +320,52 @@ def test_runtime_placement_and_identity_reach_the_serving_pods() -> None:
         (
             {"podAnnotations": {"serving.modeldeploy.dev/config-hash": "x"}},
             "must not set the operator's annotations",
+        ),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 1,
+                                "preference": {"matchExpressions": [{"key": "pool", "operator": "In"}]},
+                            }
+                        ]
+                    }
+                }
+            },
+            "operator In and NotIn need values",
+        ),
+        (
+            {
+                "affinity": {
+                    "podAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "labelSelector": {
+                                    "matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]
+                                },
+                                "topologyKey": "kubernetes.io/hostname",
+                            }
+                        ]
+                    }
+                }
+            },
+            "operator Exists and DoesNotExist take no values",
+        ),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "gb", "operator": "Lt", "values": ["x"]}]}
+                            ]
+                        }
+                    }
+                }
+            },
+            "operator Gt and Lt need exactly one integer value",
         ),
     ],
 )

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from .affinity import Affinity
 from .base import CamelModel
 from .placement import (
     LABEL_KEY_PATTERN,
@@ -106,6 +107,8 @@ class RuntimeSpec(CamelModel):
     """Taints the serving pods tolerate (a GPU pool's, say)."""
     topology_spread_constraints: list[TopologySpread] = Field(default_factory=list, max_length=8)
     """How the pods of each model version spread over zones or nodes."""
+    affinity: Affinity | None = None
+    """Node affinity, pod affinity and anti-affinity of the serving pods: core/v1 Affinity."""
     priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     """The serving pods' PriorityClass."""
     service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)

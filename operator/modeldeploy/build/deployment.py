@@ -132,6 +132,8 @@ def _placement(md: ModelDeployment, pod_labels: dict[str, str]) -> Manifest:
             }
             for c in runtime.topology_spread_constraints
         ]
+    if runtime.affinity:
+        placed["affinity"] = runtime.affinity.model_dump(by_alias=True, exclude_defaults=True, mode="json")
     if runtime.priority_class_name:
         placed["priorityClassName"] = runtime.priority_class_name
     if runtime.service_account_name:
