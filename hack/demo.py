@@ -242,7 +242,7 @@ def run(root: Path) -> None:
         "Look around:\n"
         f"  export KUBECONFIG={root / 'kubeconfig'} PATH={root / 'bin'}:{REPO / '.venv' / 'bin'}:$PATH\n"
         f"  kubectl get md -n {NAMESPACE}\n"
-        f"  kubectl modeldeploy status mnist -n {NAMESPACE}  # also: promote, abort, retry, pause, resume\n"
+        f"  kubectl modeldeploy get mnist -w -n {NAMESPACE}  # also: status --watch, list, history, undo\n"
         f"  kubectl get md mnist -n {NAMESPACE} -o yaml      # status: conditions, stable, canary, history\n"
         f"  kubectl get events -n {NAMESPACE}\n"
         f"  tail -f {root / 'operator.log'}\n"

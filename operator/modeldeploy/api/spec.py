@@ -218,6 +218,10 @@ class CanaryStep(CamelModel):
     )
 
 
+# Steps when the spec gives none: 10% then 50%, a minute each.
+DEFAULT_CANARY_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"))
+
+
 class Threshold(CamelModel):
     """Bounds a measured value must stay within; an absent bound is not checked."""
 
@@ -358,6 +362,11 @@ class RolloutSpec(CamelModel):
     """Checks each new pod passes before its model gate opens."""
     progress_deadline_seconds: int = Field(default=600, ge=10, le=604800)
     """Seconds a version may take to become ready, and a canary to make progress, before it is rolled back."""
+
+    def effective_steps(self) -> tuple[CanaryStep, ...]:
+        """The steps a canary walks: the spec's, or the defaults when it gives none."""
+        return tuple(self.steps) or DEFAULT_CANARY_STEPS
+
     shrink_stable: bool = Field(
         default=False,
         description="Router Service: shrink the stable version as the canary grows (GPU budgets) "

@@ -242,6 +242,8 @@ class HistoryEntry(CamelModel):
     """When."""
     reason: str = ""
     """Why."""
+    replaced: int | None = None
+    """For Promoted: the stable version it replaced (what ``kubectl modeldeploy undo`` goes back to)."""
 
 
 class ModelDeploymentStatus(CamelModel):

@@ -109,7 +109,10 @@ def derive_status(
 
     history = list(previous.history)
     if plan.outcome is not None:
-        history.append(plan.outcome.history_entry(now))
+        entry = plan.outcome.history_entry(now)
+        if entry.result is RolloutResult.PROMOTED and previous.stable is not None:
+            entry = entry.model_copy(update={"replaced": previous.stable.version})
+        history.append(entry)
     elif previous.stable is not None and serving is not None and previous.stable.version != serving.version:
         history.append(
             HistoryEntry(
@@ -117,6 +120,7 @@ def derive_status(
                 result=RolloutResult.PROMOTED,
                 at=to_seconds(now),
                 reason=f"{md.spec.rollout.strategy.value}: replaced version {previous.stable.version}",
+                replaced=previous.stable.version,
             )
         )
     rolled_back = _rollback_reason(plan, history)

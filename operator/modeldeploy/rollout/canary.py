@@ -34,7 +34,6 @@ from .types import Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 
 _M = TypeVar("_M", bound=BaseModel)
 
-DEFAULT_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"))
 # failedVersions keeps the highest this many: status stays small however often versions fail.
 FAILED_VERSIONS_LIMIT = 50
 # A canary step waiting for pods is re-checked this often even without a watch event.
@@ -57,7 +56,7 @@ def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
 
 
 def steps_of(md: ModelDeployment) -> tuple[CanaryStep, ...]:
-    return tuple(md.spec.rollout.steps) or DEFAULT_STEPS
+    return md.spec.rollout.effective_steps()
 
 
 def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
