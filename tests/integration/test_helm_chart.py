@@ -15,6 +15,7 @@ import kubernetes
 import pytest
 import yaml
 
+from modeldeploy.control.notifications import load_config
 from tests.cluster.localcluster import versions
 from tests.support.tools import helm as run_helm
 from tests.support.wait import wait_for
@@ -30,6 +31,9 @@ EVERYTHING_ON = [
     "--set=prometheusRule.enabled=true",
     "--set=dashboard.enabled=true",
     "--set=logFormat=json",
+    "--set=notifications.webhooks[0].name=team",
+    "--set=notifications.webhooks[0].url=http://127.0.0.1:9/hook",
+    "--set=notifications.webhooks[0].events={RolledBack,Aborted}",
 ]
 
 
@@ -91,7 +95,7 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
         "ServiceAccount",
     }
     if options:
-        expected |= {"ConfigMap", "PodMonitor", "PrometheusRule"}
+        expected |= {"ConfigMap", "PodMonitor", "PrometheusRule", "Secret"}
     assert set(kinds) == expected
 
 
@@ -106,6 +110,32 @@ def test_the_charts_rights_and_rules_are_the_manifests(cluster: Cluster, namespa
     assert json.loads(dashboard) == json.loads(
         (REPO / "integrations" / "grafana" / "modeldeploy.json").read_text()
     )
+
+
+def test_the_charts_notifications_file_is_one_the_operator_reads(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    documents = template(cluster, namespace, *EVERYTHING_ON)
+    (secret,) = by_kind(documents, "Secret")
+    path = tmp_path / "notifications.yaml"
+    path.write_text(secret["stringData"]["notifications.yaml"])
+    (webhook,) = load_config(path).webhooks
+    assert (webhook.name, webhook.url, [e.value for e in webhook.events]) == (
+        "team",
+        "http://127.0.0.1:9/hook",
+        ["RolledBack", "Aborted"],
+    )
+    (deployment,) = by_kind(documents, "Deployment")
+    pod = deployment["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "notifications")
+    assert env["MODELDEPLOY_NOTIFICATIONS_CONFIG"] == mount["mountPath"] + "/notifications.yaml"
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "notifications")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    # The operator reads the file at start: a new one must roll the pods.
+    assert "checksum/notifications" in pod["metadata"]["annotations"]
+    (plain,) = by_kind(template(cluster, namespace), "Deployment")  # no webhooks: no file
+    assert "MODELDEPLOY_NOTIFICATIONS_CONFIG" not in str(plain)
 
 
 @pytest.fixture

@@ -12,3 +12,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: modeldeploy-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- /* The Secret holding notifications.yaml: the admin's own, or the chart's; empty: none. */ -}}
+{{- define "modeldeploy.notificationsSecret" -}}
+{{- if .Values.notifications.existingSecret -}}
+{{ .Values.notifications.existingSecret }}
+{{- else if .Values.notifications.webhooks -}}
+{{ include "modeldeploy.name" . }}-notifications
+{{- end -}}
+{{- end -}}

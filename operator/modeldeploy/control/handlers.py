@@ -25,6 +25,8 @@ from . import kube, operator_metrics
 from .cache import ObjectCache
 from .kinds import WATCHED, Kind
 from .leader import LeaderElector, LeaseApi, LeaseTimings
+from .notifications import load_config
+from .notifier import Notifier
 from .reconcile import Reconciler
 from .settings import Settings
 from .workqueue import RetryLaterError, WorkQueue, run_workers
@@ -154,6 +156,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = RUNTIME.settings
     client = kube.Kube(kube.load_client_config(connections=ours.workers))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
+    if ours.notifications_config:
+        config = load_config(ours.notifications_config)
+        RUNTIME.reconciler.notifier = Notifier(config)
+        LOG.info(
+            "notifying %d webhook(s): %s", len(config.webhooks), ", ".join(w.name for w in config.webhooks)
+        )
     if ours.leader_election:
         RUNTIME.elector = LeaderElector(
             LeaseApi(client.raw, ours.lease_namespace, ours.lease_name, ours.renew_deadline_seconds),
@@ -198,6 +206,8 @@ def _fill_namespace(client: kube.Kube, namespace: str) -> None:
 async def stop(**_: Any) -> None:
     RUNTIME.stopping.set()
     RUNTIME.queue.close()
+    if RUNTIME.reconciler is not None and RUNTIME.reconciler.notifier is not None:
+        RUNTIME.reconciler.notifier.close()
     if RUNTIME.elector is not None:
         RUNTIME.elector.release()
 

@@ -63,6 +63,19 @@ LEADER = Gauge(
     "1 while this replica leads (always 1 without leader election), else 0.",
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "modeldeploy_notifications",
+    "Notifications by webhook, event and result: delivered, failed (every attempt failed or the "
+    "receiver refused it) or dropped (the webhook's queue was full).",
+    ["webhook", "event", "result"],
+    registry=REGISTRY,
+)
+NOTIFICATION_QUEUE = Gauge(
+    "modeldeploy_notification_queue_depth",
+    "Notifications waiting for their webhook.",
+    ["webhook"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "modeldeploy_workqueue_depth",
     "Resources due for a pass and waiting for a worker.",

@@ -36,6 +36,7 @@ from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .cache import ObjectCache
 from .kube import Kube
+from .notifier import Notifier
 from .observe import Observation, observe
 from .pretraffic_gate import PodChecks, PreTrafficGate
 from .status import derive_status, invalid_spec_status, transition_events
@@ -65,6 +66,9 @@ class Reconciler:
     # With leader election: asked again before anything is written, so a replica that lost
     # its lease during a pass stops there (the status write is fenced besides).
     leading: Callable[[], bool] = lambda: True
+    # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
+    # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
+    notifier: Notifier | None = None
 
     def __post_init__(self) -> None:
         self.applier = Applier(self.kube, self.cache)
@@ -228,6 +232,8 @@ class Reconciler:
         for event in transition_events(previous, status):
             log_decision(body, event.type, event.reason, event.message)
             self.kube.post_event(body, event.type, event.reason, event.message)
+        if self.notifier is not None:
+            self.notifier.status_changed(body, previous, status, utc_now())
 
 
 def log_decision(body: dict[str, Any], type_: str, reason: str, message: str) -> None:

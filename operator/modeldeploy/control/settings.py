@@ -44,6 +44,9 @@ class Settings:
     metrics_address: str = "0.0.0.0"  # in a pod, for Prometheus to scrape
     metrics_port: int = 8081
     metrics_path: str = "/metrics"
+    # MODELDEPLOY_NOTIFICATIONS_CONFIG: a YAML file of webhooks (control/notifications.py);
+    # none when empty. Read once at start: a bad file stops the operator, naming the problem.
+    notifications_config: str = ""
     lease_duration_seconds: float = LeaseTimings.lease_duration
     renew_deadline_seconds: float = LeaseTimings.renew_deadline
     retry_period_seconds: float = LeaseTimings.retry_period
@@ -77,6 +80,7 @@ class Settings:
             metrics_address=env.get("MODELDEPLOY_METRICS_ADDRESS", cls.metrics_address),
             metrics_port=number("MODELDEPLOY_METRICS_PORT", cls.metrics_port, int),
             metrics_path=env.get("MODELDEPLOY_METRICS_PATH", cls.metrics_path),
+            notifications_config=env.get("MODELDEPLOY_NOTIFICATIONS_CONFIG", cls.notifications_config),
             lease_duration_seconds=number("MODELDEPLOY_LEASE_DURATION_SECONDS", cls.lease_duration_seconds),
             renew_deadline_seconds=number(
                 "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds

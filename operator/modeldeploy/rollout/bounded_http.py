@@ -26,8 +26,14 @@ def post_json(url: str, body: bytes, timeout: float, max_bytes: int) -> tuple[in
 
 
 def request(
-    method: str, url: str, timeout: float, max_bytes: int, body: bytes | None = None
+    method: str,
+    url: str,
+    timeout: float,
+    max_bytes: int,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
+    """(HTTP status, body); ``headers`` add to (and may replace) the defaults."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError(f"not an http(s) URL: {url[:200]}")
@@ -51,10 +57,11 @@ def request(
     timer.daemon = True
     timer.start()
     try:
-        headers = {"Accept-Encoding": "identity"}
+        sent = {"Accept-Encoding": "identity"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
-        connection.request(method, path, body=body, headers=headers)
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        connection.request(method, path, body=body, headers=sent)
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0
