@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.control.apply import owns_replicas
 from modeldeploy.control.cache import ObjectCache
 
 
@@ -89,3 +90,63 @@ def test_a_list_taken_before_a_change_does_not_undo_it() -> None:
     # The next list, taken after those changes, is the truth again.
     assert cache.replace("Pod", "ml", [], cache.mark()) == set()  # mnist-v2-b has no owner label
     assert cache.get("Pod", "ml", "mnist-v2-b") is None
+
+
+def deployment_with_managers(ours_owns_replicas: bool) -> dict[str, Any]:
+    ours_spec: dict[str, Any] = {"f:template": {"f:spec": {}}}
+    if ours_owns_replicas:
+        ours_spec["f:replicas"] = {}
+    return {
+        "metadata": {
+            "name": "mnist-v1",
+            "namespace": "ml",
+            "resourceVersion": "5",
+            "labels": {LABEL_NAME: "mnist"},
+            "managedFields": [
+                {"manager": "modeldeploy", "operation": "Apply", "fieldsV1": {"f:spec": ours_spec}},
+                {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+                {
+                    "manager": "modeldeploy-handover",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+                },
+            ],
+        },
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "tensorflow-serving"}]}}},
+        "status": {"readyReplicas": 2},
+    }
+
+
+def test_the_cache_keeps_no_managed_fields_but_the_replicas_ownership_the_applier_reads() -> None:
+    cache = ObjectCache()
+    for owned in (True, False):
+        body = deployment_with_managers(owned)
+        cache.upsert("Deployment", body)
+        held = cache.get("Deployment", "ml", "mnist-v1")
+        assert held is not None
+        assert owns_replicas(held) is owned is owns_replicas(body)
+        assert [m["manager"] for m in held["metadata"]["managedFields"]] == ["modeldeploy"]
+        assert held["spec"] == {"replicas": 2}  # the template is never read: only the hash annotation
+        assert held["status"] is body["status"]  # no deep copy
+        assert len(body["metadata"]["managedFields"]) == 3  # the watch's own body is not changed
+        cache.remove("Deployment", "ml", "mnist-v1")
+
+
+def test_the_cache_keeps_of_a_pod_what_observe_reads() -> None:
+    gate = [{"conditionType": "serving.modeldeploy.dev/model-available"}]
+    pod = {
+        "metadata": {"name": "p", "namespace": "ml", "resourceVersion": "1", "managedFields": [{}]},
+        "spec": {
+            "containers": [{"name": "tensorflow-serving", "args": ["--port=8500"]}],
+            "readinessGates": gate,
+        },
+        "status": {"phase": "Running", "podIP": "127.0.0.5"},
+    }
+    cache = ObjectCache()
+    cache.upsert("Pod", pod)
+    held = cache.get("Pod", "ml", "p")
+    assert held is not None
+    assert "managedFields" not in held["metadata"]
+    assert held["spec"] == {"readinessGates": gate}
+    assert held["status"] is pod["status"]
+    assert "containers" in pod["spec"]  # the watch's own body is not changed

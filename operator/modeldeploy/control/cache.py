@@ -2,9 +2,10 @@
 
 Reconciles read from here instead of the API server (as controller-runtime's
 informers do), so a pass costs requests only for what it writes. Stored bodies
-are the watch events' own freshly parsed objects, never copied: nobody may
+are the watch events' own freshly parsed objects, never deep-copied: nobody may
 change them (the reconcile pass only reads them). Copies were a large share of
-the operator's CPU under load (docs/benchmarks.md).
+the operator's CPU under load (docs/benchmarks.md). Only the metadata is copied,
+without managedFields (see ``slim``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,40 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..api.names import KIND, LABEL_NAME
+from ..api.names import FIELD_MANAGER, KIND, LABEL_NAME
 
 Key = tuple[str, str, str]  # kind, namespace, name
+
+
+def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without what no pass reads, since the cache holds every child of every resource:
+    managedFields (often most of a small object's metadata) but for one fact, whether the
+    operator's own apply still owns a Deployment's spec.replicas (``apply.owns_replicas``),
+    and of the specs all the passes do not read: a pod's but its readinessGates, a Deployment's
+    but its replicas (``observe`` reads only those, the metadata and the status; whether a
+    Deployment drifted is told by the hash annotation the operator applied, not its template)."""
+    spec = body.get("spec")
+    if kind == "Pod" and spec is not None:
+        body = {**body, "spec": {"readinessGates": spec.get("readinessGates") or []}}
+    elif kind == "Deployment" and spec is not None:
+        body = {**body, "spec": {k: v for k, v in spec.items() if k == "replicas"}}
+    meta = body.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return body
+    kept = [
+        {
+            "manager": FIELD_MANAGER,
+            "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}} if "f:replicas" in spec else {},
+        }
+        for entry in meta["managedFields"] or []
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        for spec in [(entry.get("fieldsV1") or {}).get("f:spec") or {}]
+    ]
+    slimmed = {k: v for k, v in meta.items() if k != "managedFields"}
+    if kept:
+        slimmed["managedFields"] = kept
+    return {**body, "metadata": slimmed}
 
 
 class ObjectCache:
@@ -43,6 +75,7 @@ class ObjectCache:
         False when the cache held exactly this version already: the watch echoing one
         of our own writes, which went through to the cache when it was made.
         """
+        body = slim(kind, body)
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         owner = (meta.get("labels") or {}).get(LABEL_NAME)
