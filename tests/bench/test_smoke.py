@@ -23,6 +23,10 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert len(ratios) == 2
     assert all(math.isfinite(r) and r > 0 for r in ratios)
     assert min(ratios) <= results["ratio_median"] <= max(ratios)
+    # Beside it, the ratio of the CPU seconds each phase cost, per round and its median.
+    cpu_ratios = [r["cpu_ratio"] for r in results["rounds"]]
+    assert all(math.isfinite(r) and r > 0 for r in cpu_ratios)
+    assert min(cpu_ratios) <= results["cpu_ratio_median"] <= max(cpu_ratios)
     # A converged operator writes nothing at all.
     assert results["api"]["idle_writes"] == 0
     # Every resource's status was written at least once, and each child applied.
@@ -33,6 +37,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert results["canary_reaction"]["transitions"] == 2 * 2
     assert "ratio operator/floor" in table(results)
     assert "ratio over 2 rounds: median" in table(results)
+    assert "CPU-seconds ratio over 2 rounds: median" in table(results)
 
 
 def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
