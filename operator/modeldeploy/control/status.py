@@ -23,7 +23,6 @@ from ..api.status import (
 )
 from ..api.times import to_seconds
 from ..build.routing import endpoints
-from ..rollout.canary import steps_of
 from ..rollout.observed import FetchFailure, ObservedDeployment
 from ..rollout.types import Plan, reason_code
 
@@ -102,7 +101,7 @@ def derive_status(
     target = observed.get(plan.target_version)
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
     canary = plan.canary
-    steps = len(steps_of(md))
+    steps = len(md.spec.rollout.effective_steps())
 
     def cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
         return condition(previous, type_, ok, reason, message, md.generation, now)

@@ -55,10 +55,6 @@ def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
     )
 
 
-def steps_of(md: ModelDeployment) -> tuple[CanaryStep, ...]:
-    return md.spec.rollout.effective_steps()
-
-
 def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
     text = ";".join(f"{step.weight}:{step.pause}" for step in steps)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -78,7 +74,7 @@ def advance_canary(
     pre_traffic: PreTrafficVerdict | None = None,
 ) -> Plan:
     rollout = md.spec.rollout
-    steps = steps_of(md)
+    steps = md.spec.rollout.effective_steps()
     moment = parse_time(now)
     canary = status.canary if status.canary is not None and status.canary.version == target else None
     digest = steps_hash(steps)
