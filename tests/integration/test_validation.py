@@ -67,6 +67,11 @@ CASES = [
         "env names starting MODELDEPLOY_ are the operator's",
     ),
     (
+        "an env name given twice (CEL)",
+        changed(runtime={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+        "env names must be unique",
+    ),
+    (
         "a pod label the operator owns (CEL)",
         changed(runtime={"podLabels": {"serving.modeldeploy.dev/version": "9"}}),
         "spec.runtime.podLabels",

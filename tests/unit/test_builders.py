@@ -295,6 +295,7 @@ def test_runtime_affinity_reaches_the_serving_pods_as_core_v1_affinity() -> None
             {"env": [{"name": "MODELDEPLOY_X", "value": "1"}]},
             "names starting MODELDEPLOY_ are the operator's",
         ),
+        ({"env": [{"name": "A", "value": "1"}, {"name": "A"}]}, "env names must be unique"),
         ({"podLabels": {"app.kubernetes.io/name": "x"}}, "must not set the operator's labels"),
         ({"podLabels": {"serving.modeldeploy.dev/track": "x"}}, "must not set the operator's labels"),
         ({"podLabels": {"bad key!": "x"}}, "keys must be qualified names"),

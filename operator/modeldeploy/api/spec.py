@@ -149,6 +149,13 @@ class RuntimeSpec(CamelModel):
             ".env",
         ),
         (
+            # The pod's env is a list keyed by name: server-side apply of a Deployment with a
+            # repeated name fails (500, "duplicate entries for key"), found by the spec fuzzer.
+            "!has(self.env) || self.env.all(a, self.env.exists_one(b, b.name == a.name))",
+            "env names must be unique",
+            ".env",
+        ),
+        (
             "!has(self.topologySpreadConstraints) || self.topologySpreadConstraints.all(a, "
             "self.topologySpreadConstraints.exists_one(b, b.topologyKey == a.topologyKey && "
             "b.whenUnsatisfiable == a.whenUnsatisfiable))",
@@ -173,6 +180,8 @@ class RuntimeSpec(CamelModel):
             raise ValueError("runtime.podAnnotations must not set the operator's annotations")
         if any(e.name.startswith(OWNED_ENV_PREFIX) for e in self.env):
             raise ValueError("runtime.env names starting MODELDEPLOY_ are the operator's")
+        if len({e.name for e in self.env}) != len(self.env):
+            raise ValueError("runtime.env names must be unique")
         spreads = [(c.topology_key, c.when_unsatisfiable) for c in self.topology_spread_constraints]
         if len(set(spreads)) != len(spreads):
             raise ValueError("runtime.topologySpreadConstraints must not repeat a topologyKey")
