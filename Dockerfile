@@ -15,5 +15,7 @@ COPY --from=build /install /usr/local
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin modeldeploy
 ENV USER=modeldeploy
 USER 65532:65532
-ENTRYPOINT ["kopf", "run"]
-CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "modeldeploy.control.handlers"]
+# `kopf run` with the operator's handlers, without importing the kubernetes package
+# (modeldeploy/control/__main__.py).
+ENTRYPOINT ["modeldeploy-operator"]
+CMD ["--standalone", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]

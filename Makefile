@@ -52,7 +52,7 @@ crds: venv ## Regenerate crds/ from the pydantic models, and the copies the char
 	$(PY) -m hack.integrations
 
 run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
-	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/kopf run --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz -m modeldeploy.control.handlers
+	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/modeldeploy-operator --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
 ##@ Tests
 .PHONY: test test-unit test-e2e

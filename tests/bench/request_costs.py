@@ -21,7 +21,7 @@ from typing import Any
 
 import kubernetes
 
-from modeldeploy.control.kube import Kube
+from modeldeploy.control.kube import Kube, load_client_config
 from tests.bench.run import (
     GROUP,
     PLURAL,
@@ -71,7 +71,7 @@ def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
         pids = cluster.pids()
         core = kubernetes.client.CoreV1Api(api)
         custom = kubernetes.client.CustomObjectsApi(api)
-        kube = Kube(api)
+        kube = Kube(load_client_config(4, str(cluster.kubeconfig)))
         create_namespace(core, NAMESPACE)
         results: list[tuple[str, dict[str, float]]] = []
 

@@ -39,7 +39,7 @@ from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.times import parse_time
 from modeldeploy.build.deployment import build_config_map, build_deployment
 from modeldeploy.build.routing import build_service
-from modeldeploy.control.kube import Kube
+from modeldeploy.control.kube import Kube, load_client_config
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
 from tests.modelserver.store import NODE_PATH, make_store
 from tests.support.kube import create_namespace, kubectl_path
@@ -198,11 +198,14 @@ def settle(pids: dict[str, int], busy: float = 0.25, timeout: float = 60.0) -> N
             return
 
 
-def run_floor(api: kubernetes.client.ApiClient, n: int, replicas: int, workers: int) -> dict[str, Any]:
-    """The same children the operator would make, applied directly: the floor."""
+def run_floor(
+    api: kubernetes.client.ApiClient, kubeconfig: Path, n: int, replicas: int, workers: int
+) -> dict[str, Any]:
+    """The same children the operator would make, applied directly by the operator's own
+    client: the floor."""
     namespace = "bench-floor"
     create_namespace(kubernetes.client.CoreV1Api(api), namespace)
-    kube = Kube(api)
+    kube = Kube(load_client_config(workers, str(kubeconfig)))
     watch = ReadyWatch(api, namespace, "deployment", n).start()
     start = time.monotonic()
 
@@ -378,7 +381,7 @@ def run(
         pids = cluster.pids()
         settle(pids)
         cpu_before = cpu_seconds(pids)
-        results["floor"] = run_floor(api, n, replicas, workers)
+        results["floor"] = run_floor(api, cluster.kubeconfig, n, replicas, workers)
         results["floor"]["cpu_s"] = cpu_delta(cpu_before, cpu_seconds(pids))
 
         namespace = "bench-operator"

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import API_VERSION, GROUP, HANDOVER_FIELD_MANAGER, KIND, PLURAL, VERSION
+from modeldeploy.control.apiclient import ApiClient
 from modeldeploy.control.cache import ObjectCache
-from modeldeploy.control.kube import Kube
+from modeldeploy.control.kube import Kube, load_client_config
 from modeldeploy.control.reconcile import Reconciler
 from modeldeploy.control.workqueue import RetryLaterError
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD
@@ -54,6 +54,7 @@ class DryRunKube(Kube):
         body: Any = None,
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> Any:
         if ("fieldManager", HANDOVER_FIELD_MANAGER) in (query or []):
             # The hand-over applies only spec.replicas to the Deployment the apply before
@@ -62,7 +63,7 @@ class DryRunKube(Kube):
             return {}
         if method != "GET":
             query = [*(query or []), ("dryRun", "All")]
-        result = super()._call(method, path, body, query, content_type)
+        result = super()._call(method, path, body, query, content_type, timeout)
         if method == "PATCH" and path.endswith("/status"):
             self.statuses.append(result.get("status") or {})
         return result
@@ -129,7 +130,7 @@ def test_every_accepted_spec_gets_accepted_children_or_an_invalid_spec_status(
             return
         assert created is not None
         try:
-            kube = DryRunKube(cluster.api)
+            kube = DryRunKube(load_client_config(4, str(cluster.kubeconfig)))
             cache = ObjectCache()
             cache.upsert(KIND, created)
             try:

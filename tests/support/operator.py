@@ -15,7 +15,8 @@ from tests.cluster.localcluster import free_port
 from .wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-HANDLERS = "modeldeploy.control.handlers"
+# `kopf run` with the handlers, as the image runs it (modeldeploy/control/__main__.py).
+OPERATOR = "modeldeploy.control"
 
 
 @dataclass
@@ -36,18 +37,7 @@ class OperatorProcess:
     def command(self) -> list[str]:
         scope = f"--namespace={self.namespace}" if self.namespace else "--all-namespaces"
         liveness = f"--liveness=http://127.0.0.1:{self.port}/healthz"
-        return [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "--standalone",
-            scope,
-            liveness,
-            *self.options,
-            "-m",
-            HANDLERS,
-        ]
+        return [sys.executable, "-m", OPERATOR, "--standalone", scope, liveness, *self.options]
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.port, self.metrics_port = free_port(), free_port()

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import kubernetes
 import pytest
 import urllib3
 import yaml
@@ -41,10 +40,7 @@ def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
         "current-context": "c",
     }
     (tmp_path / "kubeconfig").write_text(json.dumps(config))
-    # The client reads KUBECONFIG once, at import.
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig")
-    )
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (READ_TIMEOUT, READ_TIMEOUT))
     client = kube.Kube(kube.load_client_config(connections=4))
     started = time.monotonic()

@@ -7,8 +7,8 @@ import copy
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.control.apiclient import ApiError
 from modeldeploy.control.leader import LeaderElector, LeaseTimings
 
 TIMINGS = LeaseTimings(lease_duration=15, renew_deadline=10, retry_period=2)
@@ -32,7 +32,7 @@ class MemoryLease:
 
     def get(self) -> dict[str, Any] | None:
         if self.down:
-            raise ApiException(status=503, reason="Service Unavailable")
+            raise ApiError(status=503, reason="Service Unavailable")
         return copy.deepcopy(self.lease)
 
     def _stored(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -42,13 +42,13 @@ class MemoryLease:
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
         if self.lease is not None:
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise ApiError(status=409, reason="AlreadyExists")
         return self._stored(spec)
 
     def update(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         assert self.lease is not None
         if lease["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiError(status=409, reason="Conflict")
         return self._stored(spec)
 
 
@@ -92,7 +92,7 @@ def test_a_leader_that_cannot_renew_stops_before_its_lease_can_expire_for_others
     clock.now += 1  # the renew deadline, still short of the lease duration others wait for
     assert not a.is_leader()
     assert not a.healthy(), "/healthz must report a leader that cannot renew"
-    with pytest.raises(ApiException):
+    with pytest.raises(ApiError):
         a.try_acquire_or_renew()
     a._check_deadline()
     assert not a.healthy()
@@ -113,7 +113,7 @@ def test_two_replicas_racing_for_a_free_lease_elect_one() -> None:
     b_view = api.get()
     assert a.try_acquire_or_renew()
     assert b_view is not None
-    with pytest.raises(ApiException) as refused:
+    with pytest.raises(ApiError) as refused:
         api.update(b_view, {**b_view["spec"], "holderIdentity": "b"})
     assert refused.value.status == 409
     assert not b.try_acquire_or_renew()

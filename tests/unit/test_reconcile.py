@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.api.status import CheckResult, Counters, Verdict
+from modeldeploy.control.apiclient import ApiError
 from modeldeploy.control.cache import ObjectCache
 from modeldeploy.control.pretraffic_gate import PreTrafficGate
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
@@ -259,8 +259,8 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
     import json
 
     import pytest
-    from kubernetes.client.exceptions import ApiException
 
+    from modeldeploy.control.apiclient import ApiError
     from modeldeploy.control.workqueue import RetryLaterError
 
     cache = ObjectCache()
@@ -269,9 +269,8 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
 
     def refuse(manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
         if manifest["kind"] == "Deployment":
-            exc = ApiException(status=422, reason="Unprocessable Entity")
-            exc.body = json.dumps({"message": "admission webhook denied: images must be signed"})
-            raise exc
+            body = json.dumps({"message": "admission webhook denied: images must be signed"})
+            raise ApiError(status=422, reason="Unprocessable Entity", body=body)
         return FakeKube.apply(kube, manifest, field_manager)
 
     kube.apply = refuse  # type: ignore[method-assign]
@@ -374,7 +373,7 @@ def test_a_golden_configmap_that_cannot_be_used_holds_the_pod_shut_and_says_so(
 
     def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:
         if read == "forbidden":
-            raise ApiException(status=403, reason="Forbidden")
+            raise ApiError(status=403, reason="Forbidden")
         return None
 
     kube.read_config_map = read_config_map  # type: ignore[attr-defined]
@@ -400,7 +399,7 @@ def test_status_writes_are_fenced_and_a_conflict_recomputes_from_the_fresh_body(
     def conflict(
         namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
     ) -> None:
-        raise ApiException(status=409, reason="Conflict")
+        raise ApiError(status=409, reason="Conflict")
 
     kube.patch_status = conflict  # type: ignore[assignment,method-assign]
     kube.read_model_deployment = lambda namespace, name: newer  # type: ignore[attr-defined]

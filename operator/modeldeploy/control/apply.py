@@ -16,13 +16,12 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER
 from ..api.spec import ModelDeployment
 from ..build.deployment import build_replica_handover
 from ..build.desired import DesiredState
 from ..build.meta import Manifest
+from .apiclient import ApiError
 from .cache import ObjectCache
 from .kinds import WATCHED_CHILDREN
 from .kube import Kube
@@ -63,14 +62,6 @@ class ApplyRejectedError(Exception):
 # Answers that say the manifest itself (or our rights to it) is the problem, not the moment.
 REFUSALS = (400, 403, 404, 422)
 MESSAGE_LIMIT = 1024
-
-
-def server_message(exc: ApiException) -> str:
-    """The message an API server error carries in its Status body (else its reason)."""
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (TypeError, ValueError):
-        return str(exc.reason)
 
 
 class Applier:
@@ -157,9 +148,9 @@ class Applier:
         manifest["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
         try:
             result = self.kube.apply(manifest)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status in REFUSALS:
-                raise ApplyRejectedError(kind, name, exc.status, server_message(exc)) from None
+                raise ApplyRejectedError(kind, name, exc.status, exc.message) from None
             raise
         if kind in WATCHED_CHILDREN:
             # Write-through: the next pass must not see the pre-apply object and apply again.

@@ -6,11 +6,13 @@ timers add finalizers; with event handlers the operator writes nothing but
 children, status and Events, and a ModelDeployment deletes even while the
 operator is down.
 
-Run: ``kopf run --standalone --all-namespaces -m modeldeploy.control.handlers``.
+Run: ``python -m modeldeploy.control --standalone --all-namespaces`` (``kopf run`` with
+these handlers, without the kubernetes package: see ``__main__``).
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 import time
@@ -21,7 +23,7 @@ from typing import Any
 import kopf
 
 from ..api.names import KIND, LABEL_NAME
-from . import kube, operator_metrics
+from . import credentials, kube, operator_metrics
 from .cache import ObjectCache
 from .kinds import WATCHED, Kind
 from .leader import LeaderElector, LeaseApi, LeaseTimings
@@ -140,6 +142,26 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         pass  # nothing is kept, so nothing is ever written
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches log in with the operator's own credentials (control/credentials.py),
+    so watches and writes always go to the same cluster as the same user. kopf calls this
+    again after a 401, and before an exec plugin's credential expires."""
+    found = credentials.load()
+    identity = found.identity()
+    expires = identity.expires
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_data=found.ca,
+        insecure=found.insecure or None,
+        token=identity.token,
+        certificate_data=identity.certificate,
+        private_key_data=identity.key,
+        default_namespace=found.namespace,
+        expiration=datetime.datetime.fromtimestamp(expires, datetime.UTC) if expires is not None else None,
+    )
 
 
 @kopf.on.startup()

@@ -2,7 +2,7 @@
 
 Children are written with server-side apply under one field manager; status is
 replaced whole by a JSON patch on the status subresource; Events are core/v1 Events. Every call
-is synchronous (the official client) and runs on a reconcile worker thread.
+is synchronous (apiclient's urllib3 pool) and runs on a reconcile worker thread.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import time
 import uuid
 from typing import Any
 
-import kubernetes
-import urllib3
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-
 from ..api.names import API_VERSION, CONDITION_MODEL_AVAILABLE, FIELD_MANAGER, KIND, LABEL_MODEL_AVAILABLE
 from ..api.times import format_time, to_seconds
+from .apiclient import ApiClient, ApiError
+from .credentials import load
 from .kinds import BY_KIND, Kind
 from .workqueue import RetryLaterError
 
@@ -45,24 +42,10 @@ def yaml_safe_json(body: Any) -> str:
     return YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def load_client_config(connections: int) -> ApiClient:
-    """In-cluster config when running in a pod, else the KUBECONFIG file.
-
-    ``connections``: one kept-alive connection per worker thread. The client's default
-    pool (5 per CPU) is smaller than the worker count on small nodes; a connection it
-    cannot pool is closed, and the next request pays a new TLS handshake on both sides.
-    """
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    config = kubernetes.client.Configuration.get_default_copy()
-    config.connection_pool_maxsize = max(config.connection_pool_maxsize, connections)
-    # urllib3 would otherwise repeat a GET whose read timed out three times, making one
-    # request's bound four of REQUEST_TIMEOUT's reads. A refused or reset connection (an API
-    # server restarting, a kept-alive connection it closed) is still tried again.
-    config.retries = urllib3.util.Retry(total=2, read=0, redirect=0, status=0)
-    return ApiClient(config)
+def load_client_config(connections: int, kubeconfig: str | None = None) -> ApiClient:
+    """In-cluster credentials when running in a pod, else the KUBECONFIG file (see
+    credentials.load). ``connections``: one kept-alive connection per worker thread."""
+    return ApiClient(load(kubeconfig), connections=connections)
 
 
 class Kube:
@@ -107,31 +90,26 @@ class Kube:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> Any:
-        # The raw response, decoded here: call_api's typed-response arguments differ
-        # between client releases, the raw mode does not.
+        encoded = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         try:
-            response = self.api.call_api(
-                path,
+            response = self.api.request(
                 method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
+                path,
+                query=query or [],
+                body=encoded,
+                content_type=content_type,
                 # A request never waits longer than this, so a stalled API server (or a
                 # connection that silently drops) cannot hold a worker for good.
-                _request_timeout=(timeout, timeout) if timeout is not None else REQUEST_TIMEOUT,
+                timeout=(timeout, timeout) if timeout is not None else REQUEST_TIMEOUT,
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 429:  # throttled: come back when the server says
-                retry_after = (exc.headers or {}).get("Retry-After", "1")
+                retry_after = exc.headers.get("Retry-After", "1")
                 seconds = float(retry_after) if str(retry_after).isdigit() else 1.0
                 raise RetryLaterError(f"API server throttled {method} {path}", seconds) from None
             raise
         self._note_server_time(response.headers.get("Date"))
-        data = response.data
-        return json.loads(data) if data else None
+        return json.loads(response.data) if response.data else None
 
     def _path(
         self, kind: str, namespace: str, name: str | None = None, subresource: str | None = None
@@ -143,7 +121,7 @@ class Kube:
         Read when a check needs it, not watched: it is needed only as new pods start."""
         try:
             result: dict[str, Any] = self._call("GET", self._path("ConfigMap", namespace, name))
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -152,8 +130,8 @@ class Kube:
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = manifest["metadata"]
         path = self._path(manifest["kind"], meta["namespace"], meta["name"])
-        # With a charset parameter the client sends these bytes as they are (the server
-        # ignores parameters); see yaml_safe_json for why they are not the client's own.
+        # The charset parameter is for readers of the request; the server ignores it.
+        # See yaml_safe_json for why the body is not plain json.dumps.
         result: dict[str, Any] = self._call(
             "PATCH",
             path,
@@ -171,7 +149,7 @@ class Kube:
                 self._path(kind, namespace, name),
                 body={"propagationPolicy": "Background"},
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return False
             raise
@@ -190,7 +168,7 @@ class Kube:
                 query.append(("continue", token))
             try:
                 page = self._call("GET", path, query=query)
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 404:
                     return []
                 raise
@@ -233,7 +211,7 @@ class Kube:
                 },
                 content_type="application/strategic-merge-patch+json",
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:  # a pod that went away needs no gate
                 raise
 
@@ -261,7 +239,7 @@ class Kube:
     def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self._call("GET", self._path(KIND, namespace, name))
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -302,7 +280,7 @@ class Kube:
         }
         try:
             self._call("POST", self._path("Event", meta["namespace"]), body=event)
-        except ApiException as exc:
+        except ApiError as exc:
             LOG.warning(
                 "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason
             )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from .apiclient import ApiError
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class LeaseApi:
     def get(self) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self._call("GET", f"{self._collection}/{self.name}")
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -156,7 +156,7 @@ class LeaderElector:
         if lease is None:
             try:
                 self.api.create(spec)
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 409:
                     return False  # another replica created it first
                 raise
@@ -179,7 +179,7 @@ class LeaderElector:
             spec["leaseTransitions"] = int(current.get("leaseTransitions") or 0) + 1
         try:
             updated = self.api.update(lease, spec)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 return False  # someone else wrote first: read again next period
             raise

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
@@ -33,6 +32,7 @@ from ..rollout.providers import DirectScrape, Target
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
 from . import operator_metrics
+from .apiclient import ApiError
 from .apply import Applier, ApplyRejectedError
 from .cache import ObjectCache
 from .kube import Kube
@@ -141,7 +141,7 @@ class Reconciler:
         def read(name: str, key: str) -> tuple[str | None, str]:
             try:
                 config_map = self.kube.read_config_map(namespace, name)
-            except ApiException as exc:  # no right to read it (403), the server failing: shown
+            except ApiError as exc:  # no right to read it (403), the server failing: shown
                 raise GoldenFileError(f"cannot read ConfigMap {name}: {exc.status} {exc.reason}") from None
             if config_map is None:
                 return None, ""
@@ -215,7 +215,7 @@ class Reconciler:
             written = self.kube.patch_status(
                 meta["namespace"], meta["name"], dump_status(status), meta.get("resourceVersion")
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:
                 raise
             # Written since this pass read it (a person, or a replica that leads now): what

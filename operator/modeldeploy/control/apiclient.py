@@ -1,0 +1,154 @@
+"""HTTP to the API server for the reconcile workers: a urllib3 connection pool with the
+operator's credentials, raw JSON in and out.
+
+The operator's own requests are few kinds of PATCH, GET and POST on known paths
+(control/kube.py builds them); the ``kubernetes`` package's generated client brought 865
+modules and ~45 MiB for that (issue #19), so this is all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from .credentials import Credentials, Identity
+
+
+class ApiError(Exception):
+    """An answer with an error status; ``body`` is the server's (a Status, as JSON)."""
+
+    def __init__(
+        self, status: int, reason: str, body: str = "", headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.headers: Mapping[str, str] = headers or {}
+
+    @property
+    def message(self) -> str:
+        """The message of the Status the server answered with, else the reason."""
+        try:
+            return str(json.loads(self.body or "{}").get("message") or self.reason)
+        except (TypeError, ValueError, AttributeError):
+            return self.reason
+
+    def __str__(self) -> str:
+        return f"({self.status}) {self.reason}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+
+
+class ApiClient:
+    """Thread-safe: urllib3's pool is, and the pool is swapped only under a lock."""
+
+    def __init__(self, credentials: Credentials, connections: int = 4) -> None:
+        self.credentials = credentials
+        self.connections = connections
+        parsed = urllib.parse.urlsplit(credentials.server)
+        self._scheme = parsed.scheme
+        self._host = parsed.hostname or ""
+        self._port = parsed.port
+        # A server URL may carry a path (an API proxy's prefix); every request goes under it.
+        self._prefix = parsed.path.rstrip("/")
+        self._lock = threading.Lock()
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pool_certificate: bytes | None = None
+        # urllib3 would otherwise repeat a GET whose read timed out three times, making one
+        # request's bound four of its reads. A refused or reset connection (an API server
+        # restarting, a kept-alive connection it closed) is still tried again.
+        self.retries = urllib3.util.Retry(total=2, read=0, redirect=0, status=0)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] = (),
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: tuple[float, float],
+    ) -> Response:
+        """One request; an error status raises ApiError, a transport failure urllib3's error."""
+        url = self._prefix + path + (f"?{urllib.parse.urlencode(list(query))}" if query else "")
+        for attempt in range(2):
+            identity = self.credentials.identity()
+            headers = {"Accept": "application/json", "Content-Type": content_type}
+            if identity.token:
+                headers["Authorization"] = f"Bearer {identity.token}"
+            answer = self._pool_for(identity).urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                retries=self.retries,
+                redirect=False,
+                preload_content=True,
+            )
+            if answer.status == 401 and attempt == 0 and self.credentials.source is not None:
+                # A rotated token or an expired plugin credential: ask once more.
+                self.credentials.renew()
+                continue
+            response_headers = dict(answer.headers)
+            if answer.status >= 400:
+                text = answer.data.decode("utf-8", "replace")
+                raise ApiError(answer.status, answer.reason or "", text, response_headers)
+            return Response(answer.status, response_headers, answer.data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pool_for(self, identity: Identity) -> urllib3.HTTPConnectionPool:
+        with self._lock:
+            if self._pool is None or identity.certificate != self._pool_certificate:
+                if self._pool is not None:
+                    self._pool.close()
+                self._pool = self._new_pool(identity)
+                self._pool_certificate = identity.certificate
+            return self._pool
+
+    def _new_pool(self, identity: Identity) -> urllib3.HTTPConnectionPool:
+        # One kept-alive connection per worker thread: a connection the pool cannot keep
+        # is closed, and the next request pays a new TLS handshake on both sides.
+        if self._scheme == "http":
+            return urllib3.HTTPConnectionPool(self._host, self._port or 80, maxsize=self.connections)
+        return urllib3.HTTPSConnectionPool(
+            self._host,
+            self._port or 443,
+            maxsize=self.connections,
+            ssl_context=tls_context(self.credentials, identity),
+            assert_hostname=False if self.credentials.insecure else None,
+        )
+
+
+def tls_context(credentials: Credentials, identity: Identity) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=credentials.ca.decode() if credentials.ca else None)
+    if credentials.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if identity.certificate and identity.key:
+        # The ssl module loads a certificate chain only from files: written to a private
+        # directory, loaded into the context, and removed at once.
+        with tempfile.TemporaryDirectory(prefix="modeldeploy-tls-") as private:
+            certificate = os.path.join(private, "client.crt")
+            key = os.path.join(private, "client.key")
+            for name, data in ((certificate, identity.certificate), (key, identity.key)):
+                descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(data)
+            context.load_cert_chain(certificate, key)
+    return context
