@@ -14,12 +14,34 @@ Usage: ``python -m modeldeploy.control [kopf run options]``, e.g. ``--standalone
 
 from __future__ import annotations
 
+import ctypes
+import os
 import sys
 
 HANDLERS = "modeldeploy.control.handlers"
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h).
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Two malloc arenas instead of glibc's eight per core.
+
+    Every reconcile worker thread decodes API answers; with an arena per thread each one
+    keeps its own high-water mark of freed memory. MALLOC_ARENA_MAX set by the admin wins;
+    elsewhere than glibc this does nothing.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass
 
 
 def main() -> None:
+    limit_malloc_arenas()
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     from kopf.cli import main as kopf_main
 
