@@ -31,6 +31,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert results["api"]["idle_writes"] == 0
     # Every resource's status was written at least once, and each child applied.
     assert results["api"]["status_writes_per_object"] >= 1
+    assert results["api"]["gate_patches_per_object"] >= 1  # one pod per object at least
     assert results["api"]["per_object_by_verb"].get("patch", 0) >= 3
     assert results["footprint"]["peak_rss_mib"] > 0
     # Both canaries passed both steps: two step transitions each were timed.
