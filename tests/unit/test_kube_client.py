@@ -4,17 +4,22 @@ that reads back the same whatever characters a spec holds."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
 import yaml
 
 from modeldeploy.control import kube
+from modeldeploy.control.cache import slim
 from modeldeploy.control.kinds import BY_KIND
 
 pytestmark = pytest.mark.timeout(30)
@@ -59,3 +64,61 @@ def test_an_apply_body_is_yaml_that_reads_back_the_same(text: str) -> None:
     body = {"spec": {"args": [text], "n": 1}}
     assert yaml.safe_load(kube.yaml_safe_json(body)) == body
     assert json.loads(kube.yaml_safe_json(body)) == body
+
+
+def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relist's pages: limit and continue are sent, and ``each`` sees every item of
+    every page (the cache's slim, so whole objects are never held for the whole list)."""
+    asked: list[dict[str, list[str]]] = []
+    pages = {
+        "": {
+            "metadata": {"continue": "page-2"},
+            "items": [{"metadata": {"name": "a", "managedFields": [{"manager": "kwok"}]}}],
+        },
+        "page-2": {
+            "metadata": {},
+            "items": [{"metadata": {"name": "b", "managedFields": [{"manager": "kwok"}]}}],
+        },
+    }
+
+    class Pages(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            asked.append(query)
+            body = json.dumps(pages[query.get("continue", [""])[0]]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = {
+            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        (tmp_path / "kubeconfig").write_text(json.dumps(config))
+        client = kube.Kube(kube.load_client_config(2, str(tmp_path / "kubeconfig")))
+        seen: list[str] = []
+
+        def each(item: dict[str, Any]) -> dict[str, Any]:
+            seen.append(item["metadata"]["name"])
+            return slim("Pod", item)
+
+        items = client.list_namespaced(BY_KIND["Pod"], "ml", each=each)
+    finally:
+        server.shutdown()
+    assert [i["metadata"] for i in items] == [{"name": "a"}, {"name": "b"}]
+    assert seen == ["a", "b"]
+    assert [q.get("continue") for q in asked] == [None, ["page-2"]]
+    assert all(q["limit"] == [str(kube.LIST_PAGE)] for q in asked)
+    assert all(q["labelSelector"] == [BY_KIND["Pod"].selector] for q in asked)

@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import kopf
 
 from ..api.names import KIND, LABEL_NAME
 from . import credentials, kube, operator_metrics
-from .cache import ObjectCache
+from .cache import ObjectCache, slim
 from .kinds import WATCHED, Kind
 from .leader import LeaderElector, LeaseApi, LeaseTimings
 from .notifications import load_config
@@ -116,9 +117,8 @@ def relist(client: kube.Kube, namespace: str) -> set[str]:
     touched: set[str] = set()
     for watched in WATCHED:
         since = RUNTIME.cache.mark()
-        touched |= RUNTIME.cache.replace(
-            watched.kind, namespace, client.list_namespaced(watched, namespace), since
-        )
+        items = client.list_namespaced(watched, namespace, each=partial(slim, watched.kind))
+        touched |= RUNTIME.cache.replace(watched.kind, namespace, items, since)
     if touched:
         LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
     return touched
@@ -217,7 +217,7 @@ def _fill_namespace(client: kube.Kube, namespace: str) -> None:
         count = 0
         for watched in WATCHED:
             if watched.kind != KIND:  # those come from kopf, which queued this pass
-                for item in client.list_namespaced(watched, namespace):
+                for item in client.list_namespaced(watched, namespace, each=partial(slim, watched.kind)):
                     RUNTIME.cache.upsert(watched.kind, item)
                     count += 1
         RUNTIME.filled.add(namespace)
