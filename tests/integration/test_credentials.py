@@ -34,7 +34,8 @@ def who(kubeconfig: Path) -> dict[str, Any]:
     return user
 
 
-def local_pki(cluster: Cluster) -> Path:
+def skip_unless_local(cluster: Cluster) -> Path:
+    """The suite's own PKI folder; on an external cluster the test skips (no CA key, no tokens)."""
     if cluster.local is None:
         pytest.skip("uses the suite's own cluster CA and tokens")
     return cluster.local.root / "pki"
@@ -61,7 +62,7 @@ def token_of(kubeconfig: Path) -> str:
 def test_a_client_certificate_signed_by_the_cluster_ca_authenticates(
     cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pki = local_pki(cluster)
+    pki = skip_unless_local(cluster)
     key, csr, crt = tmp_path / "c.key", tmp_path / "c.csr", tmp_path / "c.crt"
     request = ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=cert-user"]
     subprocess.run(["openssl", *request, "-keyout", key, "-out", csr], check=True, capture_output=True)
@@ -93,7 +94,7 @@ def test_a_client_certificate_signed_by_the_cluster_ca_authenticates(
 def test_an_exec_plugin_is_run_and_run_again_when_its_credential_expires(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    local_pki(cluster)
+    skip_unless_local(cluster)
     runs = tmp_path / "runs"
     plugin = tmp_path / "plugin.py"
     # Prints an ExecCredential; the first one has already expired, the second lasts an hour.
@@ -133,7 +134,7 @@ def test_an_exec_plugin_is_run_and_run_again_when_its_credential_expires(
 
 
 def test_a_token_file_that_changed_is_read_again_after_a_401(cluster: Cluster, tmp_path: Path) -> None:
-    local_pki(cluster)
+    skip_unless_local(cluster)
     token_file = tmp_path / "token"
     token_file.write_text("not-a-token-the-server-knows\n")
     token_file.chmod(stat.S_IRUSR | stat.S_IWUSR)

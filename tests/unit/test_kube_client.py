@@ -33,19 +33,25 @@ def silent_server() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
-    silent_server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def loopback_kubeconfig(folder: Path, port: int) -> Path:
+    """A kubeconfig for a plain-HTTP server on 127.0.0.1:``port``."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{silent_server}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "c",
     }
-    (tmp_path / "kubeconfig").write_text(json.dumps(config))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    path = folder / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
+    silent_server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(loopback_kubeconfig(tmp_path, silent_server)))
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (READ_TIMEOUT, READ_TIMEOUT))
     client = kube.Kube(kube.load_client_config(connections=4))
     started = time.monotonic()
@@ -100,14 +106,7 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        config = {
-            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "c",
-        }
-        (tmp_path / "kubeconfig").write_text(json.dumps(config))
-        client = kube.Kube(kube.load_client_config(2, str(tmp_path / "kubeconfig")))
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, server.server_port))))
         seen: list[str] = []
 
         def each(item: dict[str, Any]) -> dict[str, Any]:
