@@ -40,6 +40,7 @@ from modeldeploy.api.times import parse_time
 from modeldeploy.build.deployment import build_config_map, build_deployment
 from modeldeploy.build.routing import build_service
 from modeldeploy.control.kube import Kube, load_client_config
+from tests.bench import apiserver_profile
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
 from tests.modelserver.store import NODE_PATH, make_store
 from tests.support.kube import create_namespace, kubectl_path
@@ -337,13 +338,29 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
 
 
 def run_rounds(
-    rounds: int, n: int, m: int, idle: float, replicas: int, workers: int, root: Path
+    rounds: int,
+    n: int,
+    m: int,
+    idle: float,
+    replicas: int,
+    workers: int,
+    root: Path,
+    profile_seconds: int = 0,
 ) -> dict[str, Any]:
     """``rounds`` runs, each on a fresh control plane; the idle window and the canary
     reaction are measured in the first only. The ratio is reported per round and as
     their median: on a shared VM one run's floor moved by a third between runs."""
     done = [
-        run(n, m, idle if i == 0 else 0.0, replicas, workers, root / f"round-{i + 1}", canary=i == 0)
+        run(
+            n,
+            m,
+            idle if i == 0 else 0.0,
+            replicas,
+            workers,
+            root / f"round-{i + 1}",
+            canary=i == 0,
+            profile_seconds=profile_seconds,
+        )
         for i in range(rounds)
     ]
     results = done[0]
@@ -362,7 +379,14 @@ def run_rounds(
 
 
 def run(
-    n: int, m: int, idle: float, replicas: int, workers: int, root: Path, canary: bool = True
+    n: int,
+    m: int,
+    idle: float,
+    replicas: int,
+    workers: int,
+    root: Path,
+    canary: bool = True,
+    profile_seconds: int = 0,
 ) -> dict[str, Any]:
     cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
@@ -381,8 +405,11 @@ def run(
         pids = cluster.pids()
         settle(pids)
         cpu_before = cpu_seconds(pids)
+        profile = _profile(api, root / "apiserver-floor.pprof", profile_seconds)
         results["floor"] = run_floor(api, cluster.kubeconfig, n, replicas, workers)
         results["floor"]["cpu_s"] = cpu_delta(cpu_before, cpu_seconds(pids))
+        if profile is not None:
+            results["floor"]["apiserver_profile"] = str(profile.join())
 
         namespace = "bench-operator"
         core = kubernetes.client.CoreV1Api(api)
@@ -416,6 +443,7 @@ def run(
         canary_names = names[:m]
         settle(pids)
         cpu_before = cpu_seconds(pids)
+        profile = _profile(api, root / "apiserver-operator.pprof", profile_seconds)
         start = time.monotonic()
         create_mds(api, namespace, canary_names, spec(1, replicas, canary=True))
         create_mds(api, namespace, names[m:], spec(1, replicas))
@@ -428,6 +456,8 @@ def run(
             "p99_s": percentile(durations, 0.99),
             "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids)),
         }
+        if profile is not None:
+            results["operator"]["apiserver_profile"] = str(profile.join())
         results["ratio_total"] = results["operator"]["total_s"] / results["floor"]["total_s"]
         # Steadier than the wall ratio on a saturated machine: the work each phase cost.
         results["cpu_ratio"] = sum(results["operator"]["cpu_s"].values()) / sum(
@@ -471,6 +501,17 @@ def run(
                 proc.kill()
         cluster.down()
     return results
+
+
+def _profile(
+    api: kubernetes.client.ApiClient, out: Path, seconds: int
+) -> apiserver_profile.ApiServerProfile | None:
+    """The API server's CPU profile over a phase's first ``seconds``, when asked for."""
+    if not seconds:
+        return None
+    if not apiserver_profile.enabled():
+        raise SystemExit("--profile-seconds needs MODELDEPLOY_APISERVER_PROFILING=1 (--profiling=true)")
+    return apiserver_profile.ApiServerProfile(api, out, seconds).start()
 
 
 def _wait_node_ready(cluster: LocalCluster) -> None:
@@ -571,11 +612,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="fresh control plane per round; median ratio")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and audit log in this folder")
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=0,
+        help="with MODELDEPLOY_APISERVER_PROFILING=1 and --keep: the API server's CPU profile over "
+        "each phase's first seconds (apiserver-floor.pprof, apiserver-operator.pprof)",
+    )
     args = parser.parse_args(argv)
+    if args.profile_seconds and args.keep is None:
+        parser.error("--profile-seconds needs --keep: the profiles are written there")
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         results = run_rounds(
-            args.rounds, args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, args.keep
+            args.rounds,
+            args.n,
+            min(args.m, args.n),
+            args.idle,
+            args.replicas,
+            args.workers,
+            args.keep,
+            args.profile_seconds,
         )
     else:
         with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
