@@ -299,7 +299,7 @@ def test_relisting_every_second_changes_nothing_on_a_steady_cluster(
         }
         return now == versions
 
-    wait_for(lambda: "relisting the watched kinds every 1s" in operator.log(), 10, what="the relist running")
+    wait_for(lambda: "relisting ModelDeployments every 1s" in operator.log(), 10, what="the relist running")
     holds_for(unchanged, 6, what="nothing written while relisting")
     assert "relist of" not in operator.log()  # it found nothing to change
 

@@ -137,8 +137,9 @@ def test_api_server_crash_and_partition_mid_canary_end_in_a_promotion(
     assert "analysis" in status["history"][-1]["reason"], status["history"]
     assert not status.get("failedVersions"), status
     assert all(h["result"] != "RolledBack" for h in status["history"]), status["history"]
-    # kopf's watches came back with a fresh list, which reports nothing for what went during
-    # the gap: only the operator's relist drops such ghosts.
+    # Nothing that went during the gap may stay cached: the children's reflectors resume
+    # their watches from the last version (or list again on a 410), the ModelDeployments'
+    # relist covers kopf's watch.
     wait_for(
         lambda: probes(op)["cachedObjects"] == server_count(cluster, namespace),
         2 * RELIST_SECONDS + 15,  # a relist, plus kopf's 10 s cache of probe results

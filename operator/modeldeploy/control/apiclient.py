@@ -14,7 +14,7 @@ import ssl
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,17 +85,14 @@ class ApiClient:
         timeout: tuple[float, float],
     ) -> Response:
         """One request; an error status raises ApiError, a transport failure urllib3's error."""
-        url = self._prefix + path + (f"?{urllib.parse.urlencode(list(query))}" if query else "")
+        url = self._url(path, query)
         for attempt in range(2):
             identity = self.credentials.identity()
-            headers = {"Accept": "application/json", "Content-Type": content_type}
-            if identity.token:
-                headers["Authorization"] = f"Bearer {identity.token}"
             answer = self._pool_for(identity).urlopen(
                 method,
                 url,
                 body=body,
-                headers=headers,
+                headers=_headers(identity, content_type),
                 timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
                 retries=self.retries,
                 redirect=False,
@@ -111,6 +108,52 @@ class ApiClient:
                 raise ApiError(answer.status, answer.reason or "", text, response_headers)
             return Response(answer.status, response_headers, answer.data)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def stream_lines(
+        self, path: str, *, query: Sequence[tuple[str, Any]] = (), timeout: tuple[float, float]
+    ) -> Iterator[bytes]:
+        """GET an answer that streams (a watch), one non-empty line at a time as it arrives.
+
+        The read timeout bounds each wait for bytes, not the whole answer. An error status
+        raises ApiError before the first line; a connection left before the end is closed,
+        never put back into the pool half read."""
+        url = self._url(path, query)
+        for attempt in range(2):
+            identity = self.credentials.identity()
+            answer = self._pool_for(identity).urlopen(
+                "GET",
+                url,
+                headers=_headers(identity),
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                retries=self.retries,
+                redirect=False,
+                preload_content=False,
+            )
+            if answer.status >= 400:
+                text = answer.read().decode("utf-8", "replace")
+                answer.release_conn()
+                if answer.status == 401 and attempt == 0 and self.credentials.source is not None:
+                    self.credentials.renew()
+                    continue
+                raise ApiError(answer.status, answer.reason or "", text, dict(answer.headers))
+            finished = False
+            try:
+                pending = b""
+                for chunk in answer.stream(64 * 1024):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    yield from (line for line in lines if line.strip())
+                if pending.strip():
+                    yield pending
+                finished = True
+            finally:
+                if not finished:
+                    answer.close()
+                answer.release_conn()
+            return
+
+    def _url(self, path: str, query: Sequence[tuple[str, Any]]) -> str:
+        return self._prefix + path + (f"?{urllib.parse.urlencode(list(query))}" if query else "")
 
     def _pool_for(self, identity: Identity) -> urllib3.HTTPConnectionPool:
         with self._lock:
@@ -133,6 +176,15 @@ class ApiClient:
             ssl_context=tls_context(self.credentials, identity),
             assert_hostname=False if self.credentials.insecure else None,
         )
+
+
+def _headers(identity: Identity, content_type: str | None = None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if identity.token:
+        headers["Authorization"] = f"Bearer {identity.token}"
+    return headers
 
 
 def tls_context(credentials: Credentials, identity: Identity) -> ssl.SSLContext:

@@ -1,6 +1,8 @@
 """Thin kopf wiring: watches feed the cache and the work queue; worker threads reconcile.
 
-Only event-watching handlers are used, one per watched kind of ``kinds``. kopf's
+kopf watches the ModelDeployments; their children are watched by our own reflectors
+(control/reflector.py), per namespace that holds a ModelDeployment. Only an
+event-watching handler is used with kopf. kopf's
 change handlers would store their progress in annotations and its daemons and
 timers add finalizers; with event handlers the operator writes nothing but
 children, status and Events, and a ModelDeployment deletes even while the
@@ -16,7 +18,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -25,12 +27,14 @@ import kopf
 
 from ..api.names import KIND, LABEL_NAME
 from . import credentials, kube, operator_metrics
+from .apiclient import ApiClient
 from .cache import ObjectCache, slim
-from .kinds import WATCHED, Kind
+from .kinds import BY_KIND, WATCHED
 from .leader import LeaderElector, LeaseApi, LeaseTimings
 from .notifications import load_config
 from .notifier import Notifier
 from .reconcile import Reconciler
+from .reflector import Reflector
 from .settings import Settings
 from .workqueue import RetryLaterError, WorkQueue, run_workers
 
@@ -44,9 +48,9 @@ class Runtime:
     queue: WorkQueue = field(default_factory=WorkQueue)
     reconciler: Reconciler | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
-    # Namespaces whose children were listed into the cache (see _fill_namespace).
-    filled: set[str] = field(default_factory=set)
-    filling: threading.Lock = field(default_factory=threading.Lock)
+    # The children's reflectors, by namespace (see _watch_namespace).
+    reflectors: dict[str, list[Reflector]] = field(default_factory=dict)
+    watching: threading.Lock = field(default_factory=threading.Lock)
     # With leader election on: only the leader's workers reconcile (see leader.py).
     elector: LeaderElector | None = None
 
@@ -66,7 +70,7 @@ def _handle(key: Any) -> float | None:
     started = time.monotonic()
     result = "error"
     try:
-        _fill_namespace(RUNTIME.reconciler.kube, namespace)
+        _fill_namespace(namespace)
         again = RUNTIME.reconciler.reconcile(namespace, name)
         result = "success"
         return again
@@ -95,30 +99,29 @@ def _resync_loop() -> None:
 
 
 def _relist_loop() -> None:
-    """List every watched kind of the filled namespaces again now and then: after a watch gap
-    (an API server restart, a 410 re-list) no DELETED event comes for what went meanwhile,
-    and a ghost pod would count as serving, a deleted Deployment would never come back."""
+    """List the ModelDeployments again now and then. kopf re-watches after a gap (an API
+    server restart, a 410) with a list that reports nothing for what was deleted meanwhile,
+    and a ghost would keep being reconciled. The children need no relist: their reflectors
+    resume their watches or list again (reflector.py)."""
     first = True
     while not RUNTIME.stopping.wait(RUNTIME.settings.relist_seconds):
         assert RUNTIME.reconciler is not None
         if first:
-            LOG.info("relisting the watched kinds every %gs", RUNTIME.settings.relist_seconds)
+            LOG.info("relisting ModelDeployments every %gs", RUNTIME.settings.relist_seconds)
             first = False
-        for namespace in sorted(RUNTIME.filled):
+        for namespace in sorted(RUNTIME.reflectors):
             try:
-                for owner in relist(RUNTIME.reconciler.kube, namespace):
-                    RUNTIME.queue.add((namespace, owner), urgent=True)
+                _queue_owners(namespace, relist(RUNTIME.reconciler.kube, namespace))
             except Exception:  # the API server may be down: the next round tries again
                 LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
 
 
 def relist(client: kube.Kube, namespace: str) -> set[str]:
-    """Replace the cache's objects of ``namespace`` by a fresh list; the owners that changed."""
-    touched: set[str] = set()
-    for watched in WATCHED:
-        since = RUNTIME.cache.mark()
-        items = client.list_namespaced(watched, namespace, each=partial(slim, watched.kind))
-        touched |= RUNTIME.cache.replace(watched.kind, namespace, items, since)
+    """Replace the cache's ModelDeployments of ``namespace`` by a fresh list; the names of
+    those that changed or went."""
+    since = RUNTIME.cache.mark()
+    items = client.list_namespaced(BY_KIND[KIND], namespace, each=partial(slim, KIND))
+    touched = RUNTIME.cache.replace(KIND, namespace, items, since)
     if touched:
         LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
     return touched
@@ -166,17 +169,14 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Watch only the children we made: the API server filters, not the operator.
-    for watched in WATCHED:
-        if watched.selector:
-            settings.watching.label_selectors[watched.group or "v1", watched.plural] = watched.selector
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     ours = RUNTIME.settings
-    client = kube.Kube(kube.load_client_config(connections=ours.workers))
+    api = kube.load_client_config(connections=ours.workers)
+    client = kube.Kube(api, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
     if ours.notifications_config:
         config = load_config(ours.notifications_config)
@@ -201,27 +201,60 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     threading.Thread(target=_relist_loop, name="relist", daemon=True).start()
 
 
-def _fill_namespace(client: kube.Kube, namespace: str) -> None:
-    """List a namespace's children into the cache before its first pass.
+# Children watched by reflectors; ModelDeployments come through kopf.
+MD_KIND = BY_KIND[KIND]
+CHILD_WATCHES = tuple(k for k in WATCHED if k.kind != KIND)
+# How long a pass waits for its namespace's first lists before it is tried again later.
+FILL_WAIT_SECONDS = 30.0
 
-    A pass that saw a resource but not yet its children (kopf's watches list them in
-    their own time) would report it Pending, and write that, right after a restart.
-    Only namespaces kopf delivers resources from are listed, so an operator confined
-    to some namespaces needs no cluster-wide rights and caches nothing beyond them.
-    """
-    if namespace in RUNTIME.filled:
-        return
-    with RUNTIME.filling:
-        if namespace in RUNTIME.filled:
-            return
-        count = 0
-        for watched in WATCHED:
-            if watched.kind != KIND:  # those come from kopf, which queued this pass
-                for item in client.list_namespaced(watched, namespace, each=partial(slim, watched.kind)):
-                    RUNTIME.cache.upsert(watched.kind, item)
-                    count += 1
-        RUNTIME.filled.add(namespace)
-    LOG.info("cache filled with %d children in namespace %s", count, namespace)
+
+def _watch_namespace(namespace: str) -> list[Reflector]:
+    """Start listing and watching the children of ``namespace``, once. Called for every
+    ModelDeployment event, so a standby's cache is warm before it ever leads."""
+    with RUNTIME.watching:
+        reflectors = RUNTIME.reflectors.get(namespace)
+        if reflectors is None:
+            assert RUNTIME.reconciler is not None, "started before configure"
+            client = RUNTIME.reconciler.kube
+            reflectors = [
+                Reflector(
+                    client,
+                    RUNTIME.cache,
+                    watched,
+                    namespace,
+                    partial(_on_child_event, watched.kind),
+                    partial(_queue_owners, namespace),
+                    RUNTIME.stopping,
+                ).start()
+                for watched in CHILD_WATCHES
+            ]
+            RUNTIME.reflectors[namespace] = reflectors
+            LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
+        return reflectors
+
+
+def _fill_namespace(namespace: str) -> None:
+    """Wait for the first list of a namespace's children before its first pass.
+
+    A pass that saw a resource but not yet its children would report it Pending, and
+    write that, right after a restart."""
+    deadline = time.monotonic() + FILL_WAIT_SECONDS
+    for reflector in _watch_namespace(namespace):
+        if not reflector.synced.wait(max(0.0, deadline - time.monotonic())):
+            raise RetryLaterError(f"{reflector.kind.plural} of namespace {namespace} not listed yet")
+
+
+def _queue_owners(namespace: str, owners: set[str]) -> None:
+    for owner in owners:
+        RUNTIME.queue.add((namespace, owner), urgent=True)
+
+
+def _on_child_event(kind: str, type_: str, body: dict[str, Any]) -> None:
+    # Children's changes are urgent: they finish work under way (a pod waiting for its
+    # model gate), which should not wait behind every new resource's first pass.
+    key = _observe(kind, type_, body)
+    if key is not None:
+        RUNTIME.queue.add(key, urgent=True)
 
 
 @kopf.on.cleanup()
@@ -258,10 +291,9 @@ async def longest_pass(**_: Any) -> float:
     return round(RUNTIME.queue.longest_pass_seconds(), 1)
 
 
-def _observe(kind: str, event: kopf.RawEvent) -> tuple[str, str] | None:
+def _observe(kind: str, type_: str | None, body: dict[str, Any]) -> tuple[str, str] | None:
     """Update the cache from one watch event; the ModelDeployment to reconcile, if any."""
-    body: dict[str, Any] = dict(event["object"])
-    deleted = event["type"] == "DELETED"
+    deleted = type_ == "DELETED"
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     if deleted:
@@ -288,28 +320,21 @@ def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
     )
 
 
-def _event_handler(kind: Kind) -> Callable[..., Awaitable[None]]:
-    # Children's changes are urgent: they finish work under way (a pod waiting for its
-    # model gate), which should not wait behind every new resource's first pass. A person's
-    # edit or one-shot action goes first of all: an abort must not wait behind timers.
-    async def on_event(event: kopf.RawEvent, **_: Any) -> None:
-        acted = False
-        if kind.kind == KIND:
-            meta = event["object"].get("metadata") or {}
-            held = RUNTIME.cache.get(KIND, meta.get("namespace", ""), meta.get("name", ""))
-            acted = user_acted(held, dict(event["object"]))
-        key = _observe(kind.kind, event)
-        if key is not None:
-            RUNTIME.queue.add(key, urgent=kind.kind != KIND, first=acted)
-
-    return on_event
+async def on_model_deployment(event: kopf.RawEvent, **_: Any) -> None:
+    """A ModelDeployment's watch event: cached, its namespace's children watched, and a
+    pass queued. A person's edit or one-shot action (promote, abort, retry) goes first of
+    all: an abort must not wait behind timers."""
+    meta = event["object"].get("metadata") or {}
+    namespace = meta.get("namespace", "")
+    held = RUNTIME.cache.get(KIND, namespace, meta.get("name", ""))
+    acted = user_acted(held, dict(event["object"]))
+    key = _observe(KIND, event["type"], dict(event["object"]))
+    if namespace and event["type"] != "DELETED":
+        _watch_namespace(namespace)
+    if key is not None:
+        RUNTIME.queue.add(key, first=acted)
 
 
-for _kind in WATCHED:
-    kopf.on.event(
-        group=_kind.group,
-        version=_kind.version,
-        plural=_kind.plural,
-        id=f"{_kind.kind}-event",
-        labels=_kind.labels or None,
-    )(_event_handler(_kind))
+kopf.on.event(group=MD_KIND.group, version=MD_KIND.version, plural=MD_KIND.plural, id=f"{KIND}-event")(
+    on_model_deployment
+)

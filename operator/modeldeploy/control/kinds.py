@@ -1,5 +1,5 @@
 """The one table of kinds the operator reads or writes: the API client resolves paths from
-it, kopf's watches are registered from it, the cache fill and the drift check read it.
+it, the watches are made from it (kopf's and the reflectors'), the drift check reads it.
 
 Adding a child kind is one row here, one builder in ``build`` and one RBAC line.
 """

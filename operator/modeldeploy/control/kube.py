@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..api.names import API_VERSION, CONDITION_MODEL_AVAILABLE, FIELD_MANAGER, KIND, LABEL_MODEL_AVAILABLE
@@ -29,6 +29,9 @@ LOG = logging.getLogger(__name__)
 REQUEST_TIMEOUT = (5.0, 30.0)
 # Objects per page of a list: the decoded page is held whole until slimmed.
 LIST_PAGE = 250
+# Seconds a watch may stay silent before it is dropped and resumed: the API server sends a
+# bookmark about every minute, so only a dead connection stays silent this long.
+WATCH_READ_TIMEOUT = 120.0
 
 
 # Characters JSON leaves raw that YAML (an apply body is YAML) refuses or reads as a line
@@ -52,8 +55,12 @@ def load_client_config(connections: int, kubeconfig: str | None = None) -> ApiCl
 
 
 class Kube:
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: ApiClient, watch_api: ApiClient | None = None) -> None:
         self.api = api
+        # Watches hold a connection for minutes: given their own pool, they never take the
+        # workers'. Everything else, lists included, goes through ``api``, whose answers
+        # set the clock the passes read (server_now).
+        self.watch_api = watch_api or api
         # Server time minus local time, from the Date header of the API server's answers.
         self._offset: float | None = None
         self._last_date = ""
@@ -162,7 +169,14 @@ class Kube:
         self, kind: Kind, namespace: str, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
         """Every object of a kind in ``namespace`` (by its watch selector); [] when the kind
-        is not served (e.g. no Gateway API).
+        is not served (e.g. no Gateway API)."""
+        return self.list_with_version(kind, namespace, each)[0]
+
+    def list_with_version(
+        self, kind: Kind, namespace: str, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """``list_namespaced`` and the list's resourceVersion, to watch from; None for the
+        version when the kind is not served.
 
         ``each`` is applied to every item as its page arrives (the cache's ``slim``), so the
         whole list is never held in full: at N=1000, the relist's pages of whole objects
@@ -171,6 +185,7 @@ class Kube:
         label_selector = kind.selector
         items: list[dict[str, Any]] = []
         token = ""
+        version = ""
         while True:
             query = [("limit", LIST_PAGE)] + ([("labelSelector", label_selector)] if label_selector else [])
             if token:
@@ -179,14 +194,35 @@ class Kube:
                 page = self._call("GET", path, query=query)
             except ApiError as exc:
                 if exc.status == 404:
-                    return []
+                    return [], None
                 raise
-            token = (page.get("metadata") or {}).get("continue") or ""
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue") or ""
+            # Every page of one list is the same snapshot: the first page's version is its.
+            version = version or metadata.get("resourceVersion") or ""
             page_items = page.get("items") or []
             items += [each(item) for item in page_items] if each is not None else page_items
             del page, page_items  # this page's whole objects go before the next one comes
             if not token:
-                return items
+                return items, version
+
+    def watch(self, kind: Kind, namespace: str, version: str, seconds: int) -> Iterator[dict[str, Any]]:
+        """The watch events of a kind in ``namespace`` after ``version``, with bookmarks, until
+        the server ends the watch after ``seconds``. A read waits at most WATCH_READ_TIMEOUT:
+        longer than the server's bookmark interval, so only a silent connection times out."""
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", seconds),
+        ]
+        if kind.selector:
+            query.append(("labelSelector", kind.selector))
+        timeout = (REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT)
+        for line in self.watch_api.stream_lines(kind.path(namespace), query=query, timeout=timeout):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                yield event
 
     def open_model_gate(self, namespace: str, name: str, message: str) -> None:
         """Mark a live pod's model as available, in one request: the label its Services

@@ -22,8 +22,9 @@ class Settings:
     # MODELDEPLOY_RESYNC_SECONDS: every resource is re-applied this often, repairing drift
     # in kinds no watch reports.
     resync_seconds: float = 600.0
-    # MODELDEPLOY_RELIST_SECONDS: the cache is listed again this often: objects deleted
-    # while a watch was down (no DELETED event ever comes for them) leave the cache.
+    # MODELDEPLOY_RELIST_SECONDS: the ModelDeployments are listed again this often: one
+    # deleted while kopf's watch was down (no DELETED event ever comes for it) leaves the
+    # cache. The children need none (control/reflector.py).
     relist_seconds: float = 60.0
     # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
     fetcher_image: str = BuildOptions.fetcher_image

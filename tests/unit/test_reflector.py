@@ -1,0 +1,190 @@
+"""The children's reflector (control/reflector.py) against a scripted loopback API server:
+a list fills the cache, a broken watch is resumed from the last version seen (no list),
+and a 410 Gone is answered with a list that drops what was deleted during the gap."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import queue
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.control import kube
+from modeldeploy.control.cache import ObjectCache
+from modeldeploy.control.kinds import BY_KIND
+from modeldeploy.control.reflector import Reflector
+from tests.support.wait import wait_for
+from tests.unit.test_kube_client import loopback_kubeconfig
+
+pytestmark = pytest.mark.timeout(30)
+POD = BY_KIND["Pod"]
+
+
+def pod(name: str, version: str, owner: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "resourceVersion": version,
+            "labels": {LABEL_NAME: owner},
+            "managedFields": [{"manager": "kwok"}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def client_of(folder: Path, port: int) -> kube.Kube:
+    return kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(folder, port))))
+
+
+def listing(version: str, *items: dict[str, Any]) -> bytes:
+    return json.dumps({"metadata": {"resourceVersion": version}, "items": list(items)}).encode()
+
+
+def events(*pairs: tuple[str, dict[str, Any]]) -> list[bytes]:
+    return [json.dumps({"type": kind, "object": body}).encode() for kind, body in pairs]
+
+
+class ScriptedApiServer:
+    """Answers each request with the next scripted answer and records what was asked.
+
+    An answer is ("list", body) or ("watch", lines, then): a watch writes its lines as
+    they would stream, then either ends ("close") or holds the connection open ("hold")
+    until the test is over."""
+
+    def __init__(self, script: list[tuple[Any, ...]]) -> None:
+        self.script = queue.Queue[tuple[Any, ...]]()
+        for answer in script:
+            self.script.put(answer)
+        self.asked: list[dict[str, str]] = []
+        self.over = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                server.asked.append({k: v[0] for k, v in query.items()})
+                answer = server.script.get(timeout=10)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if answer[0] == "list":
+                    self.send_header("Content-Length", str(len(answer[1])))
+                    self.end_headers()
+                    self.wfile.write(answer[1])
+                    return
+                self.end_headers()  # no length: the body runs until the connection closes
+                for line in answer[1]:
+                    self.wfile.write(line + b"\n")
+                    self.wfile.flush()
+                if answer[2] == "hold":
+                    server.over.wait(20)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.over.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def stopping() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_a_watch_is_resumed_after_a_break_and_a_gone_version_relists_dropping_ghosts(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    a, b = pod("a", "5", "md-a"), pod("b", "6", "md-b")
+    c, d = pod("c", "11", "md-c"), pod("d", "19", "md-d")
+    server = ScriptedApiServer(
+        [
+            ("list", listing("10", a, b)),
+            # c comes and a goes; then the connection breaks mid-stream.
+            ("watch", events(("ADDED", c), ("DELETED", pod("a", "12", "md-a"))), "close"),
+            # Resumed from 12, the server no longer has it.
+            ("watch", events(("ERROR", {"kind": "Status", "code": 410, "reason": "Expired"})), "close"),
+            # During the gap b was deleted (no event will ever say so) and d made.
+            ("list", listing("20", c, d)),
+            ("watch", [], "hold"),
+        ]
+    )
+    try:
+        client = client_of(tmp_path, server.http.server_port)
+        cache = ObjectCache()
+        seen: list[tuple[str, str]] = []
+        relisted: list[set[str]] = []
+
+        def sink(kind: str, body: dict[str, Any]) -> None:  # as the operator's does
+            seen.append((kind, body["metadata"]["name"]))
+            if kind == "DELETED":
+                cache.remove("Pod", "ml", body["metadata"]["name"])
+            else:
+                cache.upsert("Pod", body)
+
+        reflector = Reflector(client, cache, POD, "ml", sink, relisted.append, stopping).start()
+        assert reflector.synced.wait(10), "the first list filled the cache"
+        wait_for(lambda: len(server.asked) == 5, 10, what="list, watch, resumed watch, list, watch")
+        wait_for(lambda: reflector.lists == 2, 10, what="the second list in the cache")
+    finally:
+        server.stop()
+
+    watch_versions = [q.get("resourceVersion") for q in server.asked if q.get("watch") == "true"]
+    assert watch_versions == ["10", "12", "20"]  # resumed from the last version seen, then from the list's
+    lists = [q for q in server.asked if "watch" not in q]
+    assert len(lists) == 2  # the break needed no list; the 410 did
+    assert all(q["labelSelector"] == POD.selector for q in server.asked)
+    assert all(q["allowWatchBookmarks"] == "true" for q in server.asked if "watch" in q)
+    assert seen == [("ADDED", "c"), ("DELETED", "a")]
+    # The list replaced what the cache held: the ghost b is gone, d is there, slimmed.
+    assert {p["metadata"]["name"] for p in cache.labelled("Pod", "ml", "md-b")} == set()
+    assert cache.get("Pod", "ml", "d") is not None
+    assert "managedFields" not in cache.get("Pod", "ml", "d")["metadata"]  # type: ignore[index]
+    assert cache.get("Pod", "ml", "b") is None
+    # The owners whose children changed during the gap get a pass; the first list asks none.
+    assert relisted == [{"md-b", "md-d"}]
+
+
+def test_a_kind_the_server_does_not_serve_counts_as_listed_and_empty(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    """No Gateway API installed: the HTTPRoute reflector must not hold up passes."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"kind":"Status","code":404}'
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = client_of(tmp_path, server.server_port)
+        reflector = Reflector(
+            client, ObjectCache(), BY_KIND["HTTPRoute"], "ml", lambda *_: None, lambda _: None, stopping
+        ).start()
+        assert reflector.synced.wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
