@@ -11,6 +11,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -188,3 +189,22 @@ def test_a_kind_the_server_does_not_serve_counts_as_listed_and_empty(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass on a namespace whose children are not listed yet would report them missing:
+    it waits for the lists, and gives the key back when they do not come in time."""
+    from modeldeploy.control import handlers
+    from modeldeploy.control.workqueue import RetryLaterError
+
+    listed = SimpleNamespace(kind=POD, synced=threading.Event())  # what the wait reads
+    unlisted = SimpleNamespace(kind=POD, synced=threading.Event())
+    listed.synced.set()
+    monkeypatch.setattr(handlers, "FILL_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(handlers, "_watch_namespace", lambda namespace: [listed])
+    handlers._fill_namespace("ml")  # listed: the pass goes on
+    monkeypatch.setattr(handlers, "_watch_namespace", lambda namespace: [listed, unlisted])
+    with pytest.raises(RetryLaterError, match="pods of namespace ml not listed yet"):
+        handlers._fill_namespace("ml")

@@ -109,7 +109,9 @@ def _relist_loop() -> None:
         if first:
             LOG.info("relisting ModelDeployments every %gs", RUNTIME.settings.relist_seconds)
             first = False
-        for namespace in sorted(RUNTIME.reflectors):
+        with RUNTIME.watching:  # new namespaces are added by kopf's event loop meanwhile
+            namespaces = sorted(RUNTIME.reflectors)
+        for namespace in namespaces:
             try:
                 _queue_owners(namespace, relist(RUNTIME.reconciler.kube, namespace))
             except Exception:  # the API server may be down: the next round tries again
