@@ -85,6 +85,46 @@ class ApiClient:
         timeout: tuple[float, float],
     ) -> Response:
         """One request; an error status raises ApiError, a transport failure urllib3's error."""
+        answer = self._open(method, path, query, body, content_type, timeout, preload=True)
+        return Response(answer.status, dict(answer.headers), answer.data)
+
+    def stream_lines(
+        self, path: str, *, query: Sequence[tuple[str, Any]] = (), timeout: tuple[float, float]
+    ) -> Iterator[bytes]:
+        """GET an answer that streams (a watch), one non-empty line at a time as it arrives.
+
+        The read timeout bounds each wait for bytes, not the whole answer. An error status
+        raises ApiError before the first line; a connection left before the end is closed,
+        never put back into the pool half read."""
+        answer = self._open("GET", path, query, None, None, timeout, preload=False)
+        finished = False
+        try:
+            pending = b""
+            for chunk in answer.stream(64 * 1024):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from (line for line in lines if line.strip())
+            if pending.strip():
+                yield pending
+            finished = True
+        finally:
+            if not finished:
+                answer.close()
+            answer.release_conn()
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, Any]],
+        body: bytes | None,
+        content_type: str | None,
+        timeout: tuple[float, float],
+        *,
+        preload: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer once its status is not an error; with ``preload`` False its body is
+        still to be read. A 401 is asked again once with renewed credentials."""
         url = self._url(path, query)
         for attempt in range(2):
             identity = self.credentials.identity()
@@ -96,61 +136,18 @@ class ApiClient:
                 timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
                 retries=self.retries,
                 redirect=False,
-                preload_content=True,
+                preload_content=preload,
             )
+            if answer.status < 400:
+                return answer
+            text = answer.data.decode("utf-8", "replace")  # read whole, so the connection can go back
+            answer.release_conn()
             if answer.status == 401 and attempt == 0 and self.credentials.source is not None:
                 # A rotated token or an expired plugin credential: ask once more.
                 self.credentials.renew()
                 continue
-            response_headers = dict(answer.headers)
-            if answer.status >= 400:
-                text = answer.data.decode("utf-8", "replace")
-                raise ApiError(answer.status, answer.reason or "", text, response_headers)
-            return Response(answer.status, response_headers, answer.data)
+            raise ApiError(answer.status, answer.reason or "", text, dict(answer.headers))
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def stream_lines(
-        self, path: str, *, query: Sequence[tuple[str, Any]] = (), timeout: tuple[float, float]
-    ) -> Iterator[bytes]:
-        """GET an answer that streams (a watch), one non-empty line at a time as it arrives.
-
-        The read timeout bounds each wait for bytes, not the whole answer. An error status
-        raises ApiError before the first line; a connection left before the end is closed,
-        never put back into the pool half read."""
-        url = self._url(path, query)
-        for attempt in range(2):
-            identity = self.credentials.identity()
-            answer = self._pool_for(identity).urlopen(
-                "GET",
-                url,
-                headers=_headers(identity),
-                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
-                retries=self.retries,
-                redirect=False,
-                preload_content=False,
-            )
-            if answer.status >= 400:
-                text = answer.read().decode("utf-8", "replace")
-                answer.release_conn()
-                if answer.status == 401 and attempt == 0 and self.credentials.source is not None:
-                    self.credentials.renew()
-                    continue
-                raise ApiError(answer.status, answer.reason or "", text, dict(answer.headers))
-            finished = False
-            try:
-                pending = b""
-                for chunk in answer.stream(64 * 1024):
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    yield from (line for line in lines if line.strip())
-                if pending.strip():
-                    yield pending
-                finished = True
-            finally:
-                if not finished:
-                    answer.close()
-                answer.release_conn()
-            return
 
     def _url(self, path: str, query: Sequence[tuple[str, Any]]) -> str:
         return self._prefix + path + (f"?{urllib.parse.urlencode(list(query))}" if query else "")
