@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes
 
 from modeldeploy.control.kube import Kube, load_client_config
+from tests.bench.contract_floor import status
 from tests.bench.run import (
     GROUP,
     PLURAL,
@@ -34,33 +35,6 @@ from tests.bench.run import (
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 
 NAMESPACE = "costs"
-NOW = "2026-01-01T00:00:00Z"
-
-
-def status(phase: str, ready: int) -> dict[str, Any]:
-    """A status the size of the operator's for a one-replica Immediate rollout."""
-    conditions = [
-        {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": f"version 1: {ready}/1 pods serving the model",
-            "lastTransitionTime": NOW,
-            "observedGeneration": 1,
-        }
-        for kind, value, reason in (
-            ("Ready", "True" if ready else "False", "Serving" if ready else "Waiting"),
-            ("Progressing", "False" if ready else "True", "Complete" if ready else "Rolling"),
-            ("ModelLoaded", "True" if ready else "False", "Loaded" if ready else "Loading"),
-            ("Degraded", "False", "Healthy"),
-        )
-    ]
-    return {
-        "observedGeneration": 1,
-        "phase": phase,
-        "stable": {"version": 1, "replicas": 1, "readyReplicas": ready},
-        "conditions": conditions,
-    }
 
 
 def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:

@@ -11,7 +11,12 @@ On a fresh local control plane (with an API audit log):
    object, status writes per object, and writes during ``--idle`` seconds after;
 4. footprint: the operator's peak RSS and CPU seconds;
 5. canary reaction: M canaries with short steps, delay from a step falling due to
-   its next weight being applied (the status write that carries it).
+   its next weight being applied (the status write that carries it);
+6. contract floor (``--no-contract-floor`` skips it): with the operator and the model
+   servers stopped and the floor's namespace deleted, the operator's requests sent by a
+   client that decides nothing (tests/bench/contract_floor.py), timed until every
+   ModelDeployment is Ready. It splits the ratio in two: operator/contract floor is the
+   operator's own work, contract floor/floor the requests.
 """
 
 from __future__ import annotations
@@ -39,15 +44,31 @@ from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.times import parse_time
 from modeldeploy.build.deployment import build_config_map, build_deployment
 from modeldeploy.build.routing import build_service
+from modeldeploy.control.apiclient import ApiClient
 from modeldeploy.control.kube import Kube, load_client_config
 from tests.bench import apiserver_profile
+from tests.bench.contract_floor import WATCHES, ContractClient
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
 from tests.modelserver.store import NODE_PATH, make_store
 from tests.support.kube import create_namespace, kubectl_path
 from tests.support.operator import OperatorProcess
+from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    n: int = 200
+    m: int = 50  # of the N, this many use Canary, and their step reaction is timed
+    idle: float = 60.0  # seconds watched for writes after convergence (first round only)
+    replicas: int = 1
+    workers: int = 32  # the operator's workers, the floor's threads, the contract client's
+    profile_seconds: int = 0  # the API server's CPU profile over each phase's first seconds
+    contract: bool = True  # the contract floor phase, after the operator's
+
+
 CANARY_PAUSE_SECONDS = 3
 
 
@@ -233,6 +254,78 @@ def run_floor(
         list(pool.map(apply_one, range(n)))
     if not watch.finished.wait(600):
         raise TimeoutError(f"floor: {len(watch.done_at)}/{n} Deployments available after 600s")
+    return timings(watch, start)
+
+
+CONTRACT_RATIOS = (
+    "operator_over_contract",
+    "operator_over_contract_cpu",
+    "contract_over_floor",
+    "contract_over_floor_cpu",
+)
+
+
+def run_contract_phase(
+    api: kubernetes.client.ApiClient, cluster: LocalCluster, options: BenchOptions, names: list[str]
+) -> dict[str, Any]:
+    """The contract floor (tests/bench/contract_floor.py): the operator's requests, sent by
+    a client that decides nothing, timed like the operator phase until every one is Ready.
+
+    The floor's namespace goes first, so this phase starts beside N objects (the
+    operator's), as the operator phase started beside the floor's."""
+    core = kubernetes.client.CoreV1Api(api)
+    core.delete_namespace("bench-floor")
+    wait_for(lambda: not _namespace_exists(core, "bench-floor"), 900, what="bench-floor deleted")
+    pids = cluster.pids()  # the control plane; this process is counted as "bench"
+    namespace = "bench-contract"
+    create_namespace(core, namespace)
+    api_client = load_client_config(options.workers, str(cluster.kubeconfig))
+    # Its watches get their own connections, as the operator's do.
+    kube = Kube(api_client, watch_api=ApiClient(api_client.credentials, connections=len(WATCHES)))
+    client = ContractClient(kube, namespace, options.replicas, options.workers).start()
+    watch = ReadyWatch(api, namespace, "md", len(names)).start()
+    settle(pids)
+    cpu_before = cpu_seconds(pids)
+    start = time.monotonic()
+    try:
+        create_mds(api, namespace, names[: options.m], spec(1, options.replicas, canary=True))
+        create_mds(api, namespace, names[options.m :], spec(1, options.replicas))
+        wait_for(lambda: watch.finished.is_set() or bool(client.errors), 900, what="contract floor Ready")
+    finally:
+        client.stop()
+    if client.errors:
+        raise RuntimeError(f"contract floor: {client.errors[0]!r}")
+    return {**timings(watch, start), "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids))}
+
+
+def _namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+        return True
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def contract_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Operator over contract floor: what the operator's own work costs; contract floor over
+    floor: what its requests cost. Wall and CPU-seconds, like the main ratio."""
+
+    def cpu(phase: str) -> float:
+        return float(sum(results[phase]["cpu_s"].values()))
+
+    floor, operator, contract = results["floor"], results["operator"], results["contract"]
+    return {
+        "operator_over_contract": operator["total_s"] / contract["total_s"],
+        "operator_over_contract_cpu": cpu("operator") / cpu("contract"),
+        "contract_over_floor": contract["total_s"] / floor["total_s"],
+        "contract_over_floor_cpu": cpu("contract") / cpu("floor"),
+    }
+
+
+def timings(watch: ReadyWatch, start: float) -> dict[str, float]:
+    """How long from ``start`` until the last object was done, and the median and p99 object."""
     durations = [t - start for t in watch.done_at.values()]
     return {
         "total_s": max(durations),
@@ -337,32 +430,11 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
     }
 
 
-def run_rounds(
-    rounds: int,
-    n: int,
-    m: int,
-    idle: float,
-    replicas: int,
-    workers: int,
-    root: Path,
-    profile_seconds: int = 0,
-) -> dict[str, Any]:
+def run_rounds(options: BenchOptions, rounds: int, root: Path) -> dict[str, Any]:
     """``rounds`` runs, each on a fresh control plane; the idle window and the canary
     reaction are measured in the first only. The ratio is reported per round and as
     their median: on a shared VM one run's floor moved by a third between runs."""
-    done = [
-        run(
-            n,
-            m,
-            idle if i == 0 else 0.0,
-            replicas,
-            workers,
-            root / f"round-{i + 1}",
-            canary=i == 0,
-            profile_seconds=profile_seconds,
-        )
-        for i in range(rounds)
-    ]
+    done = [run(options, root / f"round-{i + 1}", first=i == 0) for i in range(rounds)]
     results = done[0]
     results["rounds"] = [
         {
@@ -370,24 +442,21 @@ def run_rounds(
             "operator": r["operator"],
             "ratio_total": r["ratio_total"],
             "cpu_ratio": r["cpu_ratio"],
+            **{k: r[k] for k in ("contract", *CONTRACT_RATIOS) if k in r},
         }
         for r in done
     ]
-    results["ratio_median"] = statistics.median(r["ratio_total"] for r in done)
-    results["cpu_ratio_median"] = statistics.median(r["cpu_ratio"] for r in done)
+    for key in ("ratio_total", "cpu_ratio", *CONTRACT_RATIOS):
+        if key in results:
+            results[f"{key.removesuffix('_total')}_median"] = statistics.median(r[key] for r in done)
     return results
 
 
-def run(
-    n: int,
-    m: int,
-    idle: float,
-    replicas: int,
-    workers: int,
-    root: Path,
-    canary: bool = True,
-    profile_seconds: int = 0,
-) -> dict[str, Any]:
+def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]:
+    """One round on a fresh control plane: the floor, the operator, then the contract floor.
+    The idle window and the canary reaction only when ``first``."""
+    n, m, replicas, workers = options.n, options.m, options.replicas, options.workers
+    idle = options.idle if first else 0.0
     cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
     results: dict[str, Any] = {
@@ -405,7 +474,7 @@ def run(
         pids = cluster.pids()
         settle(pids)
         cpu_before = cpu_seconds(pids)
-        profile = _profile(api, root / "apiserver-floor.pprof", profile_seconds)
+        profile = _profile(api, root / "apiserver-floor.pprof", options.profile_seconds)
         results["floor"] = run_floor(api, cluster.kubeconfig, n, replicas, workers)
         results["floor"]["cpu_s"] = cpu_delta(cpu_before, cpu_seconds(pids))
         if profile is not None:
@@ -443,19 +512,13 @@ def run(
         canary_names = names[:m]
         settle(pids)
         cpu_before = cpu_seconds(pids)
-        profile = _profile(api, root / "apiserver-operator.pprof", profile_seconds)
+        profile = _profile(api, root / "apiserver-operator.pprof", options.profile_seconds)
         start = time.monotonic()
         create_mds(api, namespace, canary_names, spec(1, replicas, canary=True))
         create_mds(api, namespace, names[m:], spec(1, replicas))
         if not watch.finished.wait(900):
             raise TimeoutError(f"operator: {len(watch.done_at)}/{n} Ready after 900s")
-        durations = [t - start for t in watch.done_at.values()]
-        results["operator"] = {
-            "total_s": max(durations),
-            "p50_s": percentile(durations, 0.5),
-            "p99_s": percentile(durations, 0.99),
-            "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids)),
-        }
+        results["operator"] = {**timings(watch, start), "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids))}
         if profile is not None:
             results["operator"]["apiserver_profile"] = str(profile.join())
         results["ratio_total"] = results["operator"]["total_s"] / results["floor"]["total_s"]
@@ -487,8 +550,16 @@ def run(
         results["api"]["idle_writes"] = sum(1 for e in idle_requests if e["verb"] in WRITE_VERBS)
         rss, cpu = proc_usage(operator.pid)
         results["footprint"] = {"peak_rss_mib": round(rss, 1), "cpu_seconds": round(cpu, 1)}
-        if m and canary:
+        if m and first:
             results["canary_reaction"] = canary_reaction(api, namespace, canary_names)
+        if options.contract:
+            # Alone on the machine, like the floor: the operator and the model servers go.
+            operator.stop()
+            for proc in processes:
+                proc.terminate()
+                proc.wait(timeout=20)
+            results["contract"] = run_contract_phase(api, cluster, options, names)
+            results.update(contract_ratios(results))
     finally:
         if operator is not None:
             operator.stop()
@@ -545,6 +616,22 @@ def table(results: dict[str, Any]) -> str:
         ("ratio operator/floor (target <= 1.15 at N=200, 1.25 at N=1000)", f"{results['ratio_total']:.2f}"),
         ("CPU-seconds ratio operator/floor (same targets)", f"{results['cpu_ratio']:.2f}"),
     ]
+    if "contract" in results:
+        contract, r = results["contract"], results
+        rows += [
+            (
+                "contract floor: the operator's requests, no operator",
+                f"{contract['total_s']:.1f}s (p50 {contract['p50_s']:.1f}s, p99 {contract['p99_s']:.1f}s)",
+            ),
+            (
+                "operator/contract floor: the operator's own work",
+                f"{r['operator_over_contract']:.2f} (CPU-seconds {r['operator_over_contract_cpu']:.2f})",
+            ),
+            (
+                "contract floor/floor: the requests",
+                f"{r['contract_over_floor']:.2f} (CPU-seconds {r['contract_over_floor_cpu']:.2f})",
+            ),
+        ]
     if len(results.get("rounds", [])) > 1:
         rows.append(
             (
@@ -565,6 +652,19 @@ def table(results: dict[str, Any]) -> str:
                 + ")",
             )
         )
+        for key, label in (
+            ("operator_over_contract", "operator/contract floor"),
+            ("contract_over_floor", "contract floor/floor"),
+        ):
+            if f"{key}_median" in results:
+                rows.append(
+                    (
+                        f"{label} over {len(results['rounds'])} rounds: median",
+                        f"{results[f'{key}_median']:.2f} wall, {results[f'{key}_cpu_median']:.2f} CPU ("
+                        + ", ".join(f"{r[key]:.2f}/{r[f'{key}_cpu']:.2f}" for r in results["rounds"])
+                        + ")",
+                    )
+                )
     rows += [
         ("operator requests per object", f"{api['per_object_total']} {api['per_object_by_verb']}"),
         (
@@ -587,8 +687,8 @@ def table(results: dict[str, Any]) -> str:
                 f"max {c['max_s'] * 1000:.0f}ms over {c['transitions']} steps",
             )
         )
-    for phase in ("floor", "operator"):
-        if "cpu_s" in results[phase]:
+    for phase in ("floor", "operator", "contract"):
+        if "cpu_s" in results.get(phase, {}):
             used = results[phase]["cpu_s"]
             rows.append(
                 (
@@ -619,26 +719,29 @@ def main(argv: list[str]) -> int:
         help="with MODELDEPLOY_APISERVER_PROFILING=1 and --keep: the API server's CPU profile over "
         "each phase's first seconds (apiserver-floor.pprof, apiserver-operator.pprof)",
     )
+    parser.add_argument(
+        "--no-contract-floor",
+        action="store_true",
+        help="skip the third phase (the operator's requests sent by a client that decides nothing)",
+    )
     args = parser.parse_args(argv)
     if args.profile_seconds and args.keep is None:
         parser.error("--profile-seconds needs --keep: the profiles are written there")
+    options = BenchOptions(
+        n=args.n,
+        m=min(args.m, args.n),
+        idle=args.idle,
+        replicas=args.replicas,
+        workers=args.workers,
+        profile_seconds=args.profile_seconds,
+        contract=not args.no_contract_floor,
+    )
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        results = run_rounds(
-            args.rounds,
-            args.n,
-            min(args.m, args.n),
-            args.idle,
-            args.replicas,
-            args.workers,
-            args.keep,
-            args.profile_seconds,
-        )
+        results = run_rounds(options, args.rounds, args.keep)
     else:
         with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as root:
-            results = run_rounds(
-                args.rounds, args.n, min(args.m, args.n), args.idle, args.replicas, args.workers, Path(root)
-            )
+            results = run_rounds(options, args.rounds, Path(root))
     print(table(results))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

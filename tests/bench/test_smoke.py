@@ -9,13 +9,14 @@ import pytest
 
 from tests.bench import modelserver
 from tests.bench.request_costs import measure
-from tests.bench.run import run_rounds, table
+from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
 
 pytestmark = pytest.mark.timeout(300)
 
 
+@pytest.mark.timeout(480)  # three phases per round, two rounds, each on a fresh control plane
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
-    results = run_rounds(rounds=2, n=6, m=2, idle=3, replicas=1, workers=2, root=tmp_path)
+    results = run_rounds(BenchOptions(n=6, m=2, idle=3, replicas=1, workers=2), rounds=2, root=tmp_path)
     assert math.isfinite(results["ratio_total"])
     assert results["ratio_total"] > 0
     # Each round ran on its own control plane; the median is taken over them.
@@ -39,6 +40,14 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert "ratio operator/floor" in table(results)
     assert "ratio over 2 rounds: median" in table(results)
     assert "CPU-seconds ratio over 2 rounds: median" in table(results)
+    # The contract floor ran in each round: its client's requests brought every resource to
+    # Ready without the operator, and the ratio splits into the operator's part and theirs.
+    for r in results["rounds"]:
+        assert r["contract"]["total_s"] > 0
+        assert r["contract"]["cpu_s"]["kube-apiserver"] > 0
+        assert all(math.isfinite(r[key]) and r[key] > 0 for key in CONTRACT_RATIOS)
+    assert results["operator_over_contract_median"] > 0
+    assert "operator/contract floor over 2 rounds: median" in table(results)
 
 
 def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
