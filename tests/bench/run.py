@@ -221,11 +221,15 @@ def settle(pids: dict[str, int], busy: float = 0.25, timeout: float = 60.0) -> N
 
 
 def run_floor(
-    api: kubernetes.client.ApiClient, kubeconfig: Path, n: int, replicas: int, workers: int
+    api: kubernetes.client.ApiClient,
+    kubeconfig: Path,
+    n: int,
+    replicas: int,
+    workers: int,
+    namespace: str = "bench-floor",
 ) -> dict[str, Any]:
     """The same children the operator would make, applied directly by the operator's own
     client: the floor."""
-    namespace = "bench-floor"
     create_namespace(kubernetes.client.CoreV1Api(api), namespace)
     kube = Kube(load_client_config(workers, str(kubeconfig)))
     watch = ReadyWatch(api, namespace, "deployment", n).start()
@@ -555,23 +559,27 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         if options.contract:
             # Alone on the machine, like the floor: the operator and the model servers go.
             operator.stop()
-            for proc in processes:
-                proc.terminate()
-                proc.wait(timeout=20)
+            stop_processes(processes)
             results["contract"] = run_contract_phase(api, cluster, options, names)
             results.update(contract_ratios(results))
     finally:
         if operator is not None:
             operator.stop()
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(processes)
         cluster.down()
     return results
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, and SIGKILL after 20 s: the model servers with hundreds of pods take longer."""
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _profile(
