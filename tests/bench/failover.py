@@ -34,7 +34,7 @@ from tests.support.kube import create_namespace
 from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
 
-from .run import NODE_PATH, _wait_node_ready, spec, start_process
+from .run import NODE_PATH, spec, start_process, wait_node_ready
 
 NAMESPACE = "bench-failover"
 NAME = "m0"
@@ -113,7 +113,7 @@ def run(kills: int, seed: int, root: Path) -> dict[str, list[float]]:
     fleet: subprocess.Popen[bytes] | None = None
     bench = Bench(cluster, root)
     try:
-        _wait_node_ready(cluster)
+        wait_node_ready(cluster)
         create_namespace(bench.core, NAMESPACE)
         fleet = start_process(
             [

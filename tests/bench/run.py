@@ -279,7 +279,7 @@ def run_contract_phase(
     operator's), as the operator phase started beside the floor's."""
     core = kubernetes.client.CoreV1Api(api)
     core.delete_namespace("bench-floor")
-    wait_for(lambda: not _namespace_exists(core, "bench-floor"), 900, what="bench-floor deleted")
+    wait_for(lambda: not namespace_exists(core, "bench-floor"), 900, what="bench-floor deleted")
     pids = cluster.pids()  # the control plane; this process is counted as "bench"
     namespace = "bench-contract"
     create_namespace(core, namespace)
@@ -302,7 +302,7 @@ def run_contract_phase(
     return {**timings(watch, start), "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids))}
 
 
-def _namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
+def namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
     try:
         core.read_namespace(name)
         return True
@@ -474,7 +474,7 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
     operator: OperatorProcess | None = None
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        _wait_node_ready(cluster)
+        wait_node_ready(cluster)
         pids = cluster.pids()
         settle(pids)
         cpu_before = cpu_seconds(pids)
@@ -593,7 +593,7 @@ def _profile(
     return apiserver_profile.ApiServerProfile(api, out, seconds).start()
 
 
-def _wait_node_ready(cluster: LocalCluster) -> None:
+def wait_node_ready(cluster: LocalCluster) -> None:
     subprocess.run(
         [
             str(kubectl_path()),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import modelserver
+from tests.bench import floor_repeat, modelserver
 from tests.bench.request_costs import measure
 from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
 
@@ -70,3 +70,14 @@ def test_model_server_figures_are_measured(capsys: pytest.CaptureFixture[str]) -
     assert "3 pod(s) of one model: peak RSS" in printed
     assert "models loaded {1}" in printed  # three pods, one loaded model
     assert "predict latency at 40 req/s" in printed
+
+
+def test_floor_repeat_prints_the_spread_of_identical_work(capsys: pytest.CaptureFixture[str]) -> None:
+    assert floor_repeat.main(["--n", "3", "--rounds", "1", "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    # Three floors ran on one control plane, the third after the first two were deleted.
+    assert "round 1: A " in printed
+    assert ", B " in printed
+    assert ", C " in printed
+    assert "B/A: wall median" in printed
+    assert "C/A: wall median" in printed
