@@ -122,7 +122,7 @@ kind-down: ## Delete the kind cluster
 
 ##@ Benchmarks
 .PHONY: bench
-bench: deps ## Convergence (median of ROUNDS=5), API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
+bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
 	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
 	$(PY) -m tests.bench.modelserver --rounds $${ROUNDS:-5}
 	$(PY) -m tests.bench.pretraffic --rounds $${ROUNDS:-5}
