@@ -27,7 +27,7 @@ from modeldeploy.build.deployment import build_config_map, build_deployment
 from modeldeploy.build.routing import build_service
 from modeldeploy.control.kinds import BY_KIND, Kind
 from modeldeploy.control.kube import Kube
-from modeldeploy.control.observe import gate_open, pod_ip
+from modeldeploy.control.observe import awaits_gate
 
 # What it must watch to know when to send each request.
 WATCHES = ("ModelDeployment", "Deployment", "Pod")
@@ -62,12 +62,8 @@ def status(phase: str, ready: int) -> dict[str, Any]:
     }
 
 
-def _containers_ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "ContainersReady" and c.get("status") == "True" for c in conditions)
-
-
-def _available(deployment: dict[str, Any]) -> bool:
+def deployment_available(deployment: dict[str, Any]) -> bool:
+    """Every wanted replica available, for the Deployment's current generation."""
     status = deployment.get("status") or {}
     return bool(
         status.get("availableReplicas", 0) >= deployment["spec"].get("replicas", 1)
@@ -155,7 +151,7 @@ class ContractClient:
 
     def _on_deployment(self, deployment: dict[str, Any]) -> None:
         owner = deployment["metadata"].get("labels", {}).get(LABEL_NAME, "")
-        if owner and _available(deployment) and self._first("Available", owner):
+        if owner and deployment_available(deployment) and self._first("Available", owner):
             self._submit(self._ready, owner)
 
     def _ready(self, name: str) -> None:
@@ -166,5 +162,5 @@ class ContractClient:
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
-        if pod_ip(pod) and _containers_ready(pod) and not gate_open(pod) and self._first("Pod", name):
+        if awaits_gate(pod) and self._first("Pod", name):
             self._submit(self.kube.open_model_gate, self.namespace, name, "opened without asking the model")

@@ -47,7 +47,7 @@ from modeldeploy.build.routing import build_service
 from modeldeploy.control.apiclient import ApiClient
 from modeldeploy.control.kube import Kube, load_client_config
 from tests.bench import apiserver_profile
-from tests.bench.contract_floor import WATCHES, ContractClient
+from tests.bench.contract_floor import WATCHES, ContractClient, deployment_available
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
 from tests.modelserver.store import NODE_PATH, make_store
 from tests.support.kube import create_namespace, kubectl_path
@@ -148,13 +148,9 @@ class ReadyWatch:
     finished: threading.Event = field(default_factory=threading.Event)
 
     def _done(self, obj: dict[str, Any]) -> bool:
-        status = obj.get("status") or {}
         if self.kind == "deployment":
-            wanted = obj["spec"].get("replicas", 1)
-            return bool(
-                status.get("availableReplicas", 0) >= wanted
-                and status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
-            )
+            return deployment_available(obj)
+        status = obj.get("status") or {}
         return (
             status.get("phase") == "Ready"
             and status.get("observedGeneration") == obj["metadata"]["generation"]

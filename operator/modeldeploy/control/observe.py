@@ -54,9 +54,8 @@ class Observation:
         )
 
     def gates_to_check(self) -> list[Body]:
-        """Pods whose containers are ready and whose model gate has not opened yet. Not
-        "Ready": with the gate in its readinessGates a pod is Ready only after it opens."""
-        return [p for p in self.pods if not gate_open(p) and pod_ip(p) and _condition(p, "ContainersReady")]
+        """Pods whose containers are ready and whose model gate has not opened yet."""
+        return [p for p in self.pods if awaits_gate(p)]
 
     def gates_to_close(self) -> list[Body]:
         """Pods whose serving container went down after their gate opened: the model the
@@ -101,6 +100,12 @@ def _condition(pod: Body, type_: str) -> bool:
 
 def pod_ready(pod: Body) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running" and _condition(pod, "Ready")
+
+
+def awaits_gate(pod: Body) -> bool:
+    """The pod's containers are ready and its model gate has not opened yet. Not "Ready":
+    with the gate in its readinessGates a pod is Ready only after it opens."""
+    return not gate_open(pod) and bool(pod_ip(pod)) and _condition(pod, "ContainersReady")
 
 
 def gate_open(pod: Body) -> bool:
