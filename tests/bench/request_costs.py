@@ -40,6 +40,7 @@ from tests.bench.run import (
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 
 NAMESPACE = "costs"
+CHILD_KINDS = ("ConfigMap", "Deployment", "Service")
 
 
 def child(kind: str, name: str) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
         each("ConfigMap apply", lambda i: kube.apply(config_map(i)))
         # A first rollout's children, as the builders make them: server-side apply of an
         # object that does not exist yet, against a plain create of the same manifest.
-        for kind in ("ConfigMap", "Deployment", "Service"):
+        for kind in CHILD_KINDS:
             each(f"{kind} apply (new)", functools.partial(lambda k, i: kube.apply(child(k, f"a{i}")), kind))
             each(f"{kind} create", functools.partial(lambda k, i: create(child(k, f"p{i}")), kind))
         each(

@@ -8,7 +8,9 @@ On a fresh local control plane (with an API audit log):
 2. operator: N ModelDeployments applied at once, timed until every one is Ready
    (model-aware: the TF Serving-compatible model server answers on every pod IP);
 3. API economy: the operator's own requests (its user in the audit log) by verb per
-   object, status writes per object, and writes during ``--idle`` seconds after;
+   object, status writes per object, and writes during ``--idle`` seconds after; and
+   every client's requests about each phase's namespace while it ran, per object (the
+   controller-manager's, kwok's, the benchmark's), which the API server's CPU follows;
 4. footprint: the operator's peak RSS and CPU seconds;
 5. canary reaction: M canaries with short steps, delay from a step falling due to
    its next weight being applied (the status write that carries it);
@@ -122,18 +124,39 @@ class Audit:
                 return self.mark()
 
     def operator_requests(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._answered(start, end) if e.get("user", {}).get("username") == OPERATOR_USER]
+
+    def namespace_requests(self, namespace: str, start: int, end: int) -> Counter[str]:
+        """Every client's requests about ``namespace``'s objects between two marks, counted
+        by client, verb and resource: what one phase made the whole cluster ask."""
+        return Counter(
+            request_key(e)
+            for e in self._answered(start, end)
+            if (e.get("objectRef") or {}).get("namespace") == namespace
+        )
+
+    def _answered(self, start: int, end: int | None) -> list[dict[str, Any]]:
         with open(self.path, "rb") as handle:
             handle.seek(start)
             data = handle.read() if end is None else handle.read(end - start)
-        events = []
-        for line in data.splitlines():
-            event = json.loads(line)
-            if (
-                event.get("user", {}).get("username") == OPERATOR_USER
-                and event.get("stage") == "ResponseComplete"
-            ):
-                events.append(event)
-        return events
+        events = [json.loads(line) for line in data.splitlines()]
+        return [e for e in events if e.get("stage") == "ResponseComplete"]
+
+
+def request_key(event: dict[str, Any]) -> str:
+    """ "client verb resource[/subresource]"; the controller-manager's controllers by name."""
+    user = str(event.get("user", {}).get("username", "?")).removeprefix("system:serviceaccount:kube-system:")
+    ref = event.get("objectRef") or {}
+    resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return f"{user} {event.get('verb')} {resource}"
+
+
+def cluster_requests(counts: Counter[str], n: int) -> dict[str, Any]:
+    """A phase's requests from every client, per object, in total and by client/verb/resource."""
+    return {
+        "per_object": round(sum(counts.values()) / n, 2),
+        "per_object_by_request": {k: round(v / n, 2) for k, v in counts.most_common()},
+    }
 
 
 @dataclass
@@ -284,8 +307,10 @@ def run_contract_phase(
     kube = Kube(api_client, watch_api=ApiClient(api_client.credentials, connections=len(WATCHES)))
     client = ContractClient(kube, namespace, options.replicas, options.workers).start()
     watch = ReadyWatch(api, namespace, "md", len(names)).start()
+    audit = Audit(cluster.audit_log)
     settle(pids)
     cpu_before = cpu_seconds(pids)
+    mark = audit.mark()
     start = time.monotonic()
     try:
         create_mds(api, namespace, names[: options.m], spec(1, options.replicas, canary=True))
@@ -295,7 +320,11 @@ def run_contract_phase(
         client.stop()
     if client.errors:
         raise RuntimeError(f"contract floor: {client.errors[0]!r}")
-    return {**timings(watch, start), "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids))}
+    return {
+        **timings(watch, start),
+        "cpu_s": cpu_delta(cpu_before, cpu_seconds(pids)),
+        "requests": cluster_requests(audit.namespace_requests(namespace, mark, audit.mark()), len(names)),
+    }
 
 
 def namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
@@ -472,11 +501,15 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         wait_node_ready(cluster)
         pids = cluster.pids()
+        audit = Audit(cluster.audit_log)
         settle(pids)
         cpu_before = cpu_seconds(pids)
         profile = _profile(api, root / "apiserver-floor.pprof", options.profile_seconds)
+        floor_mark = audit.mark()
         results["floor"] = run_floor(api, cluster.kubeconfig, n, replicas, workers)
         results["floor"]["cpu_s"] = cpu_delta(cpu_before, cpu_seconds(pids))
+        floor_requests = audit.namespace_requests("bench-floor", floor_mark, audit.mark())
+        results["floor"]["requests"] = cluster_requests(floor_requests, n)
         if profile is not None:
             results["floor"]["apiserver_profile"] = str(profile.join())
 
@@ -503,7 +536,6 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             namespace=namespace,
             env={"MODELDEPLOY_WORKERS": str(workers)},
         )
-        audit = Audit(cluster.audit_log)
         operator.start()
         pids |= {"operator": operator.pid, "modelservers": processes[0].pid}
         mark = audit.mark()
@@ -527,6 +559,9 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             results["floor"]["cpu_s"].values()
         )
         converged = audit.mark()
+        results["operator"]["requests"] = cluster_requests(
+            audit.namespace_requests(namespace, mark, converged), n
+        )
         requests = audit.operator_requests(mark, converged)
         by_verb = Counter(e["verb"] for e in requests)
         # Pods' model gates are status patches too: told apart by resource. Every request
@@ -669,6 +704,17 @@ def table(results: dict[str, Any]) -> str:
                         + ")",
                     )
                 )
+    rows.append(
+        (
+            "API requests per object, every client: floor / operator"
+            + (" / contract floor" if "contract" in results else ""),
+            " / ".join(
+                f"{results[phase]['requests']['per_object']:.1f}"
+                for phase in ("floor", "operator", "contract")
+                if phase in results
+            ),
+        )
+    )
     rows += [
         ("operator requests per object", f"{api['per_object_total']} {api['per_object_by_verb']}"),
         (

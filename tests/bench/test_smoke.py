@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.bench import floor_repeat, modelserver
-from tests.bench.request_costs import measure
+from tests.bench.request_costs import CHILD_KINDS, measure
 from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
+from tests.cluster.localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,6 +49,16 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert all(math.isfinite(r[key]) and r[key] > 0 for key in CONTRACT_RATIOS)
     assert results["operator_over_contract_median"] > 0
     assert "operator/contract floor over 2 rounds: median" in table(results)
+    # Every client's requests about each phase's objects, per object. On top of the floor's
+    # three children the operator's phase and the contract floor make the cluster answer the
+    # user's create, two status writes, the gate and an Event (and what those set off).
+    for r in results["rounds"]:
+        floor_requests = r["floor"]["requests"]["per_object"]
+        assert r["operator"]["requests"]["per_object"] >= floor_requests + 3
+        assert r["contract"]["requests"]["per_object"] >= floor_requests + 3
+        by_request = r["operator"]["requests"]["per_object_by_request"]
+        assert by_request[f"{OPERATOR_USER} patch modeldeployments/status"] >= 1
+    assert "API requests per object, every client" in table(results)
 
 
 def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
@@ -58,6 +69,7 @@ def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
         "Event create",
         "ConfigMap apply",
         "label merge patch (ConfigMap)",
+        *(f"{kind} {how}" for kind in CHILD_KINDS for how in ("apply (new)", "create")),
     }
     assert all(used["kube-apiserver"] >= 0 for used in results.values())
     assert sum(used["kube-apiserver"] for used in results.values()) > 0  # 100 requests cost something
