@@ -136,6 +136,9 @@ class Audit:
         )
 
     def _answered(self, start: int, end: int | None) -> list[dict[str, Any]]:
+        if self.mark() < max(start, end or 0):
+            # Offsets into a rotated file would count some other stretch of requests.
+            raise RuntimeError(f"the audit log {self.path} shrank: was it rotated?")
         with open(self.path, "rb") as handle:
             handle.seek(start)
             data = handle.read() if end is None else handle.read(end - start)
