@@ -121,3 +121,33 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
     assert [q.get("continue") for q in asked] == [None, ["page-2"]]
     assert all(q["limit"] == [str(kube.LIST_PAGE)] for q in asked)
     assert all(q["labelSelector"] == [BY_KIND["Pod"].selector] for q in asked)
+
+
+def test_list_versions_asks_for_metadata_only(tmp_path: Path) -> None:
+    """The ModelDeployments' relist lists names and versions: the API server is asked for
+    PartialObjectMetadata, not whole objects."""
+    accepted: list[str] = []
+    page = {"metadata": {}, "items": [{"metadata": {"name": "mnist", "resourceVersion": "42"}}]}
+
+    class Metadata(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            accepted.append(self.headers["Accept"])
+            body = json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, server.server_port))))
+        versions = client.list_versions(BY_KIND["ModelDeployment"], "ml")
+    finally:
+        server.shutdown()
+    assert versions == {"mnist": "42"}
+    assert accepted == ["application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"]

@@ -83,9 +83,10 @@ class ApiClient:
         body: bytes | None = None,
         content_type: str = "application/json",
         timeout: tuple[float, float],
+        accept: str = "application/json",
     ) -> Response:
         """One request; an error status raises ApiError, a transport failure urllib3's error."""
-        answer = self._open(method, path, query, body, content_type, timeout, preload=True)
+        answer = self._open(method, path, query, body, content_type, timeout, preload=True, accept=accept)
         return Response(answer.status, dict(answer.headers), answer.data)
 
     def stream_lines(
@@ -122,6 +123,7 @@ class ApiClient:
         timeout: tuple[float, float],
         *,
         preload: bool,
+        accept: str = "application/json",
     ) -> urllib3.BaseHTTPResponse:
         """The answer once its status is not an error; with ``preload`` False its body is
         still to be read. A 401 is asked again once with renewed credentials."""
@@ -132,7 +134,7 @@ class ApiClient:
                 method,
                 url,
                 body=body,
-                headers=_headers(identity, content_type),
+                headers=_headers(identity, content_type, accept),
                 timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
                 retries=self.retries,
                 redirect=False,
@@ -175,8 +177,10 @@ class ApiClient:
         )
 
 
-def _headers(identity: Identity, content_type: str | None = None) -> dict[str, str]:
-    headers = {"Accept": "application/json"}
+def _headers(
+    identity: Identity, content_type: str | None = None, accept: str = "application/json"
+) -> dict[str, str]:
+    headers = {"Accept": accept}
     if content_type:
         headers["Content-Type"] = content_type
     if identity.token:

@@ -29,6 +29,8 @@ LOG = logging.getLogger(__name__)
 REQUEST_TIMEOUT = (5.0, 30.0)
 # Objects per page of a list: the decoded page is held whole until slimmed.
 LIST_PAGE = 250
+# A list of the objects' metadata only (PartialObjectMetadataList), served for every kind.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # Seconds a watch may stay silent before it is dropped and resumed: the API server sends a
 # bookmark about every minute, so only a dead connection stays silent this long.
 WATCH_READ_TIMEOUT = 120.0
@@ -99,6 +101,7 @@ class Kube:
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> Any:
         encoded = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         try:
@@ -111,6 +114,7 @@ class Kube:
                 # A request never waits longer than this, so a stalled API server (or a
                 # connection that silently drops) cannot hold a worker for good.
                 timeout=(timeout, timeout) if timeout is not None else REQUEST_TIMEOUT,
+                accept=accept,
             )
         except ApiError as exc:
             if exc.status == 429:  # throttled: come back when the server says
@@ -172,8 +176,19 @@ class Kube:
         is not served (e.g. no Gateway API)."""
         return self.list_with_version(kind, namespace, each)[0]
 
+    def list_versions(self, kind: Kind, namespace: str) -> dict[str, str]:
+        """name -> resourceVersion of every object of a kind in ``namespace``, from a list of
+        their metadata only: what exists and at which version, for about half a full list's
+        price, to the API server and to us (docs/benchmarks.md, session 12)."""
+        items = self.list_with_version(kind, namespace, accept=METADATA_LIST)[0]
+        return {item["metadata"]["name"]: item["metadata"].get("resourceVersion", "") for item in items}
+
     def list_with_version(
-        self, kind: Kind, namespace: str, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self,
+        kind: Kind,
+        namespace: str,
+        each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        accept: str = "application/json",
     ) -> tuple[list[dict[str, Any]], str | None]:
         """``list_namespaced`` and the list's resourceVersion, to watch from; None for the
         version when the kind is not served.
@@ -191,7 +206,7 @@ class Kube:
             if token:
                 query.append(("continue", token))
             try:
-                page = self._call("GET", path, query=query)
+                page = self._call("GET", path, query=query, accept=accept)
             except ApiError as exc:
                 if exc.status == 404:
                     return [], None

@@ -1,0 +1,79 @@
+"""The ModelDeployments' relist: names and versions are listed; a body is read only where
+the cache holds another version or none, and what the list lacks (a ghost) leaves the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.names import KIND
+from modeldeploy.control import handlers
+from modeldeploy.control.cache import ObjectCache
+from modeldeploy.control.kinds import Kind
+
+
+def md(name: str, version: str, phase: str = "Ready") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "resourceVersion": version,
+            "managedFields": [{"manager": "modeldeploy", "operation": "Update"}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+class LiveModelDeployments:
+    """What the API server holds, answering the two requests a relist may send."""
+
+    def __init__(self, live: dict[str, dict[str, Any]]) -> None:
+        self.live = live
+        self.read: list[str] = []
+
+    def list_versions(self, kind: Kind, namespace: str) -> dict[str, str]:
+        assert kind.kind == KIND
+        return {name: body["metadata"]["resourceVersion"] for name, body in self.live.items()}
+
+    def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.read.append(name)
+        return self.live.get(name)
+
+
+def test_a_relist_reads_only_the_bodies_it_lacks_and_drops_ghosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ObjectCache()
+    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+    cache.upsert(KIND, md("steady", "10"))
+    cache.upsert(KIND, md("ghost", "11"))  # deleted while kopf's watch was down
+    cache.upsert(KIND, md("missed", "12"))  # changed while it was down
+    server = LiveModelDeployments(
+        {"steady": md("steady", "10"), "missed": md("missed", "20", "Progressing"), "new": md("new", "21")}
+    )
+    touched = handlers.relist(server, "ml")  # type: ignore[arg-type]
+    assert touched == {"missed", "new"}
+    assert sorted(server.read) == ["missed", "new"]  # the steady one's body was not asked for
+    assert cache.get(KIND, "ml", "ghost") is None
+    missed = cache.get(KIND, "ml", "missed")
+    assert missed is not None
+    assert missed["status"] == {"phase": "Progressing"}
+    assert "managedFields" not in missed["metadata"]  # stored slimmed, as the watch's are
+    # On a steady cluster a relist reads no body at all and changes nothing.
+    server.read.clear()
+    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert server.read == []
+
+
+def test_a_body_deleted_between_the_list_and_its_read_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ObjectCache()
+    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+
+    class GoneBeforeRead(LiveModelDeployments):
+        def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+            self.read.append(name)
+            return None
+
+    server = GoneBeforeRead({"brief": md("brief", "5")})
+    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert server.read == ["brief"]
+    assert cache.get(KIND, "ml", "brief") is None
