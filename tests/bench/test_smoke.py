@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import floor_repeat, modelserver
+from tests.bench import floor_repeat, modelserver, relist_cost
 from tests.bench.request_costs import CHILD_KINDS, measure
 from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
 from tests.cluster.localcluster import OPERATOR_USER
@@ -93,3 +93,12 @@ def test_floor_repeat_prints_the_spread_of_identical_work(capsys: pytest.Capture
     assert ", C " in printed
     assert "B/A: wall median" in printed
     assert "C/A: wall median" in printed
+
+
+def test_relist_cost_compares_both_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    assert relist_cost.main(["--n", "20", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "whole bodies" in printed
+    assert "names and versions" in printed
+    # measure() checked that the names-and-versions list found every one of the 20
+    assert "names and versions / whole bodies:" in printed
