@@ -4,13 +4,14 @@ that reads back the same whatever characters a spec holds."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,30 @@ def test_an_apply_body_is_yaml_that_reads_back_the_same(text: str) -> None:
     assert json.loads(kube.yaml_safe_json(body)) == body
 
 
+@contextlib.contextmanager
+def json_server(answer: Callable[[http.server.BaseHTTPRequestHandler], dict[str, Any]]) -> Iterator[int]:
+    """A plain-HTTP server on 127.0.0.1 answering every GET with ``answer(request)`` as JSON; its port."""
+
+    class Answering(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer(self)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
 def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,33 +114,20 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
         },
     }
 
-    class Pages(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            asked.append(query)
-            body = json.dumps(pages[query.get("continue", [""])[0]]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def page(request: http.server.BaseHTTPRequestHandler) -> dict[str, Any]:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        asked.append(query)
+        return pages[query.get("continue", [""])[0]]
 
-        def log_message(self, *args: object) -> None:
-            pass
+    seen: list[str] = []
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, server.server_port))))
-        seen: list[str] = []
+    def each(item: dict[str, Any]) -> dict[str, Any]:
+        seen.append(item["metadata"]["name"])
+        return slim("Pod", item)
 
-        def each(item: dict[str, Any]) -> dict[str, Any]:
-            seen.append(item["metadata"]["name"])
-            return slim("Pod", item)
-
+    with json_server(page) as port:
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))))
         items = client.list_namespaced(BY_KIND["Pod"], "ml", each=each)
-    finally:
-        server.shutdown()
     assert [i["metadata"] for i in items] == [{"name": "a"}, {"name": "b"}]
     assert seen == ["a", "b"]
     assert [q.get("continue") for q in asked] == [None, ["page-2"]]
@@ -127,27 +139,13 @@ def test_list_versions_asks_for_metadata_only(tmp_path: Path) -> None:
     """The ModelDeployments' relist lists names and versions: the API server is asked for
     PartialObjectMetadata, not whole objects."""
     accepted: list[str] = []
-    page = {"metadata": {}, "items": [{"metadata": {"name": "mnist", "resourceVersion": "42"}}]}
 
-    class Metadata(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            accepted.append(self.headers["Accept"])
-            body = json.dumps(page).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def page(request: http.server.BaseHTTPRequestHandler) -> dict[str, Any]:
+        accepted.append(request.headers["Accept"])
+        return {"metadata": {}, "items": [{"metadata": {"name": "mnist", "resourceVersion": "42"}}]}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, server.server_port))))
+    with json_server(page) as port:
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))))
         versions = client.list_versions(BY_KIND["ModelDeployment"], "ml")
-    finally:
-        server.shutdown()
     assert versions == {"mnist": "42"}
     assert accepted == ["application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"]
