@@ -407,6 +407,7 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
     """Patch M resources to a new version; per step, delay from due (start + pause) to the next write."""
     custom = kubernetes.client.CustomObjectsApi(api)
     delays: list[float] = []
+    by_step: dict[int, list[float]] = {}  # the step reached -> its delays, to see where a tail is
     seen: dict[str, int] = {}
     done: set[str] = set()
     finished = threading.Event()
@@ -434,6 +435,7 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
                 if previous is not None and step == previous + 1 and previous_start.get(name):
                     due = parse_time(previous_start[name]).timestamp() + CANARY_PAUSE_SECONDS
                     delays.append(now - due)
+                    by_step.setdefault(step, []).append(now - due)
                 seen[name] = step
                 if canary.get("stepStartedAt"):
                     previous_start[name] = canary["stepStartedAt"]
@@ -459,6 +461,7 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
         "p50_s": percentile(delays, 0.5),
         "p99_s": percentile(delays, 0.99),
         "max_s": max(delays) if delays else float("nan"),
+        "delays_ms_by_step": {str(k): sorted(round(d * 1000) for d in v) for k, v in sorted(by_step.items())},
     }
 
 

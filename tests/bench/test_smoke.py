@@ -38,6 +38,8 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert results["footprint"]["peak_rss_mib"] > 0
     # Both canaries passed both steps: two step transitions each were timed.
     assert results["canary_reaction"]["transitions"] == 2 * 2
+    # ... each kept by the step it reached, for a look at where a tail comes from.
+    assert {k: len(v) for k, v in results["canary_reaction"]["delays_ms_by_step"].items()} == {"1": 2, "2": 2}
     assert "ratio operator/floor" in table(results)
     assert "ratio over 2 rounds: median" in table(results)
     assert "CPU-seconds ratio over 2 rounds: median" in table(results)
