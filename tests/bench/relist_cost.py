@@ -59,7 +59,7 @@ def measure(root: Path, n: int, rounds: int) -> dict[str, list[Costs]]:
             list(pool.map(make, range(n)))
         kind = BY_KIND[KIND]
         lists: dict[str, Callable[[], object]] = {
-            "whole bodies": lambda: kube.list_namespaced(kind, NAMESPACE, each=partial(slim, KIND)),
+            "whole bodies": lambda: kube.list_with_version(kind, NAMESPACE, each=partial(slim, KIND)),
             "names and versions": lambda: kube.list_versions(kind, NAMESPACE),
         }
         assert len(kube.list_versions(kind, NAMESPACE)) == n

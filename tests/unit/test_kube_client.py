@@ -57,7 +57,7 @@ def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
     client = kube.Kube(kube.load_client_config(connections=4))
     started = time.monotonic()
     with pytest.raises(urllib3.exceptions.HTTPError):
-        client.list_namespaced(BY_KIND["Pod"], "default")
+        client.list_with_version(BY_KIND["Pod"], "default")
     elapsed = time.monotonic() - started
     # urllib3's default would read four times (2 s here); one read is the bound.
     assert READ_TIMEOUT <= elapsed < 2 * READ_TIMEOUT, elapsed
@@ -127,7 +127,7 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
 
     with json_server(page) as port:
         client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))))
-        items = client.list_namespaced(BY_KIND["Pod"], "ml", each=each)
+        items, _ = client.list_with_version(BY_KIND["Pod"], "ml", each=each)
     assert [i["metadata"] for i in items] == [{"name": "a"}, {"name": "b"}]
     assert seen == ["a", "b"]
     assert [q.get("continue") for q in asked] == [None, ["page-2"]]

@@ -169,13 +169,6 @@ class Kube:
             raise
         return True
 
-    def list_namespaced(
-        self, kind: Kind, namespace: str, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    ) -> list[dict[str, Any]]:
-        """Every object of a kind in ``namespace`` (by its watch selector); [] when the kind
-        is not served (e.g. no Gateway API)."""
-        return self.list_with_version(kind, namespace, each)[0]
-
     def list_versions(self, kind: Kind, namespace: str) -> dict[str, str]:
         """name -> resourceVersion of every object of a kind in ``namespace``, from a list of
         their metadata only: what exists and at which version, for about half a full list's
@@ -190,8 +183,9 @@ class Kube:
         each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         accept: str = "application/json",
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """``list_namespaced`` and the list's resourceVersion, to watch from; None for the
-        version when the kind is not served.
+        """Every object of a kind in ``namespace`` (by its watch selector), and the list's
+        resourceVersion to watch from; [] and None when the kind is not served (e.g. no
+        Gateway API).
 
         ``each`` is applied to every item as its page arrives (the cache's ``slim``), so the
         whole list is never held in full: at N=1000, the relist's pages of whole objects
