@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import kubernetes
 import pytest
 
+from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from modeldeploy.api.times import parse_time
 from tests.modelserver.traffic import TrafficDriver
 from tests.support.wait import holds_for, wait_for
@@ -78,11 +80,27 @@ def pods_of(cluster: Cluster, namespace: str, version: int) -> set[str]:
     }
 
 
+def writes_since(list_fn: Callable[..., Any], name: str, resource_version: str, *args: str) -> list[Any]:
+    """Every write of one object since ``resource_version``, in order: a watch from a
+    resourceVersion replays each one, where polling would miss a blip."""
+    return [
+        event["object"]
+        for event in kubernetes.watch.Watch().stream(
+            list_fn,
+            *args,
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            timeout_seconds=1,
+        )
+    ]
+
+
 def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_pods(
     cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
 ) -> None:
     serving_v1(cluster, namespace, canary_sample())
     driver = traffic()
+    since = cluster.get_md(namespace, "mnist")["metadata"]["resourceVersion"]
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     first = wait_for(
         lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt") and c,
@@ -121,6 +139,24 @@ def test_healthy_canary_is_promoted_through_every_step_without_restarting_its_po
     )
     dep = cluster.apps.read_namespaced_deployment("mnist-v2", namespace)
     assert dep.metadata.labels["serving.modeldeploy.dev/track"] == "stable"
+    # Promotion is one move to Ready. The write that relabels the canary stable must not
+    # move its Deployment's generation (annotations do, labels do not): until the controller
+    # caught up, the version was "not rolled out", and status went Ready, Progressing, Ready
+    # again, with a second Ready event.
+    writes = writes_since(cluster.apps.list_namespaced_deployment, "mnist-v2", since, namespace)
+    tracks = [(d.metadata.labels["serving.modeldeploy.dev/track"], d.metadata.generation) for d in writes]
+    relabelled = [t[0] for t in tracks].index("stable")
+    assert tracks[relabelled][1] == tracks[relabelled - 1][1], tracks
+    phases = [
+        ((md.get("status") or {}).get("phase"), ((md.get("status") or {}).get("stable") or {}).get("version"))
+        for md in writes_since(
+            cluster.custom.list_namespaced_custom_object, "mnist", since, GROUP, VERSION, namespace, PLURAL
+        )
+    ]
+    promoted = phases.index(("Ready", 2))
+    assert phases[promoted:] == [("Ready", 2)] * len(phases[promoted:]), phases
+    ready_events = [e for e in cluster.events(namespace, "mnist") if e[1:] == ("Ready", "version 2 is ready")]
+    assert len(ready_events) == 1, ready_events
     assert driver.counts().get(2, 0) > 0
     assert driver.counts().get(1, 0) > 0
     for reason in ("CanaryStarted", "CanaryStep", "VersionRolled"):

@@ -20,6 +20,11 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_VERSION = f"{GROUP}/version"
 LABEL_TRACK = f"{GROUP}/track"
+# The hash of the manifest the operator last applied to a child (``control.apply``). A label,
+# not an annotation: a Deployment's generation moves with its annotations (they are copied
+# to its ReplicaSets), so a changed annotation made a promoted canary, whose relabelling
+# changes nothing else, "not rolled out" until the controller caught up.
+LABEL_APPLIED_HASH = f"{GROUP}/applied-hash"
 # Set on a pod by the operator once TF Serving reports its version AVAILABLE.
 LABEL_MODEL_AVAILABLE = f"{GROUP}/model-available"
 # The same news as a pod condition, named in the pod's readinessGates: the pod is Ready (and
@@ -31,6 +36,8 @@ TRACK_CANARY = "canary"
 
 # ----- annotations -----
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+# Where operators before LABEL_APPLIED_HASH kept the hash: still read, so an upgrade
+# rewrites no unchanged child.
 ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
 # One-shot actions on the ModelDeployment: acted on once per new value.
 ANNOTATION_PROMOTE = f"{GROUP}/promote"

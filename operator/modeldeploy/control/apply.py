@@ -1,7 +1,7 @@
 """The apply engine: makes the cluster hold a desired state, sending only what changed.
 
 Children go out by server-side apply (field manager ``modeldeploy``) with the hash
-of their manifest in an annotation. A child whose live copy (watched kinds) or
+of their manifest in a label. A child whose live copy (watched kinds) or
 memo (unwatched kinds) carries the same hash is skipped, so a converged resource
 costs no request. Passes that plan the same children as the last complete apply
 skip building them altogether, unless a watched child drifted since.
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER
+from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER, LABEL_APPLIED_HASH
 from ..api.spec import ModelDeployment
 from ..build.deployment import build_replica_handover
 from ..build.desired import DesiredState
@@ -39,9 +39,12 @@ def manifest_hash(manifest: Manifest) -> str:
 
 
 def applied_hash(live: dict[str, Any] | None) -> str | None:
-    """The manifest hash the operator annotated a live child with, if any."""
-    annotations: dict[str, str] = ((live or {}).get("metadata", {}).get("annotations")) or {}
-    return annotations.get(ANNOTATION_APPLIED_HASH)
+    """The manifest hash the operator labelled a live child with, if any (else the one an
+    operator before the label annotated it with: the same manifest has the same hash)."""
+    meta = (live or {}).get("metadata", {})
+    labels: dict[str, str] = meta.get("labels") or {}
+    annotations: dict[str, str] = meta.get("annotations") or {}
+    return labels.get(LABEL_APPLIED_HASH) or annotations.get(ANNOTATION_APPLIED_HASH)
 
 
 def owns_replicas(deployment: dict[str, Any] | None) -> bool:
@@ -145,7 +148,9 @@ class Applier:
                 remembered = False  # gone, or changed since: apply again
         if remembered:
             return digest
-        manifest["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED_HASH] = digest
+        meta = manifest["metadata"]
+        # A copy: a builder's labels dict may be another field's too (a selector).
+        meta["labels"] = {**(meta.get("labels") or {}), LABEL_APPLIED_HASH: digest}
         try:
             result = self.kube.apply(manifest)
         except ApiError as exc:

@@ -24,7 +24,7 @@ def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     operator's own apply still owns a Deployment's spec.replicas (``apply.owns_replicas``),
     and of the specs all the passes do not read: a pod's but its readinessGates, a Deployment's
     but its replicas (``observe`` reads only those, the metadata and the status; whether a
-    Deployment drifted is told by the hash annotation the operator applied, not its template)."""
+    Deployment drifted is told by the hash label the operator applied, not its template)."""
     spec = body.get("spec")
     if kind == "Pod" and spec is not None:
         body = {**body, "spec": {"readinessGates": spec.get("readinessGates") or []}}

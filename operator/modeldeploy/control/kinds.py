@@ -19,7 +19,7 @@ class Kind:
     plural: str
     # Watched into the cache (a change queues the owning ModelDeployment's pass).
     watched: bool = False
-    # Applied by the operator with its hash annotation: a live one without it drifted.
+    # Applied by the operator with its hash label: a live one without it drifted.
     child: bool = False
     # Watched only where it carries the managed-by label (the API server filters).
     managed: bool = False
@@ -68,5 +68,5 @@ KINDS = (
 )
 BY_KIND = {k.kind: k for k in KINDS}
 WATCHED = tuple(k for k in KINDS if k.watched)
-# Children the operator applies and watches: the drift check compares their hash annotation.
+# Children the operator applies and watches: the drift check compares their hash label.
 WATCHED_CHILDREN = frozenset(k.kind for k in KINDS if k.watched and k.child)
