@@ -36,6 +36,7 @@ class FakeKube:
         self.calls: list[tuple[str, ...]] = []
         self.statuses: list[dict[str, Any]] = []
         self.fenced_with: list[str | None] = []
+        self.pods: dict[str, dict[str, Any]] = {}  # answered by a gate patch as patched
         self._rv = itertools.count(100)
 
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -51,11 +52,27 @@ class FakeKube:
         self.calls.append(("delete", kind, name))
         return True
 
-    def open_model_gate(self, namespace: str, name: str, message: str) -> None:
+    def open_model_gate(self, namespace: str, name: str, message: str) -> dict[str, Any] | None:
         self.calls.append(("gate", name, message))
+        return self._gated(name, True)
 
-    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> None:
+    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> dict[str, Any] | None:
         self.calls.append(("close", name, reason))
+        return self._gated(name, False)
+
+    def _gated(self, name: str, available: bool) -> dict[str, Any] | None:
+        """The pod as the server answers a gate patch, for pods a test put in ``pods``."""
+        if name not in self.pods:
+            return None
+        patched = self._stamp(self.pods[name])
+        labels = patched["metadata"]["labels"]
+        labels.pop(LABEL_MODEL_AVAILABLE, None)
+        if available:
+            labels[LABEL_MODEL_AVAILABLE] = "true"
+        conditions = [c for c in patched["status"]["conditions"] if c["type"] != CONDITION_MODEL_AVAILABLE]
+        status = "True" if available else "False"
+        patched["status"]["conditions"] = [*conditions, {"type": CONDITION_MODEL_AVAILABLE, "status": status}]
+        return patched
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
@@ -181,6 +198,25 @@ def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
     closed, kube2, _, _ = reconciler(cache, gate_open=False)
     assert closed.reconcile("ml", "mnist") == GATE_RETRY_SECONDS
     assert not [c for c in kube2.calls if c[0] == "gate"]
+
+
+def test_an_opened_gate_is_in_the_cache_before_its_watch_event_so_no_pass_asks_again() -> None:
+    # Another change of the pod (kwok's, the kubelet's) can queue a pass before the watch
+    # brings the gate patch back: it must not ask TF Serving and patch the gate again.
+    cache = ObjectCache()
+    cache.upsert(KIND, resource())
+    waiting = pod("mnist-v3-a", 3, "127.1.0.5")
+    waiting["spec"] = {"readinessGates": [{"conditionType": CONDITION_MODEL_AVAILABLE}]}
+    cache.upsert("Pod", waiting)
+    rec, kube, asked, _ = reconciler(cache, gate_open=True)
+    kube.pods["mnist-v3-a"] = waiting
+    rec.reconcile("ml", "mnist")
+    rec.reconcile("ml", "mnist")
+    assert asked == [("127.1.0.5", "mnist", 3)]
+    assert [c[1] for c in kube.calls if c[0] == "gate"] == ["mnist-v3-a"]
+    held = cache.get("Pod", "ml", "mnist-v3-a")
+    assert held is not None
+    assert held["metadata"]["labels"][LABEL_MODEL_AVAILABLE] == "true"
 
 
 def test_spec_the_children_cannot_carry_touches_no_child() -> None:

@@ -233,22 +233,25 @@ class Kube:
             if isinstance(event, dict):
                 yield event
 
-    def open_model_gate(self, namespace: str, name: str, message: str) -> None:
+    def open_model_gate(self, namespace: str, name: str, message: str) -> dict[str, Any] | None:
         """Mark a live pod's model as available, in one request: the label its Services
         select and the condition its readinessGates wait for.
 
         Both go through the status subresource: for pods it keeps labels it is given (only
         spec and owner references are reset), and a strategic merge patch merges
-        conditions by type, leaving the kubelet's own.
+        conditions by type, leaving the kubelet's own. The pod as patched; None if it is gone.
         """
-        self._set_model_gate(namespace, name, True, "ModelAvailable", message)
+        return self._set_model_gate(namespace, name, True, "ModelAvailable", message)
 
-    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> None:
+    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> dict[str, Any] | None:
         """Take a pod out of service until its model is AVAILABLE again: the label goes
-        (Services stop selecting it) and the condition turns False (it stops being Ready)."""
-        self._set_model_gate(namespace, name, False, reason, message)
+        (Services stop selecting it) and the condition turns False (it stops being Ready).
+        The pod as patched; None if it is gone."""
+        return self._set_model_gate(namespace, name, False, reason, message)
 
-    def _set_model_gate(self, namespace: str, name: str, available: bool, reason: str, message: str) -> None:
+    def _set_model_gate(
+        self, namespace: str, name: str, available: bool, reason: str, message: str
+    ) -> dict[str, Any] | None:
         condition = {
             "type": CONDITION_MODEL_AVAILABLE,
             "status": "True" if available else "False",
@@ -257,7 +260,7 @@ class Kube:
             "lastTransitionTime": self.server_now(),
         }
         try:
-            self._call(
+            patched: dict[str, Any] = self._call(
                 "PATCH",
                 self._path("Pod", namespace, name, "status"),
                 body={
@@ -270,6 +273,8 @@ class Kube:
         except ApiError as exc:
             if exc.status != 404:  # a pod that went away needs no gate
                 raise
+            return None
+        return patched
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None

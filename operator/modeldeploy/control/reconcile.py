@@ -161,7 +161,7 @@ class Reconciler:
         for pod in closing:
             name = pod["metadata"]["name"]
             message = "the serving container restarted: out of service until the model is AVAILABLE again"
-            self.kube.close_model_gate(md.namespace, name, "ServingRestarted", message)
+            self._gate_written(self.kube.close_model_gate(md.namespace, name, "ServingRestarted", message))
             LOG.info("model gate of pod %s closed: its serving container restarted", name)
         waiting = world.gates_to_check()
         pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
@@ -180,9 +180,15 @@ class Reconciler:
             if open_:
                 version = pod["metadata"]["labels"][LABEL_VERSION]
                 message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
-                self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message)
+                self._gate_written(self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message))
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
         return len(closing) + len(waiting) - sum(answers)
+
+    def _gate_written(self, pod: dict[str, Any] | None) -> None:
+        """Write-through: a pass that runs before the pod's watch event arrives (queued by
+        another change of the pod meanwhile) must not ask TF Serving and patch it again."""
+        if pod is not None:
+            self.cache.upsert("Pod", pod)
 
     def _check_if_due(
         self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
