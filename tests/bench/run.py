@@ -738,7 +738,7 @@ def table(results: dict[str, Any]) -> str:
         c = results["canary_reaction"]
         rows.append(
             (
-                f"canary step reaction, M={c['m']} (target p99 < 1s)",
+                f"canary step reaction, M={c['m']} (target p99 < 250ms)",
                 f"p50 {c['p50_s'] * 1000:.0f}ms, p99 {c['p99_s'] * 1000:.0f}ms, "
                 f"max {c['max_s'] * 1000:.0f}ms over {c['transitions']} steps",
             )

@@ -103,7 +103,21 @@ def test_a_step_advances_after_its_pause_and_a_passing_check() -> None:
     assert moved.canary.step == 1
     assert moved.canary.analysis.passed == 1
     assert moved.canary.analysis.step_passed == 0
-    assert moved.requeue_after == 0.0
+    # The 50% step's replicas in the same plan; the step starts once they serve.
+    assert VersionPlan(3, 2, "canary") in moved.apply
+    assert moved.canary.step_started_at is None
+
+
+def test_a_step_whose_pods_already_serve_starts_in_the_pass_that_reaches_it() -> None:
+    # One status write per move: no "step 2, waiting" written a moment before "step 2 started".
+    md = canary_md(steps=[{"weight": 20, "pause": "10s"}, {"weight": 40, "pause": "10s"}], analysis=None)
+    first = make_plan(md, STABLE_2, observed(1), at(0))
+    moved = make_plan(md, after(first), observed(1), at(10))
+    assert moved.canary is not None
+    assert (moved.canary.step, moved.canary.weight) == (1, 40)
+    assert moved.canary.step_started_at == at(10)
+    assert moved.canary_weight == 40
+    assert moved.requeue_after == 10.0  # its own pause, from now
 
 
 def test_inconclusive_checks_never_pass_a_step() -> None:

@@ -233,7 +233,26 @@ def advance_canary(
                 waiting_for_traffic=False,
                 analysis=_with(analysis, step_passed=0),
             )
-            requeue = 0.0  # the next step's replicas at once
+            if canary.step < len(steps):
+                # The next step planned at once, on what this pass observed: where the
+                # canary's pods already suffice it starts now, in this pass's one status
+                # write, not in a second write a moment later; where they do not, status
+                # shows the step waiting for its pods for as long as that lasts. (Past the
+                # last step the "steps passed" status stays a write of its own: webhooks
+                # hear StepPassed for every step, with the check that passed it.)
+                return advance_canary(
+                    md,
+                    status.model_copy(update={"canary": canary}),
+                    observed,
+                    stable,
+                    target,
+                    now,
+                    None,
+                    actions,
+                    failed,
+                    handled,
+                )
+            requeue = 0.0  # the promotion (the canary grown to the stable's size) at once
         else:
             waits = [pause - held] if held < pause else []
             if rollout.analysis is not None:
