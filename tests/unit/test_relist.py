@@ -77,3 +77,26 @@ def test_a_body_deleted_between_the_list_and_its_read_is_not_cached(monkeypatch:
     assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
     assert server.read == ["brief"]
     assert cache.get(KIND, "ml", "brief") is None
+
+
+def test_a_body_written_while_the_list_was_on_its_way_is_not_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A status write lands (and goes through to the cache) after the relist's mark, before
+    # its list is compared: the cache is newer than the list, and no GET is needed.
+    cache = ObjectCache()
+    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+    cache.upsert(KIND, md("busy", "10", "Progressing"))
+
+    class WrittenMeanwhile(LiveModelDeployments):
+        def list_versions(self, kind: Kind, namespace: str) -> dict[str, str]:
+            listed = super().list_versions(kind, namespace)
+            cache.upsert(KIND, md("busy", "12", "Ready"))  # our write-through, after the list
+            return listed
+
+    server = WrittenMeanwhile({"busy": md("busy", "11", "Progressing")})
+    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert server.read == []
+    kept = cache.get(KIND, "ml", "busy")
+    assert kept is not None
+    assert kept["status"] == {"phase": "Ready"}

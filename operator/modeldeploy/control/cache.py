@@ -144,6 +144,11 @@ class ObjectCache:
         with self._lock:
             return self._changed.get(key, 0) > since
 
+    def changed_since(self, kind: str, namespace: str, name: str, since: int) -> bool:
+        """Whether the object changed in the cache after ``since`` (a ``mark``): then
+        ``replace`` keeps what the cache holds, whatever a list taken meanwhile says."""
+        return self._changed_after((kind, namespace, name), since)
+
     def _forget_removed(self, kind: str, namespace: str, since: int) -> None:
         """Drop the change counts of removed objects that a list has since accounted for."""
         with self._lock:

@@ -125,13 +125,17 @@ def relist(client: kube.Kube, namespace: str) -> set[str]:
     The list is of names and versions only; a body is read only where the cache holds
     none or another version, which on a steady cluster is never. Of 1000 ModelDeployments
     a list of whole bodies cost the API server ~94 ms and us ~57 ms, every minute, on the
-    cores the workers share; names and versions cost ~44 and ~31 ms (tests/bench/relist_cost.py)."""
+    cores the workers share; names and versions cost ~44 and ~31 ms (tests/bench/relist_cost.py).
+    Nor is a body read where the cache changed while the list was on its way (our own
+    status write, a watch event): the cache is newer than the list there, and keeps it."""
     cache = RUNTIME.cache
     since = cache.mark()
     items: list[dict[str, Any]] = []
     for name, version in client.list_versions(BY_KIND[KIND], namespace).items():
         held = cache.get(KIND, namespace, name)
-        if held is None or held["metadata"].get("resourceVersion") != version:
+        differs = held is None or held["metadata"].get("resourceVersion") != version
+        # Changed since the mark: newer than the list, and replace() keeps it.
+        if differs and not cache.changed_since(KIND, namespace, name, since):
             held = client.read_model_deployment(namespace, name)  # None: deleted meanwhile
             held = slim(KIND, held) if held is not None else None
         if held is not None:
