@@ -465,6 +465,32 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
     }
 
 
+def canary_requests(audit: Audit, namespace: str, start: int, m: int) -> dict[str, Any]:
+    """What the M canary rollouts made the cluster answer, per rollout: every client's
+    requests about the namespace (the other resources are idle), and the operator's status
+    writes, Events and model gate patches."""
+    end = audit.settled()
+    operator = audit.operator_requests(start, end)
+
+    def per_rollout(resource: str, verb: str, subresource: str | None = None) -> float:
+        count = sum(
+            1
+            for e in operator
+            if e["verb"] == verb
+            and (e.get("objectRef") or {}).get("resource") == resource
+            and (e.get("objectRef") or {}).get("subresource") == subresource
+        )
+        return round(count / m, 2)
+
+    return {
+        **cluster_requests(audit.namespace_requests(namespace, start, end), m),
+        "operator_per_rollout": round(len(operator) / m, 2),
+        "status_writes_per_rollout": per_rollout("modeldeployments", "patch", "status"),
+        "events_per_rollout": per_rollout("events", "create"),
+        "gate_patches_per_rollout": per_rollout("pods", "patch", "status"),
+    }
+
+
 def run_rounds(options: BenchOptions, rounds: int, root: Path) -> dict[str, Any]:
     """``rounds`` runs, each on a fresh control plane; the idle window and the canary
     reaction are measured in the first only. The ratio is reported per round and as
@@ -592,7 +618,10 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         rss, cpu = proc_usage(operator.pid)
         results["footprint"] = {"peak_rss_mib": round(rss, 1), "cpu_seconds": round(cpu, 1)}
         if m and first:
+            canary_mark = audit.mark()
             results["canary_reaction"] = canary_reaction(api, namespace, canary_names)
+            # Until the last promotion's removals and status writes are answered.
+            results["canary_reaction"]["requests"] = canary_requests(audit, namespace, canary_mark, m)
         if options.contract:
             # Alone on the machine, like the floor: the operator and the model servers go.
             operator.stop()
@@ -743,6 +772,16 @@ def table(results: dict[str, Any]) -> str:
                 f"max {c['max_s'] * 1000:.0f}ms over {c['transitions']} steps",
             )
         )
+        if "requests" in c:
+            q = c["requests"]
+            rows.append(
+                (
+                    "per canary rollout: every client / operator; status writes, Events, gates",
+                    f"{q['per_object']:.1f} / {q['operator_per_rollout']:.1f}; "
+                    f"{q['status_writes_per_rollout']}, {q['events_per_rollout']}, "
+                    f"{q['gate_patches_per_rollout']}",
+                )
+            )
     for phase in ("floor", "operator", "contract"):
         if "cpu_s" in results.get(phase, {}):
             used = results[phase]["cpu_s"]

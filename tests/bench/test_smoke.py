@@ -40,6 +40,13 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert results["canary_reaction"]["transitions"] == 2 * 2
     # ... each kept by the step it reached, for a look at where a tail comes from.
     assert {k: len(v) for k, v in results["canary_reaction"]["delays_ms_by_step"].items()} == {"1": 2, "2": 2}
+    # One pod per canary: its gate opened once. Five status writes at most per rollout
+    # (started; step 1 started; step 2 started with step 1's end; steps passed; promoted):
+    # a promotion that looked like a rollout for a moment wrote two more.
+    canary_requests = results["canary_reaction"]["requests"]
+    assert canary_requests["gate_patches_per_rollout"] == 1
+    assert 4 <= canary_requests["status_writes_per_rollout"] <= 5
+    assert canary_requests["per_object"] > canary_requests["operator_per_rollout"] > 0
     assert "ratio operator/floor" in table(results)
     assert "ratio over 2 rounds: median" in table(results)
     assert "CPU-seconds ratio over 2 rounds: median" in table(results)
