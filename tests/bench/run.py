@@ -154,6 +154,20 @@ def request_key(event: dict[str, Any]) -> str:
     return f"{user} {event.get('verb')} {resource}"
 
 
+def matching(
+    events: list[dict[str, Any]], verb: str, resource: str, subresource: str | None = None
+) -> list[dict[str, Any]]:
+    """The audit events of one kind of request. A pod's model gate is a status patch too:
+    told apart from a ModelDeployment's status write by resource."""
+    return [
+        e
+        for e in events
+        if e["verb"] == verb
+        and (e.get("objectRef") or {}).get("resource") == resource
+        and (e.get("objectRef") or {}).get("subresource") == subresource
+    ]
+
+
 def cluster_requests(counts: Counter[str], n: int) -> dict[str, Any]:
     """A phase's requests from every client, per object, in total and by client/verb/resource."""
     return {
@@ -472,22 +486,15 @@ def canary_requests(audit: Audit, namespace: str, start: int, m: int) -> dict[st
     end = audit.settled()
     operator = audit.operator_requests(start, end)
 
-    def per_rollout(resource: str, verb: str, subresource: str | None = None) -> float:
-        count = sum(
-            1
-            for e in operator
-            if e["verb"] == verb
-            and (e.get("objectRef") or {}).get("resource") == resource
-            and (e.get("objectRef") or {}).get("subresource") == subresource
-        )
-        return round(count / m, 2)
+    def per_rollout(verb: str, resource: str, subresource: str | None = None) -> float:
+        return round(len(matching(operator, verb, resource, subresource)) / m, 2)
 
     return {
         **cluster_requests(audit.namespace_requests(namespace, start, end), m),
         "operator_per_rollout": round(len(operator) / m, 2),
-        "status_writes_per_rollout": per_rollout("modeldeployments", "patch", "status"),
-        "events_per_rollout": per_rollout("events", "create"),
-        "gate_patches_per_rollout": per_rollout("pods", "patch", "status"),
+        "status_writes_per_rollout": per_rollout("patch", "modeldeployments", "status"),
+        "events_per_rollout": per_rollout("create", "events"),
+        "gate_patches_per_rollout": per_rollout("patch", "pods", "status"),
     }
 
 
@@ -596,20 +603,15 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         )
         requests = audit.operator_requests(mark, converged)
         by_verb = Counter(e["verb"] for e in requests)
-        # Pods' model gates are status patches too: told apart by resource. Every request
-        # counts, the ones the server refused (a fenced status write's 409) among them.
-        status_patches = [
-            (e.get("objectRef", {}).get("resource"), e.get("responseStatus", {}).get("code", 0) >= 400)
-            for e in requests
-            if e["verb"] == "patch" and e.get("objectRef", {}).get("subresource") == "status"
-        ]
-        md_writes = [refused for resource, refused in status_patches if resource == "modeldeployments"]
+        # Every request counts, the ones the server refused (a fenced status write's 409) among them.
+        md_writes = matching(requests, "patch", "modeldeployments", "status")
+        refused = [e for e in md_writes if e.get("responseStatus", {}).get("code", 0) >= 400]
         results["api"] = {
             "per_object_by_verb": {verb: round(count / n, 2) for verb, count in sorted(by_verb.items())},
             "per_object_total": round(len(requests) / n, 2),
             "status_writes_per_object": round(len(md_writes) / n, 2),
-            "refused_status_writes_per_object": round(sum(md_writes) / n, 2),
-            "gate_patches_per_object": round(sum(1 for r, _ in status_patches if r == "pods") / n, 2),
+            "refused_status_writes_per_object": round(len(refused) / n, 2),
+            "gate_patches_per_object": round(len(matching(requests, "patch", "pods", "status")) / n, 2),
         }
         idle_start = audit.settled()
         time.sleep(idle)  # the idle window itself: what the operator writes while nothing changes
