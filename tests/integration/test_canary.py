@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import kubernetes
 import pytest
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from modeldeploy.api.times import parse_time
 from tests.modelserver.traffic import TrafficDriver
+from tests.support.kube import changes_since
 from tests.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
@@ -81,16 +81,11 @@ def pods_of(cluster: Cluster, namespace: str, version: int) -> set[str]:
 
 
 def writes_since(list_fn: Callable[..., Any], name: str, resource_version: str, *args: str) -> list[Any]:
-    """Every write of one object since ``resource_version``, in order: a watch from a
-    resourceVersion replays each one, where polling would miss a blip."""
+    """Every write of one object since ``resource_version``, in order."""
     return [
         event["object"]
-        for event in kubernetes.watch.Watch().stream(
-            list_fn,
-            *args,
-            field_selector=f"metadata.name={name}",
-            resource_version=resource_version,
-            timeout_seconds=1,
+        for event in changes_since(
+            list_fn, resource_version, 1, *args, field_selector=f"metadata.name={name}"
         )
     ]
 

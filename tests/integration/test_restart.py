@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import kubernetes
 import pytest
 
+from tests.support.kube import changes_since
 from tests.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
@@ -43,9 +43,7 @@ def changes_during(seconds: int, list_fn: Callable[..., object], **kwargs: objec
         else initial.metadata.resource_version
     )
     seen = []
-    for event in kubernetes.watch.Watch().stream(
-        list_fn, resource_version=rv, timeout_seconds=seconds, **kwargs
-    ):
+    for event in changes_since(list_fn, rv, seconds, **kwargs):
         obj = event["object"]
         name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
         seen.append(f"{event['type']} {name}")

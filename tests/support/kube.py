@@ -1,12 +1,13 @@
-"""Namespaces and kubectl for the harnesses."""
+"""Namespaces, kubectl and watches from a resourceVersion for the harnesses."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 
@@ -20,6 +21,19 @@ def kubectl_path() -> Path:
     from tests.cluster.localcluster import build_binaries
 
     return build_binaries() / "kubectl"
+
+
+def changes_since(
+    list_fn: Callable[..., Any], resource_version: str, seconds: int, *args: Any, **kwargs: Any
+) -> list[Any]:
+    """Every change (watch event: ``type``, ``object``) of a collection since
+    ``resource_version``, in order: a watch from a resourceVersion replays each one, where
+    polling would miss a blip. Watches for ``seconds``, the changes still to come included."""
+    return list(
+        kubernetes.watch.Watch().stream(
+            list_fn, *args, resource_version=resource_version, timeout_seconds=seconds, **kwargs
+        )
+    )
 
 
 def create_namespace(core: kubernetes.client.CoreV1Api, name: str, timeout: float = 30.0) -> None:
