@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,14 @@ from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
 from tests.cluster.localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def model_deployment_requests(phase: dict[str, Any]) -> float:
+    """Per object, every client's requests about ModelDeployments (creates, status writes)."""
+    by_request: dict[str, float] = phase["requests"]["per_object_by_request"]
+    return sum(
+        v for k, v in by_request.items() if k.split()[-1] in ("modeldeployments", "modeldeployments/status")
+    )
 
 
 @pytest.mark.timeout(480)  # three phases per round, two rounds, each on a fresh control plane
@@ -60,11 +69,15 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert "operator/contract floor over 2 rounds: median" in table(results)
     # Every client's requests about each phase's objects, per object. On top of the floor's
     # three children the operator's phase and the contract floor make the cluster answer the
-    # user's create, two status writes, the gate and an Event (and what those set off).
+    # user's create and two status writes (the gate and an Event besides, and what those set
+    # off). Counted by kind: the controllers' own status writes vary by more than one per
+    # object between phases at N=6 (a contract floor once measured 28.33 against 25.5).
     for r in results["rounds"]:
         floor_requests = r["floor"]["requests"]["per_object"]
-        assert r["operator"]["requests"]["per_object"] >= floor_requests + 3
-        assert r["contract"]["requests"]["per_object"] >= floor_requests + 3
+        assert model_deployment_requests(r["floor"]) == 0
+        for phase in ("operator", "contract"):
+            assert model_deployment_requests(r[phase]) >= 3, phase
+            assert r[phase]["requests"]["per_object"] > floor_requests, phase
         by_request = r["operator"]["requests"]["per_object_by_request"]
         assert by_request[f"{OPERATOR_USER} patch modeldeployments/status"] >= 1
     assert "API requests per object, every client" in table(results)
