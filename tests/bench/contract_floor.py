@@ -17,6 +17,7 @@ price of the requests.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -29,8 +30,12 @@ from modeldeploy.control.kinds import BY_KIND, Kind
 from modeldeploy.control.kube import Kube
 from modeldeploy.control.observe import awaits_gate
 
-# What it must watch to know when to send each request.
+# What it must watch to know when to send each request (with every part).
 WATCHES = ("ModelDeployment", "Deployment", "Pod")
+# What a first rollout sends beyond the user's create and the three owned children, each of
+# which the price list (tests/bench/contract_price.py) leaves out on its own: the two status
+# writes, the model gate (the pods' readinessGates and the patch that opens each), the Event.
+PARTS = ("status", "gate", "event")
 # Long enough for a whole phase at N=1000 on a slow machine; a watch the server ends is resumed.
 WATCH_SECONDS = 600
 
@@ -72,18 +77,40 @@ def deployment_available(deployment: dict[str, Any]) -> bool:
 
 
 class ContractClient:
-    """Watches one namespace and answers each change with the operator's requests, once each."""
+    """Watches one namespace and answers each change with the operator's requests, once each;
+    of the optional ones only those of ``parts`` (all of them by default)."""
 
-    def __init__(self, kube: Kube, namespace: str, replicas: int, workers: int) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, replicas: int, workers: int, parts: tuple[str, ...] = PARTS
+    ) -> None:
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
         self.kube = kube
         self.namespace = namespace
         self.replicas = replicas
+        self.parts = frozenset(parts)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.stopping = threading.Event()
         self.errors: list[BaseException] = []
         self._done: set[tuple[str, str]] = set()
         self._bodies: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.sent: Counter[str] = Counter()  # requests sent, by part ("apply" for the children)
+
+    def _sent(self, what: str) -> None:
+        with self._lock:
+            self.sent[what] += 1
+
+    def watches(self) -> tuple[str, ...]:
+        """Only what its parts need: a client with no Ready write or Event has no reason to
+        watch Deployments, and one without the gate none to watch pods."""
+        needs = {
+            "ModelDeployment": True,
+            "Deployment": bool(self.parts & {"status", "event"}),
+            "Pod": "gate" in self.parts,
+        }
+        return tuple(kind for kind in WATCHES if needs[kind])
 
     def start(self) -> ContractClient:
         handlers = {
@@ -91,7 +118,7 @@ class ContractClient:
             "Deployment": self._on_deployment,
             "Pod": self._on_pod,
         }
-        for kind in WATCHES:
+        for kind in self.watches():
             threading.Thread(target=self._watch, args=(BY_KIND[kind], handlers[kind]), daemon=True).start()
         return self
 
@@ -141,13 +168,15 @@ class ContractClient:
 
     def _apply_children(self, body: dict[str, Any]) -> None:
         md = ModelDeployment.from_body(body)
-        for manifest in (
-            build_config_map(md, 1),
-            build_deployment(md, 1, self.replicas, "stable"),
-            build_service(md),
-        ):
+        deployment = build_deployment(md, 1, self.replicas, "stable")
+        if "gate" not in self.parts:  # nothing would open it: the pods are ready as the floor's are
+            deployment["spec"]["template"]["spec"].pop("readinessGates", None)
+        for manifest in (build_config_map(md, 1), deployment, build_service(md)):
             self.kube.apply(manifest)
-        self.kube.patch_status(md.namespace, md.name, status("Progressing", 0))
+            self._sent("apply")
+        if "status" in self.parts:
+            self.kube.patch_status(md.namespace, md.name, status("Progressing", 0))
+            self._sent("status")
 
     def _on_deployment(self, deployment: dict[str, Any]) -> None:
         owner = deployment["metadata"].get("labels", {}).get(LABEL_NAME, "")
@@ -155,12 +184,20 @@ class ContractClient:
             self._submit(self._ready, owner)
 
     def _ready(self, name: str) -> None:
-        self.kube.patch_status(self.namespace, name, status("Ready", 1))
-        with self._lock:
-            body = self._bodies[name]
-        self.kube.post_event(body, "Normal", "Ready", "version 1 is serving on 1/1 pods")
+        if "status" in self.parts:
+            self.kube.patch_status(self.namespace, name, status("Ready", 1))
+            self._sent("status")
+        if "event" in self.parts:
+            with self._lock:
+                body = self._bodies[name]
+            self.kube.post_event(body, "Normal", "Ready", "version 1 is serving on 1/1 pods")
+            self._sent("event")
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
         if awaits_gate(pod) and self._first("Pod", name):
-            self._submit(self.kube.open_model_gate, self.namespace, name, "opened without asking the model")
+            self._submit(self._open_gate, name)
+
+    def _open_gate(self, name: str) -> None:
+        self.kube.open_model_gate(self.namespace, name, "opened without asking the model")
+        self._sent("gate")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import floor_repeat, modelserver, relist_cost
+from tests.bench import contract_price, floor_repeat, modelserver, relist_cost
 from tests.bench.request_costs import CHILD_KINDS, measure
 from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
 from tests.cluster.localcluster import OPERATOR_USER
@@ -124,3 +124,34 @@ def test_relist_cost_compares_both_lists(capsys: pytest.CaptureFixture[str]) -> 
     assert "names and versions" in printed
     # measure() checked that the names-and-versions list found every one of the 20
     assert "names and versions / whole bodies:" in printed
+
+
+def test_contract_price_adds_one_part_per_phase(tmp_path: Path) -> None:
+    n = 3
+    results = contract_price.one_round(tmp_path, n=n, workers=2, alone=False)
+    assert list(results) == [p.name for p in contract_price.PHASES]
+    # Each phase finished (a gate left on pods nobody opens, or one opened where none was,
+    # would have timed out) and sent what its parts say, once per object.
+    expected = {
+        "resource": {"apply": 3 * n},
+        "status": {"apply": 3 * n, "status": 2 * n},
+        "gate": {"apply": 3 * n, "status": 2 * n, "gate": n},
+        "contract": {"apply": 3 * n, "status": 2 * n, "gate": n, "event": n},
+    }
+    for name, sent in expected.items():
+        assert results[name]["sent"] == sent, name
+
+    # The API server's audit log agrees where a request is the client's alone.
+    def md_requests(phase: str, key: str) -> float:
+        by_request: dict[str, float] = results[phase]["requests"]["per_object_by_request"]
+        return by_request.get(f"admin {key}", 0)
+
+    assert md_requests("floor", "create modeldeployments") == 0
+    for name in expected:
+        assert md_requests(name, "create modeldeployments") == 1, name
+        assert md_requests(name, "patch modeldeployments/status") == (2 if "status" in expected[name] else 0)
+        assert results[name]["wall_s"] > 0
+        assert results[name]["cpu_s"] > 0
+    printed = contract_price.report([results])
+    assert "the model gate" in printed
+    assert "medians over 1 round(s)" in printed

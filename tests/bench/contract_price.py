@@ -1,0 +1,194 @@
+"""The price list of a first rollout's requests: what each part of the contract floor costs
+the cluster over the children-only floor.
+
+    python -m tests.bench.contract_price [--n 200] [--rounds 3]
+
+Per round, on one fresh control plane, five phases one after another, each in its own
+namespace (the one before deleted first, as floor_repeat's C found no order effect), each
+adding one part to the one before and timed until its objects are done:
+
+- floor: the three children applied straight (tests/bench/run.py's floor), until Available;
+- resource: + the user's ModelDeployment create, the children owned by it, until Available;
+- status: + the two status writes (Progressing once applied, Ready once available), until Ready;
+- gate: + the model gate: readinessGates on the pods and the pod status patch that opens
+  each (with the kubelet's Ready flip it sets off), until Ready;
+- contract: + the Ready Event: the whole contract floor (tests/bench/contract_floor.py).
+
+The client is contract_floor's, so nothing decides and nothing asks a model. Prints each
+phase over the floor, wall and CPU-seconds of every process, per round and as medians, and
+each part's own step: at most what leaving that part out could win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from modeldeploy.control.apiclient import ApiClient
+from modeldeploy.control.kube import Kube, load_client_config
+from tests.bench.contract_floor import ContractClient
+from tests.bench.run import (
+    Audit,
+    ReadyWatch,
+    cluster_requests,
+    cpu_delta,
+    cpu_seconds,
+    create_mds,
+    namespace_exists,
+    run_floor,
+    settle,
+    spec,
+    timings,
+    wait_node_ready,
+)
+from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from tests.support.kube import create_namespace
+from tests.support.wait import wait_for
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    parts: tuple[str, ...] | None  # None: the floor (no ModelDeployment at all)
+    adds: str  # what this phase adds to the one before, for the printout
+
+
+PHASES = (
+    Phase("floor", None, "the three children, no owner"),
+    Phase("resource", (), "the user's create; children owned by it"),
+    Phase("status", ("status",), "two status writes"),
+    Phase("gate", ("status", "gate"), "the model gate (patch + the kubelet's Ready flip)"),
+    Phase("contract", ("status", "gate", "event"), "the Ready Event"),
+)
+# As in `make bench`: of the N, this many carry a Canary spec (a larger body to create).
+CANARY_SHARE = 0.25
+PHASE_TIMEOUT_SECONDS = 900
+
+
+def run_phase(
+    api: kubernetes.client.ApiClient, cluster: LocalCluster, phase: Phase, n: int, workers: int
+) -> dict[str, Any]:
+    """One phase in its own namespace: wall seconds, CPU seconds by process, requests per object."""
+    namespace = f"price-{phase.name}"
+    pids = cluster.pids()  # the control plane and this process (the client runs in it)
+    audit = Audit(cluster.audit_log)
+    sent: dict[str, int] = {}
+    if phase.parts is None:
+        settle(pids)
+        before, mark = cpu_seconds(pids), audit.mark()
+        result = run_floor(api, cluster.kubeconfig, n, 1, workers, namespace=namespace)
+    else:
+        create_namespace(kubernetes.client.CoreV1Api(api), namespace)
+        api_client = load_client_config(workers, str(cluster.kubeconfig))
+        kube = Kube(api_client, watch_api=ApiClient(api_client.credentials, connections=3))
+        client = ContractClient(kube, namespace, 1, workers, phase.parts).start()
+        done = "md" if "status" in phase.parts else "deployment"
+        watch = ReadyWatch(api, namespace, done, n).start()
+        names = [f"m{i}" for i in range(n)]
+        canaries = round(n * CANARY_SHARE)
+        settle(pids)
+        before, mark = cpu_seconds(pids), audit.mark()
+        start = time.monotonic()
+        try:
+            create_mds(api, namespace, names[:canaries], spec(1, 1, canary=True))
+            create_mds(api, namespace, names[canaries:], spec(1, 1))
+            wait_for(
+                lambda: watch.finished.is_set() or bool(client.errors),
+                PHASE_TIMEOUT_SECONDS,
+                what=f"{phase.name}: every object done",
+            )
+        finally:
+            client.stop()
+        if client.errors:
+            raise RuntimeError(f"{phase.name}: {client.errors[0]!r}")
+        result, sent = timings(watch, start), dict(client.sent)
+    return {
+        "sent": sent,
+        "wall_s": result["total_s"],
+        "cpu_s": sum(cpu_delta(before, cpu_seconds(pids)).values()),
+        "requests": cluster_requests(audit.namespace_requests(namespace, mark, audit.mark()), n),
+    }
+
+
+def delete_and_wait(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+    core.delete_namespace(namespace)
+    wait_for(lambda: not namespace_exists(core, namespace), 900, what=f"{namespace} deleted")
+
+
+def one_round(root: Path, n: int, workers: int, alone: bool = True) -> dict[str, dict[str, Any]]:
+    """The five phases on one fresh control plane. ``alone``: each phase's namespace is deleted
+    before the next starts (the namespace controller waits out the pods' 30 s grace period,
+    so that is half a minute each); the smoke test runs them side by side instead."""
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
+    cluster.up()
+    try:
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core = kubernetes.client.CoreV1Api(api)
+        wait_node_ready(cluster)
+        results: dict[str, dict[str, Any]] = {}
+        previous: str | None = None
+        for phase in PHASES:
+            if alone and previous is not None:  # each phase alone on the cluster, as the floor was
+                delete_and_wait(core, previous)
+            results[phase.name] = run_phase(api, cluster, phase, n, workers)
+            previous = f"price-{phase.name}"
+        return results
+    finally:
+        cluster.down()
+
+
+def ratios(rounds: list[dict[str, dict[str, Any]]], key: str) -> dict[str, list[float]]:
+    """Each phase over the floor, per round."""
+    return {p.name: [r[p.name][key] / r["floor"][key] for r in rounds] for p in PHASES}
+
+
+def report(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    lines = []
+    for i, r in enumerate(rounds, 1):
+        lines.append(
+            f"round {i}: "
+            + ", ".join(f"{p.name} {r[p.name]['wall_s']:.1f}s/{r[p.name]['cpu_s']:.1f} CPU-s" for p in PHASES)
+        )
+    wall, cpu = ratios(rounds, "wall_s"), ratios(rounds, "cpu_s")
+    lines.append(
+        f"{'phase':<9} {'adds':<50} {'wall/floor':>10} {'step':>6} {'CPU/floor':>10} {'step':>6}"
+        f" {'req/obj':>8}"
+    )
+    before_wall = before_cpu = 1.0
+    for p in PHASES:
+        w, c = statistics.median(wall[p.name]), statistics.median(cpu[p.name])
+        requests = statistics.median(r[p.name]["requests"]["per_object"] for r in rounds)
+        lines.append(
+            f"{p.name:<9} {p.adds:<50} {w:>10.2f} {w - before_wall:>+6.2f} {c:>10.2f} {c - before_cpu:>+6.2f}"
+            f" {requests:>8.1f}"
+        )
+        before_wall, before_cpu = w, c
+    spread = ", ".join(
+        f"{p.name} {min(cpu[p.name]):.2f}-{max(cpu[p.name]):.2f}" for p in PHASES if p.parts is not None
+    )
+    lines.append(f"medians over {len(rounds)} round(s); CPU/floor by round: {spread}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=32)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-price-") as tmp:
+        rounds = [one_round(Path(tmp) / f"round-{i + 1}", args.n, args.workers) for i in range(args.rounds)]
+    print(report(rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
