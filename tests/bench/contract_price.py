@@ -22,6 +22,8 @@ each part's own step: at most what leaving that part out could win.
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import statistics
 import sys
 import tempfile
@@ -110,10 +112,12 @@ def run_phase(
         if client.errors:
             raise RuntimeError(f"{phase.name}: {client.errors[0]!r}")
         result, sent = timings(watch, start), dict(client.sent)
+    by_process = cpu_delta(before, cpu_seconds(pids))
     return {
         "sent": sent,
         "wall_s": result["total_s"],
-        "cpu_s": sum(cpu_delta(before, cpu_seconds(pids)).values()),
+        "cpu_s": sum(by_process.values()),
+        "cpu_by_process": by_process,
         "requests": cluster_requests(audit.namespace_requests(namespace, mark, audit.mark()), n),
     }
 
@@ -175,7 +179,42 @@ def report(rounds: list[dict[str, dict[str, Any]]]) -> str:
         f"{p.name} {min(cpu[p.name]):.2f}-{max(cpu[p.name]):.2f}" for p in PHASES if p.parts is not None
     )
     lines.append(f"medians over {len(rounds)} round(s); CPU/floor by round: {spread}")
+    lines.extend(added_requests(rounds))
     return "\n".join(lines)
+
+
+def added_requests(rounds: list[dict[str, dict[str, Any]]], at_least: float = 0.3) -> list[str]:
+    """Per part, the requests (client, verb, resource) whose count per object moved by at
+    least ``at_least`` from the phase before (medians over rounds): what the part set off."""
+
+    def median_count(phase: str, key: str) -> float:
+        return statistics.median(r[phase]["requests"]["per_object_by_request"].get(key, 0.0) for r in rounds)
+
+    lines = []
+    for before, phase in itertools.pairwise(PHASES):
+        keys = {
+            k for r in rounds for p in (before, phase) for k in r[p.name]["requests"]["per_object_by_request"]
+        }
+        moved = {k: median_count(phase.name, k) - median_count(before.name, k) for k in sorted(keys)}
+        shown = [
+            f"{k} {d:+.2f}"
+            for k, d in sorted(moved.items(), key=lambda kv: -abs(kv[1]))
+            if abs(d) >= at_least
+        ]
+        lines.append(f"{phase.name} added, per object: " + ("; ".join(shown) or "nothing that moved"))
+        steps = {
+            name: statistics.median(
+                r[phase.name]["cpu_by_process"].get(name, 0.0)
+                - r[before.name]["cpu_by_process"].get(name, 0.0)
+                for r in rounds
+            )
+            for name in rounds[0][phase.name]["cpu_by_process"]
+        }
+        lines.append(
+            f"{phase.name} added, CPU-s by process: "
+            + ", ".join(f"{k} {v:+.1f}" for k, v in sorted(steps.items(), key=lambda kv: -abs(kv[1])))
+        )
+    return lines
 
 
 def main(argv: list[str]) -> int:
@@ -183,10 +222,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None, help="also write every round's figures as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modeldeploy-price-") as tmp:
         rounds = [one_round(Path(tmp) / f"round-{i + 1}", args.n, args.workers) for i in range(args.rounds)]
     print(report(rounds))
+    if args.out is not None:
+        args.out.write_text(json.dumps({"n": args.n, "rounds": rounds}, indent=2) + "\n")
     return 0
 
 

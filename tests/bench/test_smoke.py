@@ -155,3 +155,6 @@ def test_contract_price_adds_one_part_per_phase(tmp_path: Path) -> None:
     printed = contract_price.report([results])
     assert "the model gate" in printed
     assert "medians over 1 round(s)" in printed
+    # What each part set off: the status writes are the client's alone, two per object.
+    assert "status added, per object: " in printed
+    assert "admin patch modeldeployments/status +2.00" in printed

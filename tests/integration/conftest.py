@@ -135,6 +135,23 @@ class Cluster:
         )
         return found
 
+    def wait_deployments_settled(self, namespace: str, timeout: float = 30.0) -> None:
+        """Until every Deployment's own status (the controller-manager's) has caught up with
+        its pods. The operator calls a version Ready once its pods pass the model gate; the
+        kubelet's Ready flip that the gate sets off, and the ReplicaSet and Deployment status
+        writes after it, come a moment later and are not the operator's: a test that watches
+        for the operator's writes starts after them."""
+
+        def settled() -> bool:
+            deployments = self.apps.list_namespaced_deployment(namespace).items
+            return bool(deployments) and all(
+                d.status.observed_generation == d.metadata.generation
+                and (d.status.available_replicas or 0) == d.spec.replicas == (d.status.updated_replicas or 0)
+                for d in deployments
+            )
+
+        wait_for(settled, timeout, what=f"the Deployments' status in {namespace} settled")
+
     def children(self, namespace: str, md_name: str) -> dict[str, list[str]]:
         selector = f"app.kubernetes.io/name={md_name},app.kubernetes.io/managed-by=modeldeploy"
         return {

@@ -283,6 +283,8 @@ def test_relisting_every_second_changes_nothing_on_a_steady_cluster(
     operator = start_operator(MODELDEPLOY_RELIST_SECONDS="1")
     md = cluster.create_md(namespace, sample(replicas=2))
     md = cluster.wait_phase(namespace, "mnist", "Ready")
+    # The versions are taken once the controller-manager's own Deployment status writes are in.
+    cluster.wait_deployments_settled(namespace)
     versions = {
         "md": md["metadata"]["resourceVersion"],
         "deployment": cluster.apps.read_namespaced_deployment(

@@ -8,7 +8,6 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.kube import changes_since
-from tests.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
 
@@ -56,6 +55,7 @@ def test_restart_makes_no_duplicates_and_idles_without_writes(
     first = start_operator()
     cluster.create_md(namespace, sample())
     cluster.wait_phase(namespace, "mnist", "Ready")
+    cluster.wait_deployments_settled(namespace)
     before = snapshot(cluster, namespace)
 
     first.stop(kill=True)  # a crash, not a clean shutdown
@@ -76,23 +76,12 @@ def test_restart_makes_no_duplicates_and_idles_without_writes(
     assert sorted(k for k in after if k.startswith("deployment/")) == ["deployment/mnist-v1"]
 
 
-def deployment_settled(cluster: Cluster, namespace: str) -> bool:
-    deployments = cluster.apps.list_namespaced_deployment(namespace).items
-    return bool(deployments) and all(
-        d.status.observed_generation == d.metadata.generation
-        and (d.status.available_replicas or 0) == d.spec.replicas == (d.status.updated_replicas or 0)
-        for d in deployments
-    )
-
-
 def test_converged_operator_writes_no_children_while_idle(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
     cluster.create_md(namespace, sample())
     cluster.wait_phase(namespace, "mnist", "Ready")
-    # The Deployment's own status (the controller-manager's) follows its pods becoming Ready
-    # a moment after the operator saw them pass the gate: that write is not the operator's.
-    wait_for(lambda: deployment_settled(cluster, namespace), 30, what="the Deployment's status settled")
+    cluster.wait_deployments_settled(namespace)
     deployment_changes = changes_during(
         IDLE_SECONDS, cluster.apps.list_namespaced_deployment, namespace=namespace
     )
