@@ -1,11 +1,13 @@
 """The price list of a first rollout's requests: what each part of the contract floor costs
 the cluster over the children-only floor.
 
-    python -m tests.bench.contract_price [--n 200] [--rounds 3]
+    python -m tests.bench.contract_price [--n 200] [--rounds 5]
 
 Per round, on one fresh control plane, five phases one after another, each in its own
-namespace (the one before deleted first, as floor_repeat's C found no order effect), each
-adding one part to the one before and timed until its objects are done:
+namespace (the one before deleted first), each timed until its objects are done. Each adds
+one part to the one before it in this list; the rounds run them in rotated order, so that
+over five rounds each phase runs once in each position and the order's price (printed by
+position) is not charged to any part:
 
 - floor: the three children applied straight (tests/bench/run.py's floor), until Available;
 - resource: + the user's ModelDeployment create, the children owned by it, until Available;
@@ -127,10 +129,21 @@ def delete_and_wait(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
     wait_for(lambda: not namespace_exists(core, namespace), 900, what=f"{namespace} deleted")
 
 
-def one_round(root: Path, n: int, workers: int, alone: bool = True) -> dict[str, dict[str, Any]]:
-    """The five phases on one fresh control plane. ``alone``: each phase's namespace is deleted
-    before the next starts (the namespace controller waits out the pods' 30 s grace period,
-    so that is half a minute each); the smoke test runs them side by side instead."""
+def rotated(index: int) -> tuple[Phase, ...]:
+    """The phases of round ``index`` (from 0): PHASES rotated by it, so that over five rounds
+    each phase runs once in each position. A phase that ran later in its round cost more in
+    the first runs (at N=1000 one Event per object came out at +0.18), so in a fixed order a
+    part's step would carry the order's price as well as its own."""
+    shift = index % len(PHASES)
+    return PHASES[shift:] + PHASES[:shift]
+
+
+def one_round(
+    root: Path, n: int, workers: int, alone: bool = True, order: tuple[Phase, ...] = PHASES
+) -> dict[str, dict[str, Any]]:
+    """The five phases on one fresh control plane, in ``order``. ``alone``: each phase's
+    namespace is deleted before the next starts (the namespace controller waits out the pods'
+    30 s grace period, so that is half a minute each); the smoke test runs them side by side."""
     cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
     cluster.up()
     try:
@@ -139,10 +152,10 @@ def one_round(root: Path, n: int, workers: int, alone: bool = True) -> dict[str,
         wait_node_ready(cluster)
         results: dict[str, dict[str, Any]] = {}
         previous: str | None = None
-        for phase in PHASES:
+        for position, phase in enumerate(order):
             if alone and previous is not None:  # each phase alone on the cluster, as the floor was
                 delete_and_wait(core, previous)
-            results[phase.name] = run_phase(api, cluster, phase, n, workers)
+            results[phase.name] = {**run_phase(api, cluster, phase, n, workers), "position": position}
             previous = f"price-{phase.name}"
         return results
     finally:
@@ -158,8 +171,11 @@ def report(rounds: list[dict[str, dict[str, Any]]]) -> str:
     lines = []
     for i, r in enumerate(rounds, 1):
         lines.append(
-            f"round {i}: "
-            + ", ".join(f"{p.name} {r[p.name]['wall_s']:.1f}s/{r[p.name]['cpu_s']:.1f} CPU-s" for p in PHASES)
+            f"round {i}, in the order run: "
+            + ", ".join(
+                f"{name} {r[name]['wall_s']:.1f}s/{r[name]['cpu_s']:.1f} CPU-s"
+                for name in sorted(r, key=lambda name: r[name].get("position", 0))
+            )
         )
     wall, cpu = ratios(rounds, "wall_s"), ratios(rounds, "cpu_s")
     lines.append(
@@ -180,7 +196,22 @@ def report(rounds: list[dict[str, dict[str, Any]]]) -> str:
     )
     lines.append(f"medians over {len(rounds)} round(s); CPU/floor by round: {spread}")
     lines.extend(added_requests(rounds))
+    if len(rounds) > 1:
+        lines.append(by_position(rounds))
     return "\n".join(lines)
+
+
+def by_position(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    """The order's own price: per position in a round, the median over rounds of what the
+    phase run there cost (CPU-s) over that phase's median in every position."""
+    typical = {p.name: statistics.median(r[p.name]["cpu_s"] for r in rounds) for p in PHASES}
+    positions: dict[int, list[float]] = {}
+    for r in rounds:
+        for name, phase in r.items():
+            positions.setdefault(phase.get("position", 0), []).append(phase["cpu_s"] / typical[name])
+    return "CPU-s by position in the round, over the phase's median: " + ", ".join(
+        f"{k + 1}: {statistics.median(v):.2f}" for k, v in sorted(positions.items())
+    )
 
 
 def added_requests(rounds: list[dict[str, dict[str, Any]]], at_least: float = 0.3) -> list[str]:
@@ -220,12 +251,15 @@ def added_requests(rounds: list[dict[str, dict[str, Any]]], at_least: float = 0.
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="five: each phase once in each position")
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="also write every round's figures as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modeldeploy-price-") as tmp:
-        rounds = [one_round(Path(tmp) / f"round-{i + 1}", args.n, args.workers) for i in range(args.rounds)]
+        rounds = [
+            one_round(Path(tmp) / f"round-{i + 1}", args.n, args.workers, order=rotated(i))
+            for i in range(args.rounds)
+        ]
     print(report(rounds))
     if args.out is not None:
         args.out.write_text(json.dumps({"n": args.n, "rounds": rounds}, indent=2) + "\n")

@@ -130,6 +130,10 @@ def test_contract_price_adds_one_part_per_phase(tmp_path: Path) -> None:
     n = 3
     results = contract_price.one_round(tmp_path, n=n, workers=2, alone=False)
     assert list(results) == [p.name for p in contract_price.PHASES]
+    assert [results[p.name]["position"] for p in contract_price.PHASES] == [0, 1, 2, 3, 4]
+    # Over five rounds each phase runs once in each position: the order is charged to none.
+    for phase in contract_price.PHASES:
+        assert sorted(contract_price.rotated(i).index(phase) for i in range(5)) == [0, 1, 2, 3, 4]
     # Each phase finished (a gate left on pods nobody opens, or one opened where none was,
     # would have timed out) and sent what its parts say, once per object.
     expected = {
