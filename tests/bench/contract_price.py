@@ -46,14 +46,14 @@ from tests.bench.run import (
     cpu_delta,
     cpu_seconds,
     create_mds,
+    fresh_control_plane,
     namespace_exists,
     run_floor,
     settle,
     spec,
     timings,
-    wait_node_ready,
 )
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from tests.cluster.localcluster import LocalCluster
 from tests.support.kube import create_namespace
 from tests.support.wait import wait_for
 
@@ -144,12 +144,8 @@ def one_round(
     """The five phases on one fresh control plane, in ``order``. ``alone``: each phase's
     namespace is deleted before the next starts (the namespace controller waits out the pods'
     30 s grace period, so that is half a minute each); the smoke test runs them side by side."""
-    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
-    cluster.up()
-    try:
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    with fresh_control_plane(root) as (cluster, api):
         core = kubernetes.client.CoreV1Api(api)
-        wait_node_ready(cluster)
         results: dict[str, dict[str, Any]] = {}
         previous: str | None = None
         for position, phase in enumerate(order):
@@ -158,8 +154,6 @@ def one_round(
             results[phase.name] = {**run_phase(api, cluster, phase, n, workers), "position": position}
             previous = f"price-{phase.name}"
         return results
-    finally:
-        cluster.down()
 
 
 def ratios(rounds: list[dict[str, dict[str, Any]]], key: str) -> dict[str, list[float]]:

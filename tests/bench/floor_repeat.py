@@ -22,12 +22,11 @@ import kubernetes
 from tests.bench.run import (
     cpu_delta,
     cpu_seconds,
+    fresh_control_plane,
     namespace_exists,
     run_floor,
     settle,
-    wait_node_ready,
 )
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 from tests.support.wait import wait_for
 
 PHASES = ("A", "B", "C")
@@ -35,12 +34,8 @@ PHASES = ("A", "B", "C")
 
 def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]]:
     """(wall seconds, CPU seconds of every process) of floors A, B and C on one control plane."""
-    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
-    cluster.up()
-    try:
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    with fresh_control_plane(root) as (cluster, api):
         core = kubernetes.client.CoreV1Api(api)
-        wait_node_ready(cluster)
         pids = cluster.pids()
         results: dict[str, tuple[float, float]] = {}
         for phase in PHASES:
@@ -54,8 +49,6 @@ def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]
             floor = run_floor(api, cluster.kubeconfig, n, 1, workers, namespace=f"floor-{phase.lower()}")
             results[phase] = (floor["total_s"], sum(cpu_delta(before, cpu_seconds(pids)).values()))
         return results
-    finally:
-        cluster.down()
 
 
 def main(argv: list[str]) -> int:

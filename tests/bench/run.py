@@ -34,7 +34,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -675,6 +677,20 @@ def wait_node_ready(cluster: LocalCluster) -> None:
         check=True,
         capture_output=True,
     )
+
+
+@contextmanager
+def fresh_control_plane(root: Path) -> Iterator[tuple[LocalCluster, kubernetes.client.ApiClient]]:
+    """A new local control plane in ``root`` with the CRD installed and its node Ready, and a
+    client of it; torn down afterwards, whatever happened."""
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
+    cluster.up()
+    try:
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        wait_node_ready(cluster)
+        yield cluster, api
+    finally:
+        cluster.down()
 
 
 def table(results: dict[str, Any]) -> str:
