@@ -24,11 +24,11 @@ from typing import Any
 
 from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.api.spec import ModelDeployment
-from modeldeploy.build.deployment import build_config_map, build_deployment
-from modeldeploy.build.routing import build_service
-from modeldeploy.control.kinds import BY_KIND, Kind
-from modeldeploy.control.kube import Kube
+from modeldeploy.children.deployment import build_config_map, build_deployment
+from modeldeploy.children.routing import build_service
 from modeldeploy.control.observe import awaits_gate
+from modeldeploy.kube.client import Kube
+from modeldeploy.kube.kinds import BY_KIND, Kind
 
 # What it must watch to know when to send each request (with every part).
 WATCHES = ("ModelDeployment", "Deployment", "Pod")

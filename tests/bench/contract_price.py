@@ -36,8 +36,8 @@ from typing import Any
 
 import kubernetes
 
-from modeldeploy.control.apiclient import ApiClient
-from modeldeploy.control.kube import Kube, load_client_config
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.transport import ApiClient
 from tests.bench.contract_floor import ContractClient
 from tests.bench.run import (
     Audit,

@@ -27,7 +27,7 @@ from typing import Any
 import kubernetes
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
-from modeldeploy.control.leader import LeaseTimings
+from modeldeploy.kube.lease import LeaseTimings
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 from tests.modelserver.store import make_store
 from tests.support.kube import create_namespace

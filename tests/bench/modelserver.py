@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.build import tfconfig
+from modeldeploy.children import tfconfig
 from tests.cluster.localcluster import free_port
 from tests.modelserver.store import make_store
 from tests.support.wait import wait_for

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from modeldeploy.api.names import REST_PORT
 from modeldeploy.api.spec import PreTraffic
-from modeldeploy.build import tfconfig
-from modeldeploy.rollout import modelgate
+from modeldeploy.children import tfconfig
+from modeldeploy.probes import modelgate
+from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import parse_golden
-from modeldeploy.rollout.pretraffic import PreTrafficRunner, ServingRef
 from tests.cluster.localcluster import free_port
 from tests.modelserver.store import make_store
 from tests.support.wait import wait_for

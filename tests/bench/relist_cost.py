@@ -24,9 +24,9 @@ from pathlib import Path
 import kubernetes
 
 from modeldeploy.api.names import GROUP, KIND, PLURAL, VERSION
-from modeldeploy.control.cache import slim
-from modeldeploy.control.kinds import BY_KIND
-from modeldeploy.control.kube import Kube, load_client_config
+from modeldeploy.kube.cache import slim
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.kinds import BY_KIND
 from tests.bench.contract_floor import status
 from tests.bench.run import cpu_seconds, settle, spec
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster

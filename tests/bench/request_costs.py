@@ -24,9 +24,9 @@ from typing import Any
 import kubernetes
 
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
-from modeldeploy.build.deployment import build_config_map, build_deployment
-from modeldeploy.build.routing import build_service
-from modeldeploy.control.kube import Kube, load_client_config
+from modeldeploy.children.deployment import build_config_map, build_deployment
+from modeldeploy.children.routing import build_service
+from modeldeploy.kube.client import Kube, load_client_config
 from tests.bench.contract_floor import status
 from tests.bench.run import (
     GROUP,

@@ -46,10 +46,10 @@ import kubernetes
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.times import parse_time
-from modeldeploy.build.deployment import build_config_map, build_deployment
-from modeldeploy.build.routing import build_service
-from modeldeploy.control.apiclient import ApiClient
-from modeldeploy.control.kube import Kube, load_client_config
+from modeldeploy.children.deployment import build_config_map, build_deployment
+from modeldeploy.children.routing import build_service
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.transport import ApiClient
 from tests.bench import apiserver_profile
 from tests.bench.contract_floor import WATCHES, ContractClient, deployment_available
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster

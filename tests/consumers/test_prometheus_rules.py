@@ -12,7 +12,7 @@ import yaml
 from hack import integrations
 
 from modeldeploy.control import operator_metrics
-from modeldeploy.control.cache import ObjectCache
+from modeldeploy.kube.cache import ObjectCache
 
 pytestmark = pytest.mark.timeout(60)
 RULES = integrations.RULES

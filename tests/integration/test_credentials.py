@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldeploy.control import credentials, handlers
-from modeldeploy.control.apiclient import ApiError
-from modeldeploy.control.kube import Kube, load_client_config
+from modeldeploy.control import handlers
+from modeldeploy.kube import credentials
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.transport import ApiError
 from tests.cluster.localcluster import ADMIN_TOKEN_USER
 
 from .conftest import Cluster

@@ -15,7 +15,7 @@ import kubernetes
 import pytest
 import yaml
 
-from modeldeploy.control.notifications import load_config
+from modeldeploy.control.notices import load_config
 from tests.cluster.localcluster import versions
 from tests.support.tools import helm as run_helm
 from tests.support.wait import wait_for

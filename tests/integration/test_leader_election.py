@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.times import parse_time
-from modeldeploy.control.leader import LeaseTimings
+from modeldeploy.kube.lease import LeaseTimings
 from tests.cluster.localcluster import OPERATOR_USER, STANDBY_USER
 from tests.modelserver.traffic import TrafficDriver
 from tests.support.tcp_proxy import TcpProxy

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import API_VERSION, GROUP, HANDOVER_FIELD_MANAGER, KIND, PLURAL, VERSION
-from modeldeploy.control.apiclient import ApiClient
-from modeldeploy.control.cache import ObjectCache
-from modeldeploy.control.kube import Kube, load_client_config
 from modeldeploy.control.reconcile import Reconciler
-from modeldeploy.control.workqueue import RetryLaterError
+from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.transport import ApiClient
+from modeldeploy.kube.workqueue import RetryLaterError
 from tests.cluster.localcluster import MODELDEPLOYMENT_CRD
 from tests.support.schema_strategy import from_schema
 

@@ -11,8 +11,8 @@ import pytest
 
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.control import operator_metrics
-from modeldeploy.control.notifications import NotificationsConfig, Webhook
-from modeldeploy.control.notifier import Notifier
+from modeldeploy.control.notice_delivery import Notifier
+from modeldeploy.control.notices import NotificationsConfig, Webhook
 from tests.support.wait import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.build import tfconfig
+from modeldeploy.children import tfconfig
 from tests.cluster.localcluster import free_port
 from tests.modelserver.export import ensure_exported
 from tests.modelserver.flags import parse

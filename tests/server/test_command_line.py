@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.api.spec import Batching
-from modeldeploy.build import tfconfig
+from modeldeploy.children import tfconfig
 from tests.modelserver.flags import UsageError, parse
 from tests.modelserver.servable import Registry
 from tests.modelserver.server import ModelServer, PathMap

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.spec import Analysis
-from modeldeploy.api.status import Verdict
+from modeldeploy.api.status import CheckResult, Verdict
+from modeldeploy.probes import analysis as probe_analysis
+from modeldeploy.probes.providers import Target
 from modeldeploy.rollout import analysis
 from modeldeploy.rollout.metrics import quantile
-from modeldeploy.rollout.providers import Target, Window
+from modeldeploy.rollout.types import Check
+from modeldeploy.rollout.window import Window
 from tests.support.scripted_http import ScriptedServer
 
 from .test_canary import SPEC
@@ -39,15 +42,15 @@ def replies() -> Iterator[ScriptedServer]:
 
 def direct_check(replies: ScriptedServer, text: bytes, spec: Analysis = SPEC) -> Any:
     replies.bodies["/monitoring/prometheus/metrics"] = text
-    from modeldeploy.rollout import providers
+    from modeldeploy.probes import providers
 
     provider = providers.DirectScrape(port=replies.port)
     target = Target("ml", "mnist", 2, (("pod-a", "127.0.0.1"),), 5.0)
     try:
         window, counters = provider.window(target, None)
     except providers.MetricsUnavailableError as exc:
-        return analysis.Check(analysis.CheckResult(at=NOW, verdict=Verdict.INCONCLUSIVE, message=str(exc)))
-    return analysis.Check(analysis.evaluate(window, spec, NOW), counters)
+        return Check(CheckResult(at=NOW, verdict=Verdict.INCONCLUSIVE, message=str(exc)))
+    return Check(analysis.evaluate(window, spec, NOW), counters)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +102,7 @@ def test_a_p99_beyond_the_last_bucket_fails() -> None:
 
 def test_one_restarted_pod_does_not_hide_its_errors(replies: ScriptedServer) -> None:
     """Pod b restarted and failed since: summed counters look like 10 good requests."""
-    from modeldeploy.rollout import providers
+    from modeldeploy.probes import providers
 
     def page(ok: int, errors: int) -> bytes:
         return (
@@ -136,12 +139,12 @@ class _TwoPorts:
     """DirectScrape, but pod b's server listens on another port of 127.0.0.1 (tests only)."""
 
     def __init__(self, port_a: int, port_b: int) -> None:
-        from modeldeploy.rollout import providers
+        from modeldeploy.probes import providers
 
         self.scrapers = {"a": providers.DirectScrape(port=port_a), "b": providers.DirectScrape(port=port_b)}
 
     def window(self, target: Target, previous: Any) -> Any:
-        from modeldeploy.rollout import providers
+        from modeldeploy.probes import providers
 
         return providers.scrape_pods(
             {name: self.scrapers[name].scrape(target.model, "127.0.0.1") for name, _ in target.pods}, previous
@@ -168,6 +171,6 @@ def test_prometheus_answers_that_cannot_be_read_are_inconclusive(
     spec = Analysis.model_validate(
         {**SPEC.model_dump(by_alias=True), "prometheus": {"address": f"http://127.0.0.1:{replies.port}"}}
     )
-    check = analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
+    check = probe_analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
     assert check.result.verdict is Verdict.INCONCLUSIVE, name
     assert len(check.result.message) <= 300, name

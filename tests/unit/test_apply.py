@@ -8,11 +8,11 @@ from typing import Any
 
 from modeldeploy.api.names import ANNOTATION_APPLIED_HASH, LABEL_APPLIED_HASH
 from modeldeploy.api.spec import ModelDeployment
-from modeldeploy.build.deployment import build_deployment
-from modeldeploy.build.desired import DesiredState
-from modeldeploy.build.routing import build_service
+from modeldeploy.children.deployment import build_deployment
+from modeldeploy.children.desired import DesiredState
+from modeldeploy.children.routing import build_service
 from modeldeploy.control.apply import Applier, manifest_hash
-from modeldeploy.control.cache import ObjectCache
+from modeldeploy.kube.cache import ObjectCache
 
 
 class RecordingKube:

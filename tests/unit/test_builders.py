@@ -14,9 +14,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from modeldeploy.api.names import ANNOTATION_CONFIG_HASH
 from modeldeploy.api.spec import ModelDeployment
-from modeldeploy.build.deployment import BuildOptions, build_config_map, build_deployment
-from modeldeploy.build.hpa import build_hpa
-from modeldeploy.build.routing import build_network_policy, build_service, endpoints
+from modeldeploy.children.deployment import BuildOptions, build_config_map, build_deployment
+from modeldeploy.children.hpa import build_hpa
+from modeldeploy.children.routing import build_network_policy, build_service, endpoints
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -189,7 +189,7 @@ def test_network_policy_admits_only_the_serving_ports() -> None:
 
 
 def test_model_volume_and_fetcher_share_the_size_limit() -> None:
-    from modeldeploy.build.deployment import FETCH_MAX_BYTES_ENV
+    from modeldeploy.children.deployment import FETCH_MAX_BYTES_ENV
     from modeldeploy.fetcher.limits import MAX_BYTES_ENV
 
     assert FETCH_MAX_BYTES_ENV == MAX_BYTES_ENV

@@ -6,7 +6,7 @@ from typing import Any
 
 from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
-from modeldeploy.control.cache import ObjectCache
+from modeldeploy.kube.cache import ObjectCache
 
 
 def pod(version: str, phase: str = "Running") -> dict[str, Any]:

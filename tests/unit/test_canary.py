@@ -20,12 +20,12 @@ from modeldeploy.api.status import (
 from modeldeploy.api.times import format_time, parse_time, to_seconds
 from modeldeploy.rollout import analysis
 from modeldeploy.rollout.canary import analysis_due
+from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
-from modeldeploy.rollout.observed import ObservedDeployment
 from modeldeploy.rollout.plan import plan as make_plan
-from modeldeploy.rollout.providers import Window
 from modeldeploy.rollout.sizing import canary_replicas
 from modeldeploy.rollout.types import Check, Plan, VersionPlan
+from modeldeploy.rollout.window import Window
 
 from .conftest import SAMPLE_SPEC, make_md
 from .test_status import deployment

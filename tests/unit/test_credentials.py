@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldeploy.control import credentials
+from modeldeploy.kube import credentials
 
 pytestmark = pytest.mark.timeout(60)
 

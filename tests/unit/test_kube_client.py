@@ -19,9 +19,9 @@ import pytest
 import urllib3
 import yaml
 
-from modeldeploy.control import kube
-from modeldeploy.control.cache import slim
-from modeldeploy.control.kinds import BY_KIND
+from modeldeploy.kube import client as kube
+from modeldeploy.kube.cache import slim
+from modeldeploy.kube.kinds import BY_KIND
 
 pytestmark = pytest.mark.timeout(30)
 READ_TIMEOUT = 0.5

@@ -1,7 +1,9 @@
 """The package's layering, enforced: each subpackage imports only the ones below it.
 
-api -> rollout -> build -> control; the plugin (cli) sees only api; the fetcher
-(its own image) imports nothing else of modeldeploy.
+api -> rollout -> children, probes -> control, with kube (the generic Kubernetes layer)
+beside api and knowing nothing of ModelDeployments; the plugin (cli) sees only api; the
+fetcher (its own image) imports nothing else of modeldeploy. The decision layers (api,
+rollout, children) are pure: they import no socket, HTTP or threading library.
 """
 
 from __future__ import annotations
@@ -14,12 +16,47 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "modeldeploy"
 ALLOWED: dict[str, set[str]] = {
     "api": set(),
+    "kube": {"api"},
     "rollout": {"api"},
-    "build": {"api", "rollout"},
-    "control": {"api", "rollout", "build"},
+    "children": {"api", "rollout"},
+    "probes": {"api", "rollout"},
+    "control": {"api", "kube", "rollout", "children", "probes"},
     "cli": {"api"},
-    "fetcher": {"api"},  # api.redaction only: standard library
+    "fetcher": {"api"},  # standard-library modules of api only
 }
+PURE_LAYERS = ("api", "rollout", "children")
+# What a pure layer may not import: anything that talks to a network or runs threads.
+IMPURE_MODULES = frozenset(
+    {
+        "socket",
+        "ssl",
+        "http",
+        "urllib",
+        "urllib3",
+        "requests",
+        "httpx",
+        "aiohttp",
+        "grpc",
+        "threading",
+        "concurrent",
+        "asyncio",
+        "subprocess",
+        "kopf",
+        "kubernetes",
+        "time",
+    }
+)
+
+
+def imported_top_level(path: Path) -> set[str]:
+    """The top-level modules a module imports from outside modeldeploy (absolute imports)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"modeldeploy"}
 
 
 def imported_subpackages(path: Path) -> set[str]:
@@ -63,11 +100,24 @@ def test_imports_only_lower_layers(path: Path) -> None:
     assert not foreign, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(foreign)}"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [p for p in modules() if p.relative_to(PACKAGE).parts[0] in PURE_LAYERS],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_decision_layers_do_no_io(path: Path) -> None:
+    impure = imported_top_level(path) & IMPURE_MODULES
+    assert not impure, f"{path.relative_to(PACKAGE)} is in a pure layer but imports {sorted(impure)}"
+
+
 def test_the_checker_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
     """Guards the guard: a checker that saw no import would pass every module."""
     assert "control" in imported_subpackages(PACKAGE / "control" / "handlers.py")
-    assert {"api", "rollout", "build"} <= imported_subpackages(PACKAGE / "control" / "reconcile.py")
-    assert imported_subpackages(PACKAGE / "build" / "desired.py") == {"api", "build", "rollout"}
+    assert {"api", "rollout", "children", "kube", "probes"} <= imported_subpackages(
+        PACKAGE / "control" / "reconcile.py"
+    )
+    assert imported_subpackages(PACKAGE / "children" / "desired.py") == {"api", "children", "rollout"}
+    assert {"http", "socket"} <= imported_top_level(PACKAGE / "probes" / "bounded_http.py")
 
 
 def test_every_subpackage_says_what_it_owns_and_may_import() -> None:

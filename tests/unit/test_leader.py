@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.control.apiclient import ApiError
-from modeldeploy.control.leader import LeaderElector, LeaseTimings
+from modeldeploy.kube.lease import LeaderElector, LeaseTimings
+from modeldeploy.kube.transport import ApiError
 
 TIMINGS = LeaseTimings(lease_duration=15, renew_deadline=10, retry_period=2)
 

@@ -10,7 +10,7 @@ import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.control.notifications import (
+from modeldeploy.control.notices import (
     CONTENT_TYPE,
     NotificationEvent,
     NotificationsConfigError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.api.names import LABEL_VERSION
-from modeldeploy.rollout.observed import ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
+from modeldeploy.rollout.child_state import ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
 
 
 def pod(exit_code: int, message: str, state: str = "state") -> dict[str, Any]:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modeldeploy.api.names import KIND
 from modeldeploy.api.status import HistoryEntry, ModelDeploymentStatus, RolloutResult, Verdict
 from modeldeploy.control import operator_metrics
-from modeldeploy.control.cache import ObjectCache
+from modeldeploy.kube.cache import ObjectCache
 
 
 def counted(metric: str, **labels: str) -> float:

@@ -20,9 +20,9 @@ from modeldeploy.api.status import (
     VersionStatus,
 )
 from modeldeploy.control.status import derive_status, transition_events
+from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
 from modeldeploy.rollout.plan import plan as make_plan
-from modeldeploy.rollout.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.types import PreTrafficVerdict
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.control.handlers import user_acted
-from modeldeploy.control.workqueue import WorkQueue
+from modeldeploy.kube.workqueue import WorkQueue
 
 
 def body(generation: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:

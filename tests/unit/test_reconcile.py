@@ -13,13 +13,13 @@ import pytest
 
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.api.status import CheckResult, Counters, Verdict
-from modeldeploy.control.apiclient import ApiError
-from modeldeploy.control.cache import ObjectCache
-from modeldeploy.control.pretraffic_gate import PreTrafficGate
+from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
-from modeldeploy.control.workqueue import RetryLaterError
-from modeldeploy.rollout.pretraffic import PreTrafficRunner
-from modeldeploy.rollout.providers import Target
+from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.kube.transport import ApiError
+from modeldeploy.kube.workqueue import RetryLaterError
+from modeldeploy.probes.pretraffic import PreTrafficRunner
+from modeldeploy.probes.providers import Target
 from modeldeploy.rollout.types import Check
 
 from .conftest import SAMPLE_SPEC
@@ -296,8 +296,8 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
 
     import pytest
 
-    from modeldeploy.control.apiclient import ApiError
-    from modeldeploy.control.workqueue import RetryLaterError
+    from modeldeploy.kube.transport import ApiError
+    from modeldeploy.kube.workqueue import RetryLaterError
 
     cache = ObjectCache()
     cache.upsert(KIND, resource())
@@ -324,7 +324,7 @@ def test_the_operator_follows_the_api_servers_clock() -> None:
     import time as clock
 
     from modeldeploy.api.times import parse_time
-    from modeldeploy.control.kube import Kube
+    from modeldeploy.kube.client import Kube
 
     kube = Kube(api=None)  # type: ignore[arg-type]
     ahead = email.utils.formatdate(clock.time() + 300, usegmt=True)  # the server is 5 minutes ahead

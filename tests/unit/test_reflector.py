@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import LABEL_NAME
-from modeldeploy.control import kube
-from modeldeploy.control.cache import ObjectCache
-from modeldeploy.control.kinds import BY_KIND
-from modeldeploy.control.reflector import Reflector
+from modeldeploy.kube import client as kube
+from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.kube.kinds import BY_KIND
+from modeldeploy.kube.reflector import Reflector
 from tests.support.wait import wait_for
 from tests.unit.test_kube_client import loopback_kubeconfig
 
@@ -197,7 +197,7 @@ def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
     """A pass on a namespace whose children are not listed yet would report them missing:
     it waits for the lists, and gives the key back when they do not come in time."""
     from modeldeploy.control import handlers
-    from modeldeploy.control.workqueue import RetryLaterError
+    from modeldeploy.kube.workqueue import RetryLaterError
 
     listed = SimpleNamespace(kind=POD, synced=threading.Event())  # what the wait reads
     unlisted = SimpleNamespace(kind=POD, synced=threading.Event())

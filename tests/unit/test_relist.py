@@ -9,8 +9,8 @@ import pytest
 
 from modeldeploy.api.names import KIND
 from modeldeploy.control import handlers
-from modeldeploy.control.cache import ObjectCache
-from modeldeploy.control.kinds import Kind
+from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.kube.kinds import Kind
 
 
 def md(name: str, version: str, phase: str = "Ready") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.quantity import parse_quantity
-from modeldeploy.build.validation import resources_problem
+from modeldeploy.children.validation import resources_problem
 
 
 @pytest.mark.parametrize(

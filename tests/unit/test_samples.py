@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from modeldeploy.api.spec import ModelDeployment
-from modeldeploy.build.validation import spec_problem
+from modeldeploy.children.validation import spec_problem
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "samples").glob("*.yaml"))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy.control.leader import LeaseTimings
 from modeldeploy.control.settings import Settings
+from modeldeploy.kube.lease import LeaseTimings
 
 
 def test_defaults_and_overrides() -> None:

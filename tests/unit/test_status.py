@@ -8,7 +8,7 @@ from typing import Any
 
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, Phase, VersionStatus
 from modeldeploy.control.status import derive_status, traffic_share, transition_events
-from modeldeploy.rollout.observed import FetchFailure, ObservedDeployment
+from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.plan import plan as make_plan
 
 from .conftest import SAMPLE_SPEC, make_md

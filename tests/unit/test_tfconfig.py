@@ -8,7 +8,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from modeldeploy.api.spec import Batching
-from modeldeploy.build import tfconfig
+from modeldeploy.children import tfconfig
 
 
 def test_model_config_parses_back_with_the_proto_and_pins_the_version() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Hashable
 
 import pytest
 
-from modeldeploy.control.workqueue import WorkQueue, run_workers
+from modeldeploy.kube.workqueue import WorkQueue, run_workers
 
 
 class FakeClock:
@@ -124,7 +124,7 @@ def test_due_timers_are_urgent() -> None:
 
 
 def test_backoff_doubles_to_five_minutes_and_resets_on_success() -> None:
-    from modeldeploy.control.workqueue import Backoff
+    from modeldeploy.kube.workqueue import Backoff
 
     backoff = Backoff()
     delays = [backoff.failed("k") for _ in range(11)]

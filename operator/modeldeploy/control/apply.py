@@ -18,13 +18,13 @@ from typing import Any
 
 from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER, LABEL_APPLIED_HASH
 from ..api.spec import ModelDeployment
-from ..build.deployment import build_replica_handover
-from ..build.desired import DesiredState
-from ..build.meta import Manifest
-from .apiclient import ApiError
-from .cache import ObjectCache
-from .kinds import WATCHED_CHILDREN
-from .kube import Kube
+from ..children.deployment import build_replica_handover
+from ..children.desired import DesiredState
+from ..children.meta import Manifest
+from ..kube.cache import ObjectCache
+from ..kube.client import Kube
+from ..kube.kinds import WATCHED_CHILDREN
+from ..kube.transport import ApiError
 
 LOG = logging.getLogger(__name__)
 

@@ -26,17 +26,19 @@ from typing import Any
 import kopf
 
 from ..api.names import KIND, LABEL_NAME
-from . import credentials, kube, operator_metrics
-from .apiclient import ApiClient
-from .cache import ObjectCache, slim
-from .kinds import BY_KIND, WATCHED
-from .leader import LeaderElector, LeaseApi, LeaseTimings
-from .notifications import load_config
-from .notifier import Notifier
+from ..kube import credentials
+from ..kube.cache import ObjectCache, slim
+from ..kube.client import Kube, load_client_config
+from ..kube.kinds import BY_KIND, WATCHED
+from ..kube.lease import LeaderElector, LeaseApi, LeaseTimings
+from ..kube.reflector import Reflector
+from ..kube.transport import ApiClient
+from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
+from . import operator_metrics
+from .notice_delivery import Notifier
+from .notices import load_config
 from .reconcile import Reconciler
-from .reflector import Reflector
 from .settings import Settings
-from .workqueue import RetryLaterError, WorkQueue, run_workers
 
 LOG = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def _relist_loop() -> None:
                 LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
 
 
-def relist(client: kube.Kube, namespace: str) -> set[str]:
+def relist(client: Kube, namespace: str) -> set[str]:
     """Replace the cache's ModelDeployments of ``namespace`` by a fresh list; the names of
     those that changed or went.
 
@@ -194,8 +196,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     ours = RUNTIME.settings
-    api = kube.load_client_config(connections=ours.workers)
-    client = kube.Kube(api, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
+    api = load_client_config(connections=ours.workers)
+    client = Kube(api, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
     RUNTIME.reconciler = Reconciler(client, RUNTIME.cache, ours.build_options, clock=client.server_now)
     if ours.notifications_config:
         config = load_config(ours.notifications_config)

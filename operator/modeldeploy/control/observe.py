@@ -17,8 +17,13 @@ from ..api.names import (
 from ..api.spec import ModelDeployment
 from ..api.status import ActionValues
 from ..api.times import parse_time
-from ..rollout.observed import FetchFailure, ObservedDeployment, fetch_failure_of_pod, fetched_digest_of_pod
-from .cache import ObjectCache
+from ..kube.cache import ObjectCache
+from ..rollout.child_state import (
+    FetchFailure,
+    ObservedDeployment,
+    fetch_failure_of_pod,
+    fetched_digest_of_pod,
+)
 
 Body = dict[str, Any]
 

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from ..api.names import KIND
 from ..api.status import ModelDeploymentStatus, Phase, RolloutResult, Verdict
-from .cache import ObjectCache
+from ..kube.cache import ObjectCache
 
 LOG = logging.getLogger(__name__)
 

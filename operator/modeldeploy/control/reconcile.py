@@ -20,27 +20,27 @@ from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
 from ..api.status import Counters, ModelDeploymentStatus
 from ..api.times import parse_duration, utc_now
-from ..build.deployment import BuildOptions
-from ..build.desired import desired_state
-from ..build.validation import spec_problem
-from ..rollout import analysis, modelgate
+from ..children.deployment import BuildOptions
+from ..children.desired import desired_state
+from ..children.validation import spec_problem
+from ..kube.cache import ObjectCache
+from ..kube.client import Kube
+from ..kube.transport import ApiError
+from ..kube.workqueue import RetryLaterError
+from ..probes import analysis, modelgate
+from ..probes.pretraffic import PreTrafficRunner
+from ..probes.providers import DirectScrape, Target
 from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
-from ..rollout.pretraffic import PreTrafficRunner
-from ..rollout.providers import DirectScrape, Target
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.types import Check, Plan
 from . import operator_metrics
-from .apiclient import ApiError
 from .apply import Applier, ApplyRejectedError
-from .cache import ObjectCache
-from .kube import Kube
-from .notifier import Notifier
+from .notice_delivery import Notifier
 from .observe import Observation, observe
-from .pretraffic_gate import PodChecks, PreTrafficGate
+from .pod_checks import PodChecks, PreTrafficGate
 from .status import derive_status, invalid_spec_status, transition_events
-from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.

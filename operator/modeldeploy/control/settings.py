@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..build.deployment import BuildOptions
-from .leader import LeaseTimings
+from ..children.deployment import BuildOptions
+from ..kube.lease import LeaseTimings
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from ..api.status import (
     VersionStatus,
 )
 from ..api.times import to_seconds
-from ..build.routing import endpoints
-from ..rollout.observed import FetchFailure, ObservedDeployment
+from ..children.routing import endpoints
+from ..rollout.child_state import FetchFailure, ObservedDeployment
 from ..rollout.types import Plan, reason_code
 
 HISTORY_LIMIT = 20

@@ -6,15 +6,11 @@ cannot be read are inconclusive too.
 
 from __future__ import annotations
 
-import logging
 import math
 
 from ..api.spec import Analysis
-from ..api.status import CheckResult, Counters, Verdict
-from .providers import MESSAGE_LIMIT, MetricsUnavailableError, Target, Window, provider_for
-from .types import Check
-
-LOG = logging.getLogger(__name__)
+from ..api.status import CheckResult, Verdict
+from .window import MESSAGE_LIMIT, Window
 
 
 def _finite(value: float | None) -> float | None:
@@ -59,20 +55,3 @@ def evaluate(window: Window, spec: Analysis, at: str) -> CheckResult:
     return result(
         Verdict.PASSED, f"success rate {success:.4f}, p99 {shown_p99} over {window.requests:g} requests"
     )
-
-
-def check(spec: Analysis, target: Target, previous: Counters | None, at: str) -> Check:
-    """One check of ``target``'s traffic since ``previous`` (the counters of the last check).
-
-    Never raises: metrics that cannot be read make the check inconclusive, and the
-    counters stay as they were, so the next check measures from the last good one.
-    """
-    try:
-        window, counters = provider_for(spec).window(target, previous)
-    except MetricsUnavailableError as exc:
-        return Check(CheckResult(at=at, verdict=Verdict.INCONCLUSIVE, message=str(exc)), previous)
-    except Exception as exc:  # a provider bug must not freeze the canary: the deadline still runs
-        LOG.exception("analysis of %s/%s failed", target.namespace, target.model)
-        message = f"analysis failed: {type(exc).__name__}: {exc}"[:MESSAGE_LIMIT]
-        return Check(CheckResult(at=at, verdict=Verdict.INCONCLUSIVE, message=message), previous)
-    return Check(evaluate(window, spec, at), counters)

@@ -27,8 +27,8 @@ from ..api.status import (
     Verdict,
 )
 from ..api.times import parse_duration, parse_time
+from .child_state import ObservedDeployment
 from .metrics import totals
-from .observed import ObservedDeployment
 from .sizing import canary_replicas, sized, stable_replicas
 from .types import Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 

@@ -17,7 +17,7 @@ from ..api.names import TRACK_STABLE
 from ..api.spec import ModelDeployment, Strategy
 from ..api.status import ActionValues, ModelDeploymentStatus, RolloutResult
 from .canary import FAILED_VERSIONS_LIMIT, advance_canary
-from .observed import ObservedDeployment
+from .child_state import ObservedDeployment
 from .sizing import sized, stable_replicas
 from .types import Check, Outcome, Plan, PreTrafficVerdict
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..api.names import TRACK_CANARY, TRACK_STABLE
 from ..api.status import ActionValues, ModelDeploymentStatus, RolloutResult
-from .observed import ObservedDeployment
+from .child_state import ObservedDeployment
 
 
 @dataclass(frozen=True)

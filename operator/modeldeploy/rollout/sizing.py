@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..api.spec import ModelDeployment
-from .observed import ObservedDeployment
+from .child_state import ObservedDeployment
 from .types import VersionPlan
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .apiclient import ApiError
+from .transport import ApiError
 
 LOG = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import urllib3
 
-from .apiclient import ApiError
 from .cache import ObjectCache, slim
+from .client import Kube
 from .kinds import Kind
-from .kube import Kube
+from .transport import ApiError
 
 LOG = logging.getLogger(__name__)
 GONE = 410

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..api.status import ModelDeploymentStatus
-from ..rollout import bounded_http
+from ..probes import bounded_http
 from . import operator_metrics
-from .notifications import CONTENT_TYPE, NotificationsConfig, Webhook, cloud_event, notices
+from .notices import CONTENT_TYPE, NotificationsConfig, Webhook, cloud_event, notices
 
 LOG = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 64 * 1024

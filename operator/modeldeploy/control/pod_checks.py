@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.spec import ModelDeployment, PreTraffic
+from ..probes.pretraffic import PodCheck, PreTrafficRunner, ServingRef
 from ..rollout.golden import GoldenFileError, GoldenRequest, parse_golden
-from ..rollout.pretraffic import PodCheck, PreTrafficRunner, ServingRef
 from ..rollout.types import PreTrafficVerdict
 from .observe import Observation, pod_ip, version_of
 

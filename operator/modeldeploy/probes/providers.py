@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from ..api.names import METRICS_PATH, REST_PORT
 from ..api.spec import Analysis
 from ..api.status import Counters, PodCounters
-from . import bounded_http
-from .metrics import (
+from ..rollout.metrics import (
     REQUEST_COUNT,
     REQUEST_LATENCY_BUCKET,
     MetricsFormatError,
@@ -27,11 +26,12 @@ from .metrics import (
     totals,
     window_counts,
 )
+from ..rollout.window import MESSAGE_LIMIT, Window
+from . import bounded_http
 
 SCRAPE_TIMEOUT_SECONDS = 2.0
 # A TF Serving metrics page is a few kB per model; Prometheus answers to our queries less.
 MAX_REPLY_BYTES = 1 << 20
-MESSAGE_LIMIT = 200
 
 
 class MetricsUnavailableError(Exception):
@@ -39,15 +39,6 @@ class MetricsUnavailableError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(message[:MESSAGE_LIMIT])
-
-
-@dataclass(frozen=True)
-class Window:
-    """Traffic of one analysis interval."""
-
-    requests: float
-    errors: float
-    p99_ms: float | None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from typing import Any
 from ..api.names import REST_PORT
 from ..api.spec import CompareTo, PreTraffic, SignaturePolicy
 from ..api.status import GoldenCheck, PodCounters, PreTrafficStatus, SignatureCheck, SignatureResult
+from ..rollout.golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
+from ..rollout.signature import MetadataError, Signatures, differences, parse_metadata
 from . import bounded_http
-from .golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
-from .signature import MetadataError, Signatures, differences, parse_metadata
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 MAX_REPLY_BYTES = 4 << 20

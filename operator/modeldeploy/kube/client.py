@@ -19,9 +19,9 @@ from typing import Any
 
 from ..api.names import API_VERSION, CONDITION_MODEL_AVAILABLE, FIELD_MANAGER, KIND, LABEL_MODEL_AVAILABLE
 from ..api.times import format_time, to_seconds
-from .apiclient import ApiClient, ApiError
 from .credentials import load
 from .kinds import BY_KIND, Kind
+from .transport import ApiClient, ApiError
 from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
