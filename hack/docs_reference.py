@@ -241,8 +241,9 @@ def _metric_objects(module: Any) -> Iterator[tuple[str, str, str, list[str]]]:
 
     for value in vars(module).values():
         if isinstance(value, MetricWrapperBase):
-            suffix = "_total" if value._type == "counter" else ""
-            yield value._name + suffix, value._type, value._documentation, list(value._labelnames)
+            kind = str(value._type)
+            suffix = "_total" if kind == "counter" else ""
+            yield value._name + suffix, kind, value._documentation, list(value._labelnames)
     for value in vars(module).values():
         is_collector = inspect.isclass(value) and callable(getattr(value, "collect", None))
         if is_collector and value.__module__ == module.__name__:
@@ -278,19 +279,19 @@ class _RecordingEnv(Mapping[str, str]):
     """An environment that remembers every name it was asked for and holds the given values."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
+        self.given = dict(values)
         self.asked: list[str] = []
 
     def __getitem__(self, key: str) -> str:
         if key not in self.asked:
             self.asked.append(key)
-        return self.values[key]
+        return self.given[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self.given)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.given)
 
 
 def _env_names(settings_class: Any) -> dict[str, list[str]]:
