@@ -24,11 +24,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[dev,test]'
+	$(PIP) install -q -e '.[dev,test,docs]'
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv with the operator and lint tools (no TensorFlow)
-setup: $(VENV)/.installed-test ## Also install the test dependencies (TensorFlow, moto)
+setup: $(VENV)/.installed-test ## Also install the test and docs dependencies (TensorFlow, moto, mkdocs-material)
 
 system-deps: ## Install the Debian packages the demo and tests need, if missing (needs root)
 	bash hack/system-deps.sh
@@ -36,7 +36,7 @@ system-deps: ## Install the Debian packages the demo and tests need, if missing 
 deps: system-deps setup controlplane tools ## Everything demo and test need: Debian packages, .venv, control plane and tool binaries
 
 ##@ Development
-.PHONY: lint fmt crds run
+.PHONY: lint fmt crds run docs docs-reference
 lint: venv ## ruff (lint + format check), mypy --strict, hadolint
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
@@ -50,6 +50,12 @@ fmt: venv ## Format and fix what ruff can
 crds: venv ## Regenerate crds/ from the pydantic models, and the copies the chart and manifests/monitoring carry
 	$(PY) -m modeldeploy.api.crdgen crds
 	$(PY) -m hack.integrations
+
+docs-reference: venv ## Regenerate docs/reference/ from the CRD models, the CLI, the metrics and the settings
+	$(PY) -m hack.docs_reference
+
+docs: setup ## Serve the docs site on http://127.0.0.1:8000 (mkdocs build --strict is part of make test)
+	$(VENV)/bin/mkdocs serve
 
 run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/modeldeploy-operator --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz
