@@ -64,3 +64,34 @@ def test_every_metric_the_rules_read_is_one_the_operator_exports() -> None:
     used = set(re.findall(r"\bmodeldeploy_[a-z_]+", RULES.read_text()))
     assert used, "the rules read no operator metric"
     assert used <= exported_names(), used - exported_names()
+
+
+RUNBOOKS = integrations.REPO / "docs" / "operations" / "runbooks.md"
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors a Markdown renderer gives the runbook page's second-level headings."""
+    headings = re.findall(r"^## (.+)$", RUNBOOKS.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-")) for h in headings}
+
+
+def alerting_rules() -> list[dict[str, object]]:
+    return [rule for group in integrations.alert_groups() for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_alert_links_its_own_runbook_section() -> None:
+    anchors = runbook_anchors()
+    for rule in alerting_rules():
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        page, _, anchor = str(annotations.get("runbook_url", "")).partition("#")
+        assert page.endswith("docs/operations/runbooks.md"), rule["alert"]
+        assert anchor == str(rule["alert"]).lower(), rule["alert"]
+        assert anchor in anchors, f"docs/operations/runbooks.md has no section {rule['alert']}"
+
+
+def test_no_alert_text_names_a_fixed_namespace() -> None:
+    """The operator is installed in whatever namespace its admin chose."""
+    for rule in alerting_rules():
+        assert "modeldeploy-system" not in str(rule["annotations"]), rule["alert"]
+        assert "-n modeldeploy" not in str(rule["annotations"]), rule["alert"]

@@ -43,6 +43,7 @@ class PodTargets(threading.Thread):
                         "namespace": self.namespace,
                         "pod": p.metadata.name,
                         "version": p.metadata.labels["serving.modeldeploy.dev/version"],
+                        "name": p.metadata.labels["app.kubernetes.io/name"],
                     },
                 }
                 for p in pods

@@ -107,3 +107,27 @@ def test_every_panel_and_variable_query_returns_series_after_canaries(
         30,
         what="the promotion and the rollback counted",
     )
+
+
+PER_RESOURCE = re.compile(
+    r"(\bmodeldeploy_(phase|canary_\w+|analysis_\w+|rollouts_total)|:tensorflow:serving:\w+)\{"
+)
+
+
+def test_every_per_model_panel_filters_and_groups_by_the_model() -> None:
+    """Two ModelDeployments in one namespace are two series, and $name picks one: a query of a
+    per-model series matches on $namespace and $name and keeps both labels in its sums."""
+    checked = 0
+    for panel in panels(json.loads(DASHBOARD.read_text())):
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if not PER_RESOURCE.search(expr):
+                continue
+            for selector in re.findall(r"\{([^}]*)\}", expr):
+                assert 'namespace=~"$namespace"' in selector, (panel["title"], expr)
+                assert 'name=~"$name"' in selector, (panel["title"], expr)
+            for grouping in re.findall(r"by \(([^)]*)\)", expr):
+                labels = {g.strip() for g in grouping.split(",")}
+                assert {"namespace", "name"} <= labels, (panel["title"], expr)
+            checked += 1
+    assert checked >= 7

@@ -6,6 +6,7 @@ running as pods is tested on the real node (tests/node/test_operator_in_cluster.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,7 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
         assert f"{document['kind'].lower()}" in applied.lower()
     kinds = sorted({d["kind"] for d in documents})
     expected = {
+        "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
@@ -102,8 +104,19 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
 def test_the_charts_rights_and_rules_are_the_manifests(cluster: Cluster, namespace: str) -> None:
     documents = template(cluster, namespace, *EVERYTHING_ON)
     manifests = [d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()) if d]
-    assert by_kind(documents, "ClusterRole")[0]["rules"] == by_kind(manifests, "ClusterRole")[0]["rules"]
+    (operator_role,) = [
+        r for r in by_kind(documents, "ClusterRole") if r["metadata"]["name"] == f"modeldeploy-{namespace}"
+    ]
+    assert operator_role["rules"] == by_kind(manifests, "ClusterRole")[0]["rules"]
     assert by_kind(documents, "Role")[0]["rules"] == by_kind(manifests, "Role")[0]["rules"]
+    aggregated = [
+        d for d in yaml.safe_load_all((REPO / "manifests" / "aggregate-roles.yaml").read_text()) if d
+    ]
+    for role in ("view", "edit", "admin"):
+        label = f"rbac.authorization.k8s.io/aggregate-to-{role}"
+        (chart_role,) = [r for r in by_kind(documents, "ClusterRole") if label in r["metadata"]["labels"]]
+        (manifest_role,) = [r for r in aggregated if label in r["metadata"]["labels"]]
+        assert chart_role["rules"] == manifest_role["rules"]
     rules = yaml.safe_load((REPO / "integrations" / "prometheus" / "rules.yaml").read_text())
     assert by_kind(documents, "PrometheusRule")[0]["spec"] == rules
     dashboard = by_kind(documents, "ConfigMap")[0]["data"]["modeldeploy.json"]
@@ -154,6 +167,7 @@ def test_helm_install_confined_to_a_namespace(cluster: Cluster, namespace: str, 
         namespace,
         f"--set=watchNamespaces={{{namespace}}}",
         "--set=replicas=2",
+        "--set=crds.install=false",  # the test cluster's CRD is not this release's
         "--wait",
         "--timeout=90s",
     )
@@ -184,3 +198,180 @@ def test_helm_install_confined_to_a_namespace(cluster: Cluster, namespace: str, 
         60,
         what="the chart's Deployment gone",
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [("--set=replica=3", "replica"), ("--set=workers=many", "workers"), ("--set=image.tag=5", "tag")],
+    ids=["unknown-key", "wrong-type", "numeric-tag"],
+)
+@pytest.mark.parametrize("command", ["lint", "template", "install"])
+def test_values_the_schema_refuses_are_refused_naming_the_key(
+    cluster: Cluster, namespace: str, command: str, option: str, named: str
+) -> None:
+    args = {
+        "lint": ["lint", str(CHART)],
+        "template": ["template", "md", str(CHART), f"--kube-version={KUBE_VERSION}"],
+        "install": ["install", "md", str(CHART), "-n", namespace, "--dry-run=server"],
+    }[command]
+    result = helm(cluster, *args, option, check=False)
+    assert result.returncode != 0, result.stdout
+    output = result.stdout + result.stderr
+    assert "values don't meet the specifications of the schema" in output, output
+    assert named in output, output
+
+
+def test_a_numeric_tag_given_as_a_string_is_the_image_tag(cluster: Cluster, namespace: str) -> None:
+    (deployment,) = by_kind(template(cluster, namespace, "--set-string=image.tag=5"), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "modeldeploy/operator:5"
+
+
+def test_without_leader_election_more_than_one_replica_is_refused(cluster: Cluster, namespace: str) -> None:
+    result = helm(
+        cluster,
+        "template",
+        "md",
+        str(CHART),
+        f"--kube-version={KUBE_VERSION}",
+        "--set=leaderElection.enabled=false",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "replicas: 2 needs leaderElection.enabled=true" in result.stderr
+    documents = template(cluster, namespace, "--set=leaderElection.enabled=false", "--set=replicas=1")
+    (deployment,) = by_kind(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert not by_kind(documents, "PodDisruptionBudget"), "one replica and minAvailable 1 block every drain"
+
+
+@pytest.mark.parametrize(("replicas", "budget"), [("1", False), ("2", True), ("3", True)])
+def test_the_disruption_budget_exists_only_when_a_drain_can_evict(
+    cluster: Cluster, namespace: str, replicas: str, budget: bool
+) -> None:
+    documents = template(cluster, namespace, f"--set=replicas={replicas}")
+    assert bool(by_kind(documents, "PodDisruptionBudget")) is budget
+
+
+def test_names_identity_and_placement_come_from_the_values(cluster: Cluster, namespace: str) -> None:
+    documents = template(
+        cluster,
+        namespace,
+        "--set=fullnameOverride=mdop",
+        "--set=imagePullSecrets[0].name=regcred",
+        "--set=serviceAccount.name=robot",
+        "--set=serviceAccount.annotations.iam=role",
+        "--set=priorityClassName=system-cluster-critical",
+        "--set=podSecurityContext.runAsUser=1234",
+        "--set=nodeSelector.pool=system",
+        "--set=tolerations[0].key=dedicated",
+        "--set=tolerations[0].operator=Exists",
+    )
+    (deployment,) = by_kind(documents, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["metadata"]["name"] == "mdop"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["serviceAccountName"] == "robot"
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["securityContext"] == {"runAsUser": 1234}
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    (account,) = by_kind(documents, "ServiceAccount")
+    assert (account["metadata"]["name"], account["metadata"]["annotations"]) == ("robot", {"iam": "role"})
+    subjects = [s for b in by_kind(documents, "ClusterRoleBinding") for s in b["subjects"]]
+    assert {s["name"] for s in subjects} == {"robot"}
+    existing = template(
+        cluster, namespace, "--set=serviceAccount.create=false", "--set=serviceAccount.name=mine"
+    )
+    assert not by_kind(existing, "ServiceAccount")
+    assert by_kind(existing, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+
+
+def test_notes_tell_how_to_check_the_install(cluster: Cluster, namespace: str) -> None:
+    result = helm(
+        cluster, "install", "md", str(CHART), "-n", namespace, "--dry-run=client", "--set=crds.install=false"
+    )
+    assert "NOTES:" in result.stdout
+    assert f"kubectl -n {namespace} get pods -l app.kubernetes.io/instance=md" in result.stdout
+
+
+CRD_NAME = "modeldeployments.serving.modeldeploy.dev"
+NEW_STATUS_FIELD = "servingSince"  # a field only the newer build's CRD has
+
+
+def chart_whose_crd_gained_a_field(tmp_path: Path) -> Path:
+    """A copy of the chart, one version on, whose CRD's status has one more field."""
+    newer = tmp_path / "modeldeploy"
+    shutil.copytree(CHART, newer)
+    chart = yaml.safe_load((newer / "Chart.yaml").read_text())
+    (newer / "Chart.yaml").write_text(yaml.safe_dump({**chart, "version": "0.1.1-newer"}))
+    template_text = (newer / "templates" / "crd.yaml").read_text()
+    head, _, rest = template_text.partition("\nspec:\n")
+    body, _, tail = ("spec:\n" + rest).rpartition("{{- end }}")
+    spec = yaml.safe_load(body)
+    status = spec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status["properties"][NEW_STATUS_FIELD] = {
+        "type": "string",
+        "description": "When the version began serving.",
+    }
+    (newer / "templates" / "crd.yaml").write_text(
+        head + "\n" + yaml.safe_dump(spec, sort_keys=False) + "{{- end }}" + tail
+    )
+    return newer
+
+
+def status_field_stored(cluster: Cluster, namespace: str, value: str) -> bool:
+    cluster.custom.patch_namespaced_custom_object_status(
+        "serving.modeldeploy.dev",
+        "v1alpha1",
+        namespace,
+        "modeldeployments",
+        "upgraded",
+        {"status": {NEW_STATUS_FIELD: value}},
+    )
+    return cluster.get_md(namespace, "upgraded").get("status", {}).get(NEW_STATUS_FIELD) == value
+
+
+@pytest.fixture
+def crd_lent_to_a_release(cluster: Cluster, namespace: str) -> Iterator[str]:
+    """The test cluster's CRD adopted by a release in ``namespace``, as an admin adopts one
+    applied by kubectl (README, "Upgrades and the CRD"); put back as generated afterwards."""
+    cluster.kubectl("label", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    cluster.kubectl(
+        "annotate",
+        "crd",
+        CRD_NAME,
+        "meta.helm.sh/release-name=md",
+        f"meta.helm.sh/release-namespace={namespace}",
+        "--overwrite",
+    )
+    yield "md"
+    helm(cluster, "uninstall", "md", "-n", namespace, "--wait", check=False)
+    cluster.kubectl("replace", "-f", str(REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"))
+
+
+def test_helm_upgrade_updates_the_crd_and_uninstall_keeps_it(
+    cluster: Cluster, namespace: str, crd_lent_to_a_release: str, tmp_path: Path
+) -> None:
+    release = crd_lent_to_a_release
+    confined = [f"--set=watchNamespaces={{{namespace}}}", "--set=replicas=1", "--wait", "--timeout=90s"]
+    helm(cluster, "install", release, str(CHART), "-n", namespace, *confined)
+    body = yaml.safe_load((REPO / "manifests" / "samples" / "mnist.yaml").read_text())
+    body["metadata"] = {"name": "upgraded", "namespace": namespace}
+    cluster.create_md(namespace, body)
+    # The installed CRD's status schema is structural: a field it does not know is pruned.
+    assert not status_field_stored(cluster, namespace, "before")
+
+    helm(
+        cluster, "upgrade", release, str(chart_whose_crd_gained_a_field(tmp_path)), "-n", namespace, *confined
+    )
+    wait_for(
+        lambda: status_field_stored(cluster, namespace, "after"),
+        30,
+        what="the upgraded CRD storing the new field",
+    )
+
+    helm(cluster, "uninstall", release, "-n", namespace, "--wait")
+    crd = cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout
+    assert json.loads(crd)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert cluster.get_md(namespace, "upgraded")["status"][NEW_STATUS_FIELD] == "after"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import yaml
 
 from tests.cluster.localcluster import write_kubeconfig
 from tests.modelserver.traffic import TrafficDriver
+from tests.support.wait import wait_for
 
 from .conftest import REPO, Cluster, Operator
 from .test_canary import canary_sample
@@ -89,3 +93,79 @@ def test_operator_rights_are_least(cluster: Cluster, verb: str, resource: str) -
         check=False,
     )
     assert result.stdout.strip() == "no"
+
+
+def namespace_user(cluster: Cluster, namespace: str, name: str, role: str) -> str:
+    """A ServiceAccount bound to the built-in ``role`` ClusterRole in ``namespace`` only, as a
+    namespace admin grants a team: no rule about ModelDeployments written for it."""
+    cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        name,
+        f"--clusterrole={role}",
+        f"--serviceaccount={namespace}:{name}",
+        "-n",
+        namespace,
+    )
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def can(cluster: Cluster, user: str, verb: str, resource: str, namespace: str) -> bool:
+    answer = cluster.kubectl("auth", "can-i", verb, resource, f"--as={user}", "-n", namespace, check=False)
+    return answer.stdout.strip() == "yes"
+
+
+def test_namespace_editors_use_modeldeployments_and_viewers_only_read_them(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "aggregate-roles.yaml"))
+    editor = namespace_user(cluster, namespace, "editor", "edit")
+    viewer = namespace_user(cluster, namespace, "viewer", "view")
+    resource = "modeldeployments.serving.modeldeploy.dev"
+    # The controller-manager's aggregation controller copies the rules into edit and view.
+    wait_for(
+        lambda: can(cluster, editor, "create", resource, namespace), 30, what="edit aggregating the rules"
+    )
+    wait_for(lambda: can(cluster, viewer, "list", resource, namespace), 30, what="view aggregating the rules")
+
+    body = yaml.safe_load((REPO / "manifests" / "samples" / "mnist.yaml").read_text())
+    as_editor = [f"--as={editor}", "-n", namespace]
+    cluster.kubectl("create", "-f", "-", *as_editor, stdin=yaml.safe_dump(body))
+    cluster.kubectl("patch", "md", "mnist", "--type=merge", "-p", '{"spec": {"replicas": 3}}', *as_editor)
+    cluster.kubectl("scale", "md/mnist", "--replicas=2", *as_editor)
+    # The plugin's promote, run with the editor's own credentials.
+    token = cluster.kubectl("create", "token", "editor", "-n", namespace, "--duration=10m").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]
+    kubeconfig = tmp_path / "editor-kubeconfig"
+    write_kubeconfig(kubeconfig, admin["server"], Path(admin["certificate-authority"]), token, user="editor")
+    promote = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.cli.main",
+            "promote",
+            "mnist",
+            "-n",
+            namespace,
+            f"--kubeconfig={kubeconfig}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    md = cluster.get_md(namespace, "mnist")
+    assert "serving.modeldeploy.dev/promote" in md["metadata"]["annotations"]
+    assert md["spec"]["replicas"] == 2
+
+    as_viewer = [f"--as={viewer}", "-n", namespace]
+    got = json.loads(cluster.kubectl("get", "md", "mnist", "-o", "json", *as_viewer).stdout)
+    assert got["metadata"]["name"] == "mnist"
+    refused = cluster.kubectl(
+        "patch", "md", "mnist", "--type=merge", "-p", '{"spec": {"replicas": 1}}', *as_viewer, check=False
+    )
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr.lower()
+    # Status stays the operator's to write, for editors too.
+    assert not can(cluster, editor, "patch", f"{resource}/status", namespace)

@@ -64,9 +64,16 @@ def helm(node_cluster: NodeCluster, *args: str) -> str:
 
 
 def install_with_helm(node_cluster: NodeCluster, watched: str, values: Path) -> str:
-    """charts/modeldeploy installed by helm with the same two fittings as values."""
+    """charts/modeldeploy installed by helm with the same two fittings as values (and the CRD left
+    to the cluster, which has it already)."""
     values.write_text(
-        yaml.safe_dump({"watchNamespaces": [watched], "extraEnv": node_cluster.node.api_server_env()})
+        yaml.safe_dump(
+            {
+                "watchNamespaces": [watched],
+                "extraEnv": node_cluster.node.api_server_env(),
+                "crds": {"install": False},  # kubectl applied the cluster's CRD
+            }
+        )
     )
     helm(
         node_cluster,

@@ -32,9 +32,10 @@ def test_names_and_short_names() -> None:
 
 def test_status_subresource_and_printer_columns() -> None:
     version = _version()
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"]["status"] == {}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
         "Version",
+        "Serving",
         "Canary",
         "Weight",
         "Share",
@@ -45,7 +46,21 @@ def test_status_subresource_and_printer_columns() -> None:
         "Message",
     ]
     # The last two only with -o wide.
-    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 7 + [1, 1]
+    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 8 + [1, 1]
+    serving = version["additionalPrinterColumns"][1]
+    assert serving["jsonPath"] == ".status.stable.version"
+
+
+def test_scale_subresource_reads_spec_replicas_and_the_reported_pods() -> None:
+    version = _version()
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["replicas"]["type"] == "integer"
+    assert status["selector"]["type"] == "string"
 
 
 def test_schema_is_structural() -> None:

@@ -30,6 +30,15 @@ NAME_FITS_CHILDREN = {
     "message": "metadata.name plus '-v' and spec.model.version must fit in 63 characters: the children are "
     "named <name>-v<version>; choose a shorter name",
 }
+# `kubectl scale` and a HorizontalPodAutoscaler targeting the resource write spec.replicas, the
+# stable version's size; the operator reports that version's pods (rollout/scale.py). With
+# spec.autoscaling set the operator runs its own HPA, and the CEL rule that refuses replicas
+# beside autoscaling refuses such a write: one autoscaler at a time.
+SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
 # What `kubectl explain` says of the fields every object has.
 COMMON_FIELDS = {
     "apiVersion": "The versioned schema of this representation of an object.",
@@ -142,9 +151,11 @@ def build_crd() -> dict[str, Any]:
                     "name": names.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, "scale": SCALE},
                     "additionalPrinterColumns": [
                         {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
+                        # What serves: after a rollback, Version is the one asked for and refused.
+                        {"name": "Serving", "type": "integer", "jsonPath": ".status.stable.version"},
                         {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.version"},
                         {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight"},
                         # What the canary really gets (a Service splits by pods, not by weight).

@@ -269,3 +269,9 @@ class ModelDeploymentStatus(CamelModel):
     """Versions rolled back; not rolled out again until the spec or the retry annotation says so."""
     handled_actions: ActionValues | None = None
     """The one-shot annotation values already acted on."""
+    replicas: int | None = None
+    """The serving version's pods: what the scale subresource reports as its replica count
+    (``kubectl scale``, a HorizontalPodAutoscaler targeting this resource)."""
+    selector: str | None = None
+    """Label selector of the serving version's pods, as the scale subresource reports it: the pods
+    a HorizontalPodAutoscaler targeting this resource averages its metrics over."""

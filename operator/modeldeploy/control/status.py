@@ -24,6 +24,7 @@ from ..api.status import (
 from ..api.times import to_seconds
 from ..children.routing import endpoints
 from ..rollout.child_state import FetchFailure, ObservedDeployment
+from ..rollout.scale import scale_status
 from ..rollout.types import Plan, reason_code
 
 HISTORY_LIMIT = 20
@@ -319,6 +320,7 @@ def derive_status(
             conditions.append(kept)  # until the resource is Ready again
     if canary is not None:
         canary = canary.model_copy(update={"traffic_share": traffic_share(md, canary, target, serving)})
+    scale_replicas, scale_selector = scale_status(md, stable)  # what kubectl scale and an HPA read
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
@@ -330,6 +332,8 @@ def derive_status(
         history=history[-HISTORY_LIMIT:],
         failed_versions=list(plan.failed_versions),
         handled_actions=actions,
+        replicas=scale_replicas,
+        selector=scale_selector,
     )
 
 
