@@ -113,7 +113,7 @@ def _container_security_context() -> dict[str, Any]:
 
 def _placement(md: ModelDeployment, pod_labels: dict[str, str]) -> Manifest:
     """Where the serving pods run and as whom: the runtime's fields, set only when given, so a
-    resource without them builds exactly what it did before they existed."""
+    resource that sets none keeps the same pod template (and its pods) as fields are added."""
     runtime = md.spec.runtime
     placed: Manifest = {}
     if runtime.node_selector:
