@@ -1,4 +1,4 @@
-"""The operator's own credentials (control/credentials.py, apiclient.py) against the real
+"""The operator's own credentials (kube/credentials.py, kube/transport.py) against the real
 API server, which tells who it took each request for (a SelfSubjectReview): a client
 certificate signed by the cluster's CA, an exec plugin, a token file that changed since
 it was read (the 401 path), and kopf's login from the same loader."""

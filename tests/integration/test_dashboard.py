@@ -1,4 +1,4 @@
-"""The Grafana dashboard (issue #17): every panel's query, and every variable's, run against a
+"""The Grafana dashboard: every panel's query, and every variable's, run against a
 real Prometheus that scraped the operator and the model servers through a healthy and a
 rolled-back canary, returns series. Grafana itself does not run here (see the README)."""
 

@@ -1,4 +1,4 @@
-"""Faults injected into a running canary (issue #13): the operator never freezes, never
+"""Faults injected into a running canary: the operator never freezes, never
 passes what it cannot measure, and keeps every other resource moving."""
 
 from __future__ import annotations

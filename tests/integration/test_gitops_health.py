@@ -1,4 +1,4 @@
-"""What GitOps tools read from a live ModelDeployment (issue #17), through a real canary:
+"""What GitOps tools read from a live ModelDeployment, through a real canary:
 - cli-utils' kstatus (Flux's health checks): InProgress during a canary, Current when
   Ready, Failed after a rollback;
 - Argo CD's health.lua and actions in Argo CD's Lua VM: Progressing, Suspended, Healthy,

@@ -1,4 +1,4 @@
-"""kopf's --log-format=json (issue #17): every line of the operator's log is a JSON object,
+"""kopf's --log-format=json: every line of the operator's log is a JSON object,
 and each decision of a canary is one line naming the resource and its version."""
 
 from __future__ import annotations

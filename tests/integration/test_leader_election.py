@@ -1,9 +1,9 @@
-"""Two operator replicas (issue #16): real `kopf run` processes electing a leader on a Lease
+"""Two operator replicas: real `kopf run` processes electing a leader on a Lease
 of the real API server. The leader is killed or paused at random points of canaries; the
 rollouts still end as they should, and no write of a replica that lost the lease lands.
 
-The Lease lives in the test's namespace and the timings are short (lease 4 s, renew
-deadline 3 s, retry 0.5 s) so a failover takes seconds, not the default 17.
+The Lease lives in the test's namespace and its timings are a fraction of the defaults,
+so a failover takes seconds.
 """
 
 from __future__ import annotations

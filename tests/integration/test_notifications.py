@@ -1,4 +1,4 @@
-"""Notifications from a running operator (issue #18 item 5): a promoted and a rolled-back
+"""Notifications from a running operator: a promoted and a rolled-back
 canary post CloudEvents to the admin's webhooks, while a webhook that hangs holds nothing up."""
 
 from __future__ import annotations

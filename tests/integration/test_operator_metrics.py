@@ -1,4 +1,4 @@
-"""The operator's own /metrics (issue #17) through a healthy and an erroring canary on the
+"""The operator's own /metrics through a healthy and an erroring canary on the
 real control plane, read with prometheus_client's own parser."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""spec.runtime's placement and identity (issue #18 item 4) on the real control plane: the
+"""spec.runtime's placement and identity on the real control plane: the
 API server admits them, the scheduler and admission honour them, the pods carry them."""
 
 from __future__ import annotations

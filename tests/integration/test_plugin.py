@@ -1,4 +1,4 @@
-"""The ``kubectl modeldeploy`` plugin (issue #18 item 1), driven as a subprocess against the
+"""The ``kubectl modeldeploy`` plugin, driven as a subprocess against the
 real control plane: ``status --watch`` exit codes for CI pipelines, the ``get -w`` live view,
 ``history`` and ``undo``, ``list``, and the namespace taken from the kubeconfig context."""
 

@@ -1,4 +1,4 @@
-"""Pre-traffic checks (issue #15) on the real control plane, against the TF Serving-compatible
+"""Pre-traffic checks on the real control plane, against the TF Serving-compatible
 server running real SavedModels: the model store's versions (tests/modelserver/store.py)
 are 1 = y 0.5x + 2, 2 = 0.5x + 3, 4 = input renamed, 5 = an output added, 7 = version 1
 exported again."""

@@ -1,4 +1,4 @@
-"""Quiet canaries (issue #18 item 6): a canary with too little traffic waits for it instead of
+"""Quiet canaries: a canary with too little traffic waits for it instead of
 rolling back (analysis.onInconclusive Pause), and the Prometheus provider reads a window that
 covers two scrapes of a real Prometheus scraping every 30 s, as many installations do."""
 

@@ -1,4 +1,4 @@
-"""Spec fuzzing (issue #13): every ModelDeployment the API server accepts gets children the
+"""Spec fuzzing: every ModelDeployment the API server accepts gets children the
 API server accepts, or a status that says InvalidSpec; the pass never crashes.
 
 Specs come from the CRD's own schema (tests.support.schema_strategy), near and across

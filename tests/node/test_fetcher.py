@@ -1,5 +1,5 @@
 """The real fetcher image, built from serving_image/fetcher.Dockerfile by buildah, runs on
-the real node against the real S3 server on the bridge (issue #14): it lays out the
+the real node against the real S3 server on the bridge: it lays out the
 version for TF Serving, or ends with its one-line reason in the termination message."""
 
 from __future__ import annotations

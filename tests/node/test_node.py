@@ -1,4 +1,4 @@
-"""The real node runs pods for real (issue #14): on the test run's own bridge with no route
+"""The real node runs pods for real: on the test run's own bridge with no route
 out, with the pod security the runtime enforces, reachable from the host on the bridge."""
 
 from __future__ import annotations

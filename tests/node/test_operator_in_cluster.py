@@ -1,4 +1,4 @@
-"""The operator as users install it (issues #14, #17): its image built from the project's
+"""The operator as users install it: its image built from the project's
 Dockerfile, installed by manifests/ as `kubectl apply -k` renders them and by the Helm chart
 with `helm install`, running as pods on the real node under the install's own security
 context and RBAC, takes a ModelDeployment to a prediction. The runtime itself shows that

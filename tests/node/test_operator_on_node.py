@@ -1,4 +1,4 @@
-"""kubectl apply to a prediction on pods that really run (issue #14): the operator on the
+"""kubectl apply to a prediction on pods that really run: the operator on the
 real node's cluster, the fetcher and serving images built from their Dockerfiles, the
 model fetched from the real S3 server on the bridge with the credentials of a Secret."""
 
@@ -243,7 +243,7 @@ def test_golden_requests_on_real_pods_keep_a_version_with_other_answers_from_any
     modelserver_image: str,
     operator: OperatorProcess,
 ) -> None:
-    """Issue #15 on the real node: version 9 (y = 0.5x + 3) answers the golden requests made
+    """Golden requests on the real node: version 9 (y = 0.5x + 3) answers the golden requests made
     for version 8 (y = 0.5x + 2) wrongly, so it is rolled back before any routed request."""
     golden = "\n".join(json.dumps({"instances": [x], "expected": [0.5 * x + 2]}) for x in (1.0, 4.0))
     node_cluster.core.create_namespaced_config_map(

@@ -1,4 +1,4 @@
-"""Analysis under bad metrics (issue #13, defects 1 and 6): every check ends, and what
+"""Analysis under bad metrics: every check ends, and what
 cannot be trusted is never a pass."""
 
 from __future__ import annotations

@@ -189,10 +189,8 @@ def test_network_policy_admits_only_the_serving_ports() -> None:
 
 
 def test_model_volume_and_fetcher_share_the_size_limit() -> None:
-    from modeldeploy.children.deployment import FETCH_MAX_BYTES_ENV
-    from modeldeploy.fetcher.limits import MAX_BYTES_ENV
+    from modeldeploy.api.fetch_protocol import MAX_BYTES_ENV
 
-    assert FETCH_MAX_BYTES_ENV == MAX_BYTES_ENV
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["modelVolumeSizeLimit"] = "512Mi"
     pod = build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]

@@ -1,4 +1,4 @@
-"""Reading kubeconfig files and the pod's service account (control/credentials.py) the way
+"""Reading kubeconfig files and the pod's service account (kube/credentials.py) the way
 kubectl does, and an operator process that never imports the kubernetes package."""
 
 from __future__ import annotations

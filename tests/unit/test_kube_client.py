@@ -1,4 +1,4 @@
-"""The API client: every request has a bound (issue #13, defect 4), even a GET on a silent
+"""The API client: every request has a bound, even a GET on a silent
 connection (urllib3 must not repeat a read that timed out), and apply bodies are valid YAML
 that reads back the same whatever characters a spec holds."""
 

@@ -9,6 +9,7 @@ rollout, children) are pure: they import no socket, HTTP or threading library.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,9 +128,55 @@ def test_every_subpackage_says_what_it_owns_and_may_import() -> None:
         assert "import" in doc.lower(), f"{layer}/__init__.py does not say what it may import"
 
 
+# The modules of api the fetcher may import: standard library only, like the fetcher itself.
+FETCHER_API_MODULES = frozenset({"api.redaction", "api.fetch_protocol"})
+
+
+def api_modules_imported(path: Path) -> set[str]:
+    """The ``api`` modules a fetcher module imports, as ``api.<module>``, in every spelling:
+    ``from ..api.x import y``, ``from ..api import x``, ``from modeldeploy.api.x import y``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        module = (node.module or "").removeprefix("modeldeploy.")
+        if module == "api":
+            found |= {f"api.{alias.name}" for alias in node.names}
+        elif module.startswith("api."):
+            found.add(module)
+        elif not module and any(alias.name == "api" for alias in node.names):
+            found.add("api")  # the whole layer: ``from .. import api``
+    return found
+
+
 def test_the_fetcher_takes_only_standard_library_modules_from_api() -> None:
     """Its image installs the package without dependencies: no pydantic, so no api.spec."""
     for path in (PACKAGE / "fetcher").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("api"):
-                assert node.module == "api.redaction", f"{path.name} imports {node.module}"
+        foreign = api_modules_imported(path) - FETCHER_API_MODULES
+        assert not foreign, f"{path.name} imports {sorted(foreign)}"
+
+
+@pytest.mark.parametrize("module", sorted(FETCHER_API_MODULES))
+def test_the_api_modules_the_fetcher_takes_import_only_the_standard_library(module: str) -> None:
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    outside = imported_top_level(path) - set(sys.stdlib_module_names)
+    assert not outside, f"{module} imports {sorted(outside)}"
+    assert api_modules_imported_by_api(path) <= FETCHER_API_MODULES, module
+
+
+def api_modules_imported_by_api(path: Path) -> set[str]:
+    """The sibling ``api`` modules an api module imports (``from .x import``), as ``api.x``."""
+    return {
+        f"api.{node.module}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+    }
+
+
+def test_the_fetcher_rule_sees_every_import_form() -> None:
+    """Guards the guard: each spelling of an api import counts."""
+    assert api_modules_imported(PACKAGE / "fetcher" / "__main__.py") >= {
+        "api.fetch_protocol",
+        "api.redaction",
+    }
+    assert "api.fetch_protocol" in api_modules_imported(PACKAGE / "fetcher" / "limits.py")

@@ -1,5 +1,5 @@
 """A person's edit or one-shot action on a ModelDeployment goes before queued timers and first
-passes (#13, 11)."""
+passes."""
 
 from __future__ import annotations
 

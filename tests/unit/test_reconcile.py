@@ -356,7 +356,7 @@ def test_slow_pods_are_asked_at_once_not_one_after_another() -> None:
     assert rec.reconcile("ml", "mnist") is None
     elapsed = time.monotonic() - started
     assert len([c for c in kube.calls if c[0] == "gate"]) == 8
-    # One after another the eight would take 8 x 0.3 s.
+    # One after another the eight would take eight probe times.
     assert elapsed < 3 * SLOW_PROBE_SECONDS, elapsed
 
 

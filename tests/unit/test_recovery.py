@@ -1,4 +1,4 @@
-"""Lost or unreadable status and leftover one-shot annotations (issue #13, defects 2 and 3)."""
+"""Lost or unreadable status and leftover one-shot annotations."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_a_promote_written_while_no_canary_runs_is_consumed_not_saved_for_the_ne
     assert started.canary is not None
     assert started.canary.step == 0
     assert not started.canary.manual_promotion
-    # Against today's defect: without the consumed value it would have jumped to promotion.
+    # Without the consumed value the old annotation would jump the new canary to promotion.
     fresh = make_plan(canary_md(3), STABLE_2, {2: deployment(2)}, T0, actions=ActionValues(promote="t1"))
     assert fresh.canary is not None
     assert fresh.canary.step == 1  # a promote written for this canary still works

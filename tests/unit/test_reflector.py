@@ -1,4 +1,4 @@
-"""The children's reflector (control/reflector.py) against a scripted loopback API server:
+"""The children's reflector (kube/reflector.py) against a scripted loopback API server:
 a list fills the cache, a broken watch is resumed from the last version seen (no list),
 and a 410 Gone is answered with a list that drops what was deleted during the gap."""
 

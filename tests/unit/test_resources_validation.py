@@ -1,5 +1,5 @@
-"""Container resources the API server would refuse are an InvalidSpec, named by field (found
-by the spec fuzzing of issue #13: a free-form resources map reached the Deployment)."""
+"""Container resources the API server would refuse are an InvalidSpec, named by field: a
+free-form resources map would otherwise reach the Deployment and be refused only there."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ LABEL_VERSION = f"{GROUP}/version"
 LABEL_TRACK = f"{GROUP}/track"
 # The hash of the manifest the operator last applied to a child (``control.apply``). A label,
 # not an annotation: a Deployment's generation moves with its annotations (they are copied
-# to its ReplicaSets), so a changed annotation made a promoted canary, whose relabelling
+# to its ReplicaSets), so a changed annotation would make a promoted canary, whose relabelling
 # changes nothing else, "not rolled out" until the controller caught up.
 LABEL_APPLIED_HASH = f"{GROUP}/applied-hash"
 # Set on a pod by the operator once TF Serving reports its version AVAILABLE.

@@ -150,7 +150,7 @@ class RuntimeSpec(CamelModel):
         ),
         (
             # The pod's env is a list keyed by name: server-side apply of a Deployment with a
-            # repeated name fails (500, "duplicate entries for key"), found by the spec fuzzer.
+            # repeated name fails with a server error ("duplicate entries for key"), not a reason.
             "!has(self.env) || self.env.all(a, self.env.exists_one(b, b.name == a.name))",
             "env names must be unique",
             ".env",
@@ -227,7 +227,7 @@ class CanaryStep(CamelModel):
     )
 
 
-# Steps when the spec gives none: 10% then 50%, a minute each.
+# Steps when the spec gives none: a small share of the traffic first, then half.
 DEFAULT_CANARY_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"))
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..api import fetch_protocol
 from ..api.names import (
     ANNOTATION_CONFIG_HASH,
     CONDITION_MODEL_AVAILABLE,
@@ -28,9 +29,6 @@ from ..api.quantity import to_bytes
 from ..api.spec import ModelDeployment
 from . import tfconfig
 from .meta import Manifest, metadata, version_labels
-
-# The fetcher's byte limit (fetcher/limits.py reads it; build cannot import the fetcher).
-FETCH_MAX_BYTES_ENV = "MODELDEPLOY_FETCH_MAX_BYTES"
 
 
 @dataclass(frozen=True)
@@ -83,12 +81,12 @@ def _model_source(
     fetcher: Manifest = {
         "name": FETCHER_CONTAINER,
         "image": fetcher_image,
-        "args": [uri, str(version), model_dir],
+        "args": fetch_protocol.build_args(fetch_protocol.FetchRequest(uri, version, model_dir)),
         "volumeMounts": [
             {"name": "model", "mountPath": tfconfig.MODELS_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "terminationMessagePolicy": fetch_protocol.TERMINATION_MESSAGE_POLICY,
         "securityContext": _container_security_context(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
@@ -97,7 +95,8 @@ def _model_source(
         fetcher["envFrom"] = [{"secretRef": {"name": secret}}]
     # The fetcher stops at the volume's limit, with a reason, before the kubelet would evict the pod.
     size_limit = md.spec.runtime.model_volume_size_limit
-    fetcher["env"] = [{"name": FETCH_MAX_BYTES_ENV, "value": str(to_bytes(size_limit))}]
+    limits = fetch_protocol.limits_env(max_bytes=to_bytes(size_limit))
+    fetcher["env"] = [{"name": name, "value": value} for name, value in limits.items()]
     volume = {"name": "model", "emptyDir": {"sizeLimit": size_limit}}
     mount = {"name": "model", "mountPath": tfconfig.MODELS_DIR, "readOnly": True}
     return [fetcher], [volume], mount
@@ -114,7 +113,7 @@ def _container_security_context() -> dict[str, Any]:
 
 def _placement(md: ModelDeployment, pod_labels: dict[str, str]) -> Manifest:
     """Where the serving pods run and as whom: the runtime's fields, set only when given, so a
-    resource without them builds exactly what it did before they existed."""
+    resource that sets none keeps the same pod template (and its pods) as fields are added."""
     runtime = md.spec.runtime
     placed: Manifest = {}
     if runtime.node_selector:

@@ -19,7 +19,7 @@ from .notices import CONTENT_TYPE, NotificationsConfig, Webhook, cloud_event, no
 
 LOG = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 64 * 1024
-# Waits between attempts: 0.5 s, 1 s, 2 s, ... at most 10 s.
+# Waits between attempts double from the first, up to the longest.
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 RETRIED_STATUSES = frozenset({408, 429})

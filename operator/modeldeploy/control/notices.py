@@ -1,6 +1,6 @@
 """Rollout notifications: which moments are worth telling a person about, what the cluster admin
 configured to hear them (webhooks with an event and namespace filter), and the CloudEvents 1.0
-JSON body each one posts. Pure: delivery is notifier.py's.
+JSON body each one posts. Pure: delivery is notice_delivery.py's.
 
 Webhooks are the admin's (a file the operator reads at start, from a ConfigMap or Secret):
 tenants cannot make the operator post to a URL of their choosing, so there is none in the spec.

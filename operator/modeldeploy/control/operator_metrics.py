@@ -1,6 +1,7 @@
 """The operator's own Prometheus metrics, served on ``/metrics``.
 
-The names are fixed in DESIGN.md so the dashboard and the alert rules agree with them.
+The names are the contract: the dashboard, the alert rules and the README's metrics table
+use them as they are, so a name is never changed here alone.
 Per-resource gauges (phase, canary weight and step) are read from the cache at scrape
 time, so a deleted resource's series go with it and a standby reports what it watches
 (queries take ``max by (namespace, name)`` over replicas). Counters (reconciles, analysis

@@ -24,7 +24,7 @@ class Settings:
     resync_seconds: float = 600.0
     # MODELDEPLOY_RELIST_SECONDS: the ModelDeployments are listed again this often: one
     # deleted while kopf's watch was down (no DELETED event ever comes for it) leaves the
-    # cache. The children need none (control/reflector.py).
+    # cache. The children need none (kube/reflector.py).
     relist_seconds: float = 60.0
     # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
     fetcher_image: str = BuildOptions.fetcher_image
@@ -45,7 +45,7 @@ class Settings:
     metrics_address: str = "0.0.0.0"  # in a pod, for Prometheus to scrape
     metrics_port: int = 8081
     metrics_path: str = "/metrics"
-    # MODELDEPLOY_NOTIFICATIONS_CONFIG: a YAML file of webhooks (control/notifications.py);
+    # MODELDEPLOY_NOTIFICATIONS_CONFIG: a YAML file of webhooks (control/notices.py);
     # none when empty. Read once at start: a bad file stops the operator, naming the problem.
     notifications_config: str = ""
     lease_duration_seconds: float = LeaseTimings.lease_duration

@@ -1,7 +1,7 @@
 """``modeldeploy-fetch <storageUri> <version> <model dir>``: the init container's entry point.
 
-Exit 0 with the digest, or 1 with the reason, each as one line on stderr and in
-the termination message, where the operator reads it.
+Speaks ``api.fetch_protocol``: exits with the digest or the reason, one line on stderr and
+in the termination message, where the operator reads it.
 """
 
 from __future__ import annotations
@@ -11,37 +11,37 @@ import os
 import sys
 from pathlib import Path
 
+from ..api import fetch_protocol as protocol
 from ..api.redaction import redact
 from .errors import FetchError
 from .fetch import fetch
-
-TERMINATION_LOG = "/dev/termination-log"
 
 
 def _report(line: str) -> None:
     line = redact(line)
     print(line, file=sys.stderr, flush=True)
-    path = Path(os.environ.get("MODELDEPLOY_TERMINATION_LOG", TERMINATION_LOG))
+    path = Path(os.environ.get(protocol.TERMINATION_LOG_ENV, protocol.TERMINATION_LOG))
     # Outside Kubernetes there is no termination log; stderr has the line.
     with contextlib.suppress(OSError):
         path.write_text(line + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        _report("usage: modeldeploy-fetch <storageUri> <version> <model dir>")
-        return 2
-    uri, version_text, model_dir = args
     try:
-        if not version_text.isdigit():
-            raise FetchError(f"version must be a whole number, got {version_text!r}")
-        result = fetch(uri, int(version_text), Path(model_dir))
+        request = protocol.parse_args(sys.argv[1:] if argv is None else argv)
+    except protocol.UsageError as exc:
+        _report(str(exc))
+        return protocol.EXIT_USAGE
+    except protocol.ArgumentError as exc:
+        _report(protocol.failure_message(str(exc)))
+        return protocol.EXIT_FAILED
+    try:
+        result = fetch(request.storage_uri, request.version, Path(request.model_dir))
     except FetchError as exc:
-        _report(f"fetch failed: {exc}")
-        return 1
-    _report(result.summary(uri, int(version_text)))
-    return 0
+        _report(protocol.failure_message(str(exc)))
+        return protocol.EXIT_FAILED
+    _report(result.summary(request.storage_uri, request.version))
+    return protocol.EXIT_FETCHED
 
 
 if __name__ == "__main__":

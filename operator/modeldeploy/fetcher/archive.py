@@ -65,7 +65,7 @@ class _Names:
     """Entry names seen, to refuse duplicates (a second entry silently replacing the first)."""
 
     def __init__(self) -> None:
-        self.seen: set[str] = set()  # strings: a path object per entry cost kilobytes
+        self.seen: set[str] = set()  # strings: far smaller than a path object per entry
 
     def add(self, raw: str, path: PurePosixPath) -> None:
         key = path.as_posix()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..api.fetch_protocol import FetchSuccess, success_message
 from . import archive, savedmodel
 from .errors import FetchError
 from .limits import Budget, Limits
@@ -40,10 +41,8 @@ class FetchResult:
     folder: str = ""  # the storage folder the version came from (http archives have none)
 
     def summary(self, uri: str, version: int) -> str:
-        padded = self.folder and self.folder != str(version)
-        source = f" from folder {self.folder}" if padded else ""
-        counts = f"({self.files} files, {self.size} bytes)"
-        return f"fetched version {version} of {uri}{source}: {self.digest} {counts}"
+        """The success line of the termination message."""
+        return success_message(FetchSuccess(uri, version, self.digest, self.files, self.size, self.folder))
 
 
 def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None = None) -> FetchResult:

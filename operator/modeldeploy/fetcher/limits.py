@@ -1,6 +1,6 @@
 """How much one fetch may write: bytes, entries and compression ratio, so a model (or an
 archive bomb) can never fill the node. From the environment the operator sets on the
-init container (the bytes from ``spec.runtime.modelVolumeSizeLimit``)."""
+init container (``api.fetch_protocol`` names the variables)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..api.fetch_protocol import MAX_BYTES_ENV, MAX_ENTRIES_ENV, MAX_RATIO_ENV
 from .errors import FetchError
-
-MAX_BYTES_ENV = "MODELDEPLOY_FETCH_MAX_BYTES"
-MAX_ENTRIES_ENV = "MODELDEPLOY_FETCH_MAX_ENTRIES"
-MAX_RATIO_ENV = "MODELDEPLOY_FETCH_MAX_RATIO"
 
 
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int = 10 << 30  # the default model volume size limit, 10Gi
     max_entries: int = 100_000
-    max_ratio: float = 200.0  # uncompressed / compressed: a gzip of zeros reaches ~1000
+    # Uncompressed over compressed: real models stay far below it, a gzip of zeros far above.
+    max_ratio: float = 200.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:

@@ -137,7 +137,7 @@ class PrometheusApi:
             f'{self.version_label}="{target.version}"'
         )
         # increase() needs two samples in its range: the window, not the check interval, which
-        # under a 30 s scrape interval saw at most one and made every check Inconclusive.
+        # can be shorter than two scrape intervals and then makes every check Inconclusive.
         span = f"{max(int(target.window_seconds or target.interval_seconds), 1)}s"
         requests = self._query(f"sum(increase({REQUEST_COUNT}{{{matchers}}}[{span}]))") or 0.0
         errors = self._query(f'sum(increase({REQUEST_COUNT}{{{matchers},status!="OK"}}[{span}]))') or 0.0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.fetch_protocol import read_termination
 from ..api.names import FETCHER_CONTAINER, LABEL_TRACK, LABEL_VERSION
-from ..api.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -92,33 +91,32 @@ class FetchFailure:
     message: str
 
 
-def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
-    status = pod.get("status") or {}
-    for cs in status.get("initContainerStatuses") or []:
+def _fetcher_terminations(pod: dict[str, Any], state_keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The fetcher init container's terminated states, in the order of ``state_keys``."""
+    found = []
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
         if cs.get("name") != FETCHER_CONTAINER:
             continue
-        for state_key in ("state", "lastState"):
+        for state_key in state_keys:
             terminated = (cs.get(state_key) or {}).get("terminated")
-            if terminated and int(terminated.get("exitCode", 0)) != 0:
-                message = redact(terminated.get("message") or "").strip().splitlines()
-                return FetchFailure(
-                    pod=pod.get("metadata", {}).get("name", ""),
-                    message=message[-1] if message else f"exit code {terminated.get('exitCode')}",
-                )
+            if terminated:
+                found.append(terminated)
+    return found
+
+
+def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
+    # lastState too: a restarting fetcher is waiting now, and its last run has the reason.
+    for terminated in _fetcher_terminations(pod, ("state", "lastState")):
+        report = read_termination(int(terminated.get("exitCode", 0)), terminated.get("message") or "")
+        if not report.succeeded:
+            return FetchFailure(pod=pod.get("metadata", {}).get("name", ""), message=report.line)
     return None
-
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def fetched_digest_of_pod(pod: dict[str, Any]) -> str | None:
     """The artifact digest the fetcher reported in its successful termination message."""
-    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
-        if cs.get("name") != FETCHER_CONTAINER:
-            continue
-        terminated = (cs.get("state") or {}).get("terminated") or {}
-        if int(terminated.get("exitCode", 1)) == 0:
-            match = _DIGEST.search(terminated.get("message") or "")
-            if match:
-                return match.group(0)
+    for terminated in _fetcher_terminations(pod, ("state",)):
+        report = read_termination(int(terminated.get("exitCode", 1)), terminated.get("message") or "")
+        if report.digest is not None:
+            return report.digest
     return None
