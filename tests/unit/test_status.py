@@ -7,9 +7,10 @@ import dataclasses
 from typing import Any
 
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, Phase, VersionStatus
-from modeldeploy.control.status import derive_status, traffic_share, transition_events
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.plan import plan as make_plan
+from modeldeploy.rollout.status import derive_status, traffic_share, transition_events
+from modeldeploy.rollout.types import PassFacts
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -65,7 +66,8 @@ def derive(
 ) -> ModelDeploymentStatus:
     md = make_md(spec)
     previous = previous or ModelDeploymentStatus()
-    return derive_status(md, make_plan(md, previous, observed, now), observed, previous, now, **kwargs)
+    plan = make_plan(md, previous, observed, now)
+    return derive_status(md, plan, previous, PassFacts(observed, now, **kwargs))
 
 
 def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:

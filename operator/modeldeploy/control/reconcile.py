@@ -34,13 +34,13 @@ from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
-from ..rollout.types import Check, Plan
+from ..rollout.status import derive_status, invalid_spec_status, transition_events
+from ..rollout.types import Check, PassFacts, Plan
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
-from .status import derive_status, invalid_spec_status, transition_events
 
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.
@@ -109,11 +109,8 @@ class Reconciler:
                 self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
             except ApplyRejectedError as exc:
                 rejected = str(exc)
-        status = derive_status(
-            md,
-            plan,
+        facts = PassFacts(
             world.deployments,
-            previous,
             now,
             fetch_failure=world.fetch_failure(plan.target_version),
             spec_problem=problem,
@@ -122,6 +119,7 @@ class Reconciler:
             rejected=rejected,
             pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
+        status = derive_status(md, plan, previous, facts)
         if not self.leading():
             return None
         self._write_status(body, written, status, check)

@@ -4,6 +4,7 @@ and one analysis check with the counters it measured from."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api.status import (
@@ -17,6 +18,7 @@ from ..api.status import (
     RolloutResult,
 )
 from ..api.times import to_seconds
+from .child_state import FetchFailure, ObservedDeployment
 
 # A rollback's reason text may open with a code ("SignatureChanged: input 'x' removed"):
 # conditions and events take it as their reason.
@@ -94,3 +96,18 @@ class Plan:
         if self.canary is None or self.serving_version is None:
             return {serving: 100}
         return {serving: 100 - self.canary_weight, self.canary.version: self.canary_weight}
+
+
+@dataclass(frozen=True)
+class PassFacts:
+    """What one pass observed besides the plan, for the status: the children, and what the
+    plan does not decide (a spec the cluster cannot run, a refused apply, a failed fetch)."""
+
+    observed: dict[int, ObservedDeployment]
+    now: str
+    fetch_failure: FetchFailure | None = None
+    spec_problem: str | None = None  # a spec the models accept yet the cluster cannot run
+    digests: Mapping[int, str] = field(default_factory=dict)  # version -> artifact sha256
+    rejected: str | None = None  # the API server refused the children
+    recovered_lost: tuple[str, ...] | None = None  # status was rebuilt; what it lost
+    pre_traffic_blocked: str | None = None  # the pre-traffic checks cannot run: gates stay shut
