@@ -24,7 +24,7 @@ from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, 
 from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.status import derive_status, transition_events
-from modeldeploy.rollout.types import PassFacts, PreTrafficVerdict
+from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
 from .conftest import SAMPLE_SPEC, make_md
 from .test_status import T0, deployment
@@ -263,7 +263,7 @@ FAILED_3 = PreTrafficVerdict(3, failure=("SignatureChanged", "version 3: input '
 def test_a_canary_that_fails_its_checks_is_rolled_back_with_the_reason() -> None:
     md = canary_md()
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=0)}
-    plan = make_plan(md, SERVING_2, observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
     assert plan.delete == [3]
     assert plan.failed_versions == [3]
@@ -289,7 +289,7 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
     md = make_md(spec)
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=2, ready=2)}
     serving = SERVING_2.model_copy(update={"canary": None})
-    plan = make_plan(md, serving, observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, serving, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
     assert plan.delete == [3]
     assert plan.failed_versions == [3]
@@ -298,7 +298,7 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
 def test_a_first_version_that_fails_keeps_its_pods_shut_and_says_why() -> None:
     md = canary_md()
     observed = {3: deployment(3, replicas=2, ready=0)}
-    plan = make_plan(md, ModelDeploymentStatus(), observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, ModelDeploymentStatus(), observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version is None
     assert plan.delete == []
     status = derive_status(md, plan, ModelDeploymentStatus(), PassFacts(observed, T0))
@@ -315,7 +315,7 @@ def test_the_analysis_starts_from_the_counters_read_after_the_checks() -> None:
     md = canary_md()
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=1)}
     verdict = PreTrafficVerdict(3, baselines={"mnist-v3-a": PodCounters(requests=13, errors=1)})
-    plan = make_plan(md, SERVING_2, observed, T0, pre_traffic=verdict)
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
     assert plan.canary is not None
     counters = plan.canary.analysis.counters
     assert counters is not None

@@ -35,7 +35,7 @@ from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.status import derive_status, invalid_spec_status, transition_events
-from ..rollout.types import Check, PassFacts, Plan
+from ..rollout.types import Check, PassFacts, Plan, PlanInputs
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .notice_delivery import Notifier
@@ -99,7 +99,8 @@ class Reconciler:
         closed_gates = self._open_gates(md, world, checks)
         verdict = checks.verdict()
         check = self._check_if_due(md, previous, world, now)
-        plan = make_plan(md, previous, world.deployments, now, check, world.actions, verdict)
+        inputs = PlanInputs(check, world.actions, verdict)
+        plan = make_plan(md, previous, world.deployments, now, inputs)
         problem = spec_problem(md.spec)
         rejected: str | None = None
         if not self.leading():
@@ -273,7 +274,7 @@ def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
         plan.serving_version,
         plan.target_version,
         plan.canary.version if plan.canary else None,
-        plan.canary_weight,
+        plan.route_weight,
     )
 
 

@@ -73,13 +73,24 @@ class Check:
 
 
 @dataclass(frozen=True)
+class PlanInputs:
+    """What a pass brings the plan besides the children: this pass's analysis check, the
+    one-shot annotations' values, and the pre-traffic checks' verdict."""
+
+    check: Check | None = None
+    actions: ActionValues = field(default_factory=ActionValues)
+    pre_traffic: PreTrafficVerdict | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     serving_version: int | None
     target_version: int
     apply: list[VersionPlan] = field(default_factory=list)
     delete: list[int] = field(default_factory=list)
     canary: CanaryStatus | None = None
-    canary_weight: int = 0  # share of traffic the router sends to the canary
+    # Percent of traffic the router sends the canary: the step's weight once its pods serve.
+    route_weight: int = 0
     outcome: Outcome | None = None
     failed_versions: list[int] = field(default_factory=list)
     handled: ActionValues = field(default_factory=ActionValues)
@@ -95,7 +106,7 @@ class Plan:
         serving = self.serving_version if self.serving_version is not None else self.target_version
         if self.canary is None or self.serving_version is None:
             return {serving: 100}
-        return {serving: 100 - self.canary_weight, self.canary.version: self.canary_weight}
+        return {serving: 100 - self.route_weight, self.canary.version: self.route_weight}
 
 
 @dataclass(frozen=True)
