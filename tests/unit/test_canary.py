@@ -22,20 +22,19 @@ from modeldeploy.rollout import analysis
 from modeldeploy.rollout.canary import analysis_due
 from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.sizing import canary_replicas
 from modeldeploy.rollout.types import Check, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import deployment
+from .test_status import deployment, make_plan
 
-T0 = "2026-01-01T00:00:00Z"
+T0 = "2026-01-01T00:00:00.000Z"
 
 
 def at(seconds: int) -> str:
     minutes, secs = divmod(seconds, 60)
-    return f"2026-01-01T00:{minutes:02d}:{secs:02d}Z"
+    return f"2026-01-01T00:{minutes:02d}:{secs:02d}.000Z"  # as the clock writes canary times
 
 
 def canary_md(**rollout_spec: Any) -> Any:
@@ -278,7 +277,7 @@ def test_pause_holds_the_step_and_does_not_count_against_the_deadline() -> None:
     assert held.canary.paused
     assert held.canary.step == 0
     assert held.requeue_after is None
-    later = "2026-01-01T00:05:00Z"
+    later = at(300)
     resumed = make_plan(canary_md(), after(held), observed(1), later)
     assert resumed.outcome is None  # five paused minutes are not a stalled canary
     assert resumed.canary is not None
@@ -358,8 +357,8 @@ def test_quantile_interpolates_like_prometheus() -> None:
 def test_analysis_falls_due_each_interval_from_the_step_start() -> None:
     md = canary_md()
     status = STABLE_2.model_copy(update={"canary": CanaryStatus(version=3, step_started_at=at(10))})
-    assert not analysis_due(md, status, at(14))
-    assert analysis_due(md, status, at(15))
+    assert not analysis_due(md, status, parse_time(at(14)))
+    assert analysis_due(md, status, parse_time(at(15)))
 
 
 def test_canary_times_keep_milliseconds_and_conditions_whole_seconds() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from modeldeploy.api.conditions import ConditionType, Reason
 from modeldeploy.api.status import CanaryStatus, CheckResult, HistoryEntry, Phase, RolloutResult, Verdict
+from modeldeploy.api.times import parse_time
 from modeldeploy.rollout import conditions
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.conditions import Situation
@@ -21,7 +22,7 @@ def situation(
     history: list[HistoryEntry] | None = None,
     **facts: Any,
 ) -> Situation:
-    return conditions.situation(make_md(), plan, PassFacts(observed, T0, **facts), history or [])
+    return conditions.situation(make_md(), plan, PassFacts(observed, parse_time(T0), **facts), history or [])
 
 
 def test_a_rolled_out_version_is_ready_available_and_not_degraded() -> None:

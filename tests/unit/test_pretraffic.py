@@ -19,15 +19,15 @@ from modeldeploy.api.status import (
     SignatureResult,
     VersionStatus,
 )
+from modeldeploy.api.times import parse_time
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import T0, deployment
+from .test_status import T0, deployment, make_plan
 
 
 def metadata(
@@ -269,7 +269,7 @@ def test_a_canary_that_fails_its_checks_is_rolled_back_with_the_reason() -> None
     assert plan.failed_versions == [3]
     assert plan.outcome is not None
     assert plan.outcome.result is RolloutResult.ROLLED_BACK
-    status = derive_status(md, plan, SERVING_2, PassFacts(observed, T0))
+    status = derive_status(md, plan, SERVING_2, PassFacts(observed, parse_time(T0)))
     degraded = next(c for c in status.conditions if c.type == "Degraded")
     assert (degraded.status, degraded.reason) == ("True", "SignatureChanged")
     assert "input 'x' removed" in degraded.message
@@ -301,12 +301,12 @@ def test_a_first_version_that_fails_keeps_its_pods_shut_and_says_why() -> None:
     plan = make_plan(md, ModelDeploymentStatus(), observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version is None
     assert plan.delete == []
-    status = derive_status(md, plan, ModelDeploymentStatus(), PassFacts(observed, T0))
+    status = derive_status(md, plan, ModelDeploymentStatus(), PassFacts(observed, parse_time(T0)))
     assert status.phase is not None
     assert status.phase.value == "Failed"
     again = make_plan(md, status, observed, T0)
     assert again.held_back == "version 3 failed its pre-traffic checks"
-    shown = derive_status(md, again, status, PassFacts(observed, T0))
+    shown = derive_status(md, again, status, PassFacts(observed, parse_time(T0)))
     degraded = next(c for c in shown.conditions if c.type == "Degraded")
     assert degraded.reason == "SignatureChanged"
 

@@ -13,12 +13,11 @@ from modeldeploy.api.status import (
     VersionStatus,
 )
 from modeldeploy.control.reconcile import parse_status
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.recovery import needs_recovery, recover
 from modeldeploy.rollout.types import PlanInputs
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import T0, deployment
+from .test_status import T0, deployment, make_plan
 
 STABLE_2 = ModelDeploymentStatus(
     observed_generation=1, stable=VersionStatus(version=2, replicas=2, ready_replicas=2)

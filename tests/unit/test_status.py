@@ -7,10 +7,11 @@ import dataclasses
 from typing import Any
 
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, Phase, VersionStatus
+from modeldeploy.api.times import parse_time
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
-from modeldeploy.rollout.plan import plan as make_plan
+from modeldeploy.rollout.plan import plan
 from modeldeploy.rollout.status import derive_status, traffic_share, transition_events
-from modeldeploy.rollout.types import PassFacts
+from modeldeploy.rollout.types import PassFacts, Plan, PlanInputs
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -57,6 +58,17 @@ def deployment(
     )
 
 
+def make_plan(
+    md: Any,
+    status: ModelDeploymentStatus,
+    observed: dict[int, ObservedDeployment],
+    now: str,
+    inputs: PlanInputs | None = None,
+) -> Plan:
+    """The plan at ``now`` as the clock writes it; the decisions take it as a datetime."""
+    return plan(md, status, observed, parse_time(now), inputs)
+
+
 def derive(
     observed: dict[int, ObservedDeployment],
     previous: ModelDeploymentStatus | None = None,
@@ -66,8 +78,8 @@ def derive(
 ) -> ModelDeploymentStatus:
     md = make_md(spec)
     previous = previous or ModelDeploymentStatus()
-    plan = make_plan(md, previous, observed, now)
-    return derive_status(md, plan, previous, PassFacts(observed, now, **kwargs))
+    planned = make_plan(md, previous, observed, now)
+    return derive_status(md, planned, previous, PassFacts(observed, parse_time(now), **kwargs))
 
 
 def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
 from ..api.status import Counters, ModelDeploymentStatus
-from ..api.times import parse_duration, utc_now
+from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
 from ..children.validation import spec_problem
@@ -85,7 +85,7 @@ class Reconciler:
             md = ModelDeployment.from_body(body)
         except ValidationError as exc:
             generation = int(body["metadata"].get("generation", 1))
-            invalid = invalid_spec_status(written, spec_error_message(exc), generation, now)
+            invalid = invalid_spec_status(written, spec_error_message(exc), generation, parse_time(now))
             self._write_status(body, written, invalid, None)
             return None
         world = observe(self.cache, md, body)
@@ -100,7 +100,8 @@ class Reconciler:
         verdict = checks.verdict()
         check = self._check_if_due(md, previous, world, now)
         inputs = PlanInputs(check, world.actions, verdict)
-        plan = make_plan(md, previous, world.deployments, now, inputs)
+        moment = parse_time(now)  # the decisions work on datetime; the clock's text is parsed here once
+        plan = make_plan(md, previous, world.deployments, moment, inputs)
         problem = spec_problem(md.spec)
         rejected: str | None = None
         if not self.leading():
@@ -112,7 +113,7 @@ class Reconciler:
                 rejected = str(exc)
         facts = PassFacts(
             world.deployments,
-            now,
+            moment,
             fetch_failure=world.fetch_failure(plan.target_version),
             spec_problem=problem,
             digests=world.digests,
@@ -193,7 +194,7 @@ class Reconciler:
         self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
     ) -> Check | None:
         spec = md.spec.rollout.analysis
-        if spec is None or previous.canary is None or not analysis_due(md, previous, now):
+        if spec is None or previous.canary is None or not analysis_due(md, previous, parse_time(now)):
             return None
         version = previous.canary.version
         target = Target(
@@ -201,8 +202,8 @@ class Reconciler:
             md.model_name,
             version,
             world.serving_pods(version),
-            parse_duration(spec.interval),
-            parse_duration(spec.window),
+            spec.interval_time.total_seconds(),
+            spec.window_time.total_seconds(),
         )
         return self.analyse(spec, target, previous.canary.analysis.counters, now)
 

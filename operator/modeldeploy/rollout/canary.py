@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -30,7 +31,7 @@ from ..api.status import (
     RolloutResult,
     Verdict,
 )
-from ..api.times import parse_duration, parse_time
+from ..api.times import format_time
 from .child_state import ObservedDeployment
 from .metrics import totals
 from .sizing import canary_replicas, sized, stable_replicas
@@ -52,7 +53,7 @@ class CanaryPass:
 
     md: ModelDeployment
     observed: dict[int, ObservedDeployment]
-    now: str
+    now: datetime
     stable: int
     target: int
     canary: CanaryStatus
@@ -64,8 +65,10 @@ class CanaryPass:
     stable_apply: int | None = field(init=False)  # what the stable Deployment is applied with
     stable_size: int = field(init=False)  # how many pods the stable runs
     canary_ready: int = field(init=False)  # canary pods serving
+    stamp: str = field(init=False)  # now, as status carries canary times
 
     def __post_init__(self) -> None:
+        self.stamp = format_time(self.now)
         self.steps = self.md.spec.rollout.effective_steps()
         self.stable_apply, self.stable_size = stable_replicas(self.md, self.observed.get(self.stable))
         dep = self.observed.get(self.target)
@@ -80,7 +83,7 @@ class CanaryPass:
 
     def next_step(self, **changes: object) -> None:
         """The canary moves to another step: it starts once its pods serve; that is progress."""
-        self.update(step_started_at=None, last_progress_at=self.now, waiting_for_traffic=False, **changes)
+        self.update(step_started_at=None, last_progress_at=self.stamp, waiting_for_traffic=False, **changes)
 
     def stable_plan(self, replicas: int | None = None) -> VersionPlan:
         applied = self.stable_apply if replicas is None else replicas
@@ -105,15 +108,16 @@ def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
 
 
 def opening_canary(
-    md: ModelDeployment, status: ModelDeploymentStatus, now: str, pre_traffic: PreTrafficVerdict | None
+    md: ModelDeployment, status: ModelDeploymentStatus, now: datetime, pre_traffic: PreTrafficVerdict | None
 ) -> CanaryStatus:
     """The canary this pass starts from: status's when it is the target's and counts in
     the same steps, else a new one (a new version during a canary replaces the old canary)."""
     target = md.spec.model.version
+    stamp = format_time(now)
     digest = steps_hash(md.spec.rollout.effective_steps())
     canary = status.canary
     if canary is None or canary.version != target:
-        canary = CanaryStatus(version=target, started_at=now, last_progress_at=now, steps_hash=digest)
+        canary = CanaryStatus(version=target, started_at=stamp, last_progress_at=stamp, steps_hash=digest)
     elif canary.steps_hash is None:
         canary = _with(canary, steps_hash=digest)  # written before steps were hashed: adopt them
     elif canary.steps_hash != digest and not canary.manual_promotion:
@@ -123,7 +127,7 @@ def opening_canary(
             canary,
             step=0,
             step_started_at=None,
-            last_progress_at=now,
+            last_progress_at=stamp,
             waiting_for_traffic=False,
             steps_hash=digest,
             analysis=_with(canary.analysis, step_passed=0),
@@ -194,13 +198,13 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
     not a stall, and onInconclusive Pause holds a serving step that lacks traffic."""
     rollout = ctx.md.spec.rollout
     canary = ctx.canary
-    since = parse_time(canary.last_progress_at or ctx.now)
-    overdue = (parse_time(ctx.now) - since).total_seconds() > rollout.progress_deadline_seconds
+    since = canary.last_progress or ctx.now
+    overdue = ctx.now - since > timedelta(seconds=rollout.progress_deadline_seconds)
     if rollout.paused:
         ctx.update(paused=True)
     elif canary.paused:
         # The deadline counts again from the resume.
-        ctx.update(paused=False, last_progress_at=ctx.now, waiting_for_traffic=False)
+        ctx.update(paused=False, last_progress_at=ctx.stamp, waiting_for_traffic=False)
     elif overdue and _holds_for_traffic(ctx.md, canary):
         ctx.update(waiting_for_traffic=True)
     elif overdue:
@@ -279,7 +283,7 @@ def _replicas(ctx: CanaryPass) -> list[VersionPlan]:
         stable_plan = ctx.stable_plan()
     ctx.update(weight=step.weight, replicas=canary_count, ready_replicas=ctx.canary_ready)
     if _step_serving(ctx) and ctx.canary.step_started_at is None and not ctx.canary.paused:
-        ctx.update(step_started_at=ctx.now, last_progress_at=ctx.now, waiting_for_traffic=False)
+        ctx.update(step_started_at=ctx.stamp, last_progress_at=ctx.stamp, waiting_for_traffic=False)
     return [stable_plan, VersionPlan(ctx.target, canary_count, TRACK_CANARY)]
 
 
@@ -309,19 +313,17 @@ def _analysis(ctx: CanaryPass) -> Plan | None:
     )
 
 
-def _held(ctx: CanaryPass) -> float:
-    """Seconds the running step has held."""
-    started = ctx.canary.step_started_at
-    if started is None:
-        return 0.0
-    return (parse_time(ctx.now) - parse_time(started)).total_seconds()
+def _held(ctx: CanaryPass) -> timedelta:
+    """How long the running step has held."""
+    started = ctx.canary.step_started
+    return ctx.now - started if started is not None else timedelta(0)
 
 
 def _advance(ctx: CanaryPass) -> bool:
     """A running step ends once its pause has passed and analysis passed in it at least once."""
     if not _running(ctx):
         return False
-    pause = parse_duration(ctx.steps[ctx.canary.step].pause)
+    pause = ctx.steps[ctx.canary.step].pause_time
     analysed = ctx.md.spec.rollout.analysis is None or ctx.canary.analysis.step_passed >= 1
     if _held(ctx) < pause or not analysed:
         return False
@@ -336,12 +338,12 @@ def _wait(ctx: CanaryPass) -> float | None:
         return None
     if not _running(ctx):
         return WAIT_REQUEUE_SECONDS
-    pause = parse_duration(ctx.steps[ctx.canary.step].pause)
+    pause = ctx.steps[ctx.canary.step].pause_time
     held = _held(ctx)
-    waits = [pause - held] if held < pause else []
+    waits = [(pause - held).total_seconds()] if held < pause else []
     spec = ctx.md.spec.rollout.analysis
     if spec is not None:
-        waits.append(parse_duration(spec.interval))
+        waits.append(spec.interval_time.total_seconds())
     return max(MIN_REQUEUE_SECONDS, min(waits)) if waits else WAIT_REQUEUE_SECONDS
 
 
@@ -374,7 +376,7 @@ def _record(analysis: AnalysisStatus, check: Check) -> AnalysisStatus:
     return _with(recorded, inconclusive=analysis.inconclusive + 1)
 
 
-def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: str) -> bool:
+def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: datetime) -> bool:
     """Whether the canary's next analysis check falls due at ``now``."""
     canary = status.canary
     spec = md.spec.rollout.analysis
@@ -382,13 +384,14 @@ def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: str) -
         spec is None
         or canary is None
         or canary.version != md.spec.model.version
-        or canary.step_started_at is None
         or canary.paused
         or md.spec.rollout.paused
     ):
         return False
+    since = canary.step_started
+    if since is None:  # the step's pods do not all serve yet
+        return False
     last = canary.analysis.last_check
-    since = parse_time(canary.step_started_at)
-    if last is not None and parse_time(last.at) > since:
-        since = parse_time(last.at)
-    return (parse_time(now) - since).total_seconds() >= parse_duration(spec.interval)
+    if last is not None and last.checked_at > since:
+        since = last.checked_at
+    return now - since >= spec.interval_time

@@ -12,6 +12,7 @@ serves with every replica. Strategy Canary: see ``canary``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from ..api.names import TRACK_STABLE
 from ..api.spec import ModelDeployment, Strategy
@@ -63,7 +64,7 @@ def plan(
     md: ModelDeployment,
     status: ModelDeploymentStatus,
     observed: dict[int, ObservedDeployment],
-    now: str,
+    now: datetime,
     inputs: PlanInputs | None = None,
 ) -> Plan:
     inputs = inputs or PlanInputs()

@@ -8,6 +8,7 @@ observes nothing new yields a status equal to the previous one and the reconcile
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..api.conditions import ConditionType, EventReason, EventType, Reason
 from ..api.names import GRPC_PORT, REST_PORT
@@ -23,7 +24,7 @@ from ..api.status import (
     RolloutResult,
     VersionStatus,
 )
-from ..api.times import to_seconds
+from ..api.times import format_seconds
 from . import conditions
 from .child_state import ObservedDeployment
 from .conditions import Judgement
@@ -47,13 +48,15 @@ class Stamp:
 
     previous: ModelDeploymentStatus
     generation: int
-    now: str
+    now: datetime
 
     def condition(self, judgement: Judgement) -> Condition:
         """A metav1.Condition whose lastTransitionTime moves only when its status does."""
         text = "True" if judgement.ok else "False"
         old = next((c for c in self.previous.conditions if c.type == judgement.type), None)
-        since = old.last_transition_time if old is not None and old.status == text else to_seconds(self.now)
+        since = (
+            old.last_transition_time if old is not None and old.status == text else format_seconds(self.now)
+        )
         return Condition(
             type=judgement.type,
             status=text,
@@ -119,7 +122,7 @@ def _history(
         entry = HistoryEntry(
             version=serving.version,
             result=RolloutResult.PROMOTED,
-            at=to_seconds(facts.now),
+            at=format_seconds(facts.now),
             reason=f"{md.spec.rollout.strategy.value}: replaced version {before.version}",
             replaced=before.version,
         )
@@ -261,7 +264,7 @@ def _stable_events(previous: ModelDeploymentStatus, current: ModelDeploymentStat
 
 
 def invalid_spec_status(
-    previous: ModelDeploymentStatus, message: str, generation: int, now: str
+    previous: ModelDeploymentStatus, message: str, generation: int, now: datetime
 ) -> ModelDeploymentStatus:
     """A spec the models refuse: Degraded with the message; everything else kept as it was."""
     stamp = Stamp(previous, generation, now)

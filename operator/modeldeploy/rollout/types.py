@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..api.status import (
     ActionValues,
@@ -17,7 +18,7 @@ from ..api.status import (
     PreTrafficStatus,
     RolloutResult,
 )
-from ..api.times import to_seconds
+from ..api.times import format_seconds
 from .child_state import FetchFailure, ObservedDeployment
 
 # A rollback's reason text may open with a code ("SignatureChanged: input 'x' removed"):
@@ -47,8 +48,10 @@ class Outcome:
     result: RolloutResult
     reason: str
 
-    def history_entry(self, now: str) -> HistoryEntry:
-        return HistoryEntry(version=self.version, result=self.result, at=to_seconds(now), reason=self.reason)
+    def history_entry(self, now: datetime) -> HistoryEntry:
+        return HistoryEntry(
+            version=self.version, result=self.result, at=format_seconds(now), reason=self.reason
+        )
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class PassFacts:
     plan does not decide (a spec the cluster cannot run, a refused apply, a failed fetch)."""
 
     observed: dict[int, ObservedDeployment]
-    now: str
+    now: datetime
     fetch_failure: FetchFailure | None = None
     spec_problem: str | None = None  # a spec the models accept yet the cluster cannot run
     digests: Mapping[int, str] = field(default_factory=dict)  # version -> artifact sha256
