@@ -23,6 +23,7 @@ from modeldeploy.rollout.canary import analysis_due
 from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
 from modeldeploy.rollout.sizing import canary_replicas
+from modeldeploy.rollout.status import canary_status
 from modeldeploy.rollout.types import Check, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 
@@ -68,7 +69,8 @@ def failed(now: str) -> Check:
 
 def after(plan: Plan, status: ModelDeploymentStatus = STABLE_2) -> ModelDeploymentStatus:
     """The status the reconciler would write from ``plan`` (only the fields the machine reads)."""
-    return status.model_copy(update={"canary": plan.canary, "failed_versions": plan.failed_versions})
+    canary = canary_status(plan.canary) if plan.canary is not None else None
+    return status.model_copy(update={"canary": canary, "failed_versions": plan.failed_versions})
 
 
 def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
@@ -77,7 +79,7 @@ def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
     assert plan.apply == [VersionPlan(2, 2, "stable"), VersionPlan(3, 1, "canary")]
     assert plan.canary is not None
     assert (plan.canary.version, plan.canary.step, plan.canary.weight) == (3, 0, 20)
-    assert plan.canary.started_at == T0
+    assert plan.canary.started_at == parse_time(T0)
     assert plan.route_weight == 0  # no canary pod serves yet: no traffic
 
 
@@ -87,7 +89,7 @@ def test_the_step_starts_only_when_canary_pods_serve() -> None:
     assert waiting.canary.step_started_at is None
     serving = make_plan(canary_md(), after(waiting), observed(canary_serving=1), at(6))
     assert serving.canary is not None
-    assert serving.canary.step_started_at == at(6)
+    assert serving.canary.step_started_at == parse_time(at(6))
     assert serving.route_weight == 20
 
 
@@ -114,7 +116,7 @@ def test_a_step_whose_pods_already_serve_starts_in_the_pass_that_reaches_it() ->
     moved = make_plan(md, after(first), observed(1), at(10))
     assert moved.canary is not None
     assert (moved.canary.step, moved.canary.weight) == (1, 40)
-    assert moved.canary.step_started_at == at(10)
+    assert moved.canary.step_started_at == parse_time(at(10))
     assert moved.route_weight == 40
     assert moved.requeue_after == 10.0  # its own pause, from now
 
@@ -281,7 +283,7 @@ def test_pause_holds_the_step_and_does_not_count_against_the_deadline() -> None:
     resumed = make_plan(canary_md(), after(held), observed(1), later)
     assert resumed.outcome is None  # five paused minutes are not a stalled canary
     assert resumed.canary is not None
-    assert resumed.canary.last_progress_at == later
+    assert resumed.canary.last_progress_at == parse_time(later)
 
 
 @pytest.mark.parametrize("stable", range(1, 11))
@@ -386,7 +388,9 @@ def test_steps_changed_under_a_running_canary_restart_it_instead_of_promoting() 
     )
     status = STABLE_2.model_copy(
         update={
-            "canary": make_plan(three, STABLE_2, observed(1), at(0)).canary.model_copy(update={"step": 2})
+            "canary": after(make_plan(three, STABLE_2, observed(1), at(0))).canary.model_copy(
+                update={"step": 2}
+            )
         }
     )
     shorter = canary_md(steps=[{"weight": 20, "pause": "5s"}])
@@ -428,6 +432,6 @@ def test_steps_whose_pause_is_over_all_pass_in_the_pass_that_reaches_them() -> N
     md = canary_md(steps=steps, analysis=None)
     plan = make_plan(md, STABLE_2, observed(canary_serving=3, canary_replicas=3), at(0))
     assert plan.canary is not None
-    assert (plan.canary.step, plan.canary.weight, plan.canary.step_started_at) == (2, 60, at(0))
+    assert (plan.canary.step, plan.canary.weight, plan.canary.step_started_at) == (2, 60, parse_time(at(0)))
     assert plan.route_weight == 60
     assert plan.requeue_after == 10.0

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from modeldeploy.api.conditions import ConditionType, Reason
-from modeldeploy.api.status import CanaryStatus, CheckResult, HistoryEntry, Phase, RolloutResult, Verdict
+from modeldeploy.api.status import (
+    AnalysisStatus,
+    CanaryStatus,
+    CheckResult,
+    HistoryEntry,
+    Phase,
+    RolloutResult,
+    Verdict,
+)
 from modeldeploy.api.times import parse_time
 from modeldeploy.rollout import conditions
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.conditions import Situation
-from modeldeploy.rollout.types import Outcome, PassFacts, Plan
+from modeldeploy.rollout.status import canary_status
+from modeldeploy.rollout.types import CanaryState, Outcome, PassFacts, Plan
 
 from .conftest import make_md
 from .test_status import T0, deployment
@@ -69,9 +79,7 @@ def test_a_held_back_version_names_its_last_rollback() -> None:
 
 def test_canary_health_follows_the_latest_check() -> None:
     def health(last: CheckResult | None) -> str:
-        canary = CanaryStatus(version=3).model_copy(
-            update={"analysis": CanaryStatus(version=3).analysis.model_copy(update={"last_check": last})}
-        )
+        canary = CanaryState(version=3, analysis=AnalysisStatus(last_check=last))
         return conditions.canary_healthy(situation(Plan(2, 3, canary=canary), {2: deployment(2)})).reason
 
     assert health(None) == Reason.NO_CHECKS_YET
@@ -81,7 +89,7 @@ def test_canary_health_follows_the_latest_check() -> None:
 
 
 def test_a_paused_canary_progresses_as_paused() -> None:
-    canary = CanaryStatus(version=3, paused=True, waiting_for_traffic=True)
+    canary = CanaryState(version=3, paused=True, waiting_for_traffic=True)
     s = situation(Plan(2, 3, canary=canary), {2: deployment(2)})
     progressing = conditions.progressing(s)
     assert (progressing.type, progressing.reason) == (ConditionType.PROGRESSING, Reason.PAUSED)
@@ -101,3 +109,26 @@ def test_the_wire_strings_are_the_contract() -> None:
         "Stalled",
         "StatusRecovered",
     ]
+
+
+def test_the_canary_shows_in_status_as_it_was_read() -> None:
+    written = CanaryStatus(
+        version=3,
+        weight=20,
+        traffic_share=0.33,
+        step=1,
+        replicas=2,
+        ready_replicas=1,
+        analysis=AnalysisStatus(passed=2, step_passed=1),
+        started_at="2026-01-01T00:00:00.000Z",
+        step_started_at="2026-01-01T00:00:10.250Z",
+        last_progress_at="2026-01-01T00:00:10.250Z",
+        paused=True,
+        waiting_for_traffic=True,
+        manual_promotion=True,
+        steps_hash="abc",
+    )
+    assert set(CanaryStatus.model_fields) == {f.name for f in dataclasses.fields(CanaryState)} | {
+        "traffic_share"
+    }
+    assert canary_status(CanaryState.from_status(written), 0.33) == written

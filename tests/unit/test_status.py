@@ -6,7 +6,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, Phase, VersionStatus
+from modeldeploy.api.status import ModelDeploymentStatus, Phase, VersionStatus
 from modeldeploy.api.times import parse_time
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.plan import plan
@@ -230,14 +230,14 @@ def test_fetched_digest_reaches_status_and_a_changed_artifact_is_visible() -> No
 def test_traffic_share_is_what_the_canary_really_gets() -> None:
     """A Service splits by pods: two stable pods and one canary pod give the canary a third,
     whatever the step's weight; a route splits by its weight."""
-    canary = CanaryStatus(version=4, weight=10)
+    weight = 10
     stable, new = deployment(3), deployment(4, replicas=1, ready=1)
     stable = dataclasses.replace(stable, serving_replicas=2)
-    assert traffic_share(make_md(), canary, dataclasses.replace(new, serving_replicas=1), stable) == 0.33
-    assert traffic_share(make_md(), canary, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
-    assert traffic_share(make_md(), canary, None, None) == 0.0
+    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=1), stable) == 0.33
+    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
+    assert traffic_share(make_md(), weight, None, None) == 0.0
     gateway = {
         **SAMPLE_SPEC,
         "traffic": {"router": "GatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}},
     }
-    assert traffic_share(make_md(gateway), canary, new, stable) == 0.1
+    assert traffic_share(make_md(gateway), weight, new, stable) == 0.1

@@ -217,6 +217,10 @@ class CanaryStatus(CamelModel):
     )
 
     @property
+    def started(self) -> datetime | None:
+        return parse_optional_time(self.started_at)
+
+    @property
     def step_started(self) -> datetime | None:
         return parse_optional_time(self.step_started_at)
 

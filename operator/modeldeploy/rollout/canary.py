@@ -15,9 +15,9 @@ plan when the pass ends there, or None to go on.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,16 +26,14 @@ from ..api.spec import CanaryStep, ModelDeployment, OnInconclusive
 from ..api.status import (
     ActionValues,
     AnalysisStatus,
-    CanaryStatus,
     ModelDeploymentStatus,
     RolloutResult,
     Verdict,
 )
-from ..api.times import format_time
 from .child_state import ObservedDeployment
 from .metrics import totals
 from .sizing import canary_replicas, sized, stable_replicas
-from .types import Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
+from .types import CanaryState, Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -56,7 +54,7 @@ class CanaryPass:
     now: datetime
     stable: int
     target: int
-    canary: CanaryStatus
+    canary: CanaryState
     failed: list[int]
     handled: ActionValues
     check: Check | None = None  # consumed by the first step planned in this pass
@@ -65,10 +63,8 @@ class CanaryPass:
     stable_apply: int | None = field(init=False)  # what the stable Deployment is applied with
     stable_size: int = field(init=False)  # how many pods the stable runs
     canary_ready: int = field(init=False)  # canary pods serving
-    stamp: str = field(init=False)  # now, as status carries canary times
 
     def __post_init__(self) -> None:
-        self.stamp = format_time(self.now)
         self.steps = self.md.spec.rollout.effective_steps()
         self.stable_apply, self.stable_size = stable_replicas(self.md, self.observed.get(self.stable))
         dep = self.observed.get(self.target)
@@ -78,12 +74,12 @@ class CanaryPass:
     def stale(self) -> list[int]:
         return sorted(v for v in self.observed if v not in (self.stable, self.target))
 
-    def update(self, **changes: object) -> None:
-        self.canary = _with(self.canary, **changes)
+    def update(self, **changes: Any) -> None:
+        self.canary = replace(self.canary, **changes)
 
-    def next_step(self, **changes: object) -> None:
+    def next_step(self, **changes: Any) -> None:
         """The canary moves to another step: it starts once its pods serve; that is progress."""
-        self.update(step_started_at=None, last_progress_at=self.stamp, waiting_for_traffic=False, **changes)
+        self.update(step_started_at=None, last_progress_at=self.now, waiting_for_traffic=False, **changes)
 
     def stable_plan(self, replicas: int | None = None) -> VersionPlan:
         applied = self.stable_apply if replicas is None else replicas
@@ -109,25 +105,26 @@ def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
 
 def opening_canary(
     md: ModelDeployment, status: ModelDeploymentStatus, now: datetime, pre_traffic: PreTrafficVerdict | None
-) -> CanaryStatus:
+) -> CanaryState:
     """The canary this pass starts from: status's when it is the target's and counts in
     the same steps, else a new one (a new version during a canary replaces the old canary)."""
     target = md.spec.model.version
-    stamp = format_time(now)
     digest = steps_hash(md.spec.rollout.effective_steps())
-    canary = status.canary
-    if canary is None or canary.version != target:
-        canary = CanaryStatus(version=target, started_at=stamp, last_progress_at=stamp, steps_hash=digest)
-    elif canary.steps_hash is None:
-        canary = _with(canary, steps_hash=digest)  # written before steps were hashed: adopt them
+    written = status.canary
+    if written is None or written.version != target:
+        canary = CanaryState(version=target, started_at=now, last_progress_at=now, steps_hash=digest)
+    else:
+        canary = CanaryState.from_status(written)
+    if canary.steps_hash is None:
+        canary = replace(canary, steps_hash=digest)  # written before steps were hashed: adopt them
     elif canary.steps_hash != digest and not canary.manual_promotion:
         # The steps changed under a running canary: its step index means nothing in the new
         # list (a shorter one would skip straight to promotion), so it starts them again.
-        canary = _with(
+        canary = replace(
             canary,
             step=0,
             step_started_at=None,
-            last_progress_at=stamp,
+            last_progress_at=now,
             waiting_for_traffic=False,
             steps_hash=digest,
             analysis=_with(canary.analysis, step_passed=0),
@@ -198,13 +195,13 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
     not a stall, and onInconclusive Pause holds a serving step that lacks traffic."""
     rollout = ctx.md.spec.rollout
     canary = ctx.canary
-    since = canary.last_progress or ctx.now
+    since = canary.last_progress_at or ctx.now
     overdue = ctx.now - since > timedelta(seconds=rollout.progress_deadline_seconds)
     if rollout.paused:
         ctx.update(paused=True)
     elif canary.paused:
         # The deadline counts again from the resume.
-        ctx.update(paused=False, last_progress_at=ctx.stamp, waiting_for_traffic=False)
+        ctx.update(paused=False, last_progress_at=ctx.now, waiting_for_traffic=False)
     elif overdue and _holds_for_traffic(ctx.md, canary):
         ctx.update(waiting_for_traffic=True)
     elif overdue:
@@ -218,7 +215,7 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
     return None
 
 
-def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
+def _holds_for_traffic(md: ModelDeployment, canary: CanaryState) -> bool:
     """onInconclusive Pause: a serving step whose latest check was Inconclusive (too little
     traffic) waits for traffic at the deadline instead of rolling back; a failing or
     never-serving canary still rolls back."""
@@ -283,7 +280,7 @@ def _replicas(ctx: CanaryPass) -> list[VersionPlan]:
         stable_plan = ctx.stable_plan()
     ctx.update(weight=step.weight, replicas=canary_count, ready_replicas=ctx.canary_ready)
     if _step_serving(ctx) and ctx.canary.step_started_at is None and not ctx.canary.paused:
-        ctx.update(step_started_at=ctx.stamp, last_progress_at=ctx.stamp, waiting_for_traffic=False)
+        ctx.update(step_started_at=ctx.now, last_progress_at=ctx.now, waiting_for_traffic=False)
     return [stable_plan, VersionPlan(ctx.target, canary_count, TRACK_CANARY)]
 
 
@@ -315,7 +312,7 @@ def _analysis(ctx: CanaryPass) -> Plan | None:
 
 def _held(ctx: CanaryPass) -> timedelta:
     """How long the running step has held."""
-    started = ctx.canary.step_started
+    started = ctx.canary.step_started_at
     return ctx.now - started if started is not None else timedelta(0)
 
 
@@ -347,15 +344,15 @@ def _wait(ctx: CanaryPass) -> float | None:
     return max(MIN_REQUEUE_SECONDS, min(waits)) if waits else WAIT_REQUEUE_SECONDS
 
 
-def _with_pre_traffic(canary: CanaryStatus, verdict: PreTrafficVerdict) -> CanaryStatus:
+def _with_pre_traffic(canary: CanaryState, verdict: PreTrafficVerdict) -> CanaryState:
     """The checks' results, and the counters of each checked pod as the analysis's start:
     the warm-up and golden requests are not the canary's traffic."""
     if verdict.status is not None:
-        canary = _with(canary, pre_traffic=verdict.status)
+        canary = replace(canary, pre_traffic=verdict.status)
     if verdict.baselines:
         counters = canary.analysis.counters
         pods = {**verdict.baselines, **(counters.pods if counters is not None else {})}
-        canary = _with(canary, analysis=_with(canary.analysis, counters=totals(pods)))
+        canary = replace(canary, analysis=_with(canary.analysis, counters=totals(pods)))
     return canary
 
 

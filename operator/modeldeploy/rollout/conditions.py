@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from ..api.conditions import ConditionType, Reason
 from ..api.spec import ModelDeployment
-from ..api.status import CanaryStatus, HistoryEntry, Phase, RolloutResult, Verdict
+from ..api.status import HistoryEntry, Phase, RolloutResult, Verdict
 from .child_state import ObservedDeployment
-from .types import PassFacts, Plan, reason_code
+from .types import CanaryState, PassFacts, Plan, reason_code
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Situation:
     problem: Problem | None
 
     @property
-    def canary(self) -> CanaryStatus | None:
+    def canary(self) -> CanaryState | None:
         return self.plan.canary
 
     @property
@@ -145,7 +145,7 @@ def degraded(s: Situation) -> Judgement:
     return Judgement(ConditionType.DEGRADED, True, s.problem.reason, s.problem.message)
 
 
-def canary_summary(canary: CanaryStatus, steps: int) -> str:
+def canary_summary(canary: CanaryState, steps: int) -> str:
     a = canary.analysis
     step = f"promoting (after {steps} step(s))" if canary.step >= steps else f"step {canary.step + 1}/{steps}"
     return (

@@ -24,11 +24,11 @@ from ..api.status import (
     RolloutResult,
     VersionStatus,
 )
-from ..api.times import format_seconds
+from ..api.times import format_seconds, format_time
 from . import conditions
 from .child_state import ObservedDeployment
 from .conditions import Judgement
-from .types import PassFacts, Plan, reason_code
+from .types import CanaryState, PassFacts, Plan, reason_code
 
 HISTORY_LIMIT = 20
 _NO_ACTIONS = ActionValues()
@@ -90,15 +90,16 @@ def derive_status(
     stable = _stable(plan, s.serving, facts, previous)
     wanted = s.serving.spec_replicas if s.serving is not None else md.spec.desired_replicas
     canary = plan.canary
+    shown = None
     if canary is not None:
-        canary = canary.model_copy(update={"traffic_share": traffic_share(md, canary, s.target, s.serving)})
+        shown = canary_status(canary, traffic_share(md, canary.weight, s.target, s.serving))
     return ModelDeploymentStatus(
         observed_generation=md.generation,
         phase=phase,
         ready=f"{stable.ready_replicas if stable else 0}/{wanted}",
         conditions=stamped,
         stable=stable,
-        canary=canary,
+        canary=shown,
         endpoints=endpoints(md),
         history=history[-HISTORY_LIMIT:],
         failed_versions=list(plan.failed_versions),
@@ -171,16 +172,41 @@ def endpoints(md: ModelDeployment) -> Endpoints:
     return Endpoints(rest=f"http://{host}:{REST_PORT}/v1/models/{md.model_name}", grpc=f"{host}:{GRPC_PORT}")
 
 
+def canary_status(canary: CanaryState, share: float | None = None) -> CanaryStatus:
+    """The canary as status shows it: its times as text with milliseconds."""
+    return CanaryStatus(
+        version=canary.version,
+        weight=canary.weight,
+        traffic_share=share,
+        step=canary.step,
+        replicas=canary.replicas,
+        ready_replicas=canary.ready_replicas,
+        analysis=canary.analysis,
+        started_at=_text(canary.started_at),
+        step_started_at=_text(canary.step_started_at),
+        last_progress_at=_text(canary.last_progress_at),
+        paused=canary.paused,
+        waiting_for_traffic=canary.waiting_for_traffic,
+        manual_promotion=canary.manual_promotion,
+        pre_traffic=canary.pre_traffic,
+        steps_hash=canary.steps_hash,
+    )
+
+
+def _text(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
 def traffic_share(
     md: ModelDeployment,
-    canary: CanaryStatus,
+    weight: int,
     target: ObservedDeployment | None,
     serving: ObservedDeployment | None,
 ) -> float:
-    """What the canary really carries: a route splits by weight; a Service splits by pods, so
-    the share is the canary's serving pods over all serving pods, whatever the weight says."""
+    """What the canary really carries: a route splits by ``weight``; a Service splits by pods,
+    so the share is the canary's serving pods over all serving pods, whatever the weight says."""
     if md.spec.traffic.router is Router.GATEWAY_API:
-        return round(canary.weight / 100, 2)
+        return round(weight / 100, 2)
     ours = target.serving_replicas if target is not None else 0
     theirs = serving.serving_replicas if serving is not None else 0
     return round(ours / (ours + theirs), 2) if ours + theirs else 0.0

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from ..api.status import (
     ActionValues,
+    AnalysisStatus,
     CanaryStatus,
     CheckResult,
     Counters,
@@ -76,6 +77,45 @@ class Check:
 
 
 @dataclass(frozen=True)
+class CanaryState:
+    """The canary as the plan decides it, times as datetimes; status shows it as CanaryStatus."""
+
+    version: int
+    started_at: datetime | None = None
+    last_progress_at: datetime | None = None  # the progress deadline counts from it
+    step: int = 0  # equal to the number of steps while promoting
+    weight: int = 0  # the step's weight: the percent the canary is configured for
+    replicas: int = 0
+    ready_replicas: int = 0
+    analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
+    step_started_at: datetime | None = None  # when the step's canary pods all served
+    paused: bool = False
+    waiting_for_traffic: bool = False
+    manual_promotion: bool = False
+    pre_traffic: PreTrafficStatus | None = None
+    steps_hash: str | None = None
+
+    @classmethod
+    def from_status(cls, status: CanaryStatus) -> CanaryState:
+        return cls(
+            version=status.version,
+            started_at=status.started,
+            last_progress_at=status.last_progress,
+            step=status.step,
+            weight=status.weight,
+            replicas=status.replicas,
+            ready_replicas=status.ready_replicas,
+            analysis=status.analysis,
+            step_started_at=status.step_started,
+            paused=status.paused,
+            waiting_for_traffic=status.waiting_for_traffic,
+            manual_promotion=status.manual_promotion,
+            pre_traffic=status.pre_traffic,
+            steps_hash=status.steps_hash,
+        )
+
+
+@dataclass(frozen=True)
 class PlanInputs:
     """What a pass brings the plan besides the children: this pass's analysis check, the
     one-shot annotations' values, and the pre-traffic checks' verdict."""
@@ -91,7 +131,7 @@ class Plan:
     target_version: int
     apply: list[VersionPlan] = field(default_factory=list)
     delete: list[int] = field(default_factory=list)
-    canary: CanaryStatus | None = None
+    canary: CanaryState | None = None
     # Percent of traffic the router sends the canary: the step's weight once its pods serve.
     route_weight: int = 0
     outcome: Outcome | None = None
