@@ -6,7 +6,7 @@ status module stamps the transition time and the generation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..api.conditions import ConditionType, Reason
 from ..api.spec import ModelDeployment
@@ -43,7 +43,7 @@ class Situation:
     target: ObservedDeployment | None
     serving: ObservedDeployment | None
     rolled_back: Problem | None  # the requested version was rolled back or aborted
-    problem: Problem | None
+    problem: Problem | None  # what Degraded says; judged from the fields above
 
     @property
     def canary(self) -> CanaryState | None:
@@ -74,8 +74,8 @@ def situation(md: ModelDeployment, plan: Plan, facts: PassFacts, history: list[H
     serving = observed.get(plan.serving_version) if plan.serving_version is not None else None
     target = observed.get(plan.target_version)
     rolled_back = rollback_problem(plan, history)
-    base = Situation(md, plan, facts, target, serving, rolled_back, None)
-    return Situation(md, plan, facts, target, serving, rolled_back, degraded_problem(base))
+    unjudged = Situation(md, plan, facts, target, serving, rolled_back, problem=None)
+    return replace(unjudged, problem=degraded_problem(unjudged))
 
 
 def rollback_problem(plan: Plan, history: list[HistoryEntry]) -> Problem | None:
