@@ -16,7 +16,8 @@ from modeldeploy.api.names import ANNOTATION_CONFIG_HASH
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.children.deployment import BuildOptions, build_config_map, build_deployment
 from modeldeploy.children.hpa import build_hpa
-from modeldeploy.children.routing import build_network_policy, build_service, endpoints
+from modeldeploy.children.routing import build_network_policy, build_service
+from modeldeploy.rollout.status import endpoints
 
 from .conftest import SAMPLE_SPEC, make_md
 

@@ -22,20 +22,20 @@ from modeldeploy.rollout import analysis
 from modeldeploy.rollout.canary import analysis_due
 from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.sizing import canary_replicas
-from modeldeploy.rollout.types import Check, Plan, VersionPlan
+from modeldeploy.rollout.status import canary_status
+from modeldeploy.rollout.types import Check, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import deployment
+from .test_status import deployment, make_plan
 
-T0 = "2026-01-01T00:00:00Z"
+T0 = "2026-01-01T00:00:00.000Z"
 
 
 def at(seconds: int) -> str:
     minutes, secs = divmod(seconds, 60)
-    return f"2026-01-01T00:{minutes:02d}:{secs:02d}Z"
+    return f"2026-01-01T00:{minutes:02d}:{secs:02d}.000Z"  # as the clock writes canary times
 
 
 def canary_md(**rollout_spec: Any) -> Any:
@@ -69,7 +69,8 @@ def failed(now: str) -> Check:
 
 def after(plan: Plan, status: ModelDeploymentStatus = STABLE_2) -> ModelDeploymentStatus:
     """The status the reconciler would write from ``plan`` (only the fields the machine reads)."""
-    return status.model_copy(update={"canary": plan.canary, "failed_versions": plan.failed_versions})
+    canary = canary_status(plan.canary) if plan.canary is not None else None
+    return status.model_copy(update={"canary": canary, "failed_versions": plan.failed_versions})
 
 
 def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
@@ -78,8 +79,8 @@ def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
     assert plan.apply == [VersionPlan(2, 2, "stable"), VersionPlan(3, 1, "canary")]
     assert plan.canary is not None
     assert (plan.canary.version, plan.canary.step, plan.canary.weight) == (3, 0, 20)
-    assert plan.canary.started_at == T0
-    assert plan.canary_weight == 0  # no canary pod serves yet: no traffic
+    assert plan.canary.started_at == parse_time(T0)
+    assert plan.route_weight == 0  # no canary pod serves yet: no traffic
 
 
 def test_the_step_starts_only_when_canary_pods_serve() -> None:
@@ -88,8 +89,8 @@ def test_the_step_starts_only_when_canary_pods_serve() -> None:
     assert waiting.canary.step_started_at is None
     serving = make_plan(canary_md(), after(waiting), observed(canary_serving=1), at(6))
     assert serving.canary is not None
-    assert serving.canary.step_started_at == at(6)
-    assert serving.canary_weight == 20
+    assert serving.canary.step_started_at == parse_time(at(6))
+    assert serving.route_weight == 20
 
 
 def test_a_step_advances_after_its_pause_and_a_passing_check() -> None:
@@ -98,7 +99,7 @@ def test_a_step_advances_after_its_pause_and_a_passing_check() -> None:
     held = make_plan(md, after(first), observed(1), at(12))  # pause over, no check yet
     assert held.canary is not None
     assert held.canary.step == 0
-    moved = make_plan(md, after(held), observed(1), at(13), check=passed(at(13)))
+    moved = make_plan(md, after(held), observed(1), at(13), PlanInputs(check=passed(at(13))))
     assert moved.canary is not None
     assert moved.canary.step == 1
     assert moved.canary.analysis.passed == 1
@@ -115,8 +116,8 @@ def test_a_step_whose_pods_already_serve_starts_in_the_pass_that_reaches_it() ->
     moved = make_plan(md, after(first), observed(1), at(10))
     assert moved.canary is not None
     assert (moved.canary.step, moved.canary.weight) == (1, 40)
-    assert moved.canary.step_started_at == at(10)
-    assert moved.canary_weight == 40
+    assert moved.canary.step_started_at == parse_time(at(10))
+    assert moved.route_weight == 40
     assert moved.requeue_after == 10.0  # its own pause, from now
 
 
@@ -126,7 +127,7 @@ def test_inconclusive_checks_never_pass_a_step() -> None:
     inconclusive = Check(
         CheckResult(at=at(20), verdict=Verdict.INCONCLUSIVE, message="3 request(s) < minRequests 10")
     )
-    plan = make_plan(md, status, observed(1), at(20), check=inconclusive)
+    plan = make_plan(md, status, observed(1), at(20), PlanInputs(check=inconclusive))
     assert plan.canary is not None
     assert plan.canary.step == 0
     assert plan.canary.analysis.inconclusive == 1
@@ -135,11 +136,11 @@ def test_inconclusive_checks_never_pass_a_step() -> None:
 def test_failure_limit_rolls_back_with_the_values() -> None:
     md = canary_md()
     status = after(make_plan(md, STABLE_2, observed(1), at(0)))
-    once = make_plan(md, status, observed(1), at(5), check=failed(at(5)))
+    once = make_plan(md, status, observed(1), at(5), PlanInputs(check=failed(at(5))))
     assert once.outcome is None
     assert once.canary is not None
     assert once.canary.analysis.failed == 1
-    twice = make_plan(md, after(once), observed(1), at(10), check=failed(at(10)))
+    twice = make_plan(md, after(once), observed(1), at(10), PlanInputs(check=failed(at(10))))
     assert twice.outcome is not None
     assert twice.outcome.result == "RolledBack"
     assert "analysis failed 2 time(s) at step 0: success rate 0.5000 < 0.95" in twice.outcome.reason
@@ -172,7 +173,7 @@ def quiet_md(on_inconclusive: str) -> Any:
 def test_inconclusive_at_the_deadline_rolls_back_by_default() -> None:
     md = quiet_md("Rollback")
     status = after(make_plan(md, STABLE_2, observed(1), at(0)))  # the step starts: pods serve
-    quiet = after(make_plan(md, status, observed(1), at(55), check=inconclusive(at(55))), status)
+    quiet = after(make_plan(md, status, observed(1), at(55), PlanInputs(check=inconclusive(at(55)))), status)
     plan = make_plan(md, quiet, observed(1), at(61))
     assert plan.outcome is not None
     assert plan.outcome.result == "RolledBack"
@@ -181,18 +182,18 @@ def test_inconclusive_at_the_deadline_rolls_back_by_default() -> None:
 def test_on_inconclusive_pause_holds_the_step_until_traffic_arrives() -> None:
     md = quiet_md("Pause")
     status = after(make_plan(md, STABLE_2, observed(1), at(0)))
-    quiet = after(make_plan(md, status, observed(1), at(55), check=inconclusive(at(55))), status)
+    quiet = after(make_plan(md, status, observed(1), at(55), PlanInputs(check=inconclusive(at(55)))), status)
     held = make_plan(md, quiet, observed(1), at(61))
     assert held.outcome is None, "held, not rolled back"
     assert held.canary is not None
     assert held.canary.waiting_for_traffic
     assert held.canary.step == 0
-    later = make_plan(md, after(held), observed(1), at(300), check=inconclusive(at(300)))
+    later = make_plan(md, after(held), observed(1), at(300), PlanInputs(check=inconclusive(at(300))))
     assert later.outcome is None
     assert later.canary is not None
     assert later.canary.waiting_for_traffic
     # Traffic arrives: the check passes, the step goes on and the hold ends.
-    moving = make_plan(md, after(later), observed(1), at(305), check=passed(at(305)))
+    moving = make_plan(md, after(later), observed(1), at(305), PlanInputs(check=passed(at(305))))
     assert moving.canary is not None
     assert moving.canary.step == 1
     assert not moving.canary.waiting_for_traffic
@@ -205,7 +206,7 @@ def test_on_inconclusive_pause_still_rolls_back_a_canary_that_never_serves_or_fa
     assert plan.outcome is not None
     assert plan.outcome.result == "RolledBack"
     serving = after(make_plan(md, STABLE_2, observed(1), at(0)))
-    failing = after(make_plan(md, serving, observed(1), at(55), check=failed(at(55))), serving)
+    failing = after(make_plan(md, serving, observed(1), at(55), PlanInputs(check=failed(at(55)))), serving)
     plan = make_plan(md, failing, observed(1), at(61))
     assert plan.outcome is not None
     assert plan.outcome.result == "RolledBack"
@@ -238,7 +239,9 @@ def test_a_rolled_back_version_is_not_rolled_again_by_a_resync() -> None:
 
 def test_retry_annotation_rolls_a_failed_version_again_once() -> None:
     status = STABLE_2.model_copy(update={"failed_versions": [3]})
-    plan = make_plan(canary_md(), status, {2: deployment(2)}, at(0), actions=ActionValues(retry="t1"))
+    plan = make_plan(
+        canary_md(), status, {2: deployment(2)}, at(0), PlanInputs(actions=ActionValues(retry="t1"))
+    )
     assert plan.canary is not None
     assert plan.failed_versions == []
     assert plan.handled.retry == "t1"
@@ -247,7 +250,7 @@ def test_retry_annotation_rolls_a_failed_version_again_once() -> None:
 def test_abort_annotation_aborts_and_remembers_it_handled() -> None:
     md = canary_md()
     status = after(make_plan(md, STABLE_2, observed(1), at(0)))
-    plan = make_plan(md, status, observed(1), at(3), actions=ActionValues(abort="now"))
+    plan = make_plan(md, status, observed(1), at(3), PlanInputs(actions=ActionValues(abort="now")))
     assert plan.outcome is not None
     assert plan.outcome.result == "Aborted"
     assert plan.failed_versions == [3]
@@ -257,30 +260,30 @@ def test_abort_annotation_aborts_and_remembers_it_handled() -> None:
 def test_promote_annotation_skips_the_remaining_steps() -> None:
     md = canary_md()
     status = after(make_plan(md, STABLE_2, observed(1), at(0)))
-    plan = make_plan(md, status, observed(1), at(2), actions=ActionValues(promote="go"))
+    plan = make_plan(md, status, observed(1), at(2), PlanInputs(actions=ActionValues(promote="go")))
     assert plan.canary is not None
     assert plan.canary.step == 2
     assert plan.canary.manual_promotion
     assert VersionPlan(3, 2, "canary") in plan.apply
     # The same annotation value seen again does nothing more.
     status2 = after(plan).model_copy(update={"handled_actions": ActionValues(promote="go")})
-    again = make_plan(md, status2, observed(1), at(3), actions=ActionValues(promote="go"))
+    again = make_plan(md, status2, observed(1), at(3), PlanInputs(actions=ActionValues(promote="go")))
     assert again.handled.promote == "go"
 
 
 def test_pause_holds_the_step_and_does_not_count_against_the_deadline() -> None:
     paused_md = canary_md(paused=True)
     status = after(make_plan(canary_md(), STABLE_2, observed(1), at(0)))
-    held = make_plan(paused_md, status, observed(1), at(50), check=passed(at(50)))
+    held = make_plan(paused_md, status, observed(1), at(50), PlanInputs(check=passed(at(50))))
     assert held.canary is not None
     assert held.canary.paused
     assert held.canary.step == 0
     assert held.requeue_after is None
-    later = "2026-01-01T00:05:00Z"
+    later = at(300)
     resumed = make_plan(canary_md(), after(held), observed(1), later)
     assert resumed.outcome is None  # five paused minutes are not a stalled canary
     assert resumed.canary is not None
-    assert resumed.canary.last_progress_at == later
+    assert resumed.canary.last_progress_at == parse_time(later)
 
 
 @pytest.mark.parametrize("stable", range(1, 11))
@@ -356,8 +359,8 @@ def test_quantile_interpolates_like_prometheus() -> None:
 def test_analysis_falls_due_each_interval_from_the_step_start() -> None:
     md = canary_md()
     status = STABLE_2.model_copy(update={"canary": CanaryStatus(version=3, step_started_at=at(10))})
-    assert not analysis_due(md, status, at(14))
-    assert analysis_due(md, status, at(15))
+    assert not analysis_due(md, status, parse_time(at(14)))
+    assert analysis_due(md, status, parse_time(at(15)))
 
 
 def test_canary_times_keep_milliseconds_and_conditions_whole_seconds() -> None:
@@ -385,7 +388,9 @@ def test_steps_changed_under_a_running_canary_restart_it_instead_of_promoting() 
     )
     status = STABLE_2.model_copy(
         update={
-            "canary": make_plan(three, STABLE_2, observed(1), at(0)).canary.model_copy(update={"step": 2})
+            "canary": after(make_plan(three, STABLE_2, observed(1), at(0))).canary.model_copy(
+                update={"step": 2}
+            )
         }
     )
     shorter = canary_md(steps=[{"weight": 20, "pause": "5s"}])
@@ -418,5 +423,15 @@ def test_a_growing_canary_never_takes_all_traffic_before_its_pods_serve() -> Non
     )
     growing = make_plan(md, status, observed(canary_serving=1, canary_replicas=2), at(31))
     assert growing.canary is not None
-    assert growing.canary_weight < 100  # one of two canary pods serves beside two stable pods
+    assert growing.route_weight < 100  # one of two canary pods serves beside two stable pods
     assert VersionPlan(2, 2, "stable") in growing.apply
+
+
+def test_steps_whose_pause_is_over_all_pass_in_the_pass_that_reaches_them() -> None:
+    steps = [{"weight": 20, "pause": "0s"}, {"weight": 40, "pause": "0s"}, {"weight": 60, "pause": "10s"}]
+    md = canary_md(steps=steps, analysis=None)
+    plan = make_plan(md, STABLE_2, observed(canary_serving=3, canary_replicas=3), at(0))
+    assert plan.canary is not None
+    assert (plan.canary.step, plan.canary.weight, plan.canary.step_started_at) == (2, 60, parse_time(at(0)))
+    assert plan.route_weight == 60
+    assert plan.requeue_after == 10.0

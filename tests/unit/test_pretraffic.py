@@ -19,15 +19,15 @@ from modeldeploy.api.status import (
     SignatureResult,
     VersionStatus,
 )
-from modeldeploy.control.status import derive_status, transition_events
+from modeldeploy.api.times import parse_time
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
-from modeldeploy.rollout.types import PreTrafficVerdict
+from modeldeploy.rollout.status import derive_status, transition_events
+from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import T0, deployment
+from .test_status import T0, deployment, make_plan
 
 
 def metadata(
@@ -263,13 +263,13 @@ FAILED_3 = PreTrafficVerdict(3, failure=("SignatureChanged", "version 3: input '
 def test_a_canary_that_fails_its_checks_is_rolled_back_with_the_reason() -> None:
     md = canary_md()
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=0)}
-    plan = make_plan(md, SERVING_2, observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
     assert plan.delete == [3]
     assert plan.failed_versions == [3]
     assert plan.outcome is not None
     assert plan.outcome.result is RolloutResult.ROLLED_BACK
-    status = derive_status(md, plan, observed, SERVING_2, T0)
+    status = derive_status(md, plan, SERVING_2, PassFacts(observed, parse_time(T0)))
     degraded = next(c for c in status.conditions if c.type == "Degraded")
     assert (degraded.status, degraded.reason) == ("True", "SignatureChanged")
     assert "input 'x' removed" in degraded.message
@@ -289,7 +289,7 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
     md = make_md(spec)
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=2, ready=2)}
     serving = SERVING_2.model_copy(update={"canary": None})
-    plan = make_plan(md, serving, observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, serving, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
     assert plan.delete == [3]
     assert plan.failed_versions == [3]
@@ -298,15 +298,15 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
 def test_a_first_version_that_fails_keeps_its_pods_shut_and_says_why() -> None:
     md = canary_md()
     observed = {3: deployment(3, replicas=2, ready=0)}
-    plan = make_plan(md, ModelDeploymentStatus(), observed, T0, pre_traffic=FAILED_3)
+    plan = make_plan(md, ModelDeploymentStatus(), observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version is None
     assert plan.delete == []
-    status = derive_status(md, plan, observed, ModelDeploymentStatus(), T0)
+    status = derive_status(md, plan, ModelDeploymentStatus(), PassFacts(observed, parse_time(T0)))
     assert status.phase is not None
     assert status.phase.value == "Failed"
     again = make_plan(md, status, observed, T0)
     assert again.held_back == "version 3 failed its pre-traffic checks"
-    shown = derive_status(md, again, observed, status, T0)
+    shown = derive_status(md, again, status, PassFacts(observed, parse_time(T0)))
     degraded = next(c for c in shown.conditions if c.type == "Degraded")
     assert degraded.reason == "SignatureChanged"
 
@@ -315,7 +315,7 @@ def test_the_analysis_starts_from_the_counters_read_after_the_checks() -> None:
     md = canary_md()
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=1)}
     verdict = PreTrafficVerdict(3, baselines={"mnist-v3-a": PodCounters(requests=13, errors=1)})
-    plan = make_plan(md, SERVING_2, observed, T0, pre_traffic=verdict)
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
     assert plan.canary is not None
     counters = plan.canary.analysis.counters
     assert counters is not None

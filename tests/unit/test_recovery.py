@@ -13,11 +13,11 @@ from modeldeploy.api.status import (
     VersionStatus,
 )
 from modeldeploy.control.reconcile import parse_status
-from modeldeploy.rollout.plan import plan as make_plan
 from modeldeploy.rollout.recovery import needs_recovery, recover
+from modeldeploy.rollout.types import PlanInputs
 
 from .conftest import SAMPLE_SPEC, make_md
-from .test_status import T0, deployment
+from .test_status import T0, deployment, make_plan
 
 STABLE_2 = ModelDeploymentStatus(
     observed_generation=1, stable=VersionStatus(version=2, replicas=2, ready_replicas=2)
@@ -37,24 +37,34 @@ def canary_md(version: int = 3) -> object:
 
 def test_a_promote_written_while_no_canary_runs_is_consumed_not_saved_for_the_next() -> None:
     # Version 2 serves, no canary; someone writes the promote annotation.
-    idle = make_plan(canary_md(2), STABLE_2, {2: deployment(2)}, T0, actions=ActionValues(promote="t1"))
+    idle = make_plan(
+        canary_md(2), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+    )
     assert idle.handled.promote == "t1"
     status = STABLE_2.model_copy(update={"handled_actions": idle.handled})
     # Later version 3 is asked for, the annotation still there: the canary starts at step 0.
-    started = make_plan(canary_md(3), status, {2: deployment(2)}, T0, actions=ActionValues(promote="t1"))
+    started = make_plan(
+        canary_md(3), status, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+    )
     assert started.canary is not None
     assert started.canary.step == 0
     assert not started.canary.manual_promotion
     # Without the consumed value the old annotation would jump the new canary to promotion.
-    fresh = make_plan(canary_md(3), STABLE_2, {2: deployment(2)}, T0, actions=ActionValues(promote="t1"))
+    fresh = make_plan(
+        canary_md(3), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+    )
     assert fresh.canary is not None
     assert fresh.canary.step == 1  # a promote written for this canary still works
 
 
 def test_an_abort_written_while_no_canary_runs_does_not_kill_the_next() -> None:
-    idle = make_plan(canary_md(2), STABLE_2, {2: deployment(2)}, T0, actions=ActionValues(abort="t1"))
+    idle = make_plan(
+        canary_md(2), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
+    )
     status = STABLE_2.model_copy(update={"handled_actions": idle.handled})
-    started = make_plan(canary_md(3), status, {2: deployment(2)}, T0, actions=ActionValues(abort="t1"))
+    started = make_plan(
+        canary_md(3), status, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
+    )
     assert started.outcome is None
     assert started.canary is not None
 
@@ -81,7 +91,9 @@ def test_an_emptied_status_keeps_the_stable_that_is_one_pod_short() -> None:
     empty, _ = parse_status({})
     assert needs_recovery(empty, observed)
     recovered = recover(empty, (), observed, ActionValues(promote="t1"))
-    plan = make_plan(canary_md(3), recovered.status, observed, T0, actions=ActionValues(promote="t1"))
+    plan = make_plan(
+        canary_md(3), recovered.status, observed, T0, PlanInputs(actions=ActionValues(promote="t1"))
+    )
     assert plan.serving_version == 2
     assert 2 not in plan.delete
     assert {vp.version for vp in plan.apply} == {2, 3}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, VersionStatus
-from modeldeploy.control.status import derive_status
-from modeldeploy.rollout.plan import plan as make_plan
-from modeldeploy.rollout.types import VersionPlan
+from modeldeploy.api.times import parse_time
+from modeldeploy.rollout.status import derive_status
+from modeldeploy.rollout.types import PassFacts, VersionPlan
 
 from .conftest import make_md
-from .test_status import T0, deployment
+from .test_status import T0, deployment, make_plan
 
 SERVING_2 = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, ready_replicas=2))
 
@@ -102,7 +102,7 @@ def test_status_keeps_the_stable_version_while_its_deployment_is_gone() -> None:
     observed = {3: deployment(3, replicas=1)}
     for _ in range(3):  # pass after pass while the Deployment is being made again
         plan = make_plan(md, status, now=T0, observed=observed)
-        status = derive_status(md, plan, observed, status, T0)
+        status = derive_status(md, plan, status, PassFacts(observed, parse_time(T0)))
         assert status.stable is not None
         assert status.stable.version == 2
         assert status.stable.ready_replicas == 0

@@ -6,10 +6,12 @@ import copy
 import dataclasses
 from typing import Any
 
-from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, Phase, VersionStatus
-from modeldeploy.control.status import derive_status, traffic_share, transition_events
+from modeldeploy.api.status import ModelDeploymentStatus, Phase, VersionStatus
+from modeldeploy.api.times import parse_time
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
-from modeldeploy.rollout.plan import plan as make_plan
+from modeldeploy.rollout.plan import plan
+from modeldeploy.rollout.status import derive_status, traffic_share, transition_events
+from modeldeploy.rollout.types import PassFacts, Plan, PlanInputs
 
 from .conftest import SAMPLE_SPEC, make_md
 
@@ -56,6 +58,17 @@ def deployment(
     )
 
 
+def make_plan(
+    md: Any,
+    status: ModelDeploymentStatus,
+    observed: dict[int, ObservedDeployment],
+    now: str,
+    inputs: PlanInputs | None = None,
+) -> Plan:
+    """The plan at ``now`` as the clock writes it; the decisions take it as a datetime."""
+    return plan(md, status, observed, parse_time(now), inputs)
+
+
 def derive(
     observed: dict[int, ObservedDeployment],
     previous: ModelDeploymentStatus | None = None,
@@ -65,7 +78,8 @@ def derive(
 ) -> ModelDeploymentStatus:
     md = make_md(spec)
     previous = previous or ModelDeploymentStatus()
-    return derive_status(md, make_plan(md, previous, observed, now), observed, previous, now, **kwargs)
+    planned = make_plan(md, previous, observed, now)
+    return derive_status(md, planned, previous, PassFacts(observed, parse_time(now), **kwargs))
 
 
 def conditions(status: ModelDeploymentStatus) -> dict[str, tuple[str, str]]:
@@ -216,14 +230,14 @@ def test_fetched_digest_reaches_status_and_a_changed_artifact_is_visible() -> No
 def test_traffic_share_is_what_the_canary_really_gets() -> None:
     """A Service splits by pods: two stable pods and one canary pod give the canary a third,
     whatever the step's weight; a route splits by its weight."""
-    canary = CanaryStatus(version=4, weight=10)
+    weight = 10
     stable, new = deployment(3), deployment(4, replicas=1, ready=1)
     stable = dataclasses.replace(stable, serving_replicas=2)
-    assert traffic_share(make_md(), canary, dataclasses.replace(new, serving_replicas=1), stable) == 0.33
-    assert traffic_share(make_md(), canary, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
-    assert traffic_share(make_md(), canary, None, None) == 0.0
+    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=1), stable) == 0.33
+    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
+    assert traffic_share(make_md(), weight, None, None) == 0.0
     gateway = {
         **SAMPLE_SPEC,
         "traffic": {"router": "GatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}},
     }
-    assert traffic_share(make_md(gateway), canary, new, stable) == 0.1
+    assert traffic_share(make_md(gateway), weight, new, stable) == 0.1

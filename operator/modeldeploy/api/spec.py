@@ -10,6 +10,7 @@ with the API server.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, ClassVar
@@ -30,7 +31,7 @@ from .placement import (
     keys_are_label_keys,
 )
 from .quantity import QUANTITY_PATTERN
-from .times import DURATION_PATTERN, parse_duration
+from .times import DURATION_PATTERN, duration, parse_duration
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
@@ -226,6 +227,10 @@ class CanaryStep(CamelModel):
         default="60s", pattern=DURATION_PATTERN, max_length=32, description="How long to hold."
     )
 
+    @property
+    def pause_time(self) -> timedelta:
+        return duration(self.pause)
+
 
 # Steps when the spec gives none: a small share of the traffic first, then half.
 DEFAULT_CANARY_STEPS = (CanaryStep(weight=10, pause="60s"), CanaryStep(weight=50, pause="60s"))
@@ -286,6 +291,14 @@ class Analysis(CamelModel):
     """What a canary whose checks stay Inconclusive (too little traffic) meets at the progress
     deadline: Rollback, or Pause (hold the step, with a WaitingForTraffic reason, until traffic
     arrives or someone promotes or aborts)."""
+
+    @property
+    def interval_time(self) -> timedelta:
+        return duration(self.interval)
+
+    @property
+    def window_time(self) -> timedelta:
+        return duration(self.window)
 
 
 class SignaturePolicy(StrEnum):

@@ -5,12 +5,14 @@ Written only by the operator; the CRD schema is generated from these classes too
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .base import CamelModel
+from .times import parse_optional_time, parse_time
 
 
 class Phase(StrEnum):
@@ -86,6 +88,10 @@ class CheckResult(CamelModel):
     """99th percentile latency in milliseconds."""
     message: str = ""
     """The verdict's reason."""
+
+    @property
+    def checked_at(self) -> datetime:
+        return parse_time(self.at)
 
 
 class PodCounters(CamelModel):
@@ -209,6 +215,18 @@ class CanaryStatus(CamelModel):
     steps_hash: str | None = Field(
         default=None, description="Hash of rollout.steps the step index counts in; other steps restart it."
     )
+
+    @property
+    def started(self) -> datetime | None:
+        return parse_optional_time(self.started_at)
+
+    @property
+    def step_started(self) -> datetime | None:
+        return parse_optional_time(self.step_started_at)
+
+    @property
+    def last_progress(self) -> datetime | None:
+        return parse_optional_time(self.last_progress_at)
 
 
 class ActionValues(CamelModel):

@@ -1,12 +1,14 @@
 """Time as status carries it: RFC 3339 in UTC, and Go-style durations in the spec.
 
 Canary times keep milliseconds (steps are timed to well under a second);
-metav1 times (conditions, history, events) carry whole seconds.
+metav1 times (conditions, history, events) carry whole seconds. The decisions
+work on datetime and timedelta; text is parsed and written only here.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -21,6 +23,13 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+@functools.lru_cache(maxsize=256)
+def duration(text: str) -> datetime.timedelta:
+    """A Go-style duration as a timedelta; a spec's few durations are parsed once, not on
+    every pass."""
+    return datetime.timedelta(seconds=parse_duration(text))
+
+
 def parse_time(text: str) -> datetime.datetime:
     """RFC 3339 in UTC, with or without fractional seconds."""
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
@@ -31,9 +40,18 @@ def format_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def format_seconds(moment: datetime.datetime) -> str:
+    """RFC 3339 at whole seconds: metav1 times (conditions, history, events) carry no fraction."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def to_seconds(text: str) -> str:
-    """A timestamp at whole seconds: metav1 times (conditions, history, events) carry no fraction."""
-    return parse_time(text).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A timestamp at whole seconds, from its text."""
+    return format_seconds(parse_time(text))
+
+
+def parse_optional_time(text: str | None) -> datetime.datetime | None:
+    return parse_time(text) if text is not None else None
 
 
 def utc_now() -> str:

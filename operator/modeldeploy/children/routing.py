@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ..api.names import GRPC_PORT, LABEL_MODEL_AVAILABLE, REST_PORT, version_service_name
 from ..api.spec import ModelDeployment
-from ..api.status import Endpoints
 from .meta import Manifest, child_labels, metadata, version_labels
 
 
@@ -88,11 +87,3 @@ def build_network_policy(md: ModelDeployment) -> Manifest | None:
             ],
         },
     }
-
-
-def endpoints(md: ModelDeployment) -> Endpoints:
-    host = f"{md.name}.{md.namespace}.svc"
-    return Endpoints(
-        rest=f"http://{host}:{REST_PORT}/v1/models/{md.model_name}",
-        grpc=f"{host}:{GRPC_PORT}",
-    )

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
 from ..api.status import Counters, ModelDeploymentStatus
-from ..api.times import parse_duration, utc_now
+from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
 from ..children.validation import spec_problem
@@ -34,13 +34,13 @@ from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
-from ..rollout.types import Check, Plan
+from ..rollout.status import derive_status, invalid_spec_status, transition_events
+from ..rollout.types import Check, PassFacts, Plan, PlanInputs
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
-from .status import derive_status, invalid_spec_status, transition_events
 
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.
@@ -85,7 +85,7 @@ class Reconciler:
             md = ModelDeployment.from_body(body)
         except ValidationError as exc:
             generation = int(body["metadata"].get("generation", 1))
-            invalid = invalid_spec_status(written, spec_error_message(exc), generation, now)
+            invalid = invalid_spec_status(written, spec_error_message(exc), generation, parse_time(now))
             self._write_status(body, written, invalid, None)
             return None
         world = observe(self.cache, md, body)
@@ -99,7 +99,9 @@ class Reconciler:
         closed_gates = self._open_gates(md, world, checks)
         verdict = checks.verdict()
         check = self._check_if_due(md, previous, world, now)
-        plan = make_plan(md, previous, world.deployments, now, check, world.actions, verdict)
+        inputs = PlanInputs(check, world.actions, verdict)
+        moment = parse_time(now)  # the decisions work on datetime; the clock's text is parsed here once
+        plan = make_plan(md, previous, world.deployments, moment, inputs)
         problem = spec_problem(md.spec)
         rejected: str | None = None
         if not self.leading():
@@ -109,12 +111,9 @@ class Reconciler:
                 self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
             except ApplyRejectedError as exc:
                 rejected = str(exc)
-        status = derive_status(
-            md,
-            plan,
+        facts = PassFacts(
             world.deployments,
-            previous,
-            now,
+            moment,
             fetch_failure=world.fetch_failure(plan.target_version),
             spec_problem=problem,
             digests=world.digests,
@@ -122,6 +121,7 @@ class Reconciler:
             rejected=rejected,
             pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
+        status = derive_status(md, plan, previous, facts)
         if not self.leading():
             return None
         self._write_status(body, written, status, check)
@@ -194,7 +194,7 @@ class Reconciler:
         self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
     ) -> Check | None:
         spec = md.spec.rollout.analysis
-        if spec is None or previous.canary is None or not analysis_due(md, previous, now):
+        if spec is None or previous.canary is None or not analysis_due(md, previous, parse_time(now)):
             return None
         version = previous.canary.version
         target = Target(
@@ -202,8 +202,8 @@ class Reconciler:
             md.model_name,
             version,
             world.serving_pods(version),
-            parse_duration(spec.interval),
-            parse_duration(spec.window),
+            spec.interval_time.total_seconds(),
+            spec.window_time.total_seconds(),
         )
         return self.analyse(spec, target, previous.canary.analysis.counters, now)
 
@@ -275,7 +275,7 @@ def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
         plan.serving_version,
         plan.target_version,
         plan.canary.version if plan.canary else None,
-        plan.canary_weight,
+        plan.route_weight,
     )
 
 

@@ -7,12 +7,17 @@ analysis passed at least once in it. ``failureLimit`` failed checks, or
 ``progressDeadlineSeconds`` without progress, roll back; after the last step the
 canary grows to full size and becomes the stable version without restarting its
 pods.
+
+One pass runs named phases over one ``CanaryPass`` in order; each returns the
+plan when the pass ends there, or None to go on.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -21,16 +26,14 @@ from ..api.spec import CanaryStep, ModelDeployment, OnInconclusive
 from ..api.status import (
     ActionValues,
     AnalysisStatus,
-    CanaryStatus,
     ModelDeploymentStatus,
     RolloutResult,
     Verdict,
 )
-from ..api.times import parse_duration, parse_time
 from .child_state import ObservedDeployment
 from .metrics import totals
 from .sizing import canary_replicas, sized, stable_replicas
-from .types import Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
+from .types import CanaryState, Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -38,9 +41,181 @@ _M = TypeVar("_M", bound=BaseModel)
 FAILED_VERSIONS_LIMIT = 50
 # A canary step waiting for pods is re-checked this often even without a watch event.
 WAIT_REQUEUE_SECONDS = 2.0
+# The shortest requeue while a step holds: never a busy loop, never a step noticeably late.
+MIN_REQUEUE_SECONDS = 0.05
 
 
-def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
+@dataclass
+class CanaryPass:
+    """One pass of a canary: what it reads, and the canary's state as the phases move it."""
+
+    md: ModelDeployment
+    observed: dict[int, ObservedDeployment]
+    now: datetime
+    stable: int
+    target: int
+    canary: CanaryState
+    failed: list[int]
+    handled: ActionValues
+    check: Check | None = None  # consumed by the first step planned in this pass
+    actions: ActionValues = field(default_factory=ActionValues)
+    steps: tuple[CanaryStep, ...] = field(init=False)
+    stable_apply: int | None = field(init=False)  # what the stable Deployment is applied with
+    stable_size: int = field(init=False)  # how many pods the stable runs
+    canary_ready: int = field(init=False)  # canary pods serving
+
+    def __post_init__(self) -> None:
+        self.steps = self.md.spec.rollout.effective_steps()
+        self.stable_apply, self.stable_size = stable_replicas(self.md, self.observed.get(self.stable))
+        dep = self.observed.get(self.target)
+        self.canary_ready = dep.serving_replicas if dep is not None else 0
+
+    @property
+    def stale(self) -> list[int]:
+        return sorted(v for v in self.observed if v not in (self.stable, self.target))
+
+    def update(self, **changes: Any) -> None:
+        self.canary = replace(self.canary, **changes)
+
+    def next_step(self, **changes: Any) -> None:
+        """The canary moves to another step: it starts once its pods serve; that is progress."""
+        self.update(step_started_at=None, last_progress_at=self.now, waiting_for_traffic=False, **changes)
+
+    def stable_plan(self, replicas: int | None = None) -> VersionPlan:
+        applied = self.stable_apply if replicas is None else replicas
+        return sized(self.stable, applied, self.stable_size, TRACK_STABLE)
+
+    def ended(self, result: RolloutResult, reason: str) -> Plan:
+        """The canary rolled back or aborted: the stable alone serves, the target is failed."""
+        return Plan(
+            self.stable,
+            self.target,
+            [self.stable_plan()],
+            sorted({*self.stale, self.target}),
+            outcome=Outcome(self.target, result, reason),
+            failed_versions=sorted({*self.failed, self.target})[-FAILED_VERSIONS_LIMIT:],
+            handled=self.handled,
+        )
+
+
+def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
+    text = ";".join(f"{step.weight}:{step.pause}" for step in steps)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def opening_canary(
+    md: ModelDeployment, status: ModelDeploymentStatus, now: datetime, pre_traffic: PreTrafficVerdict | None
+) -> CanaryState:
+    """The canary this pass starts from: status's when it is the target's and counts in
+    the same steps, else a new one (a new version during a canary replaces the old canary)."""
+    target = md.spec.model.version
+    digest = steps_hash(md.spec.rollout.effective_steps())
+    written = status.canary
+    if written is None or written.version != target:
+        canary = CanaryState(version=target, started_at=now, last_progress_at=now, steps_hash=digest)
+    else:
+        canary = CanaryState.from_status(written)
+    if canary.steps_hash is None:
+        canary = replace(canary, steps_hash=digest)  # written before steps were hashed: adopt them
+    elif canary.steps_hash != digest and not canary.manual_promotion:
+        # The steps changed under a running canary: its step index means nothing in the new
+        # list (a shorter one would skip straight to promotion), so it starts them again.
+        canary = replace(
+            canary,
+            step=0,
+            step_started_at=None,
+            last_progress_at=now,
+            waiting_for_traffic=False,
+            steps_hash=digest,
+            analysis=_with(canary.analysis, step_passed=0),
+        )
+    if pre_traffic is not None and pre_traffic.version == target:
+        canary = _with_pre_traffic(canary, pre_traffic)
+    return canary
+
+
+def advance_canary(ctx: CanaryPass) -> Plan:
+    """Run the phases. A step that ends is followed at once by the next one, planned on
+    what this pass observed: where the canary's pods already suffice it starts now, in
+    this pass's one status write, not in a second write a moment later."""
+    for phase in (_actions, _deadline, _promotion):
+        plan = phase(ctx)
+        if plan is not None:
+            return plan
+    while True:
+        plan = _step(ctx)
+        if plan is not None:
+            return plan
+        ctx.check = None  # the check counted in the step it was taken in
+
+
+def _step(ctx: CanaryPass) -> Plan | None:
+    """Plan the current step; None when it ended and the next step is to be planned."""
+    versions = _replicas(ctx)
+    route_weight = ctx.canary.weight if _step_serving(ctx) else 0
+    ended = _analysis(ctx)
+    if ended is not None:
+        return ended
+    if _advance(ctx):
+        if ctx.canary.step < len(ctx.steps):
+            return None
+        # Past the last step the "steps passed" status stays a write of its own (webhooks
+        # hear StepPassed for every step, with the check that passed it); the promotion
+        # (the canary grown to the stable's size) follows at once.
+        requeue: float | None = 0.0
+    else:
+        requeue = _wait(ctx)
+    return Plan(
+        ctx.stable,
+        ctx.target,
+        versions,
+        ctx.stale,
+        canary=ctx.canary,
+        route_weight=route_weight,
+        failed_versions=ctx.failed,
+        handled=ctx.handled,
+        requeue_after=requeue,
+    )
+
+
+def _actions(ctx: CanaryPass) -> Plan | None:
+    """The abort and promote annotations, each acted on once per new value."""
+    actions, handled = ctx.actions, ctx.handled
+    if actions.abort is not None and actions.abort != handled.abort:
+        ctx.handled = handled.model_copy(update={"abort": actions.abort})
+        return ctx.ended(RolloutResult.ABORTED, f"aborted by the abort annotation at step {ctx.canary.step}")
+    if actions.promote is not None and actions.promote != handled.promote:
+        ctx.handled = handled.model_copy(update={"promote": actions.promote})
+        ctx.next_step(step=len(ctx.steps), manual_promotion=True)
+    return None
+
+
+def _deadline(ctx: CanaryPass) -> Plan | None:
+    """Progress deadline: no step started or finished for too long rolls back. A pause is
+    not a stall, and onInconclusive Pause holds a serving step that lacks traffic."""
+    rollout = ctx.md.spec.rollout
+    canary = ctx.canary
+    since = canary.last_progress_at or ctx.now
+    overdue = ctx.now - since > timedelta(seconds=rollout.progress_deadline_seconds)
+    if rollout.paused:
+        ctx.update(paused=True)
+    elif canary.paused:
+        # The deadline counts again from the resume.
+        ctx.update(paused=False, last_progress_at=ctx.now, waiting_for_traffic=False)
+    elif overdue and _holds_for_traffic(ctx.md, canary):
+        ctx.update(waiting_for_traffic=True)
+    elif overdue:
+        last = canary.analysis.last_check
+        detail = f"; last check: {last.message}" if last is not None and last.message else ""
+        return ctx.ended(
+            RolloutResult.ROLLED_BACK,
+            f"ProgressDeadlineExceeded: no progress at step {canary.step} for "
+            f"{rollout.progress_deadline_seconds}s ({ctx.canary_ready} canary pod(s) serving){detail}",
+        )
+    return None
+
+
+def _holds_for_traffic(md: ModelDeployment, canary: CanaryState) -> bool:
     """onInconclusive Pause: a serving step whose latest check was Inconclusive (too little
     traffic) waits for traffic at the deadline instead of rolling back; a failing or
     never-serving canary still rolls back."""
@@ -55,235 +230,129 @@ def _holds_for_traffic(md: ModelDeployment, canary: CanaryStatus) -> bool:
     )
 
 
-def steps_hash(steps: tuple[CanaryStep, ...]) -> str:
-    text = ";".join(f"{step.weight}:{step.pause}" for step in steps)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def advance_canary(
-    md: ModelDeployment,
-    status: ModelDeploymentStatus,
-    observed: dict[int, ObservedDeployment],
-    stable: int,
-    target: int,
-    now: str,
-    check: Check | None,
-    actions: ActionValues,
-    failed: list[int],
-    handled: ActionValues,
-    pre_traffic: PreTrafficVerdict | None = None,
-) -> Plan:
-    rollout = md.spec.rollout
-    steps = md.spec.rollout.effective_steps()
-    moment = parse_time(now)
-    canary = status.canary if status.canary is not None and status.canary.version == target else None
-    digest = steps_hash(steps)
-    if canary is None:
-        # A new canary; a new version during a canary replaces the old canary.
-        canary = CanaryStatus(version=target, started_at=now, last_progress_at=now, steps_hash=digest)
-    elif canary.steps_hash is None:
-        canary = _with(canary, steps_hash=digest)  # written before steps were hashed: adopt them
-    elif canary.steps_hash != digest and not canary.manual_promotion:
-        # The steps changed under a running canary: its step index means nothing in the new
-        # list (a shorter one would skip straight to promotion), so it starts them again.
-        canary = _with(
-            canary,
-            step=0,
-            step_started_at=None,
-            last_progress_at=now,
-            waiting_for_traffic=False,
-            steps_hash=digest,
-            analysis=_with(canary.analysis, step_passed=0),
-        )
-    if pre_traffic is not None and pre_traffic.version == target:
-        canary = _with_pre_traffic(canary, pre_traffic)
-    stale = sorted(v for v in observed if v not in (stable, target))
-    stable_apply, stable_size = stable_replicas(md, observed.get(stable))
-    canary_dep = observed.get(target)
-    canary_ready = canary_dep.serving_replicas if canary_dep is not None else 0
-
-    def ended(result: RolloutResult, reason: str) -> Plan:
-        history_failed = sorted({*failed, target})[-FAILED_VERSIONS_LIMIT:]
-        return Plan(
-            stable,
-            target,
-            [sized(stable, stable_apply, stable_size, TRACK_STABLE)],
-            sorted({*stale, target}),
-            canary=None,
-            outcome=Outcome(target, result, reason),
-            failed_versions=history_failed,
-            handled=handled,
-        )
-
-    if actions.abort is not None and actions.abort != handled.abort:
-        handled = handled.model_copy(update={"abort": actions.abort})
-        return ended(RolloutResult.ABORTED, f"aborted by the abort annotation at step {canary.step}")
-    promote_now = actions.promote is not None and actions.promote != handled.promote
-    if promote_now:
-        handled = handled.model_copy(update={"promote": actions.promote})
-        canary = _with(
-            canary,
-            step=len(steps),
-            step_started_at=None,
-            last_progress_at=now,
-            waiting_for_traffic=False,
-            manual_promotion=True,
-        )
-
-    # Progress deadline: no step started or finished for too long.
-    overdue = (
-        moment - parse_time(canary.last_progress_at or now)
-    ).total_seconds() > rollout.progress_deadline_seconds
-    if rollout.paused:
-        canary = _with(canary, paused=True)
-    elif canary.paused:
-        # A pause is not a stall: the deadline counts again from the resume.
-        canary = _with(canary, paused=False, last_progress_at=now, waiting_for_traffic=False)
-    elif overdue and _holds_for_traffic(md, canary):
-        canary = _with(canary, waiting_for_traffic=True)
-    elif overdue:
-        last = canary.analysis.last_check
-        detail = f"; last check: {last.message}" if last is not None and last.message else ""
-        return ended(
-            RolloutResult.ROLLED_BACK,
-            f"ProgressDeadlineExceeded: no progress at step {canary.step} for "
-            f"{rollout.progress_deadline_seconds}s ({canary_ready} canary pod(s) serving){detail}",
-        )
-
-    # Promotion: the canary grows to the stable's size, then becomes the stable.
-    if canary.step >= len(steps):
-        canary_count = stable_size
-        if canary_ready >= canary_count and canary_dep is not None and canary_dep.complete:
-            return Plan(
-                target,
-                target,
-                [sized(target, stable_apply, stable_size, TRACK_STABLE)],
-                sorted(v for v in observed if v != target),
-                canary=None,
-                outcome=Outcome(
-                    target,
-                    RolloutResult.PROMOTED,
-                    "promoted by the promote annotation"
-                    if canary.manual_promotion
-                    else f"passed {len(steps)} step(s) of analysis",
-                ),
-                failed_versions=failed,
-                handled=handled,
-            )
-        canary = _with(
-            canary,
-            # While it grows, the stable keeps its size: the canary's share is what its serving
-            # pods carry, never all the traffic before every one of them serves.
-            weight=max(steps[-1].weight, min(99, round(100 * canary_ready / (canary_ready + stable_size)))),
-            replicas=canary_count,
-            ready_replicas=canary_ready,
+def _promotion(ctx: CanaryPass) -> Plan | None:
+    """Past the last step the canary grows to the stable's size, then becomes the stable."""
+    if ctx.canary.step < len(ctx.steps):
+        return None
+    dep = ctx.observed.get(ctx.target)
+    size = ctx.stable_size
+    if ctx.canary_ready >= size and dep is not None and dep.complete:
+        why = (
+            "promoted by the promote annotation"
+            if ctx.canary.manual_promotion
+            else f"passed {len(ctx.steps)} step(s) of analysis"
         )
         return Plan(
-            stable,
-            target,
-            [
-                sized(stable, stable_apply, stable_size, TRACK_STABLE),
-                VersionPlan(target, canary_count, TRACK_CANARY),
-            ],
-            stale,
-            canary=canary,
-            canary_weight=canary.weight,
-            failed_versions=failed,
-            handled=handled,
-            requeue_after=WAIT_REQUEUE_SECONDS,
+            ctx.target,
+            ctx.target,
+            [sized(ctx.target, ctx.stable_apply, size, TRACK_STABLE)],
+            sorted(v for v in ctx.observed if v != ctx.target),
+            outcome=Outcome(ctx.target, RolloutResult.PROMOTED, why),
+            failed_versions=ctx.failed,
+            handled=ctx.handled,
         )
+    # While it grows, the stable keeps its size: the canary's share is what its serving
+    # pods carry, never all the traffic before every one of them serves.
+    carried = min(99, round(100 * ctx.canary_ready / (ctx.canary_ready + size)))
+    ctx.update(weight=max(ctx.steps[-1].weight, carried), replicas=size, ready_replicas=ctx.canary_ready)
+    return Plan(
+        ctx.stable,
+        ctx.target,
+        [ctx.stable_plan(), VersionPlan(ctx.target, size, TRACK_CANARY)],
+        ctx.stale,
+        canary=ctx.canary,
+        route_weight=ctx.canary.weight,
+        failed_versions=ctx.failed,
+        handled=ctx.handled,
+        requeue_after=WAIT_REQUEUE_SECONDS,
+    )
 
-    step = steps[canary.step]
-    stable_count, canary_count = canary_replicas(step.weight, stable_size, rollout.shrink_stable)
+
+def _replicas(ctx: CanaryPass) -> list[VersionPlan]:
+    """The step's pods for each version; the step starts once its canary pods all serve."""
+    rollout = ctx.md.spec.rollout
+    step = ctx.steps[ctx.canary.step]
+    stable_count, canary_count = canary_replicas(step.weight, ctx.stable_size, rollout.shrink_stable)
     if rollout.shrink_stable:
         # The stable gives up only as many pods as canary pods serve: capacity never dips.
-        stable_count = max(stable_count, stable_size - canary_ready)
-    stable_plan = sized(
-        stable, stable_count if rollout.shrink_stable else stable_apply, stable_size, TRACK_STABLE
-    )
-    versions = [stable_plan, VersionPlan(target, canary_count, TRACK_CANARY)]
-    canary = _with(canary, weight=step.weight, replicas=canary_count, ready_replicas=canary_ready)
-    requeue: float | None = WAIT_REQUEUE_SECONDS
+        stable_plan = ctx.stable_plan(max(stable_count, ctx.stable_size - ctx.canary_ready))
+    else:
+        stable_plan = ctx.stable_plan()
+    ctx.update(weight=step.weight, replicas=canary_count, ready_replicas=ctx.canary_ready)
+    if _step_serving(ctx) and ctx.canary.step_started_at is None and not ctx.canary.paused:
+        ctx.update(step_started_at=ctx.now, last_progress_at=ctx.now, waiting_for_traffic=False)
+    return [stable_plan, VersionPlan(ctx.target, canary_count, TRACK_CANARY)]
 
-    step_serving = canary_ready >= canary_count
-    if step_serving and canary.step_started_at is None and not canary.paused:
-        canary = _with(canary, step_started_at=now, last_progress_at=now, waiting_for_traffic=False)
 
-    analysis = canary.analysis
-    if check is not None and canary.step_started_at is not None and not canary.paused:
-        analysis = _record(analysis, check)
-        canary = _with(canary, analysis=analysis)
-        limit = rollout.analysis.failure_limit if rollout.analysis else 1
-        if analysis.failed >= limit:
-            return ended(
-                RolloutResult.ROLLED_BACK,
-                f"analysis failed {analysis.failed} time(s) at step {canary.step}: {check.result.message}",
-            )
+def _step_serving(ctx: CanaryPass) -> bool:
+    return ctx.canary_ready >= ctx.canary.replicas
 
-    if canary.step_started_at is not None and not canary.paused:
-        held = (moment - parse_time(canary.step_started_at)).total_seconds()
-        pause = parse_duration(step.pause)
-        analysed = rollout.analysis is None or analysis.step_passed >= 1
-        if held >= pause and analysed:
-            canary = _with(
-                canary,
-                step=canary.step + 1,
-                step_started_at=None,
-                last_progress_at=now,
-                waiting_for_traffic=False,
-                analysis=_with(analysis, step_passed=0),
-            )
-            if canary.step < len(steps):
-                # The next step planned at once, on what this pass observed: where the
-                # canary's pods already suffice it starts now, in this pass's one status
-                # write, not in a second write a moment later; where they do not, status
-                # shows the step waiting for its pods for as long as that lasts. (Past the
-                # last step the "steps passed" status stays a write of its own: webhooks
-                # hear StepPassed for every step, with the check that passed it.)
-                return advance_canary(
-                    md,
-                    status.model_copy(update={"canary": canary}),
-                    observed,
-                    stable,
-                    target,
-                    now,
-                    None,
-                    actions,
-                    failed,
-                    handled,
-                )
-            requeue = 0.0  # the promotion (the canary grown to the stable's size) at once
-        else:
-            waits = [pause - held] if held < pause else []
-            if rollout.analysis is not None:
-                waits.append(parse_duration(rollout.analysis.interval))
-            # 50ms floor: never a busy loop, never a step noticeably late.
-            requeue = max(0.05, min(waits)) if waits else WAIT_REQUEUE_SECONDS
-    if canary.paused:
-        requeue = None
-    weight = step.weight if step_serving else 0
-    return Plan(
-        stable,
-        target,
-        versions,
-        stale,
-        canary=canary,
-        canary_weight=weight,
-        failed_versions=failed,
-        handled=handled,
-        requeue_after=requeue,
+
+def _running(ctx: CanaryPass) -> bool:
+    """The step started and is not paused: its clock runs and checks count."""
+    return ctx.canary.step_started_at is not None and not ctx.canary.paused
+
+
+def _analysis(ctx: CanaryPass) -> Plan | None:
+    """Count this pass's check; ``failureLimit`` failed checks roll back."""
+    check = ctx.check
+    if check is None or not _running(ctx):
+        return None
+    analysis = _record(ctx.canary.analysis, check)
+    ctx.update(analysis=analysis)
+    spec = ctx.md.spec.rollout.analysis
+    limit = spec.failure_limit if spec is not None else 1
+    if analysis.failed < limit:
+        return None
+    return ctx.ended(
+        RolloutResult.ROLLED_BACK,
+        f"analysis failed {analysis.failed} time(s) at step {ctx.canary.step}: {check.result.message}",
     )
 
 
-def _with_pre_traffic(canary: CanaryStatus, verdict: PreTrafficVerdict) -> CanaryStatus:
+def _held(ctx: CanaryPass) -> timedelta:
+    """How long the running step has held."""
+    started = ctx.canary.step_started_at
+    return ctx.now - started if started is not None else timedelta(0)
+
+
+def _advance(ctx: CanaryPass) -> bool:
+    """A running step ends once its pause has passed and analysis passed in it at least once."""
+    if not _running(ctx):
+        return False
+    pause = ctx.steps[ctx.canary.step].pause_time
+    analysed = ctx.md.spec.rollout.analysis is None or ctx.canary.analysis.step_passed >= 1
+    if _held(ctx) < pause or not analysed:
+        return False
+    ctx.next_step(step=ctx.canary.step + 1, analysis=_with(ctx.canary.analysis, step_passed=0))
+    return True
+
+
+def _wait(ctx: CanaryPass) -> float | None:
+    """When a step that holds is looked at again: at the end of its pause or at its next
+    check, whichever comes first; a paused canary waits for its resume."""
+    if ctx.canary.paused:
+        return None
+    if not _running(ctx):
+        return WAIT_REQUEUE_SECONDS
+    pause = ctx.steps[ctx.canary.step].pause_time
+    held = _held(ctx)
+    waits = [(pause - held).total_seconds()] if held < pause else []
+    spec = ctx.md.spec.rollout.analysis
+    if spec is not None:
+        waits.append(spec.interval_time.total_seconds())
+    return max(MIN_REQUEUE_SECONDS, min(waits)) if waits else WAIT_REQUEUE_SECONDS
+
+
+def _with_pre_traffic(canary: CanaryState, verdict: PreTrafficVerdict) -> CanaryState:
     """The checks' results, and the counters of each checked pod as the analysis's start:
     the warm-up and golden requests are not the canary's traffic."""
     if verdict.status is not None:
-        canary = _with(canary, pre_traffic=verdict.status)
+        canary = replace(canary, pre_traffic=verdict.status)
     if verdict.baselines:
         counters = canary.analysis.counters
         pods = {**verdict.baselines, **(counters.pods if counters is not None else {})}
-        canary = _with(canary, analysis=_with(canary.analysis, counters=totals(pods)))
+        canary = replace(canary, analysis=_with(canary.analysis, counters=totals(pods)))
     return canary
 
 
@@ -304,7 +373,7 @@ def _record(analysis: AnalysisStatus, check: Check) -> AnalysisStatus:
     return _with(recorded, inconclusive=analysis.inconclusive + 1)
 
 
-def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: str) -> bool:
+def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: datetime) -> bool:
     """Whether the canary's next analysis check falls due at ``now``."""
     canary = status.canary
     spec = md.spec.rollout.analysis
@@ -312,13 +381,14 @@ def analysis_due(md: ModelDeployment, status: ModelDeploymentStatus, now: str) -
         spec is None
         or canary is None
         or canary.version != md.spec.model.version
-        or canary.step_started_at is None
         or canary.paused
         or md.spec.rollout.paused
     ):
         return False
+    since = canary.step_started
+    if since is None:  # the step's pods do not all serve yet
+        return False
     last = canary.analysis.last_check
-    since = parse_time(canary.step_started_at)
-    if last is not None and parse_time(last.at) > since:
-        since = parse_time(last.at)
-    return (parse_time(now) - since).total_seconds() >= parse_duration(spec.interval)
+    if last is not None and last.checked_at > since:
+        since = last.checked_at
+    return now - since >= spec.interval_time

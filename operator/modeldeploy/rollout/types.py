@@ -4,10 +4,13 @@ and one analysis check with the counters it measured from."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..api.status import (
     ActionValues,
+    AnalysisStatus,
     CanaryStatus,
     CheckResult,
     Counters,
@@ -16,7 +19,8 @@ from ..api.status import (
     PreTrafficStatus,
     RolloutResult,
 )
-from ..api.times import to_seconds
+from ..api.times import format_seconds
+from .child_state import FetchFailure, ObservedDeployment
 
 # A rollback's reason text may open with a code ("SignatureChanged: input 'x' removed"):
 # conditions and events take it as their reason.
@@ -45,8 +49,10 @@ class Outcome:
     result: RolloutResult
     reason: str
 
-    def history_entry(self, now: str) -> HistoryEntry:
-        return HistoryEntry(version=self.version, result=self.result, at=to_seconds(now), reason=self.reason)
+    def history_entry(self, now: datetime) -> HistoryEntry:
+        return HistoryEntry(
+            version=self.version, result=self.result, at=format_seconds(now), reason=self.reason
+        )
 
 
 @dataclass(frozen=True)
@@ -71,13 +77,63 @@ class Check:
 
 
 @dataclass(frozen=True)
+class CanaryState:
+    """The canary as the plan decides it, times as datetimes; status shows it as CanaryStatus."""
+
+    version: int
+    started_at: datetime | None = None
+    last_progress_at: datetime | None = None  # the progress deadline counts from it
+    step: int = 0  # equal to the number of steps while promoting
+    weight: int = 0  # the step's weight: the percent the canary is configured for
+    replicas: int = 0
+    ready_replicas: int = 0
+    analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
+    step_started_at: datetime | None = None  # when the step's canary pods all served
+    paused: bool = False
+    waiting_for_traffic: bool = False
+    manual_promotion: bool = False
+    pre_traffic: PreTrafficStatus | None = None
+    steps_hash: str | None = None
+
+    @classmethod
+    def from_status(cls, status: CanaryStatus) -> CanaryState:
+        return cls(
+            version=status.version,
+            started_at=status.started,
+            last_progress_at=status.last_progress,
+            step=status.step,
+            weight=status.weight,
+            replicas=status.replicas,
+            ready_replicas=status.ready_replicas,
+            analysis=status.analysis,
+            step_started_at=status.step_started,
+            paused=status.paused,
+            waiting_for_traffic=status.waiting_for_traffic,
+            manual_promotion=status.manual_promotion,
+            pre_traffic=status.pre_traffic,
+            steps_hash=status.steps_hash,
+        )
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What a pass brings the plan besides the children: this pass's analysis check, the
+    one-shot annotations' values, and the pre-traffic checks' verdict."""
+
+    check: Check | None = None
+    actions: ActionValues = field(default_factory=ActionValues)
+    pre_traffic: PreTrafficVerdict | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     serving_version: int | None
     target_version: int
     apply: list[VersionPlan] = field(default_factory=list)
     delete: list[int] = field(default_factory=list)
-    canary: CanaryStatus | None = None
-    canary_weight: int = 0  # share of traffic the router sends to the canary
+    canary: CanaryState | None = None
+    # Percent of traffic the router sends the canary: the step's weight once its pods serve.
+    route_weight: int = 0
     outcome: Outcome | None = None
     failed_versions: list[int] = field(default_factory=list)
     handled: ActionValues = field(default_factory=ActionValues)
@@ -93,4 +149,19 @@ class Plan:
         serving = self.serving_version if self.serving_version is not None else self.target_version
         if self.canary is None or self.serving_version is None:
             return {serving: 100}
-        return {serving: 100 - self.canary_weight, self.canary.version: self.canary_weight}
+        return {serving: 100 - self.route_weight, self.canary.version: self.route_weight}
+
+
+@dataclass(frozen=True)
+class PassFacts:
+    """What one pass observed besides the plan, for the status: the children, and what the
+    plan does not decide (a spec the cluster cannot run, a refused apply, a failed fetch)."""
+
+    observed: dict[int, ObservedDeployment]
+    now: datetime
+    fetch_failure: FetchFailure | None = None
+    spec_problem: str | None = None  # a spec the models accept yet the cluster cannot run
+    digests: Mapping[int, str] = field(default_factory=dict)  # version -> artifact sha256
+    rejected: str | None = None  # the API server refused the children
+    recovered_lost: tuple[str, ...] | None = None  # status was rebuilt; what it lost
+    pre_traffic_blocked: str | None = None  # the pre-traffic checks cannot run: gates stay shut
