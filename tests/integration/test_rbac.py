@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.localcluster import write_kubeconfig
-from tests.modelserver.traffic import TrafficDriver
+from testbed.cluster.localcluster import write_kubeconfig
+from testbed.modelserver.traffic import TrafficDriver
 
 from .conftest import REPO, Cluster, Operator
 from .test_canary import canary_sample

@@ -21,7 +21,7 @@ from modeldeploy.kube import client as kube
 from modeldeploy.kube.cache import ObjectCache
 from modeldeploy.kube.kinds import BY_KIND
 from modeldeploy.kube.reflector import Reflector
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 from tests.unit.test_kube_client import loopback_kubeconfig
 
 pytestmark = pytest.mark.timeout(30)
