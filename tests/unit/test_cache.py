@@ -8,7 +8,7 @@ from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
 from modeldeploy.kube.cache import ObjectCache
 
-from .objects import deployment, pod, pod_status
+from .objects import deployment, model_deployment_body, pod, pod_status
 
 
 def mnist_pod(version: str, phase: str = "Running") -> dict[str, Any]:
@@ -43,7 +43,7 @@ def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> Non
     cache.upsert("Pod", owned_pod("a-1", "a", "900"))
     cache.upsert("Pod", owned_pod("b-1", "b", "901"))  # deleted during a watch gap: a ghost
     cache.upsert("Pod", owned_pod("c-1", "c", "950"))
-    cache.upsert("Pod", {"metadata": {"name": "x", "namespace": "other", "resourceVersion": "1"}})
+    cache.upsert("Pod", pod("x", namespace="other", resource_version="1"))
     # After an etcd restore versions restart low: the list is still the truth.
     touched = cache.replace(
         "Pod", "ml", [owned_pod("a-1", "a", "900"), owned_pod("c-1", "c", "12")], cache.mark()
@@ -63,15 +63,15 @@ def test_a_list_taken_before_a_change_does_not_undo_it() -> None:
     """The relist races the workers: a status written (and stored through) while the list
     was on its way is newer than the list, and so is what the watches said meanwhile."""
     cache = ObjectCache()
-    md = {"metadata": {"name": "mnist", "namespace": "ml", "resourceVersion": "10"}, "status": {"stable": 1}}
+    md = model_deployment_body(resource_version="10", status={"stable": 1})
     cache.upsert("ModelDeployment", md)
     cache.upsert("Pod", mnist_pod("20"))
     since = cache.mark()
     listed_md = md  # what the list returned: taken before the writes below
-    promoted = {"metadata": {**md["metadata"], "resourceVersion": "30"}, "status": {"stable": 2}}
+    promoted = model_deployment_body(resource_version="30", status={"stable": 2})
     cache.upsert("ModelDeployment", promoted)  # a worker's write-through
     cache.remove("Pod", "ml", "mnist-v1-a")  # a DELETED event
-    born = {"metadata": {"name": "mnist-v2-b", "namespace": "ml", "resourceVersion": "31"}}
+    born = pod("mnist-v2-b", resource_version="31")
     cache.upsert("Pod", born)  # an ADDED event
 
     assert cache.replace("ModelDeployment", "ml", [listed_md], since) == set()
