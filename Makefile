@@ -38,14 +38,14 @@ deps: system-deps setup controlplane tools ## Everything demo and test need: Deb
 ##@ Development
 .PHONY: lint fmt crds run docs docs-reference
 lint: venv ## ruff (lint + format check), mypy --strict, hadolint
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator testbed tests hack
+	$(VENV)/bin/ruff format --check operator testbed tests hack
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint Dockerfile serving_image/Dockerfile serving_image/fetcher.Dockerfile tests/modelserver/Dockerfile
+	$(VENV)/bin/hadolint Dockerfile serving_image/Dockerfile serving_image/fetcher.Dockerfile testbed/modelserver/Dockerfile
 
 fmt: venv ## Format and fix what ruff can
-	$(VENV)/bin/ruff format operator tests hack
-	$(VENV)/bin/ruff check --fix operator tests hack
+	$(VENV)/bin/ruff format operator testbed tests hack
+	$(VENV)/bin/ruff check --fix operator testbed tests hack
 
 crds: venv ## Regenerate crds/ from the pydantic models, and the copies the chart and manifests/monitoring carry
 	$(PY) -m modeldeploy.api.crdgen crds
@@ -80,18 +80,18 @@ tools: ## Build (or reuse) helm, kstatus and Argo CD's Lua VM, the real consumer
 	bash hack/tools/build.sh
 
 cluster-up: venv ## Start the local control plane in .cluster/ and print the kubeconfig path
-	$(PY) tests/cluster/localcluster.py up $(CLUSTER_DIR)
+	$(PY) testbed/cluster/localcluster.py up $(CLUSTER_DIR)
 
 cluster-down: ## Stop the operator started by the demo and the local control plane
 	-$(PY) hack/demo.py stop $(CLUSTER_DIR)
-	$(PY) tests/cluster/localcluster.py down $(CLUSTER_DIR)
+	$(PY) testbed/cluster/localcluster.py down $(CLUSTER_DIR)
 
 node-up: deps ## A second control plane with a real node (kubelet, containerd, runc) in .cluster-node/; needs root
-	$(PY) -m tests.cluster.realnode up $(NODE_DIR)
+	$(PY) -m testbed.cluster.realnode up $(NODE_DIR)
 
 node-down: ## Stop the real node (its containers, mounts, bridge), its S3 server and its control plane
 	-$(PY) hack/demo_node.py stop $(NODE_DIR)
-	$(PY) -m tests.cluster.realnode down $(NODE_DIR)
+	$(PY) -m testbed.cluster.realnode down $(NODE_DIR)
 
 demo-node: deps ## The sample on a real node (needs root): images built by buildah, operator as a pod, S3 on the bridge, ends with a real prediction
 	$(PY) hack/demo_node.py run $(NODE_DIR)
@@ -102,9 +102,9 @@ demo: deps ## Fresh machine to a rolled-out sample: cluster, CRD, operator, samp
 ##@ Images without Docker (buildah; what the real node's tests run)
 .PHONY: images-local
 images-local: deps ## Build the fetcher, operator and test serving images with buildah into docker-archive tarballs (needs root)
-	$(PY) -m tests.cluster.dockerfile_images fetcher
-	$(PY) -m tests.cluster.dockerfile_images operator
-	$(PY) -m tests.cluster.dockerfile_images modelserver
+	$(PY) -m testbed.cluster.dockerfile_images fetcher
+	$(PY) -m testbed.cluster.dockerfile_images operator
+	$(PY) -m testbed.cluster.dockerfile_images modelserver
 
 ##@ Images and kind (needs Docker; not exercised by this project's CI)
 .PHONY: images kind-up kind-deploy kind-down
@@ -129,10 +129,10 @@ kind-down: ## Delete the kind cluster
 ##@ Benchmarks
 .PHONY: bench
 bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
-	$(PY) -m tests.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
-	$(PY) -m tests.bench.modelserver --rounds $${ROUNDS:-5}
-	$(PY) -m tests.bench.pretraffic --rounds $${ROUNDS:-5}
-	$(PY) -m tests.bench.failover --kills $${ROUNDS:-5}
+	$(PY) -m testbed.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
+	$(PY) -m testbed.bench.modelserver --rounds $${ROUNDS:-5}
+	$(PY) -m testbed.bench.pretraffic --rounds $${ROUNDS:-5}
+	$(PY) -m testbed.bench.failover --kills $${ROUNDS:-5}
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)

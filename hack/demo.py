@@ -22,11 +22,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster, install_crds  # noqa: E402
-from tests.modelserver.store import NODE_PATH, make_store  # noqa: E402
-from tests.modelserver.traffic import TrafficDriver  # noqa: E402
-from tests.support.kube import kubectl_path  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster, install_crds  # noqa: E402
+from testbed.modelserver.store import NODE_PATH, make_store  # noqa: E402
+from testbed.modelserver.traffic import TrafficDriver  # noqa: E402
+from testbed.support.kube import kubectl_path  # noqa: E402
+from testbed.support.operator import OperatorProcess  # noqa: E402
 
 NAMESPACE = "ml"
 SAMPLE = REPO / "manifests" / "samples" / "mnist.yaml"
@@ -86,13 +86,13 @@ def start_operator(root: Path) -> int:
 
 def start_modelservers(root: Path) -> int:
     """TF Serving cannot be installed here: a TF Serving-compatible server runs the real
-    SavedModels on every simulated pod's IP (tests/modelserver)."""
+    SavedModels on every simulated pod's IP (testbed/modelserver)."""
     return start_background(
         root,
         "modelservers",
         [
             "-m",
-            "tests.modelserver.fleet",
+            "testbed.modelserver.fleet",
             f"--kubeconfig={root / 'kubeconfig'}",
             f"--namespace={NAMESPACE}",
             f"--node-path={NODE_PATH}={make_store(root / 'models-store')}",
@@ -107,7 +107,7 @@ def start_traffic(root: Path) -> int:
         "traffic",
         [
             "-m",
-            "tests.modelserver.traffic",
+            "testbed.modelserver.traffic",
             f"--kubeconfig={root / 'kubeconfig'}",
             f"--namespace={NAMESPACE}",
             "--name=mnist",

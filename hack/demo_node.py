@@ -1,6 +1,6 @@
 """`make demo-node`: the sample on pods that really run, ending with a real prediction.
 
-A control plane with a real node (kubelet, containerd, runc; tests/cluster/realnode.py),
+A control plane with a real node (kubelet, containerd, runc; testbed/cluster/realnode.py),
 the fetcher, operator and serving images built from their Dockerfiles with buildah, an S3
 server on the pods' bridge holding two versions of a real SavedModel, and the operator
 installed with `kubectl apply -k manifests/`, running as a pod. Then the sample
@@ -28,14 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from demo import NAMESPACE, SAMPLE, kubectl, set_version, watch_until  # noqa: E402
-from tests.cluster.dockerfile_images import DOCKERFILES, build  # noqa: E402
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, install_crds  # noqa: E402
-from tests.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests  # noqa: E402
-from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode, control_plane_for_node  # noqa: E402
-from tests.modelserver.export import HALF_PLUS_THREE, HALF_PLUS_TWO, ensure_exported  # noqa: E402
-from tests.modelserver.traffic import TrafficDriver  # noqa: E402
-from tests.support.kube import kubectl_path  # noqa: E402
-from tests.support.s3server import CREDENTIALS, s3_client, start_moto, upload_dir  # noqa: E402
+
+from testbed.cluster.dockerfile_images import DOCKERFILES, build  # noqa: E402
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, install_crds  # noqa: E402
+from testbed.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests  # noqa: E402
+from testbed.cluster.realnode import BRIDGE_ADDRESS, RealNode, control_plane_for_node  # noqa: E402
+from testbed.modelserver.export import HALF_PLUS_THREE, HALF_PLUS_TWO, ensure_exported  # noqa: E402
+from testbed.modelserver.traffic import TrafficDriver  # noqa: E402
+from testbed.support.kube import kubectl_path  # noqa: E402
+from testbed.support.s3server import CREDENTIALS, s3_client, start_moto, upload_dir  # noqa: E402
 
 BUCKET = "models"
 

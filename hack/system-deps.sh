@@ -11,14 +11,14 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 # libfaketime: the clock-skew fault test runs the operator minutes ahead of the API server.
 command -v faketime >/dev/null || missing+=(faketime)
-# The real node (tests/cluster/realnode.py): containerd and runc run its pods, the CNI
+# The real node (testbed/cluster/realnode.py): containerd and runc run its pods, the CNI
 # plugins give them the test run's own bridge, busybox is the one binary of its small images.
 command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
-# The project's Dockerfiles, built without a Docker engine (tests/cluster/dockerfile_images.py):
+# The project's Dockerfiles, built without a Docker engine (testbed/cluster/dockerfile_images.py):
 # buildah builds them, debootstrap assembles their python:3.11-slim base from Debian packages.
 command -v buildah >/dev/null || missing+=(buildah)
 command -v debootstrap >/dev/null || missing+=(debootstrap)

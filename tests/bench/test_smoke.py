@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.bench import contract_price, floor_repeat, modelserver, relist_cost
-from tests.bench.request_costs import CHILD_KINDS, measure
-from tests.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
-from tests.cluster.localcluster import OPERATOR_USER
+from testbed.bench import contract_price, floor_repeat, modelserver, relist_cost
+from testbed.bench.request_costs import CHILD_KINDS, measure
+from testbed.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
+from testbed.cluster.localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.timeout(300)
 

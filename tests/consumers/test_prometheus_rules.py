@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hack import integrations
 
+from hack import integrations
 from modeldeploy.control import operator_metrics
 from modeldeploy.kube.cache import ObjectCache
 

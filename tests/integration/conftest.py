@@ -1,6 +1,6 @@
 """Fixtures for tests against a real API server.
 
-By default a local control plane (tests/cluster/localcluster.py) is started for
+By default a local control plane (testbed/cluster/localcluster.py) is started for
 the session. With MODELDEPLOY_TEST_KUBECONFIG set, the suite runs against that
 cluster instead (kind, or any other); nothing is ever skipped: a cluster that
 cannot start fails the run.
@@ -23,20 +23,19 @@ import yaml
 from kubernetes.client import ApiClient
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
-from tests.cluster.localcluster import (
+from testbed.cluster.localcluster import (
     MODELDEPLOYMENT_CRD,
     LocalCluster,
     go_module_dir,
     install_crds,
     versions,
 )
-from tests.modelserver.store import NODE_PATH, make_store
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.kube import kubectl_path, temporary_namespace
-from tests.support.operator import OperatorProcess
-from tests.support.wait import wait_for
-
-from .prometheus_server import prometheus  # noqa: F401 - a fixture for every module here
+from testbed.modelserver.store import NODE_PATH, make_store
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.kube import kubectl_path, temporary_namespace
+from testbed.support.operator import OperatorProcess
+from testbed.support.prometheus_server import running_prometheus
+from testbed.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -253,7 +252,7 @@ class ModelServers:
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The store ``file:///models-store`` of the sample manifest reads (see tests.modelserver.store)."""
+    """The store ``file:///models-store`` of the sample manifest reads (see testbed.modelserver.store)."""
     return make_store(tmp_path_factory.mktemp("models-store"))
 
 
@@ -269,7 +268,7 @@ def modelservers(
         [
             sys.executable,
             "-m",
-            "tests.modelserver.fleet",
+            "testbed.modelserver.fleet",
             f"--kubeconfig={cluster.kubeconfig}",
             f"--namespace={namespace}",
             f"--control={handle.control}",
@@ -354,3 +353,15 @@ def sample(name: str = "mnist", **spec_overrides: Any) -> dict[str, Any]:
         else:
             body["spec"][key] = value
     return body
+
+
+@pytest.fixture
+def prometheus(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A real Prometheus scraping the test's namespace every second, or as
+    ``@pytest.mark.scrape_interval("30s")`` says; its working directory is the test's tmp_path."""
+    marker = request.node.get_closest_marker("scrape_interval")
+    interval = marker.args[0] if marker is not None else "1s"
+    with running_prometheus(cluster.core, namespace, tmp_path, interval) as address:
+        yield address

@@ -15,9 +15,9 @@ import pytest
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from modeldeploy.api.times import parse_time
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.kube import changes_since
-from tests.support.wait import holds_for, wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.kube import changes_since
+from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
 

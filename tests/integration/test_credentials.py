@@ -20,7 +20,7 @@ from modeldeploy.control import handlers
 from modeldeploy.kube import credentials
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiError
-from tests.cluster.localcluster import ADMIN_TOKEN_USER
+from testbed.cluster.localcluster import ADMIN_TOKEN_USER
 
 from .conftest import Cluster
 

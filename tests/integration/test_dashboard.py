@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.prometheus_server import operator_targets, query
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator
-from .prometheus_server import operator_targets, query
 from .test_canary import canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)

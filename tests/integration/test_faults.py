@@ -13,9 +13,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import LABEL_MODEL_AVAILABLE, LABEL_VERSION
-from tests.modelserver.traffic import TrafficDriver
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import holds_for, wait_for
 from tests.support.scripted_http import ScriptedServer
-from tests.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
 from .test_canary import canary, canary_sample, plugin, pods_of, serving_v1

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
-from tests.modelserver.traffic import TrafficDriver
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 from tests.support.tools import ARGOCD_SCRIPTS, kstatus, run_lua
-from tests.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from modeldeploy.control.notices import load_config
-from tests.cluster.localcluster import versions
+from testbed.cluster.localcluster import versions
+from testbed.support.wait import wait_for
 from tests.support.tools import helm as run_helm
-from tests.support.wait import wait_for
 
 from .conftest import Cluster
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1

@@ -27,10 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.times import parse_time
 from modeldeploy.kube.lease import LeaseTimings
-from tests.cluster.localcluster import OPERATOR_USER, STANDBY_USER
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.tcp_proxy import TcpProxy
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import OPERATOR_USER, STANDBY_USER
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.tcp_proxy import TcpProxy
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
 

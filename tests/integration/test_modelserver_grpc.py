@@ -7,7 +7,7 @@ import grpc
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, ModelServers, Operator, sample
 

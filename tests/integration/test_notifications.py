@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 from .conftest import Cluster, Operator

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1

@@ -2,7 +2,7 @@
 (issue #13): no worker blocks past its bound, what was deleted meanwhile comes back, the
 cache matches the server afterwards, and the canary finishes without a spurious rollback.
 
-The operator talks to the API server through a loopback TCP proxy (tests.support.tcp_proxy)
+The operator talks to the API server through a loopback TCP proxy (testbed.support.tcp_proxy)
 so the partition can be made without touching the machine's network; the crash is a real
 SIGKILL of the suite's kube-apiserver, started again on the same port and etcd.
 """
@@ -19,9 +19,9 @@ import pytest
 
 from modeldeploy.api.names import deployment_name
 from modeldeploy.kube.kinds import WATCHED
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.tcp_proxy import TcpProxy
-from tests.support.wait import holds_for, wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.tcp_proxy import TcpProxy
+from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, pods_of, serving_v1

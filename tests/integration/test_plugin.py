@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
 from .test_canary import canary_sample, serving_v1

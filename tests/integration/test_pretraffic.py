@@ -1,5 +1,5 @@
 """Pre-traffic checks on the real control plane, against the TF Serving-compatible
-server running real SavedModels: the model store's versions (tests/modelserver/store.py)
+server running real SavedModels: the model store's versions (testbed/modelserver/store.py)
 are 1 = y 0.5x + 2, 2 = 0.5x + 3, 4 = input renamed, 5 = an output added, 7 = version 1
 exported again."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import LABEL_MODEL_AVAILABLE, LABEL_VERSION
-from tests.modelserver.rest import PREDICT_LOG
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import holds_for, wait_for
+from testbed.modelserver.rest import PREDICT_LOG
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, plugin, serving_v1

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.modelserver.traffic import TrafficDriver
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.prometheus_server import query
 
 from .conftest import Cluster, Operator
-from .prometheus_server import query
 from .test_canary import canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)

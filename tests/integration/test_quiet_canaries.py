@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import holds_for, wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1

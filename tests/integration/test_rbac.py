@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.localcluster import write_kubeconfig
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import write_kubeconfig
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.wait import wait_for
 
 from .conftest import REPO, Cluster, Operator
 from .test_canary import canary_sample

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.kube import changes_since
+from testbed.support.kube import changes_since
 
 from .conftest import Cluster, Operator, sample
 

@@ -26,7 +26,7 @@ from modeldeploy.kube.cache import ObjectCache
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
 from modeldeploy.kube.workqueue import RetryLaterError
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD
 from tests.support.schema_strategy import from_schema
 
 from .conftest import Cluster

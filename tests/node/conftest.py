@@ -1,5 +1,5 @@
 """Fixtures for tests on the real node: a second local control plane without kwok, and a
-kubelet with containerd and runc on this machine (tests/cluster/realnode.py). Nothing is
+kubelet with containerd and runc on this machine (testbed/cluster/realnode.py). Nothing is
 skipped: a node that cannot start fails the run."""
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.cluster.dockerfile_images import DOCKERFILES, build
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD
-from tests.cluster.realnode import BRIDGE_ADDRESS, RealNode, control_plane_for_node
-from tests.modelserver.export import (
+from testbed.cluster.dockerfile_images import DOCKERFILES, build
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD
+from testbed.cluster.realnode import BRIDGE_ADDRESS, RealNode, control_plane_for_node
+from testbed.modelserver.export import (
     FAILS_FROM_FIVE,
     HALF_PLUS_THREE,
     HALF_PLUS_TWO,
     NOT_A_SAVEDMODEL,
     ensure_exported,
 )
-from tests.support.kube import temporary_namespace
-from tests.support.s3server import s3_client, start_moto, upload_dir
+from testbed.support.kube import temporary_namespace
+from testbed.support.s3server import s3_client, start_moto, upload_dir
 
 BUCKET = "models"
 REPO = Path(__file__).resolve().parents[2]

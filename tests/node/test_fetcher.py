@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import SERVING_UID
-from tests.support.s3server import CREDENTIALS
-from tests.support.wait import wait_for
+from testbed.support.s3server import CREDENTIALS
+from testbed.support.wait import wait_for
 
 from .conftest import BUCKET, NodeCluster
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.images import busybox_image
-from tests.cluster.realnode import BRIDGE_ADDRESS, POD_SUBNET
-from tests.support.wait import wait_for
+from testbed.cluster.images import busybox_image
+from testbed.cluster.realnode import BRIDGE_ADDRESS, POD_SUBNET
+from testbed.support.wait import wait_for
 
 from .conftest import NodeCluster
 

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from modeldeploy.api.names import SERVING_CONTAINER, SERVING_UID
-from tests.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests
-from tests.support.kube import kubectl_path
+from testbed.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests
+from testbed.support.kube import kubectl_path
+from testbed.support.wait import wait_for
 from tests.support.tools import helm as run_helm
-from tests.support.wait import wait_for
 
 from .conftest import NodeCluster
 from .test_operator_on_node import apply_and_wait_ready, predict, serving_pod_ips

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import GROUP, LABEL_MODEL_AVAILABLE, PLURAL, SERVING_CONTAINER, VERSION
-from tests.modelserver.traffic import TrafficDriver
-from tests.support.operator import OperatorProcess
-from tests.support.s3server import CREDENTIALS
-from tests.support.wait import wait_for
+from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.operator import OperatorProcess
+from testbed.support.s3server import CREDENTIALS
+from testbed.support.wait import wait_for
 
 from .conftest import BUCKET, NodeCluster
 

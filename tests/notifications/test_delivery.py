@@ -13,7 +13,7 @@ from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.control import operator_metrics
 from modeldeploy.control.notice_delivery import Notifier
 from modeldeploy.control.notices import NotificationsConfig, Webhook
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(60)

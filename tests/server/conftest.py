@@ -1,4 +1,4 @@
-"""The TF Serving-compatible model server (tests/modelserver) on its own: no cluster, real
+"""The TF Serving-compatible model server (testbed/modelserver) on its own: no cluster, real
 TensorFlow, real sockets on 127.0.0.1."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.children import tfconfig
-from tests.cluster.localcluster import free_port
-from tests.modelserver.export import ensure_exported
-from tests.modelserver.flags import parse
-from tests.modelserver.process import ServingEndpoints
-from tests.modelserver.servable import Registry
-from tests.modelserver.server import ModelServer, PathMap
-from tests.modelserver.store import make_store
+from testbed.cluster.localcluster import free_port
+from testbed.modelserver.export import ensure_exported
+from testbed.modelserver.flags import parse
+from testbed.modelserver.process import ServingEndpoints
+from testbed.modelserver.servable import Registry
+from testbed.modelserver.server import ModelServer, PathMap
+from testbed.modelserver.store import make_store
 
 ADDRESS = "127.0.0.1"
 

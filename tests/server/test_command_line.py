@@ -10,9 +10,9 @@ import pytest
 
 from modeldeploy.api.spec import Batching
 from modeldeploy.children import tfconfig
-from tests.modelserver.flags import UsageError, parse
-from tests.modelserver.servable import Registry
-from tests.modelserver.server import ModelServer, PathMap
+from testbed.modelserver.flags import UsageError, parse
+from testbed.modelserver.servable import Registry
+from testbed.modelserver.server import ModelServer, PathMap
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)
@@ -46,7 +46,7 @@ def test_what_tf_serving_lacks_is_refused(arg: str, message: str) -> None:
 
 def test_an_unknown_flag_stops_the_process_at_start() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.modelserver", "--rest_api_port=8501", "--no_such_flag=1"],
+        [sys.executable, "-m", "testbed.modelserver", "--rest_api_port=8501", "--no_such_flag=1"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 
 from .conftest import ADDRESS, StartServer
 

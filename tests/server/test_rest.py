@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.modelserver import export
-from tests.support.wait import wait_for
+from testbed.modelserver import export
+from testbed.support.wait import wait_for
 
 from .conftest import ADDRESS, StartServer
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.s3server import start_moto
+from testbed.support.s3server import start_moto
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from modeldeploy.fetcher import FetchError, fetch
 from modeldeploy.fetcher.__main__ import main as fetch_main
 from modeldeploy.fetcher.savedmodel import count_meta_graphs
-from tests.support.s3server import CREDENTIALS, s3_client, upload_dir
+from testbed.support.s3server import CREDENTIALS, s3_client, upload_dir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,7 +89,7 @@ def test_s3_missing_bucket(s3_endpoint: str, tmp_path: Path) -> None:
 
 
 def test_s3_wrong_endpoint(tmp_path: Path) -> None:
-    from tests.cluster.localcluster import free_port
+    from testbed.cluster.localcluster import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(FetchError, match=f"cannot reach the S3 endpoint {closed}"):

@@ -1,2 +1,2 @@
-"""Helpers every harness shares (integration suite, benchmark, demo): waiting with a
-deadline, the operator as a real process, namespaces and kubectl."""
+"""Small test-only helpers: scripted HTTP peers, a webhook receiver, schema-driven fuzz
+strategies and the real consumers (helm, kstatus, Argo CD's Lua) of the integration files."""

@@ -19,7 +19,7 @@ from modeldeploy.children.hpa import build_hpa
 from modeldeploy.children.routing import build_network_policy, build_service
 from modeldeploy.rollout.status import endpoints
 
-from .conftest import SAMPLE_SPEC, make_md
+from .objects import SAMPLE_SPEC, model_deployment
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,7 +49,7 @@ def test_config_map_golden(md: ModelDeployment) -> None:
 def test_hpa_golden() -> None:
     spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"minReplicas": 2, "maxReplicas": 6}}
     del spec["replicas"]
-    assert_golden("hpa", build_hpa(make_md(spec), 3))
+    assert_golden("hpa", build_hpa(model_deployment(spec), 3))
 
 
 def test_every_child_is_owned_and_labelled(md: ModelDeployment) -> None:
@@ -116,7 +116,7 @@ def test_fetcher_gets_credentials_only_by_secret_reference(md: ModelDeployment) 
 def test_pvc_storage_is_mounted_not_fetched() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["model"] = {"storageUri": "pvc://model-store/team-a/mnist", "version": 3}
-    pod = build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
+    pod = build_deployment(model_deployment(spec), 3, 1, "stable")["spec"]["template"]["spec"]
     assert "initContainers" not in pod
     assert {"name": "model", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in pod[
         "volumes"
@@ -133,12 +133,12 @@ def test_pvc_storage_is_mounted_not_fetched() -> None:
 def test_hpa_mode_leaves_replicas_to_the_hpa() -> None:
     spec = {**copy.deepcopy(SAMPLE_SPEC), "autoscaling": {"maxReplicas": 4}}
     del spec["replicas"]
-    md = make_md(spec)
+    md = model_deployment(spec)
     assert "replicas" not in build_deployment(md, 3, None, "stable")["spec"]
     hpa = build_hpa(md, 3)
     assert hpa is not None
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mnist-v3"
-    assert build_hpa(make_md(), 3) is None
+    assert build_hpa(model_deployment(), 3) is None
 
 
 def test_config_map_holds_the_parsed_model_config(md: ModelDeployment) -> None:
@@ -150,10 +150,10 @@ def test_config_map_holds_the_parsed_model_config(md: ModelDeployment) -> None:
 
 
 def test_config_change_changes_the_pod_template_hash() -> None:
-    base = build_deployment(make_md(), 3, 2, "stable")
+    base = build_deployment(model_deployment(), 3, 2, "stable")
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["batching"] = {"maxBatchSize": 64}
-    changed = build_deployment(make_md(spec), 3, 2, "stable")
+    changed = build_deployment(model_deployment(spec), 3, 2, "stable")
     key = ANNOTATION_CONFIG_HASH
     assert (
         base["spec"]["template"]["metadata"]["annotations"][key]
@@ -172,16 +172,16 @@ def test_builders_are_deterministic_and_do_not_mutate_input(md: ModelDeployment)
 
 @pytest.mark.parametrize("name", ["mnist", "resnet-50"])
 def test_endpoints(name: str) -> None:
-    found = endpoints(make_md(name=name))
+    found = endpoints(model_deployment(name=name))
     assert found.grpc == f"{name}.ml.svc:8500"
     assert found.rest == f"http://{name}.ml.svc:8501/v1/models/{name}"
 
 
 def test_network_policy_admits_only_the_serving_ports() -> None:
-    assert build_network_policy(make_md()) is None
+    assert build_network_policy(model_deployment()) is None
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["networkPolicy"] = True
-    policy = build_network_policy(make_md(spec))
+    policy = build_network_policy(model_deployment(spec))
     assert policy is not None
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mnist"
     (rule,) = policy["spec"]["ingress"]
@@ -194,7 +194,7 @@ def test_model_volume_and_fetcher_share_the_size_limit() -> None:
 
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["modelVolumeSizeLimit"] = "512Mi"
-    pod = build_deployment(make_md(spec), 3, 1, "stable")["spec"]["template"]["spec"]
+    pod = build_deployment(model_deployment(spec), 3, 1, "stable")["spec"]["template"]["spec"]
     model = next(v for v in pod["volumes"] if v["name"] == "model")
     assert model["emptyDir"] == {"sizeLimit": "512Mi"}
     assert pod["initContainers"][0]["env"] == [{"name": MAX_BYTES_ENV, "value": str(512 << 20)}]
@@ -221,7 +221,7 @@ def test_runtime_placement_and_identity_reach_the_serving_pods() -> None:
             {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
     }
-    md = make_md(spec)
+    md = model_deployment(spec)
     dep = build_deployment(md, 3, 2, "stable")
     pod = dep["spec"]["template"]
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
@@ -282,7 +282,7 @@ def test_runtime_affinity_reaches_the_serving_pods_as_core_v1_affinity() -> None
     }
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"] = {"affinity": affinity}
-    pod = build_deployment(make_md(spec), 3, 2, "stable")["spec"]["template"]
+    pod = build_deployment(model_deployment(spec), 3, 2, "stable")["spec"]["template"]
     # Exactly what was given: no empty lists or nulls for the terms left out.
     assert pod["spec"]["affinity"] == affinity
 
@@ -372,4 +372,4 @@ def test_runtime_affinity_reaches_the_serving_pods_as_core_v1_affinity() -> None
 def test_runtime_refuses_what_the_operator_owns(runtime: dict[str, Any], message: str) -> None:
     spec = {**copy.deepcopy(SAMPLE_SPEC), "runtime": runtime}
     with pytest.raises(ValueError, match=message):
-        make_md(spec)
+        model_deployment(spec)

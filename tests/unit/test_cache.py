@@ -8,34 +8,28 @@ from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
 from modeldeploy.kube.cache import ObjectCache
 
+from .objects import deployment, model_deployment_body, pod, pod_status
 
-def pod(version: str, phase: str = "Running") -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": "mnist-v1-a",
-            "namespace": "ml",
-            "resourceVersion": version,
-            "labels": {LABEL_NAME: "mnist"},
-        },
-        "status": {"phase": phase},
-    }
+
+def mnist_pod(version: str, phase: str = "Running") -> dict[str, Any]:
+    return pod("mnist-v1-a", resource_version=version, labels={LABEL_NAME: "mnist"}, status=pod_status(phase))
 
 
 def test_the_same_version_again_is_an_echo() -> None:
     cache = ObjectCache()
-    assert cache.upsert("Pod", pod("10"))
+    assert cache.upsert("Pod", mnist_pod("10"))
     # The watch delivering what a write-through already stored: no pass needed.
-    assert not cache.upsert("Pod", pod("10"))
+    assert not cache.upsert("Pod", mnist_pod("10"))
 
 
 def test_a_newer_version_replaces_and_an_older_one_is_kept_out_but_still_news() -> None:
     cache = ObjectCache()
-    cache.upsert("Pod", pod("10", "Pending"))
-    assert cache.upsert("Pod", pod("12", "Running"))
+    cache.upsert("Pod", mnist_pod("10", "Pending"))
+    assert cache.upsert("Pod", mnist_pod("12", "Running"))
     assert cache.get("Pod", "ml", "mnist-v1-a")["status"]["phase"] == "Running"  # type: ignore[index]
     # An event older than a write-through: not stored, yet reported, so the change it
     # carried (merged into the newer body we hold) still gets a pass.
-    assert cache.upsert("Pod", pod("11", "Pending"))
+    assert cache.upsert("Pod", mnist_pod("11", "Pending"))
     assert cache.get("Pod", "ml", "mnist-v1-a")["status"]["phase"] == "Running"  # type: ignore[index]
     assert [p["metadata"]["name"] for p in cache.labelled("Pod", "ml", "mnist")] == ["mnist-v1-a"]
 
@@ -43,48 +37,46 @@ def test_a_newer_version_replaces_and_an_older_one_is_kept_out_but_still_news() 
 def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> None:
     cache = ObjectCache()
 
-    def pod(name: str, owner: str, rv: str) -> dict[str, object]:
-        return {
-            "metadata": {
-                "name": name,
-                "namespace": "ml",
-                "resourceVersion": rv,
-                "labels": {LABEL_NAME: owner},
-            }
-        }
+    def owned_pod(name: str, owner: str, rv: str) -> dict[str, Any]:
+        return pod(name, resource_version=rv, labels={LABEL_NAME: owner})
 
-    cache.upsert("Pod", pod("a-1", "a", "900"))
-    cache.upsert("Pod", pod("b-1", "b", "901"))  # deleted during a watch gap: a ghost
-    cache.upsert("Pod", pod("c-1", "c", "950"))
-    cache.upsert("Pod", {"metadata": {"name": "x", "namespace": "other", "resourceVersion": "1"}})
+    cache.upsert("Pod", owned_pod("a-1", "a", "900"))
+    cache.upsert("Pod", owned_pod("b-1", "b", "901"))  # deleted during a watch gap: a ghost
+    cache.upsert("Pod", owned_pod("c-1", "c", "950"))
+    cache.upsert("Pod", pod("x", namespace="other", resource_version="1"))
     # After an etcd restore versions restart low: the list is still the truth.
-    touched = cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")], cache.mark())
+    touched = cache.replace(
+        "Pod", "ml", [owned_pod("a-1", "a", "900"), owned_pod("c-1", "c", "12")], cache.mark()
+    )
     assert touched == {"b", "c"}
     assert cache.get("Pod", "ml", "b-1") is None
     assert cache.labelled("Pod", "ml", "b") == []
     assert cache.get("Pod", "ml", "c-1")["metadata"]["resourceVersion"] == "12"  # type: ignore[index]
     assert cache.get("Pod", "other", "x") is not None  # other namespaces untouched
-    assert cache.replace("Pod", "ml", [pod("a-1", "a", "900"), pod("c-1", "c", "12")], cache.mark()) == set()
+    assert (
+        cache.replace("Pod", "ml", [owned_pod("a-1", "a", "900"), owned_pod("c-1", "c", "12")], cache.mark())
+        == set()
+    )
 
 
 def test_a_list_taken_before_a_change_does_not_undo_it() -> None:
     """The relist races the workers: a status written (and stored through) while the list
     was on its way is newer than the list, and so is what the watches said meanwhile."""
     cache = ObjectCache()
-    md = {"metadata": {"name": "mnist", "namespace": "ml", "resourceVersion": "10"}, "status": {"stable": 1}}
+    md = model_deployment_body(resource_version="10", status={"stable": 1})
     cache.upsert("ModelDeployment", md)
-    cache.upsert("Pod", pod("20"))
+    cache.upsert("Pod", mnist_pod("20"))
     since = cache.mark()
     listed_md = md  # what the list returned: taken before the writes below
-    promoted = {"metadata": {**md["metadata"], "resourceVersion": "30"}, "status": {"stable": 2}}
+    promoted = model_deployment_body(resource_version="30", status={"stable": 2})
     cache.upsert("ModelDeployment", promoted)  # a worker's write-through
     cache.remove("Pod", "ml", "mnist-v1-a")  # a DELETED event
-    born = {"metadata": {"name": "mnist-v2-b", "namespace": "ml", "resourceVersion": "31"}}
+    born = pod("mnist-v2-b", resource_version="31")
     cache.upsert("Pod", born)  # an ADDED event
 
     assert cache.replace("ModelDeployment", "ml", [listed_md], since) == set()
     assert cache.get("ModelDeployment", "ml", "mnist")["status"] == {"stable": 2}  # type: ignore[index]
-    assert cache.replace("Pod", "ml", [pod("20")], since) == set()
+    assert cache.replace("Pod", "ml", [mnist_pod("20")], since) == set()
     assert cache.get("Pod", "ml", "mnist-v1-a") is None
     assert cache.get("Pod", "ml", "mnist-v2-b") is not None
     # The next list, taken after those changes, is the truth again.
@@ -96,25 +88,22 @@ def deployment_with_managers(ours_owns_replicas: bool) -> dict[str, Any]:
     ours_spec: dict[str, Any] = {"f:template": {"f:spec": {}}}
     if ours_owns_replicas:
         ours_spec["f:replicas"] = {}
-    return {
-        "metadata": {
-            "name": "mnist-v1",
-            "namespace": "ml",
-            "resourceVersion": "5",
-            "labels": {LABEL_NAME: "mnist"},
-            "managedFields": [
-                {"manager": "modeldeploy", "operation": "Apply", "fieldsV1": {"f:spec": ours_spec}},
-                {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
-                {
-                    "manager": "modeldeploy-handover",
-                    "operation": "Apply",
-                    "fieldsV1": {"f:spec": {"f:replicas": {}}},
-                },
-            ],
-        },
-        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "tensorflow-serving"}]}}},
-        "status": {"readyReplicas": 2},
-    }
+    return deployment(
+        "mnist-v1",
+        resource_version="5",
+        labels={LABEL_NAME: "mnist"},
+        managed_fields=[
+            {"manager": "modeldeploy", "operation": "Apply", "fieldsV1": {"f:spec": ours_spec}},
+            {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+            {
+                "manager": "modeldeploy-handover",
+                "operation": "Apply",
+                "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            },
+        ],
+        spec={"replicas": 2, "template": {"spec": {"containers": [{"name": "tensorflow-serving"}]}}},
+        status={"readyReplicas": 2},
+    )
 
 
 def test_the_cache_keeps_no_managed_fields_but_the_replicas_ownership_the_applier_reads() -> None:
@@ -134,19 +123,21 @@ def test_the_cache_keeps_no_managed_fields_but_the_replicas_ownership_the_applie
 
 def test_the_cache_keeps_of_a_pod_what_observe_reads() -> None:
     gate = [{"conditionType": "serving.modeldeploy.dev/model-available"}]
-    pod = {
-        "metadata": {"name": "p", "namespace": "ml", "resourceVersion": "1", "managedFields": [{}]},
-        "spec": {
+    body = pod(
+        "p",
+        resource_version="1",
+        managed_fields=[{}],
+        spec={
             "containers": [{"name": "tensorflow-serving", "args": ["--port=8500"]}],
             "readinessGates": gate,
         },
-        "status": {"phase": "Running", "podIP": "127.0.0.5"},
-    }
+        status=pod_status(ip="127.0.0.5"),
+    )
     cache = ObjectCache()
-    cache.upsert("Pod", pod)
+    cache.upsert("Pod", body)
     held = cache.get("Pod", "ml", "p")
     assert held is not None
     assert "managedFields" not in held["metadata"]
     assert held["spec"] == {"readinessGates": gate}
-    assert held["status"] is pod["status"]
-    assert "containers" in pod["spec"]  # the watch's own body is not changed
+    assert held["status"] is body["status"]
+    assert "containers" in body["spec"]  # the watch's own body is not changed

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from hack import integrations
 
 SCHEMA = json.loads(integrations.VALUES_SCHEMA.read_text())

@@ -15,15 +15,19 @@ from modeldeploy.cli.connection import context_namespace
 from modeldeploy.cli.outcomes import Outcome, UndoError, rollout_outcome, undo_target
 from modeldeploy.cli.views import age, list_table, pause_left, rollout_view
 
+from .objects import model_deployment_body, pod, pod_status
+
 NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def md(generation: int = 2, **status: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "mnist", "namespace": "ml", "generation": generation, "resourceVersion": "7"},
-        "spec": {"model": {"version": 3}, "rollout": {"steps": [{"weight": 10, "pause": "90s"}]}},
-        "status": {"observedGeneration": 2, **status},
-    }
+    """Version 3 rolling out by one 10% step, its status observed at generation 2."""
+    return model_deployment_body(
+        generation=generation,
+        resource_version="7",
+        spec={"model": {"version": 3}, "rollout": {"steps": [{"weight": 10, "pause": "90s"}]}},
+        status={"observedGeneration": 2, **status},
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,23 +117,18 @@ def render(renderable: Any) -> str:
     return console.export_text()
 
 
-def pod(name: str, version: str, gate: str) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {"serving.modeldeploy.dev/version": version},
-            "creationTimestamp": "2026-11-24T11:58:00Z",
-            "resourceVersion": "1",
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": "127.0.0.9",
-            "conditions": [
-                {"type": "Ready", "status": gate},
-                {"type": "serving.modeldeploy.dev/model-available", "status": gate},
-            ],
-        },
-    }
+def gated_pod(name: str, version: str, gate: str) -> dict[str, Any]:
+    """A running pod of ``version`` whose model gate, and so readiness, is ``gate``."""
+    return pod(
+        name,
+        labels={"serving.modeldeploy.dev/version": version},
+        created="2026-11-24T11:58:00Z",
+        resource_version="1",
+        status=pod_status(
+            ip="127.0.0.9",
+            condition_statuses={"Ready": gate, "serving.modeldeploy.dev/model-available": gate},
+        ),
+    )
 
 
 def test_the_live_view_shows_versions_step_share_pause_checks_and_pod_gates() -> None:
@@ -154,7 +153,9 @@ def test_the_live_view_shows_versions_step_share_pause_checks_and_pod_gates() ->
             {"type": "Progressing", "status": "True", "reason": "CanaryProgressing", "message": "step 1"}
         ],
     )
-    text = render(rollout_view(body, [pod("mnist-v3-a", "3", "False"), pod("mnist-v2-a", "2", "True")], NOW))
+    text = render(
+        rollout_view(body, [gated_pod("mnist-v3-a", "3", "False"), gated_pod("mnist-v2-a", "2", "True")], NOW)
+    )
     assert "version 2, 2/2 serving" in text
     assert "1/1, weight 10%, actual share 33%, pause left 60s" in text
     assert "Passed at t: success 1.0" in text

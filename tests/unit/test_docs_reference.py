@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 from hack import docs_reference
-
 from modeldeploy.cli.main import cli
 from modeldeploy.control import operator_metrics
 from modeldeploy.control.settings import Settings

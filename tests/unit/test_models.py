@@ -12,7 +12,7 @@ from modeldeploy.api.spec import ModelDeploymentSpec, Strategy, spec_error_messa
 from modeldeploy.api.status import ModelDeploymentStatus, Phase
 from modeldeploy.api.times import parse_duration
 
-from .conftest import SAMPLE_SPEC
+from .objects import SAMPLE_SPEC
 
 
 def with_changes(**changes: Any) -> dict[str, Any]:

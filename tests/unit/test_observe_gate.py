@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.control.observe import gate_open, passed_gate, serving_restarted_since_gate
 
+from .objects import pod, pod_status
 
-def _gated_pod(labelled: bool, condition: bool, ready: bool) -> dict[str, object]:
-    conditions = [{"type": "ContainersReady", "status": "True"}]
+
+def _gated_pod(labelled: bool, condition: bool, ready: bool) -> dict[str, Any]:
+    statuses = {"ContainersReady": "True"}
     if condition:
-        conditions.append({"type": CONDITION_MODEL_AVAILABLE, "status": "True"})
+        statuses[CONDITION_MODEL_AVAILABLE] = "True"
     if ready:
-        conditions.append({"type": "Ready", "status": "True"})
-    labels = {LABEL_MODEL_AVAILABLE: "true"} if labelled else {}
-    return {
-        "metadata": {"name": "p", "labels": labels},
-        "spec": {"readinessGates": [{"conditionType": CONDITION_MODEL_AVAILABLE}]},
-        "status": {"phase": "Running", "podIP": "127.1.0.9", "conditions": conditions},
-    }
+        statuses["Ready"] = "True"
+    return pod(
+        "p",
+        labels={LABEL_MODEL_AVAILABLE: "true"} if labelled else {},
+        spec={"readinessGates": [{"conditionType": CONDITION_MODEL_AVAILABLE}]},
+        status=pod_status(ip="127.1.0.9", condition_statuses=statuses),
+    )
 
 
 def test_a_pod_with_the_readiness_gate_needs_label_and_condition_to_pass() -> None:
@@ -62,16 +66,16 @@ def test_a_serving_container_that_ended_after_the_gate_opened_closes_it() -> Non
 
 
 def test_a_pod_without_the_gate_condition_keeps_its_label_gate() -> None:
-    legacy = {
-        "metadata": {"name": "p", "labels": {LABEL_MODEL_AVAILABLE: "true"}},
-        "spec": {},
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [
+    legacy = pod(
+        "p",
+        labels={LABEL_MODEL_AVAILABLE: "true"},
+        spec={},
+        status=pod_status(
+            condition_statuses={"Ready": "True"},
+            containerStatuses=[
                 {"name": SERVING_CONTAINER, "state": {"running": {"startedAt": "2030-01-01T00:00:00Z"}}}
             ],
-        },
-    }
+        ),
+    )
     assert not serving_restarted_since_gate(legacy)
     assert passed_gate(legacy)

@@ -26,7 +26,7 @@ from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_
 from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
-from .conftest import SAMPLE_SPEC, make_md
+from .objects import SAMPLE_SPEC, model_deployment
 from .test_status import T0, deployment, make_plan
 
 
@@ -249,7 +249,7 @@ def canary_md() -> Any:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 50, "pause": "5m"}], "preTraffic": {}}
     spec["model"]["version"] = 3
-    return make_md(spec)
+    return model_deployment(spec)
 
 
 SERVING_2 = ModelDeploymentStatus(
@@ -286,7 +286,7 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {"strategy": "Immediate", "preTraffic": {}}
     spec["model"]["version"] = 3
-    md = make_md(spec)
+    md = model_deployment(spec)
     observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=2, ready=2)}
     serving = SERVING_2.model_copy(update={"canary": None})
     plan = make_plan(md, serving, observed, T0, PlanInputs(pre_traffic=FAILED_3))

@@ -21,26 +21,24 @@ from modeldeploy.kube import client as kube
 from modeldeploy.kube.cache import ObjectCache
 from modeldeploy.kube.kinds import BY_KIND
 from modeldeploy.kube.reflector import Reflector
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 from tests.unit.test_kube_client import loopback_kubeconfig
+
+from .objects import pod, pod_status
 
 pytestmark = pytest.mark.timeout(30)
 POD = BY_KIND["Pod"]
 
 
-def pod(name: str, version: str, owner: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "ml",
-            "resourceVersion": version,
-            "labels": {LABEL_NAME: owner},
-            "managedFields": [{"manager": "kwok"}],
-        },
-        "status": {"phase": "Running"},
-    }
+def owned_pod(name: str, version: str, owner: str) -> dict[str, Any]:
+    """A running pod of the ModelDeployment ``owner`` at resourceVersion ``version``."""
+    return pod(
+        name,
+        resource_version=version,
+        labels={LABEL_NAME: owner},
+        managed_fields=[{"manager": "kwok"}],
+        status=pod_status(),
+    )
 
 
 def client_of(folder: Path, port: int) -> kube.Kube:
@@ -112,13 +110,13 @@ def stopping() -> Iterator[threading.Event]:
 def test_a_watch_is_resumed_after_a_break_and_a_gone_version_relists_dropping_ghosts(
     tmp_path: Path, stopping: threading.Event
 ) -> None:
-    a, b = pod("a", "5", "md-a"), pod("b", "6", "md-b")
-    c, d = pod("c", "11", "md-c"), pod("d", "19", "md-d")
+    a, b = owned_pod("a", "5", "md-a"), owned_pod("b", "6", "md-b")
+    c, d = owned_pod("c", "11", "md-c"), owned_pod("d", "19", "md-d")
     server = ScriptedApiServer(
         [
             ("list", listing("10", a, b)),
             # c comes and a goes; then the connection breaks mid-stream.
-            ("watch", events(("ADDED", c), ("DELETED", pod("a", "12", "md-a"))), "close"),
+            ("watch", events(("ADDED", c), ("DELETED", owned_pod("a", "12", "md-a"))), "close"),
             # Resumed from 12, the server no longer has it.
             ("watch", events(("ERROR", {"kind": "Status", "code": 410, "reason": "Expired"})), "close"),
             # During the gap b was deleted (no event will ever say so) and d made.

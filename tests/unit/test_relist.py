@@ -12,17 +12,17 @@ from modeldeploy.control import handlers
 from modeldeploy.kube.cache import ObjectCache
 from modeldeploy.kube.kinds import Kind
 
+from .objects import model_deployment_body
+
 
 def md(name: str, version: str, phase: str = "Ready") -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "ml",
-            "resourceVersion": version,
-            "managedFields": [{"manager": "modeldeploy", "operation": "Update"}],
-        },
-        "status": {"phase": phase},
-    }
+    """The ModelDeployment ``name`` at resourceVersion ``version``, its status last written by us."""
+    return model_deployment_body(
+        name,
+        resource_version=version,
+        managed_fields=[{"manager": "modeldeploy", "operation": "Update"}],
+        status={"phase": phase},
+    )
 
 
 class LiveModelDeployments:

@@ -12,8 +12,8 @@ listens alone; its certificate names the bridge's address too (``control_plane_f
 told so by KUBERNETES_SERVICE_HOST/PORT in their spec (``api_server_env``): nothing
 dials the ``kubernetes`` Service's ClusterIP.
 
-    python -m tests.cluster.realnode up [DIR]     # control plane + real node; the kubeconfig
-    python -m tests.cluster.realnode down [DIR]
+    python -m testbed.cluster.realnode up [DIR]     # control plane + real node; the kubeconfig
+    python -m testbed.cluster.realnode down [DIR]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class RealNode:
             [
                 sys.executable,
                 "-m",
-                "tests.support.tcp_proxy",
+                "testbed.support.tcp_proxy",
                 f"{BRIDGE_ADDRESS}:{port}",
                 f"127.0.0.1:{port}",
             ],
@@ -147,7 +147,7 @@ class RealNode:
         return _run("ctr", f"--address={self.socket}", "-n", "k8s.io", *args, check=check, timeout=timeout)
 
     def import_archive(self, archive: Path) -> None:
-        """Import a docker-archive tarball (tests.cluster.images, dockerfile_images)."""
+        """Import a docker-archive tarball (testbed.cluster.images, dockerfile_images)."""
         self.ctr("images", "import", str(archive))
 
     def _bridge(self) -> None:
@@ -249,7 +249,7 @@ state = "{self.root / "containerd-state"}"
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=REPO,  # the forward runs as ``python -m tests.support.tcp_proxy``
+            cwd=REPO,  # the forward runs as ``python -m testbed.support.tcp_proxy``
         )
         pids = dict(self.state().get("pids") or {})  # type: ignore[call-overload]
         pids[name] = proc.pid

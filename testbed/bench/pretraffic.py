@@ -1,6 +1,6 @@
 """`make bench` (pre-traffic part): how much later a new pod's gate opens with checks.
 
-    python -m tests.bench.pretraffic [--rounds 5] [--golden 100]
+    python -m testbed.bench.pretraffic [--rounds 5] [--golden 100]
 
 Two model server processes (the TF Serving-compatible test double, real TensorFlow) on
 their own loopback IPs, port 8501 as in a pod: version 1 serving, version 7 (the same
@@ -32,9 +32,9 @@ from modeldeploy.children import tfconfig
 from modeldeploy.probes import modelgate
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import parse_golden
-from tests.cluster.localcluster import free_port
-from tests.modelserver.store import make_store
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import free_port
+from testbed.modelserver.store import make_store
+from testbed.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING_IP, NEW_IP = "127.0.0.61", "127.0.0.62"
@@ -50,7 +50,7 @@ def start_server(store: Path, work: Path, ip: str, version: int) -> subprocess.P
         [
             sys.executable,
             "-m",
-            "tests.modelserver",
+            "testbed.modelserver",
             f"--port={free_port()}",
             f"--rest_api_port={REST_PORT}",
             f"--model_config_file={work / tfconfig.MODEL_CONFIG_FILE}",

@@ -1,6 +1,6 @@
 """One model server process standing in for every simulated pod of a namespace.
 
-    python -m tests.modelserver.fleet --kubeconfig K --namespace NS [--control C] [--grpc]
+    python -m testbed.modelserver.fleet --kubeconfig K --namespace NS [--control C] [--grpc]
 
 kwok runs no containers, so this does what the kubelet and the pod would: for each
 running pod of a ModelDeployment it starts a model server on the pod's loopback IP,

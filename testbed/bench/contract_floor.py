@@ -33,7 +33,7 @@ from modeldeploy.kube.kinds import BY_KIND, Kind
 # What it must watch to know when to send each request (with every part).
 WATCHES = ("ModelDeployment", "Deployment", "Pod")
 # What a first rollout sends beyond the user's create and the three owned children, each of
-# which the price list (tests/bench/contract_price.py) leaves out on its own: the two status
+# which the price list (testbed/bench/contract_price.py) leaves out on its own: the two status
 # writes, the model gate (the pods' readinessGates and the patch that opens each), the Event.
 PARTS = ("status", "gate", "event")
 # Long enough for a whole phase at N=1000 on a slow machine; a watch the server ends is resumed.

@@ -1,6 +1,6 @@
 """`make bench` (failover part): how long a ModelDeployment goes unattended when the leader dies.
 
-    python -m tests.bench.failover [--kills 5] [--seed 16]
+    python -m testbed.bench.failover [--kills 5] [--seed 16]
 
 On a fresh local control plane, two operator replicas with leader election and the
 default lease timings (``LeaseTimings()``, what the manifests ship) and one Ready
@@ -28,11 +28,11 @@ import kubernetes
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from modeldeploy.kube.lease import LeaseTimings
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
-from tests.modelserver.store import make_store
-from tests.support.kube import create_namespace
-from tests.support.operator import OperatorProcess
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from testbed.modelserver.store import make_store
+from testbed.support.kube import create_namespace
+from testbed.support.operator import OperatorProcess
+from testbed.support.wait import wait_for
 
 from .run import NODE_PATH, spec, start_process, wait_node_ready
 
@@ -118,7 +118,7 @@ def run(kills: int, seed: int, root: Path) -> dict[str, list[float]]:
         fleet = start_process(
             [
                 "-m",
-                "tests.modelserver.fleet",
+                "testbed.modelserver.fleet",
                 f"--kubeconfig={cluster.kubeconfig}",
                 f"--namespace={NAMESPACE}",
                 f"--node-path={NODE_PATH}={make_store(root / 'models-store')}",

@@ -105,7 +105,7 @@ def _close_quietly(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.support.tcp_proxy LISTEN_HOST:PORT UPSTREAM_HOST:PORT``: forward
+    """``python -m testbed.support.tcp_proxy LISTEN_HOST:PORT UPSTREAM_HOST:PORT``: forward
     until SIGTERM (the real node's pods reach the API server this way, see realnode)."""
     if len(argv) != 3:
         print(main.__doc__, file=sys.stderr)

@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.cluster.localcluster import free_port
+from testbed.cluster.localcluster import free_port
 
 from .wait import wait_for
 

@@ -1,9 +1,9 @@
 """How much one phase's identical work spreads on this machine, and whether a phase costs
 more because the phases before it left their objects behind.
 
-    python -m tests.bench.floor_repeat [--n 200] [--rounds 4]
+    python -m testbed.bench.floor_repeat [--n 200] [--rounds 4]
 
-Per round, on a fresh control plane: the floor (tests/bench/run.py) three times, in three
+Per round, on a fresh control plane: the floor (testbed/bench/run.py) three times, in three
 namespaces: A on the empty cluster, B beside A's N objects, then A and B deleted and C.
 Prints wall and CPU seconds of each and the ratios B/A and C/A: identical work, so any
 ratio away from 1 is the machine's noise or the order.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import kubernetes
 
-from tests.bench.run import (
+from testbed.bench.run import (
     cpu_delta,
     cpu_seconds,
     fresh_control_plane,
@@ -27,7 +27,7 @@ from tests.bench.run import (
     run_floor,
     settle,
 )
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 
 PHASES = ("A", "B", "C")
 

@@ -1,6 +1,6 @@
 """What one request of each kind the operator sends costs the API server, on an idle control plane.
 
-    python -m tests.bench.request_costs [--count 400]
+    python -m testbed.bench.request_costs [--count 400]
 
 A fresh local control plane, no operator: ``--count`` requests of each kind from 8
 threads, and the CPU seconds the API server, etcd and the controller-manager spent
@@ -27,8 +27,8 @@ from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.routing import build_service
 from modeldeploy.kube.client import Kube, load_client_config
-from tests.bench.contract_floor import status
-from tests.bench.run import (
+from testbed.bench.contract_floor import status
+from testbed.bench.run import (
     GROUP,
     PLURAL,
     VERSION,
@@ -37,7 +37,7 @@ from tests.bench.run import (
     settle,
     spec,
 )
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 
 NAMESPACE = "costs"
 CHILD_KINDS = ("ConfigMap", "Deployment", "Service")

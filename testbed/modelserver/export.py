@@ -1,6 +1,6 @@
 """Deterministic SavedModels made here with TensorFlow, never downloaded.
 
-    python -m tests.modelserver.export DIR   # exports every model below DIR (once)
+    python -m testbed.modelserver.export DIR   # exports every model below DIR (once)
 
 Each model is a small ``tf.Module`` with one ``serving_default`` signature on a batch of
 scalars; the variants differ in exactly one way, so tests can name what changed.
@@ -115,7 +115,7 @@ def ensure_exported(python: str = sys.executable) -> Path:
         if all((root / n).exists() for n in ALL):
             return root
     out = subprocess.run(
-        [python, "-m", "tests.modelserver.export"],
+        [python, "-m", "testbed.modelserver.export"],
         check=True,
         capture_output=True,
         text=True,

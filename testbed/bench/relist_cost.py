@@ -1,7 +1,7 @@
 """What one relist of the ModelDeployments costs: a list of whole bodies against a list of
 names and versions (what the operator sends since session 12), on an idle control plane.
 
-    python -m tests.bench.relist_cost [--n 1000] [--rounds 5]
+    python -m testbed.bench.relist_cost [--n 1000] [--rounds 5]
 
 N ModelDeployments with a Ready status the size the operator writes, then each kind of list
 ``--rounds`` x 10 times; per list, the CPU milliseconds of the API server and etcd, of this
@@ -27,10 +27,10 @@ from modeldeploy.api.names import GROUP, KIND, PLURAL, VERSION
 from modeldeploy.kube.cache import slim
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.kinds import BY_KIND
-from tests.bench.contract_floor import status
-from tests.bench.run import cpu_seconds, settle, spec
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
-from tests.support.kube import create_namespace
+from testbed.bench.contract_floor import status
+from testbed.bench.run import cpu_seconds, settle, spec
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
+from testbed.support.kube import create_namespace
 
 NAMESPACE = "relist"
 LISTS_PER_ROUND = 10

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.localcluster import free_port
+from testbed.cluster.localcluster import free_port
 
 from .wait import wait_for
 

@@ -11,7 +11,7 @@ interpreter looks). ``RUN pip install`` steps fetch from PyPI, as they do for us
 Results are docker-archive tarballs that containerd imports, cached by the hash of
 everything that goes into them.
 
-    python -m tests.cluster.dockerfile_images fetcher     # prints the tarball's path
+    python -m testbed.cluster.dockerfile_images fetcher     # prints the tarball's path
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ DOCKERFILES = {
     ),
     "operator": (REPO / "Dockerfile", "docker.io/modeldeploy/operator:0.1.0", PRODUCT_CONTEXT),
     "modelserver": (
-        REPO / "tests" / "modelserver" / "Dockerfile",
+        REPO / "testbed" / "modelserver" / "Dockerfile",
         "docker.io/modeldeploy/modelserver-test:2.18.0",
-        ("tests/__init__.py", "tests/modelserver"),
+        ("testbed/__init__.py", "testbed/modelserver"),
     ),
 }
 

@@ -1,7 +1,7 @@
 """The price list of a first rollout's requests: what each part of the contract floor costs
 the cluster over the children-only floor.
 
-    python -m tests.bench.contract_price [--n 200] [--rounds 5]
+    python -m testbed.bench.contract_price [--n 200] [--rounds 5]
 
 Per round, on one fresh control plane, five phases one after another, each in its own
 namespace (the one before deleted first), each timed until its objects are done. Each adds
@@ -9,12 +9,12 @@ one part to the one before it in this list; the rounds run them in rotated order
 over five rounds each phase runs once in each position and the order's price (printed by
 position) is not charged to any part:
 
-- floor: the three children applied straight (tests/bench/run.py's floor), until Available;
+- floor: the three children applied straight (testbed/bench/run.py's floor), until Available;
 - resource: + the user's ModelDeployment create, the children owned by it, until Available;
 - status: + the two status writes (Progressing once applied, Ready once available), until Ready;
 - gate: + the model gate: readinessGates on the pods and the pod status patch that opens
   each (with the kubelet's Ready flip it sets off), until Ready;
-- contract: + the Ready Event: the whole contract floor (tests/bench/contract_floor.py).
+- contract: + the Ready Event: the whole contract floor (testbed/bench/contract_floor.py).
 
 The client is contract_floor's, so nothing decides and nothing asks a model. Prints each
 phase over the floor, wall and CPU-seconds of every process, per round and as medians, and
@@ -38,8 +38,8 @@ import kubernetes
 
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
-from tests.bench.contract_floor import ContractClient
-from tests.bench.run import (
+from testbed.bench.contract_floor import ContractClient
+from testbed.bench.run import (
     Audit,
     ReadyWatch,
     cluster_requests,
@@ -53,9 +53,9 @@ from tests.bench.run import (
     spec,
     timings,
 )
-from tests.cluster.localcluster import LocalCluster
-from tests.support.kube import create_namespace
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import LocalCluster
+from testbed.support.kube import create_namespace
+from testbed.support.wait import wait_for
 
 
 @dataclass(frozen=True)

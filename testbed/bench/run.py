@@ -1,6 +1,6 @@
 """`make bench`: how fast and how cheaply the operator converges, beside the floor, in one run.
 
-    python -m tests.bench.run --n 200 [--m 50] [--idle 60] [--replicas 1] [--out bench-results.json]
+    python -m testbed.bench.run --n 200 [--m 50] [--idle 60] [--replicas 1] [--out bench-results.json]
 
 On a fresh local control plane (with an API audit log):
 1. floor: the same children (ConfigMap, Deployment, Service per object) applied
@@ -16,7 +16,7 @@ On a fresh local control plane (with an API audit log):
    its next weight being applied (the status write that carries it);
 6. contract floor (``--no-contract-floor`` skips it): with the operator and the model
    servers stopped and the floor's namespace deleted, the operator's requests sent by a
-   client that decides nothing (tests/bench/contract_floor.py), timed until every
+   client that decides nothing (testbed/bench/contract_floor.py), timed until every
    ModelDeployment is Ready. It splits the ratio in two: operator/contract floor is the
    operator's own work, contract floor/floor the requests.
 """
@@ -50,13 +50,13 @@ from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.routing import build_service
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
-from tests.bench import apiserver_profile
-from tests.bench.contract_floor import WATCHES, ContractClient, deployment_available
-from tests.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
-from tests.modelserver.store import NODE_PATH, make_store
-from tests.support.kube import create_namespace, kubectl_path
-from tests.support.operator import OperatorProcess
-from tests.support.wait import wait_for
+from testbed.bench import apiserver_profile
+from testbed.bench.contract_floor import WATCHES, ContractClient, deployment_available
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
+from testbed.modelserver.store import NODE_PATH, make_store
+from testbed.support.kube import create_namespace, kubectl_path
+from testbed.support.operator import OperatorProcess
+from testbed.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -310,7 +310,7 @@ CONTRACT_RATIOS = (
 def run_contract_phase(
     api: kubernetes.client.ApiClient, cluster: LocalCluster, options: BenchOptions, names: list[str]
 ) -> dict[str, Any]:
-    """The contract floor (tests/bench/contract_floor.py): the operator's requests, sent by
+    """The contract floor (testbed/bench/contract_floor.py): the operator's requests, sent by
     a client that decides nothing, timed like the operator phase until every one is Ready.
 
     The floor's namespace goes first, so this phase starts beside N objects (the
@@ -563,7 +563,7 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             start_process(
                 [
                     "-m",
-                    "tests.modelserver.fleet",
+                    "testbed.modelserver.fleet",
                     f"--kubeconfig={cluster.kubeconfig}",
                     f"--namespace={namespace}",
                     f"--node-path={NODE_PATH}={make_store(root / 'models-store')}",

@@ -5,8 +5,8 @@ modules (hack/controlplane/build.sh), with kwok simulating a node and the
 lifecycle of its pods. Every server binds 127.0.0.1; pod and node IPs are in
 127.0.0.0/8 so nothing ever dials a private-range address.
 
-    python tests/cluster/localcluster.py up [DIR]    # prints the kubeconfig path
-    python tests/cluster/localcluster.py down [DIR]
+    python testbed/cluster/localcluster.py up [DIR]    # prints the kubeconfig path
+    python testbed/cluster/localcluster.py down [DIR]
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ class LocalCluster:
     # resource types only every 30s; until then every child owned by a custom resource is
     # a "virtual" node it checks with a GET on the owner (hundreds in the benchmark).
     crds: tuple[Path, ...] = ()
-    # kwok and its fake node; without them pods wait for a real node (tests/cluster/realnode.py).
+    # kwok and its fake node; without them pods wait for a real node (testbed/cluster/realnode.py).
     fake_nodes: bool = True
     # More addresses the API server's certificate names: the real node's pods reach it on
     # the bridge (through a forward, see realnode), never on loopback.

@@ -1,8 +1,8 @@
 """`make bench` (model server part): what the TF Serving-compatible test double costs.
 
-    python -m tests.bench.modelserver [--rounds 3] [--pods 1,10,200] [--seconds 10]
+    python -m testbed.bench.modelserver [--rounds 3] [--pods 1,10,200] [--seconds 10]
 
-1. start to AVAILABLE: a fresh ``python -m tests.modelserver`` process (TensorFlow's
+1. start to AVAILABLE: a fresh ``python -m testbed.modelserver`` process (TensorFlow's
    import included) until REST reports the version AVAILABLE; and the load alone;
 2. memory: one process serving 1, 10 and 200 simulated pods (one loopback IP each) of
    one model, peak RSS once every pod reports AVAILABLE;
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.children import tfconfig
-from tests.cluster.localcluster import free_port
-from tests.modelserver.store import make_store
-from tests.support.wait import wait_for
+from testbed.cluster.localcluster import free_port
+from testbed.modelserver.store import make_store
+from testbed.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def start_to_available(store: Path, work: Path) -> float:
         [
             sys.executable,
             "-m",
-            "tests.modelserver",
+            "testbed.modelserver",
             f"--port={free_port()}",
             f"--rest_api_port={rest}",
             f"--model_config_file={work / tfconfig.MODEL_CONFIG_FILE}",
@@ -83,10 +83,10 @@ def start_to_available(store: Path, work: Path) -> float:
 
 def _pods_child(pods: int, store: str, work: str) -> dict[str, Any]:
     """In a fresh process: serve ``pods`` simulated pods of one model; load time and peak RSS."""
-    from tests.modelserver.flags import parse
-    from tests.modelserver.process import ServingEndpoints
-    from tests.modelserver.servable import Registry
-    from tests.modelserver.server import ModelServer, PathMap
+    from testbed.modelserver.flags import parse
+    from testbed.modelserver.process import ServingEndpoints
+    from testbed.modelserver.servable import Registry
+    from testbed.modelserver.server import ModelServer, PathMap
 
     registry = Registry()
     _write_config(Path(work), Path(store))
@@ -148,7 +148,7 @@ def _latencies(address: str, port: int, rps: float, seconds: float) -> list[floa
 
 def pods_round(pods: int, store: Path, work: Path, seconds: float) -> dict[str, Any]:
     code = (
-        "import json, sys; from tests.bench.modelserver import _pods_child; "
+        "import json, sys; from testbed.bench.modelserver import _pods_child; "
         f"print(json.dumps(_pods_child({pods}, {str(store)!r}, {str(work)!r})))"
     )
     out = subprocess.run(

@@ -1,6 +1,6 @@
-"""A real Prometheus (Debian's package) for the tests: it scrapes the model servers of the
-test's namespace (file_sd targets written from the pods, what kubernetes_sd and relabelling
-would give) and, once a test writes its address, the operator's own /metrics."""
+"""A real Prometheus (Debian's package): it scrapes the model servers of one namespace
+(file_sd targets written from the pods, what kubernetes_sd and relabelling would give) and,
+once its caller writes the address, the operator's own /metrics."""
 
 from __future__ import annotations
 
@@ -11,29 +11,26 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import pytest
+import kubernetes
 
-from tests.cluster.localcluster import free_port
-from tests.support.wait import wait_for
-
-if TYPE_CHECKING:  # conftest imports this module for its fixture
-    from .conftest import Cluster
+from testbed.cluster.localcluster import free_port
+from testbed.support.wait import wait_for
 
 
 class PodTargets(threading.Thread):
     """Writes file_sd targets for the namespace's pods: what kubernetes_sd and relabelling would give."""
 
-    def __init__(self, cluster: Cluster, namespace: str, path: Path) -> None:
+    def __init__(self, core: kubernetes.client.CoreV1Api, namespace: str, path: Path) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.namespace, self.path = cluster, namespace, path
+        self.core, self.namespace, self.path = core, namespace, path
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(0.5):
-            pods = self.cluster.core.list_namespaced_pod(
+            pods = self.core.list_namespaced_pod(
                 self.namespace, label_selector="app.kubernetes.io/managed-by=modeldeploy"
             ).items
             targets = [
@@ -54,26 +51,17 @@ class PodTargets(threading.Thread):
             tmp.replace(self.path)
 
 
-def operator_targets(tmp_path: Path) -> Path:
-    """The file_sd file of the fixture's operator job (the test's tmp_path is the fixture's)."""
-    return tmp_path / "operator-targets.json"
+def operator_targets(workdir: Path) -> Path:
+    """The file_sd file of the operator job of the Prometheus running in ``workdir``."""
+    return workdir / "operator-targets.json"
 
 
-@pytest.fixture
-def prometheus(
-    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[str]:
-    """Scrapes every second, or as ``@pytest.mark.scrape_interval("30s")`` says."""
-    marker = request.node.get_closest_marker("scrape_interval")
-    interval = marker.args[0] if marker is not None else "1s"
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), (
-        "Prometheus is not installed: `make deps` installs Debian's prometheus package"
-    )
-    targets = tmp_path / "targets.json"
+def write_config(workdir: Path, interval: str) -> Path:
+    """prometheus.yml in ``workdir``: the model servers' and the operator's file_sd jobs, both empty."""
+    targets = workdir / "targets.json"
     targets.write_text("[]")
-    operator_targets(tmp_path).write_text("[]")
-    config = tmp_path / "prometheus.yml"
+    operator_targets(workdir).write_text("[]")
+    config = workdir / "prometheus.yml"
     config.write_text(
         json.dumps(
             {
@@ -88,20 +76,30 @@ def prometheus(
                         # The operator's own /metrics: a test writes its address here.
                         "job_name": "modeldeploy-operator",
                         "file_sd_configs": [
-                            {"files": [str(operator_targets(tmp_path))], "refresh_interval": "1s"}
+                            {"files": [str(operator_targets(workdir))], "refresh_interval": "1s"}
                         ],
                     },
                 ],
             }
         )
     )
+    return config
+
+
+def start_prometheus(config: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's Prometheus on a free loopback port, ready: the process and its address."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    assert Path(binary).exists(), (
+        "Prometheus is not installed: `make deps` installs Debian's prometheus package"
+    )
     port = free_port()
-    log = open(tmp_path / "prometheus.log", "ab")  # noqa: SIM115 - the child process keeps it
+    log_path = workdir / "prometheus.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process keeps it
     proc = subprocess.Popen(
         [
             binary,
             f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=log,
@@ -114,16 +112,28 @@ def prometheus(
             with urllib.request.urlopen(f"{address}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             return False
 
     wait_for(ready, 60, what="Prometheus ready")
-    writer = PodTargets(cluster, namespace, targets)
+    return proc, address
+
+
+@contextmanager
+def running_prometheus(
+    core: kubernetes.client.CoreV1Api, namespace: str, workdir: Path, interval: str = "1s"
+) -> Iterator[str]:
+    """Prometheus scraping ``namespace``'s model servers every ``interval``, its state and log in
+    ``workdir``; yields its address and stops it on exit."""
+    proc, address = start_prometheus(write_config(workdir, interval), workdir)
+    writer = PodTargets(core, namespace, workdir / "targets.json")
     writer.start()
-    yield address
-    writer.stopping.set()
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield address
+    finally:
+        writer.stopping.set()
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def query(address: str, promql: str) -> list[dict[str, object]]:

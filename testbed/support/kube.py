@@ -18,7 +18,7 @@ def kubectl_path() -> Path:
     """$KUBECTL, else the kubectl built with the local control plane (built if missing)."""
     if os.environ.get("KUBECTL"):
         return Path(os.environ["KUBECTL"])
-    from tests.cluster.localcluster import build_binaries
+    from testbed.cluster.localcluster import build_binaries
 
     return build_binaries() / "kubectl"
 

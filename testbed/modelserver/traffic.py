@@ -174,7 +174,7 @@ class TrafficDriver:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.modelserver.traffic --kubeconfig K --namespace NS --name MD [--rps N]
+    """``python -m testbed.modelserver.traffic --kubeconfig K --namespace NS --name MD [--rps N]
     [--inputs 1,9]``."""
     import argparse
     import signal

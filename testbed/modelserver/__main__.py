@@ -1,4 +1,4 @@
-"""``python -m tests.modelserver [tensorflow_model_server flags]``: one model server.
+"""``python -m testbed.modelserver [tensorflow_model_server flags]``: one model server.
 
 Takes exactly TF Serving's command line (see ``flags``). Listens on
 ``$MODELSERVER_ADDRESS``: 127.0.0.1 unless set (TF Serving itself listens on 0.0.0.0;
