@@ -6,11 +6,7 @@ import pytest
 
 from modeldeploy.api.spec import ModelDeployment
 
-from .objects import SAMPLE_SPEC, model_deployment
-
-# The names some test modules still import from here; the builders live in objects.py.
-make_md = model_deployment
-__all__ = ["SAMPLE_SPEC", "make_md"]
+from .objects import model_deployment
 
 
 @pytest.fixture

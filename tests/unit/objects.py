@@ -7,8 +7,22 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy.api.names import API_VERSION, KIND, LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, MANAGED_BY
+from modeldeploy.api.names import (
+    API_VERSION,
+    KIND,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_TRACK,
+    LABEL_VERSION,
+    MANAGED_BY,
+    TRACK_STABLE,
+)
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
+from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.times import parse_time
+from modeldeploy.rollout.child_state import ObservedDeployment
+from modeldeploy.rollout.plan import plan
+from modeldeploy.rollout.types import Plan, PlanInputs
 
 Body = dict[str, Any]
 
@@ -142,3 +156,44 @@ def model_deployment_body(
     if status is not None:
         body["status"] = status
     return body
+
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
+
+
+def observed_deployment(
+    version: int,
+    replicas: int = 2,
+    ready: int = 2,
+    generation: int = 1,
+    observed: int = 1,
+    progressing: tuple[str, str] = ("True", "NewReplicaSetAvailable"),
+    available: str = "True",
+) -> ObservedDeployment:
+    """What the decisions see of one version's Deployment (a typed view of its manifest)."""
+    status = deployment_status(replicas, observed=observed, updated=replicas, ready=ready, available=ready)
+    status["conditions"] = [
+        {"type": "Available", "status": available, "reason": "MinimumReplicasAvailable"},
+        {
+            "type": "Progressing",
+            "status": progressing[0],
+            "reason": progressing[1],
+            "message": 'ReplicaSet "mnist-v3-abc" has timed out progressing.',
+        },
+    ]
+    labels = {LABEL_VERSION: str(version), LABEL_TRACK: TRACK_STABLE}
+    meta = metadata(f"mnist-v{version}", namespace=None, labels=labels, generation=generation)
+    return ObservedDeployment.from_manifest(
+        {"metadata": meta, "spec": {"replicas": replicas}, "status": status}
+    )
+
+
+def make_plan(
+    md: Any,
+    status: ModelDeploymentStatus,
+    observed: dict[int, ObservedDeployment],
+    now: str,
+    inputs: PlanInputs | None = None,
+) -> Plan:
+    """The plan at ``now`` as the clock writes it; the decisions take it as a datetime."""
+    return plan(md, status, observed, parse_time(now), inputs)

@@ -27,8 +27,7 @@ from modeldeploy.rollout.status import canary_status
 from modeldeploy.rollout.types import Check, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 
-from .conftest import SAMPLE_SPEC, make_md
-from .test_status import deployment, make_plan
+from .objects import SAMPLE_SPEC, make_plan, model_deployment, observed_deployment
 
 T0 = "2026-01-01T00:00:00.000Z"
 
@@ -47,14 +46,17 @@ def canary_md(**rollout_spec: Any) -> Any:
         "progressDeadlineSeconds": 60,
         **rollout_spec,
     }
-    return make_md(spec)
+    return model_deployment(spec)
 
 
 STABLE_2 = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, ready_replicas=2))
 
 
 def observed(canary_serving: int = 0, canary_replicas: int = 1) -> dict[int, ObservedDeployment]:
-    return {2: deployment(2), 3: deployment(3, replicas=canary_replicas, ready=canary_serving)}
+    return {
+        2: observed_deployment(2),
+        3: observed_deployment(3, replicas=canary_replicas, ready=canary_serving),
+    }
 
 
 def passed(now: str) -> Check:
@@ -74,7 +76,7 @@ def after(plan: Plan, status: ModelDeploymentStatus = STABLE_2) -> ModelDeployme
 
 
 def test_a_new_version_starts_a_canary_beside_the_stable() -> None:
-    plan = make_plan(canary_md(), STABLE_2, {2: deployment(2)}, T0)
+    plan = make_plan(canary_md(), STABLE_2, {2: observed_deployment(2)}, T0)
     assert plan.serving_version == 2
     assert plan.apply == [VersionPlan(2, 2, "stable"), VersionPlan(3, 1, "canary")]
     assert plan.canary is not None
@@ -220,7 +222,12 @@ def test_after_the_last_step_the_canary_grows_then_becomes_stable() -> None:
     growing = make_plan(md, status, observed(1), at(31))
     assert VersionPlan(3, 2, "canary") in growing.apply
     assert growing.outcome is None
-    done = make_plan(md, after(growing), {2: deployment(2), 3: deployment(3, replicas=2, ready=2)}, at(32))
+    done = make_plan(
+        md,
+        after(growing),
+        {2: observed_deployment(2), 3: observed_deployment(3, replicas=2, ready=2)},
+        at(32),
+    )
     assert done.outcome is not None
     assert done.outcome.result == "Promoted"
     assert done.serving_version == 3
@@ -231,7 +238,7 @@ def test_after_the_last_step_the_canary_grows_then_becomes_stable() -> None:
 
 def test_a_rolled_back_version_is_not_rolled_again_by_a_resync() -> None:
     status = STABLE_2.model_copy(update={"failed_versions": [3]})
-    plan = make_plan(canary_md(), status, {2: deployment(2)}, at(0))
+    plan = make_plan(canary_md(), status, {2: observed_deployment(2)}, at(0))
     assert plan.canary is None
     assert plan.held_back is not None
     assert plan.apply == [VersionPlan(2, 2, "stable")]
@@ -240,7 +247,7 @@ def test_a_rolled_back_version_is_not_rolled_again_by_a_resync() -> None:
 def test_retry_annotation_rolls_a_failed_version_again_once() -> None:
     status = STABLE_2.model_copy(update={"failed_versions": [3]})
     plan = make_plan(
-        canary_md(), status, {2: deployment(2)}, at(0), PlanInputs(actions=ActionValues(retry="t1"))
+        canary_md(), status, {2: observed_deployment(2)}, at(0), PlanInputs(actions=ActionValues(retry="t1"))
     )
     assert plan.canary is not None
     assert plan.failed_versions == []

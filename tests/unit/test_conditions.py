@@ -22,8 +22,7 @@ from modeldeploy.rollout.conditions import Situation
 from modeldeploy.rollout.status import canary_status
 from modeldeploy.rollout.types import CanaryState, Outcome, PassFacts, Plan
 
-from .conftest import make_md
-from .test_status import T0, deployment
+from .objects import T0, model_deployment, observed_deployment
 
 
 def situation(
@@ -32,11 +31,13 @@ def situation(
     history: list[HistoryEntry] | None = None,
     **facts: Any,
 ) -> Situation:
-    return conditions.situation(make_md(), plan, PassFacts(observed, parse_time(T0), **facts), history or [])
+    return conditions.situation(
+        model_deployment(), plan, PassFacts(observed, parse_time(T0), **facts), history or []
+    )
 
 
 def test_a_rolled_out_version_is_ready_available_and_not_degraded() -> None:
-    s = situation(Plan(3, 3), {3: deployment(3)})
+    s = situation(Plan(3, 3), {3: observed_deployment(3)})
     progressing = conditions.progressing(s)
     assert conditions.available(s).reason == Reason.MINIMUM_REPLICAS_READY
     assert not conditions.degraded(s).ok
@@ -48,21 +49,23 @@ def test_a_rolled_out_version_is_ready_available_and_not_degraded() -> None:
 
 
 def test_a_fetch_failure_degrades_and_unloads() -> None:
-    s = situation(Plan(None, 3), {3: deployment(3, ready=0)}, fetch_failure=FetchFailure("pod-a", "403"))
+    s = situation(
+        Plan(None, 3), {3: observed_deployment(3, ready=0)}, fetch_failure=FetchFailure("pod-a", "403")
+    )
     assert conditions.degraded(s).reason == Reason.MODEL_FETCH_FAILED
     assert conditions.model_loaded(s).reason == Reason.FETCH_FAILED
     assert conditions.phase(s, conditions.available(s)) is Phase.FAILED
 
 
 def test_a_bad_spec_comes_before_every_other_problem() -> None:
-    s = situation(Plan(2, 3), {2: deployment(2)}, spec_problem="bad", rejected="no")
+    s = situation(Plan(2, 3), {2: observed_deployment(2)}, spec_problem="bad", rejected="no")
     assert (conditions.degraded(s).reason, conditions.degraded(s).message) == (Reason.INVALID_SPEC, "bad")
     assert conditions.phase(s, conditions.available(s)) is Phase.DEGRADED
 
 
 def test_a_rollback_takes_its_own_code_as_reason() -> None:
     outcome = Outcome(3, RolloutResult.ROLLED_BACK, "SignatureChanged: input 'x' removed")
-    s = situation(Plan(2, 3, outcome=outcome), {2: deployment(2)})
+    s = situation(Plan(2, 3, outcome=outcome), {2: observed_deployment(2)})
     healthy = conditions.canary_healthy(s)
     assert (healthy.ok, healthy.reason) == (False, "SignatureChanged")
     assert conditions.degraded(s).message == "version 3 rolledback: SignatureChanged: input 'x' removed"
@@ -70,7 +73,7 @@ def test_a_rollback_takes_its_own_code_as_reason() -> None:
 
 def test_a_held_back_version_names_its_last_rollback() -> None:
     history = [HistoryEntry(version=3, result=RolloutResult.ABORTED, at=T0, reason="aborted by hand")]
-    s = situation(Plan(2, 3, held_back="held"), {2: deployment(2)}, history)
+    s = situation(Plan(2, 3, held_back="held"), {2: observed_deployment(2)}, history)
     assert (s.rolled_back and (s.rolled_back.reason, s.rolled_back.message)) == (
         RolloutResult.ABORTED,
         "held (aborted by hand)",
@@ -80,7 +83,9 @@ def test_a_held_back_version_names_its_last_rollback() -> None:
 def test_canary_health_follows_the_latest_check() -> None:
     def health(last: CheckResult | None) -> str:
         canary = CanaryState(version=3, analysis=AnalysisStatus(last_check=last))
-        return conditions.canary_healthy(situation(Plan(2, 3, canary=canary), {2: deployment(2)})).reason
+        return conditions.canary_healthy(
+            situation(Plan(2, 3, canary=canary), {2: observed_deployment(2)})
+        ).reason
 
     assert health(None) == Reason.NO_CHECKS_YET
     assert health(CheckResult(at=T0, verdict=Verdict.PASSED)) == Reason.ANALYSIS_PASSING
@@ -90,7 +95,7 @@ def test_canary_health_follows_the_latest_check() -> None:
 
 def test_a_paused_canary_progresses_as_paused() -> None:
     canary = CanaryState(version=3, paused=True, waiting_for_traffic=True)
-    s = situation(Plan(2, 3, canary=canary), {2: deployment(2)})
+    s = situation(Plan(2, 3, canary=canary), {2: observed_deployment(2)})
     progressing = conditions.progressing(s)
     assert (progressing.type, progressing.reason) == (ConditionType.PROGRESSING, Reason.PAUSED)
     assert conditions.ready(s, progressing).reason == Reason.CANARY_IN_PROGRESS

@@ -18,7 +18,7 @@ from modeldeploy.fetcher.errors import FetchError
 from modeldeploy.fetcher.limits import Limits
 from modeldeploy.rollout.child_state import fetch_failure_of_pod, fetched_digest_of_pod
 
-from .conftest import SAMPLE_SPEC, make_md
+from .objects import SAMPLE_SPEC, model_deployment
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -46,7 +46,7 @@ def test_the_builders_args_parse_back_with_the_fetchers_parser(md: ModelDeployme
 def test_the_builders_environment_is_what_the_fetchers_limits_read() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["modelVolumeSizeLimit"] = "512Mi"
-    env = fetcher_container(make_md(spec))["env"]
+    env = fetcher_container(model_deployment(spec))["env"]
     assert isinstance(env, list)
     limits = Limits.from_env({entry["name"]: entry["value"] for entry in env})
     assert limits.max_bytes == 512 << 20

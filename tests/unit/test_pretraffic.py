@@ -26,8 +26,7 @@ from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_
 from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
-from .objects import SAMPLE_SPEC, model_deployment
-from .test_status import T0, deployment, make_plan
+from .objects import SAMPLE_SPEC, T0, make_plan, model_deployment, observed_deployment
 
 
 def metadata(
@@ -262,7 +261,10 @@ FAILED_3 = PreTrafficVerdict(3, failure=("SignatureChanged", "version 3: input '
 
 def test_a_canary_that_fails_its_checks_is_rolled_back_with_the_reason() -> None:
     md = canary_md()
-    observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=0)}
+    observed = {
+        2: observed_deployment(2, replicas=2, ready=2),
+        3: observed_deployment(3, replicas=1, ready=0),
+    }
     plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
     assert plan.delete == [3]
@@ -277,7 +279,7 @@ def test_a_canary_that_fails_its_checks_is_rolled_back_with_the_reason() -> None
     events = transition_events(SERVING_2, status)
     assert any(e.reason == "SignatureChanged" and e.type == "Warning" for e in events)
     # The next pass holds it back, as any rolled-back version.
-    again = make_plan(md, status, {2: deployment(2, replicas=2, ready=2)}, T0)
+    again = make_plan(md, status, {2: observed_deployment(2, replicas=2, ready=2)}, T0)
     assert again.held_back is not None
     assert [v.version for v in again.apply] == [2]
 
@@ -287,7 +289,10 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
     spec["rollout"] = {"strategy": "Immediate", "preTraffic": {}}
     spec["model"]["version"] = 3
     md = model_deployment(spec)
-    observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=2, ready=2)}
+    observed = {
+        2: observed_deployment(2, replicas=2, ready=2),
+        3: observed_deployment(3, replicas=2, ready=2),
+    }
     serving = SERVING_2.model_copy(update={"canary": None})
     plan = make_plan(md, serving, observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version == 2
@@ -297,7 +302,7 @@ def test_immediate_never_switches_to_a_version_that_fails_its_checks() -> None:
 
 def test_a_first_version_that_fails_keeps_its_pods_shut_and_says_why() -> None:
     md = canary_md()
-    observed = {3: deployment(3, replicas=2, ready=0)}
+    observed = {3: observed_deployment(3, replicas=2, ready=0)}
     plan = make_plan(md, ModelDeploymentStatus(), observed, T0, PlanInputs(pre_traffic=FAILED_3))
     assert plan.serving_version is None
     assert plan.delete == []
@@ -313,7 +318,10 @@ def test_a_first_version_that_fails_keeps_its_pods_shut_and_says_why() -> None:
 
 def test_the_analysis_starts_from_the_counters_read_after_the_checks() -> None:
     md = canary_md()
-    observed = {2: deployment(2, replicas=2, ready=2), 3: deployment(3, replicas=1, ready=1)}
+    observed = {
+        2: observed_deployment(2, replicas=2, ready=2),
+        3: observed_deployment(3, replicas=1, ready=1),
+    }
     verdict = PreTrafficVerdict(3, baselines={"mnist-v3-a": PodCounters(requests=13, errors=1)})
     plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
     assert plan.canary is not None

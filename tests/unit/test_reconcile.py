@@ -22,7 +22,7 @@ from modeldeploy.probes.pretraffic import PreTrafficRunner
 from modeldeploy.probes.providers import Target
 from modeldeploy.rollout.types import Check
 
-from .conftest import SAMPLE_SPEC
+from .objects import SAMPLE_SPEC
 
 UID = "0d7a1c58-0000-4000-8000-000000000001"
 SLOW_PROBE_SECONDS = 0.3

@@ -16,8 +16,7 @@ from modeldeploy.control.reconcile import parse_status
 from modeldeploy.rollout.recovery import needs_recovery, recover
 from modeldeploy.rollout.types import PlanInputs
 
-from .conftest import SAMPLE_SPEC, make_md
-from .test_status import T0, deployment, make_plan
+from .objects import SAMPLE_SPEC, T0, make_plan, model_deployment, observed_deployment
 
 STABLE_2 = ModelDeploymentStatus(
     observed_generation=1, stable=VersionStatus(version=2, replicas=2, ready_replicas=2)
@@ -32,26 +31,34 @@ def canary_md(version: int = 3) -> object:
         "steps": [{"weight": 20, "pause": "10s"}],
         "progressDeadlineSeconds": 60,
     }
-    return make_md(spec)
+    return model_deployment(spec)
 
 
 def test_a_promote_written_while_no_canary_runs_is_consumed_not_saved_for_the_next() -> None:
     # Version 2 serves, no canary; someone writes the promote annotation.
     idle = make_plan(
-        canary_md(2), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+        canary_md(2),
+        STABLE_2,
+        {2: observed_deployment(2)},
+        T0,
+        PlanInputs(actions=ActionValues(promote="t1")),
     )
     assert idle.handled.promote == "t1"
     status = STABLE_2.model_copy(update={"handled_actions": idle.handled})
     # Later version 3 is asked for, the annotation still there: the canary starts at step 0.
     started = make_plan(
-        canary_md(3), status, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+        canary_md(3), status, {2: observed_deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
     )
     assert started.canary is not None
     assert started.canary.step == 0
     assert not started.canary.manual_promotion
     # Without the consumed value the old annotation would jump the new canary to promotion.
     fresh = make_plan(
-        canary_md(3), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(promote="t1"))
+        canary_md(3),
+        STABLE_2,
+        {2: observed_deployment(2)},
+        T0,
+        PlanInputs(actions=ActionValues(promote="t1")),
     )
     assert fresh.canary is not None
     assert fresh.canary.step == 1  # a promote written for this canary still works
@@ -59,11 +66,11 @@ def test_a_promote_written_while_no_canary_runs_is_consumed_not_saved_for_the_ne
 
 def test_an_abort_written_while_no_canary_runs_does_not_kill_the_next() -> None:
     idle = make_plan(
-        canary_md(2), STABLE_2, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
+        canary_md(2), STABLE_2, {2: observed_deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
     )
     status = STABLE_2.model_copy(update={"handled_actions": idle.handled})
     started = make_plan(
-        canary_md(3), status, {2: deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
+        canary_md(3), status, {2: observed_deployment(2)}, T0, PlanInputs(actions=ActionValues(abort="t1"))
     )
     assert started.outcome is None
     assert started.canary is not None
@@ -85,7 +92,7 @@ def test_one_unreadable_field_keeps_the_rest_of_the_status() -> None:
 
 def test_an_emptied_status_keeps_the_stable_that_is_one_pod_short() -> None:
     """Status replaced with {}: the stable Deployment (labelled stable) serves 1 of 2 pods."""
-    short = deployment(2, replicas=2, ready=1)
+    short = observed_deployment(2, replicas=2, ready=1)
     observed = {2: short}
     assert not short.complete
     empty, _ = parse_status({})
@@ -108,12 +115,12 @@ def test_rolled_back_versions_come_back_from_the_history() -> None:
         HistoryEntry(version=4, result=RolloutResult.PROMOTED, at=T0, reason="retried"),
     ]
     status = ModelDeploymentStatus(history=history)
-    canary = dataclasses.replace(deployment(3, ready=0), track="canary")
-    recovered = recover(status, ("canary",), {4: deployment(4), 3: canary}, ActionValues())
+    canary = dataclasses.replace(observed_deployment(3, ready=0), track="canary")
+    recovered = recover(status, ("canary",), {4: observed_deployment(4), 3: canary}, ActionValues())
     assert recovered.status.failed_versions == [3]
     assert "canary" in recovered.lost
     assert any("canary progress" in item for item in recovered.lost)
     # Version 3 is not rolled again by a re-sync of the same spec.
-    plan = make_plan(canary_md(3), recovered.status, {4: deployment(4), 3: canary}, T0)
+    plan = make_plan(canary_md(3), recovered.status, {4: observed_deployment(4), 3: canary}, T0)
     assert plan.held_back is not None
     assert plan.serving_version == 4

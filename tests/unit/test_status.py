@@ -9,64 +9,10 @@ from typing import Any
 from modeldeploy.api.status import ModelDeploymentStatus, Phase, VersionStatus
 from modeldeploy.api.times import parse_time
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
-from modeldeploy.rollout.plan import plan
 from modeldeploy.rollout.status import derive_status, traffic_share, transition_events
-from modeldeploy.rollout.types import PassFacts, Plan, PlanInputs
+from modeldeploy.rollout.types import PassFacts
 
-from .conftest import SAMPLE_SPEC, make_md
-
-T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"
-
-
-def deployment(
-    version: int,
-    replicas: int = 2,
-    ready: int = 2,
-    generation: int = 1,
-    observed: int = 1,
-    progressing: tuple[str, str] = ("True", "NewReplicaSetAvailable"),
-    available: str = "True",
-) -> ObservedDeployment:
-    return ObservedDeployment.from_manifest(
-        {
-            "metadata": {
-                "name": f"mnist-v{version}",
-                "generation": generation,
-                "labels": {
-                    "serving.modeldeploy.dev/version": str(version),
-                    "serving.modeldeploy.dev/track": "stable",
-                },
-            },
-            "spec": {"replicas": replicas},
-            "status": {
-                "observedGeneration": observed,
-                "replicas": replicas,
-                "updatedReplicas": replicas,
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "conditions": [
-                    {"type": "Available", "status": available, "reason": "MinimumReplicasAvailable"},
-                    {
-                        "type": "Progressing",
-                        "status": progressing[0],
-                        "reason": progressing[1],
-                        "message": 'ReplicaSet "mnist-v3-abc" has timed out progressing.',
-                    },
-                ],
-            },
-        }
-    )
-
-
-def make_plan(
-    md: Any,
-    status: ModelDeploymentStatus,
-    observed: dict[int, ObservedDeployment],
-    now: str,
-    inputs: PlanInputs | None = None,
-) -> Plan:
-    """The plan at ``now`` as the clock writes it; the decisions take it as a datetime."""
-    return plan(md, status, observed, parse_time(now), inputs)
+from .objects import SAMPLE_SPEC, T0, T1, make_plan, model_deployment, observed_deployment
 
 
 def derive(
@@ -76,7 +22,7 @@ def derive(
     now: str = T0,
     **kwargs: Any,
 ) -> ModelDeploymentStatus:
-    md = make_md(spec)
+    md = model_deployment(spec)
     previous = previous or ModelDeploymentStatus()
     planned = make_plan(md, previous, observed, now)
     return derive_status(md, planned, previous, PassFacts(observed, parse_time(now), **kwargs))
@@ -98,7 +44,7 @@ def test_no_children_yet_is_pending() -> None:
 
 
 def test_progressing_while_pods_come_up() -> None:
-    status = derive({3: deployment(3, ready=1)})
+    status = derive({3: observed_deployment(3, ready=1)})
     assert status.phase is Phase.PROGRESSING  # one pod answers already
     assert conditions(status)["Progressing"] == ("True", "RollingOut")
     assert conditions(status)["Ready"][0] == "False"
@@ -106,7 +52,7 @@ def test_progressing_while_pods_come_up() -> None:
 
 
 def test_available_and_complete_is_ready() -> None:
-    status = derive({3: deployment(3)})
+    status = derive({3: observed_deployment(3)})
     assert status.phase is Phase.READY
     assert conditions(status) == {
         "Ready": ("True", "RolloutComplete"),
@@ -124,15 +70,15 @@ def test_available_and_complete_is_ready() -> None:
 
 
 def test_stale_observed_generation_is_not_ready() -> None:
-    status = derive({3: deployment(3, generation=2, observed=1)})
+    status = derive({3: observed_deployment(3, generation=2, observed=1)})
     assert status.phase is not Phase.READY
 
 
 def test_failed_rollout_while_old_version_serves_is_degraded() -> None:
     previous = ModelDeploymentStatus(stable=VersionStatus(version=2, replicas=2, ready_replicas=2))
     observed = {
-        2: deployment(2),
-        3: deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded")),
+        2: observed_deployment(2),
+        3: observed_deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded")),
     }
     status = derive(observed, previous)
     assert status.phase is Phase.DEGRADED
@@ -145,7 +91,11 @@ def test_failed_rollout_while_old_version_serves_is_degraded() -> None:
 
 def test_failed_first_rollout_is_failed() -> None:
     status = derive(
-        {3: deployment(3, ready=0, available="False", progressing=("False", "ProgressDeadlineExceeded"))}
+        {
+            3: observed_deployment(
+                3, ready=0, available="False", progressing=("False", "ProgressDeadlineExceeded")
+            )
+        }
     )
     assert status.phase is Phase.FAILED
 
@@ -153,7 +103,7 @@ def test_failed_first_rollout_is_failed() -> None:
 def test_scaled_to_zero_is_ready_but_not_available() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["replicas"] = 0
-    status = derive({3: deployment(3, replicas=0, ready=0)}, spec=spec)
+    status = derive({3: observed_deployment(3, replicas=0, ready=0)}, spec=spec)
     assert status.phase is Phase.READY
     assert conditions(status)["Available"] == ("False", "ScaledToZero")
     assert status.ready == "0/0"
@@ -161,7 +111,7 @@ def test_scaled_to_zero_is_ready_but_not_available() -> None:
 
 def test_fetch_failure_is_reported_as_model_not_loaded() -> None:
     failure = FetchFailure(pod="mnist-v3-x", message="version 3 not found under s3://models/mnist/")
-    status = derive({3: deployment(3, ready=0, available="False")}, fetch_failure=failure)
+    status = derive({3: observed_deployment(3, ready=0, available="False")}, fetch_failure=failure)
     assert conditions(status)["ModelLoaded"] == ("False", "FetchFailed")
     assert conditions(status)["Degraded"] == ("True", "ModelFetchFailed")
     message = next(c.message for c in status.conditions if c.type == "ModelLoaded")
@@ -170,15 +120,15 @@ def test_fetch_failure_is_reported_as_model_not_loaded() -> None:
 
 
 def test_unchanged_observation_gives_an_equal_status() -> None:
-    first = derive({3: deployment(3)}, now=T0)
-    second = derive({3: deployment(3)}, previous=first, now=T1)
+    first = derive({3: observed_deployment(3)}, now=T0)
+    second = derive({3: observed_deployment(3)}, previous=first, now=T1)
     assert second == first  # nothing to write
     assert all(c.last_transition_time == T0 for c in second.conditions)
 
 
 def test_transition_times_move_only_with_the_status() -> None:
-    first = derive({3: deployment(3, ready=1)}, now=T0)
-    second = derive({3: deployment(3)}, previous=first, now=T1)
+    first = derive({3: observed_deployment(3, ready=1)}, now=T0)
+    second = derive({3: observed_deployment(3)}, previous=first, now=T1)
     times = {c.type: c.last_transition_time for c in second.conditions}
     assert times["Ready"] == T1
     assert times["Degraded"] == T0
@@ -186,18 +136,21 @@ def test_transition_times_move_only_with_the_status() -> None:
 
 def test_events_on_ready_degraded_and_version_change() -> None:
     pending = derive({})
-    ready = derive({3: deployment(3)}, previous=pending)
+    ready = derive({3: observed_deployment(3)}, previous=pending)
     assert [(e.type, e.reason) for e in transition_events(pending, ready)] == [("Normal", "Ready")]
     assert transition_events(ready, ready) == []
     previous = ModelDeploymentStatus(
         phase=Phase.READY, stable=VersionStatus(version=2, replicas=2, ready_replicas=2)
     )
-    rolled = derive({3: deployment(3)}, previous=previous)
+    rolled = derive({3: observed_deployment(3)}, previous=previous)
     assert ("Normal", "VersionRolled") in [(e.type, e.reason) for e in transition_events(previous, rolled)]
     assert rolled.history[-1].version == 3
     assert rolled.history[-1].result == "Promoted"
     broken = derive(
-        {2: deployment(2), 3: deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded"))},
+        {
+            2: observed_deployment(2),
+            3: observed_deployment(3, ready=0, progressing=("False", "ProgressDeadlineExceeded")),
+        },
         previous=previous,
     )
     assert [(e.type, e.reason) for e in transition_events(previous, broken)] == [
@@ -215,12 +168,12 @@ DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
 def test_fetched_digest_reaches_status_and_a_changed_artifact_is_visible() -> None:
-    first = derive({3: deployment(3)}, digests={3: DIGEST_A})
+    first = derive({3: observed_deployment(3)}, digests={3: DIGEST_A})
     assert first.stable is not None
     assert first.stable.digest == DIGEST_A
     # Pods that report nothing (e.g. restarted from a PVC) keep the known digest.
-    assert derive({3: deployment(3)}, previous=first).stable.digest == DIGEST_A  # type: ignore[union-attr]
-    changed = derive({3: deployment(3)}, previous=first, digests={3: DIGEST_B})
+    assert derive({3: observed_deployment(3)}, previous=first).stable.digest == DIGEST_A  # type: ignore[union-attr]
+    changed = derive({3: observed_deployment(3)}, previous=first, digests={3: DIGEST_B})
     events = transition_events(first, changed)
     assert [(e.type, e.reason) for e in events] == [("Warning", "ArtifactChanged")]
     assert DIGEST_A in events[0].message
@@ -231,13 +184,18 @@ def test_traffic_share_is_what_the_canary_really_gets() -> None:
     """A Service splits by pods: two stable pods and one canary pod give the canary a third,
     whatever the step's weight; a route splits by its weight."""
     weight = 10
-    stable, new = deployment(3), deployment(4, replicas=1, ready=1)
+    stable, new = observed_deployment(3), observed_deployment(4, replicas=1, ready=1)
     stable = dataclasses.replace(stable, serving_replicas=2)
-    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=1), stable) == 0.33
-    assert traffic_share(make_md(), weight, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
-    assert traffic_share(make_md(), weight, None, None) == 0.0
+    assert (
+        traffic_share(model_deployment(), weight, dataclasses.replace(new, serving_replicas=1), stable)
+        == 0.33
+    )
+    assert (
+        traffic_share(model_deployment(), weight, dataclasses.replace(new, serving_replicas=0), stable) == 0.0
+    )
+    assert traffic_share(model_deployment(), weight, None, None) == 0.0
     gateway = {
         **SAMPLE_SPEC,
         "traffic": {"router": "GatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}},
     }
-    assert traffic_share(make_md(gateway), weight, new, stable) == 0.1
+    assert traffic_share(model_deployment(gateway), weight, new, stable) == 0.1
