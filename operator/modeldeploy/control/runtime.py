@@ -110,8 +110,11 @@ class Operator:
         server restart, a 410) with a list that reports nothing for what was deleted
         meanwhile, and a ghost would keep being reconciled. The children need no relist:
         their reflectors resume their watches or list again."""
-        LOG.info("relisting ModelDeployments every %gs", self.settings.relist_seconds)
+        first = True
         while not self.stopping.wait(self.settings.relist_seconds):
+            if first:  # logged once the first round is due: the relist runs
+                LOG.info("relisting ModelDeployments every %gs", self.settings.relist_seconds)
+                first = False
             for namespace in self.watches.namespaces():
                 try:
                     self.router.queue_owners(namespace, relist(self.client, self.cache, namespace))
