@@ -237,7 +237,7 @@ def _metric_objects(module: Any) -> Iterator[tuple[str, str, str, list[str]]]:
     scrape-time collectors yield (each built over an empty cache)."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from modeldeploy.kube.cache import ObjectCache
+    from modeldeploy.control.kinds import new_cache
 
     for value in vars(module).values():
         if isinstance(value, MetricWrapperBase):
@@ -247,7 +247,7 @@ def _metric_objects(module: Any) -> Iterator[tuple[str, str, str, list[str]]]:
     for value in vars(module).values():
         is_collector = inspect.isclass(value) and callable(getattr(value, "collect", None))
         if is_collector and value.__module__ == module.__name__:
-            for family in value(ObjectCache()).collect():
+            for family in value(new_cache()).collect():
                 yield family.name, family.type, family.documentation, list(getattr(family, "_labelnames", []))
 
 

@@ -22,13 +22,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.api.names import FIELD_MANAGER, LABEL_NAME
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.routing import build_service
+from modeldeploy.control.kinds import BY_KIND
 from modeldeploy.control.observe import awaits_gate
+from modeldeploy.control.writes import Writes
 from modeldeploy.kube.client import Kube
-from modeldeploy.kube.kinds import BY_KIND, Kind
+from modeldeploy.kube.kinds import Kind
 
 # What it must watch to know when to send each request (with every part).
 WATCHES = ("ModelDeployment", "Deployment", "Pod")
@@ -87,6 +89,7 @@ class ContractClient:
         if unknown:
             raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
         self.kube = kube
+        self.writes = Writes(kube)
         self.namespace = namespace
         self.replicas = replicas
         self.parts = frozenset(parts)
@@ -172,10 +175,10 @@ class ContractClient:
         if "gate" not in self.parts:  # nothing would open it: the pods are ready as the floor's are
             deployment["spec"]["template"]["spec"].pop("readinessGates", None)
         for manifest in (build_config_map(md, 1), deployment, build_service(md)):
-            self.kube.apply(manifest)
+            self.kube.apply(manifest, FIELD_MANAGER)
             self._sent("apply")
         if "status" in self.parts:
-            self.kube.patch_status(md.namespace, md.name, status("Progressing", 0))
+            self.writes.patch_status(md.namespace, md.name, status("Progressing", 0))
             self._sent("status")
 
     def _on_deployment(self, deployment: dict[str, Any]) -> None:
@@ -185,12 +188,12 @@ class ContractClient:
 
     def _ready(self, name: str) -> None:
         if "status" in self.parts:
-            self.kube.patch_status(self.namespace, name, status("Ready", 1))
+            self.writes.patch_status(self.namespace, name, status("Ready", 1))
             self._sent("status")
         if "event" in self.parts:
             with self._lock:
                 body = self._bodies[name]
-            self.kube.post_event(body, "Normal", "Ready", "version 1 is serving on 1/1 pods")
+            self.writes.post_event(body, "Normal", "Ready", "version 1 is serving on 1/1 pods")
             self._sent("event")
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
@@ -199,5 +202,5 @@ class ContractClient:
             self._submit(self._open_gate, name)
 
     def _open_gate(self, name: str) -> None:
-        self.kube.open_model_gate(self.namespace, name, "opened without asking the model")
+        self.writes.open_model_gate(self.namespace, name, "opened without asking the model")
         self._sent("gate")

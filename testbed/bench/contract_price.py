@@ -36,6 +36,7 @@ from typing import Any
 
 import kubernetes
 
+from modeldeploy.control.kinds import BY_KIND
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
 from testbed.bench.contract_floor import ContractClient
@@ -92,7 +93,7 @@ def run_phase(
     else:
         create_namespace(kubernetes.client.CoreV1Api(api), namespace)
         api_client = load_client_config(workers, str(cluster.kubeconfig))
-        kube = Kube(api_client, watch_api=ApiClient(api_client.credentials, connections=3))
+        kube = Kube(api_client, BY_KIND, watch_api=ApiClient(api_client.credentials, connections=3))
         client = ContractClient(kube, namespace, 1, workers, phase.parts).start()
         done = "md" if "status" in phase.parts else "deployment"
         watch = ReadyWatch(api, namespace, done, n).start()

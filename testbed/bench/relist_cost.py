@@ -24,9 +24,9 @@ from pathlib import Path
 import kubernetes
 
 from modeldeploy.api.names import GROUP, KIND, PLURAL, VERSION
-from modeldeploy.kube.cache import slim
+from modeldeploy.control.kinds import BY_KIND, slim
+from modeldeploy.control.writes import Writes
 from modeldeploy.kube.client import Kube, load_client_config
-from modeldeploy.kube.kinds import BY_KIND
 from testbed.bench.contract_floor import status
 from testbed.bench.run import cpu_seconds, settle, spec
 from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
@@ -46,14 +46,14 @@ def measure(root: Path, n: int, rounds: int) -> dict[str, list[Costs]]:
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         custom = kubernetes.client.CustomObjectsApi(api)
-        kube = Kube(load_client_config(8, str(cluster.kubeconfig)))
+        kube = Kube(load_client_config(8, str(cluster.kubeconfig)), BY_KIND)
         create_namespace(kubernetes.client.CoreV1Api(api), NAMESPACE)
 
         def make(i: int) -> None:
             body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": f"m{i}"}}
             body["spec"] = spec(1, 1)
             custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
-            kube.patch_status(NAMESPACE, f"m{i}", status("Ready", 1))
+            Writes(kube).patch_status(NAMESPACE, f"m{i}", status("Ready", 1))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(make, range(n)))

@@ -23,9 +23,12 @@ from typing import Any
 
 import kubernetes
 
+from modeldeploy.api.names import FIELD_MANAGER
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.routing import build_service
+from modeldeploy.control.kinds import BY_KIND
+from modeldeploy.control.writes import Writes
 from modeldeploy.kube.client import Kube, load_client_config
 from testbed.bench.contract_floor import status
 from testbed.bench.run import (
@@ -71,7 +74,8 @@ def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
         pids = cluster.pids()
         core = kubernetes.client.CoreV1Api(api)
         custom = kubernetes.client.CustomObjectsApi(api)
-        kube = Kube(load_client_config(4, str(cluster.kubeconfig)))
+        kube = Kube(load_client_config(4, str(cluster.kubeconfig)), BY_KIND)
+        writes = Writes(kube)
         create_namespace(core, NAMESPACE)
         results: list[tuple[str, dict[str, float]]] = []
 
@@ -107,10 +111,10 @@ def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
         )
         each(
             "ModelDeployment status patch",
-            lambda i: kube.patch_status(NAMESPACE, f"m{i}", status("Progressing", 0)),
+            lambda i: writes.patch_status(NAMESPACE, f"m{i}", status("Progressing", 0)),
         )
         involved = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "m0")
-        each("Event create", lambda i: kube.post_event(involved, "Normal", "Ready", "version 1 is ready"))
+        each("Event create", lambda i: writes.post_event(involved, "Normal", "Ready", "version 1 is ready"))
 
         def config_map(i: int) -> dict[str, Any]:
             return {
@@ -120,11 +124,14 @@ def measure(root: Path, count: int) -> list[tuple[str, dict[str, float]]]:
                 "data": {"models.config": "x" * 300},
             }
 
-        each("ConfigMap apply", lambda i: kube.apply(config_map(i)))
+        each("ConfigMap apply", lambda i: kube.apply(config_map(i), FIELD_MANAGER))
         # A first rollout's children, as the builders make them: server-side apply of an
         # object that does not exist yet, against a plain create of the same manifest.
         for kind in CHILD_KINDS:
-            each(f"{kind} apply (new)", functools.partial(lambda k, i: kube.apply(child(k, f"a{i}")), kind))
+            each(
+                f"{kind} apply (new)",
+                functools.partial(lambda k, i: kube.apply(child(k, f"a{i}"), FIELD_MANAGER), kind),
+            )
             each(f"{kind} create", functools.partial(lambda k, i: create(child(k, f"p{i}")), kind))
         each(
             "label merge patch (ConfigMap)",

@@ -43,11 +43,12 @@ from typing import Any
 
 import kubernetes
 
-from modeldeploy.api.names import GROUP, PLURAL, VERSION
+from modeldeploy.api.names import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.times import parse_time
 from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.routing import build_service
+from modeldeploy.control.kinds import BY_KIND
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
 from testbed.bench import apiserver_profile
@@ -269,7 +270,7 @@ def run_floor(
     """The same children the operator would make, applied directly by the operator's own
     client: the floor."""
     create_namespace(kubernetes.client.CoreV1Api(api), namespace)
-    kube = Kube(load_client_config(workers, str(kubeconfig)))
+    kube = Kube(load_client_config(workers, str(kubeconfig)), BY_KIND)
     watch = ReadyWatch(api, namespace, "deployment", n).start()
     start = time.monotonic()
 
@@ -290,7 +291,7 @@ def run_floor(
             del manifest["metadata"]["ownerReferences"]  # no owner exists: the GC would collect them
             # The floor knows nothing of models: no readiness gate waits for the operator.
             manifest.get("spec", {}).get("template", {}).get("spec", {}).pop("readinessGates", None)
-            kube.apply(manifest)
+            kube.apply(manifest, FIELD_MANAGER)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(apply_one, range(n)))
@@ -323,7 +324,7 @@ def run_contract_phase(
     create_namespace(core, namespace)
     api_client = load_client_config(options.workers, str(cluster.kubeconfig))
     # Its watches get their own connections, as the operator's do.
-    kube = Kube(api_client, watch_api=ApiClient(api_client.credentials, connections=len(WATCHES)))
+    kube = Kube(api_client, BY_KIND, watch_api=ApiClient(api_client.credentials, connections=len(WATCHES)))
     client = ContractClient(kube, namespace, options.replicas, options.workers).start()
     watch = ReadyWatch(api, namespace, "md", len(names)).start()
     audit = Audit(cluster.audit_log)

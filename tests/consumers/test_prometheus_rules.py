@@ -12,7 +12,7 @@ import yaml
 
 from hack import integrations
 from modeldeploy.control import operator_metrics
-from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.control.kinds import new_cache
 
 pytestmark = pytest.mark.timeout(60)
 RULES = integrations.RULES
@@ -55,7 +55,7 @@ def exported_names() -> set[str]:
     """Every series name the operator can export, whether or not it has samples yet."""
     families = [
         *operator_metrics.REGISTRY.collect(),
-        *operator_metrics.ResourceCollector(ObjectCache()).collect(),
+        *operator_metrics.ResourceCollector(new_cache()).collect(),
     ]
     return {family.name + suffix for family in families for suffix in SUFFIXES[family.type]}
 

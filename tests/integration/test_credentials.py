@@ -29,7 +29,7 @@ REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
 
 def who(kubeconfig: Path) -> dict[str, Any]:
-    kube = Kube(load_client_config(2, str(kubeconfig)))
+    kube = Kube(load_client_config(2, str(kubeconfig)), {})
     review = kube.raw("POST", REVIEW, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
     user: dict[str, Any] = review["status"]["userInfo"]
     return user
@@ -142,7 +142,7 @@ def test_a_token_file_that_changed_is_read_again_after_a_401(cluster: Cluster, t
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(base_config(cluster, {"tokenFile": "token"})))
     client = load_client_config(2, str(path))
-    kube = Kube(client)
+    kube = Kube(client, {})
     with pytest.raises(ApiError) as refused:
         kube.raw("GET", "/api/v1/namespaces/default")
     assert refused.value.status == 401
@@ -153,7 +153,7 @@ def test_a_token_file_that_changed_is_read_again_after_a_401(cluster: Cluster, t
 
 
 def test_a_refusal_carries_the_servers_status_message(cluster: Cluster) -> None:
-    kube = Kube(load_client_config(2, str(cluster.kubeconfig)))
+    kube = Kube(load_client_config(2, str(cluster.kubeconfig)), {})
     with pytest.raises(ApiError) as refused:
         kube.raw("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {}})
     assert refused.value.status in (400, 422)

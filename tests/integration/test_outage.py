@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import deployment_name
-from modeldeploy.kube.kinds import WATCHED
+from modeldeploy.control.kinds import WATCHED
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.tcp_proxy import TcpProxy
 from testbed.support.wait import holds_for, wait_for

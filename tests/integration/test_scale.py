@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.wait import wait_for
+from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1

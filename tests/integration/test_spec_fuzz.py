@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.api.names import API_VERSION, GROUP, HANDOVER_FIELD_MANAGER, KIND, PLURAL, VERSION
+from modeldeploy.control.apply import Applier
+from modeldeploy.control.kinds import BY_KIND, new_cache
 from modeldeploy.control.reconcile import Reconciler
-from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.control.writes import Writes
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
 from modeldeploy.kube.workqueue import RetryLaterError
@@ -44,7 +46,7 @@ class DryRunKube(Kube):
     """Every write goes with ``dryRun=All``; the status the pass wrote is kept for the test."""
 
     def __init__(self, api: ApiClient) -> None:
-        super().__init__(api)
+        super().__init__(api, BY_KIND)
         self.statuses: list[dict[str, Any]] = []
 
     def _call(
@@ -131,10 +133,10 @@ def test_every_accepted_spec_gets_accepted_children_or_an_invalid_spec_status(
         assert created is not None
         try:
             kube = DryRunKube(load_client_config(4, str(cluster.kubeconfig)))
-            cache = ObjectCache()
+            cache = new_cache()
             cache.upsert(KIND, created)
             try:
-                Reconciler(kube, cache).reconcile(namespace, name)
+                Reconciler(Writes(kube), cache, Applier(kube, cache)).reconcile(namespace, name)
             except RetryLaterError as exc:
                 raise AssertionError(f"a child was refused: {exc}\nspec: {json.dumps(spec)}") from None
             assert kube.statuses, "the pass wrote a status"

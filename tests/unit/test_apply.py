@@ -12,6 +12,7 @@ from modeldeploy.children.deployment import build_deployment
 from modeldeploy.children.desired import DesiredState
 from modeldeploy.children.routing import build_service
 from modeldeploy.control.apply import Applier, manifest_hash
+from modeldeploy.control.kinds import new_cache
 from modeldeploy.kube.cache import ObjectCache
 
 
@@ -27,7 +28,7 @@ class RecordingKube:
 
 
 def applier() -> tuple[Applier, RecordingKube, ObjectCache]:
-    kube, cache = RecordingKube(), ObjectCache()
+    kube, cache = RecordingKube(), new_cache()
     return Applier(kube, cache), kube, cache  # type: ignore[arg-type]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
-from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.control.kinds import new_cache
 
 from .objects import deployment, model_deployment_body, pod, pod_status
 
@@ -16,14 +16,14 @@ def mnist_pod(version: str, phase: str = "Running") -> dict[str, Any]:
 
 
 def test_the_same_version_again_is_an_echo() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     assert cache.upsert("Pod", mnist_pod("10"))
     # The watch delivering what a write-through already stored: no pass needed.
     assert not cache.upsert("Pod", mnist_pod("10"))
 
 
 def test_a_newer_version_replaces_and_an_older_one_is_kept_out_but_still_news() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert("Pod", mnist_pod("10", "Pending"))
     assert cache.upsert("Pod", mnist_pod("12", "Running"))
     assert cache.get("Pod", "ml", "mnist-v1-a")["status"]["phase"] == "Running"  # type: ignore[index]
@@ -35,7 +35,7 @@ def test_a_newer_version_replaces_and_an_older_one_is_kept_out_but_still_news() 
 
 
 def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
 
     def owned_pod(name: str, owner: str, rv: str) -> dict[str, Any]:
         return pod(name, resource_version=rv, labels={LABEL_NAME: owner})
@@ -62,7 +62,7 @@ def test_a_fresh_list_drops_ghosts_and_wins_over_newer_looking_versions() -> Non
 def test_a_list_taken_before_a_change_does_not_undo_it() -> None:
     """The relist races the workers: a status written (and stored through) while the list
     was on its way is newer than the list, and so is what the watches said meanwhile."""
-    cache = ObjectCache()
+    cache = new_cache()
     md = model_deployment_body(resource_version="10", status={"stable": 1})
     cache.upsert("ModelDeployment", md)
     cache.upsert("Pod", mnist_pod("20"))
@@ -107,7 +107,7 @@ def deployment_with_managers(ours_owns_replicas: bool) -> dict[str, Any]:
 
 
 def test_the_cache_keeps_no_managed_fields_but_the_replicas_ownership_the_applier_reads() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     for owned in (True, False):
         body = deployment_with_managers(owned)
         cache.upsert("Deployment", body)
@@ -133,7 +133,7 @@ def test_the_cache_keeps_of_a_pod_what_observe_reads() -> None:
         },
         status=pod_status(ip="127.0.0.5"),
     )
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert("Pod", body)
     held = cache.get("Pod", "ml", "p")
     assert held is not None

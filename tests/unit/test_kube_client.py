@@ -19,9 +19,8 @@ import pytest
 import urllib3
 import yaml
 
+from modeldeploy.control.kinds import BY_KIND, slim
 from modeldeploy.kube import client as kube
-from modeldeploy.kube.cache import slim
-from modeldeploy.kube.kinds import BY_KIND
 
 pytestmark = pytest.mark.timeout(30)
 READ_TIMEOUT = 0.5
@@ -54,7 +53,7 @@ def test_a_get_to_a_silent_server_ends_after_one_read_timeout(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(loopback_kubeconfig(tmp_path, silent_server)))
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (READ_TIMEOUT, READ_TIMEOUT))
-    client = kube.Kube(kube.load_client_config(connections=4))
+    client = kube.Kube(kube.load_client_config(connections=4), BY_KIND)
     started = time.monotonic()
     with pytest.raises(urllib3.exceptions.HTTPError):
         client.list_with_version(BY_KIND["Pod"], "default")
@@ -126,7 +125,7 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
         return slim("Pod", item)
 
     with json_server(page) as port:
-        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))))
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))), BY_KIND)
         items, _ = client.list_with_version(BY_KIND["Pod"], "ml", each=each)
     assert [i["metadata"] for i in items] == [{"name": "a"}, {"name": "b"}]
     assert seen == ["a", "b"]
@@ -145,7 +144,7 @@ def test_list_versions_asks_for_metadata_only(tmp_path: Path) -> None:
         return {"metadata": {}, "items": [{"metadata": {"name": "mnist", "resourceVersion": "42"}}]}
 
     with json_server(page) as port:
-        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))))
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))), BY_KIND)
         versions = client.list_versions(BY_KIND["ModelDeployment"], "ml")
     assert versions == {"mnist": "42"}
     assert accepted == ["application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"]

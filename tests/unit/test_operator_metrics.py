@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modeldeploy.api.names import KIND
 from modeldeploy.api.status import HistoryEntry, ModelDeploymentStatus, RolloutResult, Verdict
 from modeldeploy.control import operator_metrics
-from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.control.kinds import new_cache
 
 
 def counted(metric: str, **labels: str) -> float:
@@ -55,7 +55,7 @@ def test_a_status_write_counts_its_check_and_each_new_history_entry_once() -> No
 
 
 def test_phase_weight_and_step_are_read_from_the_cache_at_scrape_time() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     registry = CollectorRegistry()
     registry.register(operator_metrics.ResourceCollector(cache))
     body = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy.control.handlers import user_acted
+from modeldeploy.control.watches import user_acted
 from modeldeploy.kube.workqueue import WorkQueue
 
 

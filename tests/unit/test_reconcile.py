@@ -13,6 +13,8 @@ import pytest
 
 from modeldeploy.api.names import CONDITION_MODEL_AVAILABLE, KIND, LABEL_MODEL_AVAILABLE, SERVING_CONTAINER
 from modeldeploy.api.status import CheckResult, Counters, Verdict
+from modeldeploy.control.apply import Applier
+from modeldeploy.control.kinds import new_cache
 from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.control.reconcile import GATE_RETRY_SECONDS, Reconciler
 from modeldeploy.kube.cache import ObjectCache
@@ -161,12 +163,14 @@ def reconciler(
         analysed.append(target)
         return (checks or []).pop(0)
 
-    rec = Reconciler(kube, cache, clock=lambda: NOW, gate=gate, analyse=analyse)  # type: ignore[arg-type]
+    # The fake answers both the pass's own requests and the applier's.
+    applier = Applier(kube, cache)  # type: ignore[arg-type]
+    rec = Reconciler(kube, cache, applier, clock=lambda: NOW, gate=gate, analyse=analyse)  # type: ignore[arg-type]
     return rec, kube, asked, analysed
 
 
 def test_first_pass_applies_children_in_order_and_reports_pending() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
     assert rec.reconcile("ml", "mnist") is None
@@ -176,7 +180,7 @@ def test_first_pass_applies_children_in_order_and_reports_pending() -> None:
 
 
 def test_a_pass_that_finds_nothing_new_sends_nothing() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
     rec.reconcile("ml", "mnist")
@@ -186,7 +190,7 @@ def test_a_pass_that_finds_nothing_new_sends_nothing() -> None:
 
 
 def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.5"))
     cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.6", gated=True))  # already open: not asked again
@@ -203,7 +207,7 @@ def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
 def test_an_opened_gate_is_in_the_cache_before_its_watch_event_so_no_pass_asks_again() -> None:
     # Another change of the pod (kwok's, the kubelet's) can queue a pass before the watch
     # brings the gate patch back: it must not ask TF Serving and patch the gate again.
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     waiting = pod("mnist-v3-a", 3, "127.1.0.5")
     waiting["spec"] = {"readinessGates": [{"conditionType": CONDITION_MODEL_AVAILABLE}]}
@@ -222,7 +226,7 @@ def test_an_opened_gate_is_in_the_cache_before_its_watch_event_so_no_pass_asks_a
 def test_spec_the_children_cannot_carry_touches_no_child() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["runtime"]["args"] = ["--port=9000"]
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource(spec=spec))
     rec, kube, _, _ = reconciler(cache)
     rec.reconcile("ml", "mnist")
@@ -236,7 +240,7 @@ def test_spec_the_children_cannot_carry_touches_no_child() -> None:
 def test_spec_the_models_refuse_is_reported_with_the_field() -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["model"]["version"] = 0
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource(spec=spec))
     rec, kube, _, _ = reconciler(cache)
     assert rec.reconcile("ml", "mnist") is None
@@ -262,7 +266,7 @@ def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
         "lastProgressAt": "2025-12-31T23:59:50.000Z",
     }
     status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource(spec=spec, status=status))
     cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
     cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.8"))  # gate closed: not analysed
@@ -279,7 +283,7 @@ def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
 
 
 def test_forgetting_a_resource_keeps_the_memo_of_a_similarly_named_one() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource("mnist"))
     cache.upsert(KIND, resource("mnist-vision"))
     rec, kube, _, _ = reconciler(cache)
@@ -299,7 +303,7 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
     from modeldeploy.kube.transport import ApiError
     from modeldeploy.kube.workqueue import RetryLaterError
 
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
 
@@ -324,24 +328,25 @@ def test_the_operator_follows_the_api_servers_clock() -> None:
     import time as clock
 
     from modeldeploy.api.times import parse_time
+    from modeldeploy.control.writes import Writes
     from modeldeploy.kube.client import Kube
 
-    kube = Kube(api=None)  # type: ignore[arg-type]
+    kube = Kube(api=None, kinds={})  # type: ignore[arg-type]
     ahead = email.utils.formatdate(clock.time() + 300, usegmt=True)  # the server is 5 minutes ahead
     kube._note_server_time(ahead)
-    skew = parse_time(kube.server_now()).timestamp() - clock.time()
+    skew = parse_time(Writes(kube).now()).timestamp() - clock.time()
     assert 299 < skew < 302
     # Sub-second differences (Date has whole seconds) do not move it: no jitter in step times.
     kube._note_server_time(email.utils.formatdate(clock.time() + 300.9, usegmt=True))
-    assert abs(parse_time(kube.server_now()).timestamp() - clock.time() - skew) < 0.1
+    assert abs(parse_time(Writes(kube).now()).timestamp() - clock.time() - skew) < 0.1
     # Clocks that agree within Date's resolution: the local clock, to the millisecond.
-    same = Kube(api=None)  # type: ignore[arg-type]
+    same = Kube(api=None, kinds={})  # type: ignore[arg-type]
     same._note_server_time(email.utils.formatdate(clock.time(), usegmt=True))
-    assert abs(parse_time(same.server_now()).timestamp() - clock.time()) < 0.05
+    assert abs(parse_time(Writes(same).now()).timestamp() - clock.time()) < 0.05
 
 
 def test_slow_pods_are_asked_at_once_not_one_after_another() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     for i in range(8):
         cache.upsert("Pod", pod(f"mnist-v3-{i}", 3, f"127.1.0.{10 + i}"))
@@ -361,7 +366,7 @@ def test_slow_pods_are_asked_at_once_not_one_after_another() -> None:
 
 
 def test_a_pod_whose_serving_container_restarted_since_its_gate_opened_is_taken_out() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     restarted = pod("mnist-v3-a", 3, "127.1.0.5", gated=True)
     restarted["status"]["conditions"].append(
@@ -394,7 +399,7 @@ def test_a_golden_configmap_that_cannot_be_used_holds_the_pod_shut_and_says_so(
 ) -> None:
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {"preTraffic": {"goldenRequests": {"configMapRef": {"name": "golden", "key": "k"}}}}
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource(spec=spec))
     pod_body = pod("mnist-v3-a", 3, "127.1.0.5")
     pod_body["metadata"]["uid"] = "pod-uid-a"
@@ -423,7 +428,7 @@ def test_a_golden_configmap_that_cannot_be_used_holds_the_pod_shut_and_says_so(
 
 
 def test_status_writes_are_fenced_and_a_conflict_recomputes_from_the_fresh_body() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
     rec.reconcile("ml", "mnist")
@@ -452,7 +457,7 @@ def test_status_writes_are_fenced_and_a_conflict_recomputes_from_the_fresh_body(
 
 
 def test_a_replica_that_stopped_leading_writes_nothing() -> None:
-    cache = ObjectCache()
+    cache = new_cache()
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
     rec.leading = lambda: False

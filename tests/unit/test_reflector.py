@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.control.kinds import BY_KIND, new_cache
 from modeldeploy.kube import client as kube
-from modeldeploy.kube.cache import ObjectCache
-from modeldeploy.kube.kinds import BY_KIND
 from modeldeploy.kube.reflector import Reflector
 from testbed.support.wait import wait_for
 from tests.unit.test_kube_client import loopback_kubeconfig
@@ -42,7 +41,7 @@ def owned_pod(name: str, version: str, owner: str) -> dict[str, Any]:
 
 
 def client_of(folder: Path, port: int) -> kube.Kube:
-    return kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(folder, port))))
+    return kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(folder, port))), BY_KIND)
 
 
 def listing(version: str, *items: dict[str, Any]) -> bytes:
@@ -126,7 +125,7 @@ def test_a_watch_is_resumed_after_a_break_and_a_gone_version_relists_dropping_gh
     )
     try:
         client = client_of(tmp_path, server.http.server_port)
-        cache = ObjectCache()
+        cache = new_cache()
         seen: list[tuple[str, str]] = []
         relisted: list[set[str]] = []
 
@@ -181,7 +180,7 @@ def test_a_kind_the_server_does_not_serve_counts_as_listed_and_empty(
     try:
         client = client_of(tmp_path, server.server_port)
         reflector = Reflector(
-            client, ObjectCache(), BY_KIND["HTTPRoute"], "ml", lambda *_: None, lambda _: None, stopping
+            client, new_cache(), BY_KIND["HTTPRoute"], "ml", lambda *_: None, lambda _: None, stopping
         ).start()
         assert reflector.synced.wait(10)
     finally:
@@ -194,15 +193,17 @@ def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
 ) -> None:
     """A pass on a namespace whose children are not listed yet would report them missing:
     it waits for the lists, and gives the key back when they do not come in time."""
-    from modeldeploy.control import handlers
-    from modeldeploy.kube.workqueue import RetryLaterError
+    from modeldeploy.control.watches import EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import RetryLaterError, WorkQueue
 
     listed = SimpleNamespace(kind=POD, synced=threading.Event())  # what the wait reads
     unlisted = SimpleNamespace(kind=POD, synced=threading.Event())
     listed.synced.set()
-    monkeypatch.setattr(handlers, "FILL_WAIT_SECONDS", 0.2)
-    monkeypatch.setattr(handlers, "_watch_namespace", lambda namespace: [listed])
-    handlers._fill_namespace("ml")  # listed: the pass goes on
-    monkeypatch.setattr(handlers, "_watch_namespace", lambda namespace: [listed, unlisted])
+    cache = new_cache()
+    router = EventRouter(cache, WorkQueue(), lambda namespace, name: None)
+    watches = NamespaceWatches(None, cache, router, threading.Event())  # type: ignore[arg-type]
+    monkeypatch.setattr(watches, "watch", lambda namespace: [listed])
+    watches.fill("ml", wait_seconds=0.2)  # listed: the pass goes on
+    monkeypatch.setattr(watches, "watch", lambda namespace: [listed, unlisted])
     with pytest.raises(RetryLaterError, match="pods of namespace ml not listed yet"):
-        handlers._fill_namespace("ml")
+        watches.fill("ml", wait_seconds=0.2)

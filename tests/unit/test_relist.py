@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from modeldeploy.api.names import KIND
-from modeldeploy.control import handlers
-from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.control.kinds import new_cache
+from modeldeploy.control.watches import relist
 from modeldeploy.kube.kinds import Kind
 
 from .objects import model_deployment_body
@@ -36,21 +34,21 @@ class LiveModelDeployments:
         assert kind.kind == KIND
         return {name: body["metadata"]["resourceVersion"] for name, body in self.live.items()}
 
-    def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind == KIND
         self.read.append(name)
         return self.live.get(name)
 
 
-def test_a_relist_reads_only_the_bodies_it_lacks_and_drops_ghosts(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = ObjectCache()
-    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+def test_a_relist_reads_only_the_bodies_it_lacks_and_drops_ghosts() -> None:
+    cache = new_cache()
     cache.upsert(KIND, md("steady", "10"))
     cache.upsert(KIND, md("ghost", "11"))  # deleted while kopf's watch was down
     cache.upsert(KIND, md("missed", "12"))  # changed while it was down
     server = LiveModelDeployments(
         {"steady": md("steady", "10"), "missed": md("missed", "20", "Progressing"), "new": md("new", "21")}
     )
-    touched = handlers.relist(server, "ml")  # type: ignore[arg-type]
+    touched = relist(server, cache, "ml")  # type: ignore[arg-type]
     assert touched == {"missed", "new"}
     assert sorted(server.read) == ["missed", "new"]  # the steady one's body was not asked for
     assert cache.get(KIND, "ml", "ghost") is None
@@ -60,32 +58,28 @@ def test_a_relist_reads_only_the_bodies_it_lacks_and_drops_ghosts(monkeypatch: p
     assert "managedFields" not in missed["metadata"]  # stored slimmed, as the watch's are
     # On a steady cluster a relist reads no body at all and changes nothing.
     server.read.clear()
-    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert relist(server, cache, "ml") == set()  # type: ignore[arg-type]
     assert server.read == []
 
 
-def test_a_body_deleted_between_the_list_and_its_read_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = ObjectCache()
-    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+def test_a_body_deleted_between_the_list_and_its_read_is_not_cached() -> None:
+    cache = new_cache()
 
     class GoneBeforeRead(LiveModelDeployments):
-        def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
             self.read.append(name)
             return None
 
     server = GoneBeforeRead({"brief": md("brief", "5")})
-    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert relist(server, cache, "ml") == set()  # type: ignore[arg-type]
     assert server.read == ["brief"]
     assert cache.get(KIND, "ml", "brief") is None
 
 
-def test_a_body_written_while_the_list_was_on_its_way_is_not_read_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_body_written_while_the_list_was_on_its_way_is_not_read_again() -> None:
     # A status write lands (and goes through to the cache) after the relist's mark, before
     # its list is compared: the cache is newer than the list, and no GET is needed.
-    cache = ObjectCache()
-    monkeypatch.setattr(handlers.RUNTIME, "cache", cache)
+    cache = new_cache()
     cache.upsert(KIND, md("busy", "10", "Progressing"))
 
     class WrittenMeanwhile(LiveModelDeployments):
@@ -95,7 +89,7 @@ def test_a_body_written_while_the_list_was_on_its_way_is_not_read_again(
             return listed
 
     server = WrittenMeanwhile({"busy": md("busy", "11", "Progressing")})
-    assert handlers.relist(server, "ml") == set()  # type: ignore[arg-type]
+    assert relist(server, cache, "ml") == set()  # type: ignore[arg-type]
     assert server.read == []
     kept = cache.get(KIND, "ml", "busy")
     assert kept is not None

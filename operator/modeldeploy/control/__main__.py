@@ -2,11 +2,10 @@
 that never imports the ``kubernetes`` package.
 
 kopf imports ``kubernetes.client`` whenever the package is installed (to recognise its
-model objects, which this operator never hands it); that is 865 modules and about
-45 MiB of every operator replica's memory (issue #19). The package stays installed for
-the kubectl plugin, so it is hidden here: a ``None`` in ``sys.modules`` makes an import
-raise ImportError, the case kopf handles as "not installed". The operator's own requests
-and kopf's login both use control/credentials.py instead.
+model objects, which this operator never hands it); why the operator does without it is
+in ``modeldeploy.kube``. The package stays installed for the kubectl plugin, so it is
+hidden here: a ``None`` in ``sys.modules`` makes an import raise ImportError, the case
+kopf handles as "not installed".
 
 Usage: ``python -m modeldeploy.control [kopf run options]``, e.g. ``--standalone
 --all-namespaces --liveness=http://0.0.0.0:8080/healthz``.

@@ -23,8 +23,8 @@ from ..children.desired import DesiredState
 from ..children.meta import Manifest
 from ..kube.cache import ObjectCache
 from ..kube.client import Kube
-from ..kube.kinds import WATCHED_CHILDREN
 from ..kube.transport import ApiError
+from .kinds import WATCHED_CHILDREN
 
 LOG = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Applier:
         # A copy: a builder's labels dict may be another field's too (a selector).
         meta["labels"] = {**(meta.get("labels") or {}), LABEL_APPLIED_HASH: digest}
         try:
-            result = self.kube.apply(manifest)
+            result = self.kube.apply(manifest, FIELD_MANAGER)
         except ApiError as exc:
             if exc.status in REFUSALS:
                 raise ApplyRejectedError(kind, name, exc.status, exc.message) from None
@@ -167,7 +167,7 @@ class Applier:
 
     def _hand_over(self, deployment: Manifest, replicas: int) -> None:
         """Set the replica count under the hand-over manager; the HPA takes it from there."""
-        self.kube.apply(build_replica_handover(deployment, replicas), field_manager=HANDOVER_FIELD_MANAGER)
+        self.kube.apply(build_replica_handover(deployment, replicas), HANDOVER_FIELD_MANAGER)
         meta = deployment["metadata"]
         LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
 

@@ -113,7 +113,7 @@ class ResourceCollector(Collector):
         step = GaugeMetricFamily(
             "modeldeploy_canary_step", "The canary's current step (0-based).", labels=labels
         )
-        for namespace, name in self.cache.model_deployment_keys():
+        for namespace, name in self.cache.owner_keys():
             body = self.cache.get(KIND, namespace, name)
             status = (body or {}).get("status")
             if not isinstance(status, dict):

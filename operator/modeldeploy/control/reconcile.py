@@ -24,7 +24,6 @@ from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
 from ..children.validation import spec_problem
 from ..kube.cache import ObjectCache
-from ..kube.client import Kube
 from ..kube.transport import ApiError
 from ..kube.workqueue import RetryLaterError
 from ..probes import analysis, modelgate
@@ -41,6 +40,7 @@ from .apply import Applier, ApplyRejectedError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
+from .writes import Writes
 
 LOG = logging.getLogger(__name__)
 # A pod whose model gate is still closed is asked again this often.
@@ -54,8 +54,11 @@ Analyse = Callable[[Analysis, Target, Counters | None, str], Check]
 
 @dataclass
 class Reconciler:
-    kube: Kube
+    # The pass's own requests (model gates, status, Events) and its reads beside the cache.
+    writes: Writes
     cache: ObjectCache
+    # Applies the children, skipping what the cluster already holds.
+    applier: Applier
     options: BuildOptions = field(default_factory=BuildOptions)
     clock: Callable[[], str] = utc_now
     gate: Gate = modelgate.version_available
@@ -69,9 +72,6 @@ class Reconciler:
     # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
     # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
     notifier: Notifier | None = None
-
-    def __post_init__(self) -> None:
-        self.applier = Applier(self.kube, self.cache)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One pass; returns seconds until this resource wants another, if it does."""
@@ -140,7 +140,7 @@ class Reconciler:
     def _read_golden(self, namespace: str) -> Callable[[str, str], tuple[str | None, str]]:
         def read(name: str, key: str) -> tuple[str | None, str]:
             try:
-                config_map = self.kube.read_config_map(namespace, name)
+                config_map = self.writes.read_config_map(namespace, name)
             except ApiError as exc:  # no right to read it (403), the server failing: shown
                 raise GoldenFileError(f"cannot read ConfigMap {name}: {exc.status} {exc.reason}") from None
             if config_map is None:
@@ -161,7 +161,7 @@ class Reconciler:
         for pod in closing:
             name = pod["metadata"]["name"]
             message = "the serving container restarted: out of service until the model is AVAILABLE again"
-            self._gate_written(self.kube.close_model_gate(md.namespace, name, "ServingRestarted", message))
+            self._gate_written(self.writes.close_model_gate(md.namespace, name, "ServingRestarted", message))
             LOG.info("model gate of pod %s closed: its serving container restarted", name)
         waiting = world.gates_to_check()
         pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
@@ -180,7 +180,8 @@ class Reconciler:
             if open_:
                 version = pod["metadata"]["labels"][LABEL_VERSION]
                 message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
-                self._gate_written(self.kube.open_model_gate(md.namespace, pod["metadata"]["name"], message))
+                opened = self.writes.open_model_gate(md.namespace, pod["metadata"]["name"], message)
+                self._gate_written(opened)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
         return len(closing) + len(waiting) - sum(answers)
 
@@ -218,7 +219,7 @@ class Reconciler:
             return
         meta = body["metadata"]
         try:
-            written = self.kube.patch_status(
+            written = self.writes.patch_status(
                 meta["namespace"], meta["name"], dump_status(status), meta.get("resourceVersion")
             )
         except ApiError as exc:
@@ -226,7 +227,7 @@ class Reconciler:
                 raise
             # Written since this pass read it (a person, or a replica that leads now): what
             # was computed is dropped, never forced; the next pass starts from the new body.
-            fresh = self.kube.read_model_deployment(meta["namespace"], meta["name"])
+            fresh = self.writes.read_model_deployment(meta["namespace"], meta["name"])
             if fresh is not None:
                 self.cache.upsert(KIND, fresh)
             raise RetryLaterError("the resource changed while this pass ran; computing again", 0.05) from None
@@ -237,7 +238,7 @@ class Reconciler:
         operator_metrics.record_status_change(meta["namespace"], meta["name"], previous, status, verdict)
         for event in transition_events(previous, status):
             log_decision(body, event.type, event.reason, event.message)
-            self.kube.post_event(body, event.type, event.reason, event.message)
+            self.writes.post_event(body, event.type, event.reason, event.message)
         if self.notifier is not None:
             self.notifier.status_changed(body, previous, status, utc_now())
 

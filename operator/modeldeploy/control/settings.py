@@ -16,15 +16,15 @@ from ..kube.lease import LeaseTimings
 @dataclass(frozen=True)
 class Settings:
     # MODELDEPLOY_WORKERS: reconcile threads. Passes are I/O-bound (API calls, model
-    # checks): threads overlap the waits. A busy API server creates Services one at a
-    # time, and with fewer workers its queue ran dry (docs/benchmarks.md).
+    # checks): threads overlap the waits, and a busy API server that creates Services
+    # one at a time still has requests queued from the others.
     workers: int = 32
     # MODELDEPLOY_RESYNC_SECONDS: every resource is re-applied this often, repairing drift
     # in kinds no watch reports.
     resync_seconds: float = 600.0
     # MODELDEPLOY_RELIST_SECONDS: the ModelDeployments are listed again this often: one
     # deleted while kopf's watch was down (no DELETED event ever comes for it) leaves the
-    # cache. The children need none (kube/reflector.py).
+    # cache. The children need none (their reflectors: kube/reflector.py).
     relist_seconds: float = 60.0
     # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
     fetcher_image: str = BuildOptions.fetcher_image

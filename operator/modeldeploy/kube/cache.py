@@ -1,64 +1,47 @@
-"""What the watches have shown: the latest body of every watched object.
+"""What the watches have shown: the latest body of every watched object, with the children
+of each owner indexed by the label that names it.
 
-Reconciles read from here instead of the API server (as controller-runtime's
-informers do), so a pass costs requests only for what it writes. Stored bodies
-are the watch events' own freshly parsed objects, never deep-copied: nobody may
-change them (the reconcile pass only reads them). Copies were a large share of
-the operator's CPU under load (docs/benchmarks.md). Only the metadata is copied,
-without managedFields (see ``slim``).
+Readers read from here instead of the API server (as controller-runtime's informers do),
+so a pass costs requests only for what it writes. Stored bodies are the watch events' own
+freshly parsed objects, trimmed but never deep-copied: nobody may change them, since
+copying every event's body would cost more than the rest of its handling.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from ..api.names import FIELD_MANAGER, KIND, LABEL_NAME
-
 Key = tuple[str, str, str]  # kind, namespace, name
+# What of a body the cache keeps: (kind, body) -> the body to store.
+Trim = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` without what no pass reads, since the cache holds every child of every resource:
-    managedFields (often most of a small object's metadata) but for one fact, whether the
-    operator's own apply still owns a Deployment's spec.replicas (``apply.owns_replicas``),
-    and of the specs all the passes do not read: a pod's but its readinessGates, a Deployment's
-    but its replicas (``observe`` reads only those, the metadata and the status; whether a
-    Deployment drifted is told by the hash label the operator applied, not its template)."""
-    spec = body.get("spec")
-    if kind == "Pod" and spec is not None:
-        body = {**body, "spec": {"readinessGates": spec.get("readinessGates") or []}}
-    elif kind == "Deployment" and spec is not None:
-        body = {**body, "spec": {k: v for k, v in spec.items() if k == "replicas"}}
-    meta = body.get("metadata")
-    if not meta or "managedFields" not in meta:
-        return body
-    kept = [
-        {
-            "manager": FIELD_MANAGER,
-            "operation": "Apply",
-            "fieldsV1": {"f:spec": {"f:replicas": {}}} if "f:replicas" in spec else {},
-        }
-        for entry in meta["managedFields"] or []
-        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
-        for spec in [(entry.get("fieldsV1") or {}).get("f:spec") or {}]
-    ]
-    slimmed = {k: v for k, v in meta.items() if k != "managedFields"}
-    if kept:
-        slimmed["managedFields"] = kept
-    return {**body, "metadata": slimmed}
+def keep_whole(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    return body
 
 
 class ObjectCache:
-    def __init__(self) -> None:
+    def __init__(self, owner_label: str, owner_kind: str, trim: Trim = keep_whole) -> None:
+        """``owner_label``: the label whose value names a child's owner (an object of
+        ``owner_kind`` in the child's namespace). ``trim``: what of a body is stored; lists
+        apply it too (see ``trim``), so each page is trimmed as it arrives."""
+        self.owner_label = owner_label
+        self.owner_kind = owner_kind
+        self._trim = trim
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
-        # (namespace, ModelDeployment name) -> keys of children labelled with it.
+        # (namespace, owner name) -> keys of children labelled with it.
         self._children: dict[tuple[str, str], set[Key]] = {}
         # A counter bumped by every stored change, and the count at each key's last change
         # (removed keys too): a list taken before a change must not undo it (see replace).
         self._stamp = 0
         self._changed: dict[Key, int] = {}
+
+    def trim(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` as the cache would store it."""
+        return self._trim(kind, body)
 
     def mark(self) -> int:
         """Now, in the cache's own count of changes: take it before a list for ``replace``."""
@@ -75,10 +58,10 @@ class ObjectCache:
         False when the cache held exactly this version already: the watch echoing one
         of our own writes, which went through to the cache when it was made.
         """
-        body = slim(kind, body)
+        body = self._trim(kind, body)
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-        owner = (meta.get("labels") or {}).get(LABEL_NAME)
+        owner = self._owner(body)
         with self._lock:
             held = self._objects.get(key)
             if held is not None and _same_version(held, body):
@@ -87,7 +70,7 @@ class ObjectCache:
                 return True
             self._objects[key] = body
             self._bump(key)
-            if owner is not None and kind != KIND:
+            if owner is not None and kind != self.owner_kind:
                 self._children.setdefault((key[1], owner), set()).add(key)
             return True
 
@@ -96,7 +79,7 @@ class ObjectCache:
         with self._lock:
             body = self._objects.pop(key, None)
             self._bump(key)
-            owner = ((body or {}).get("metadata", {}).get("labels") or {}).get(LABEL_NAME)
+            owner = self._owner(body)
             if owner is not None:
                 children = self._children.get((namespace, owner))
                 if children is not None:
@@ -115,7 +98,8 @@ class ObjectCache:
         way is newer than the list. Undoing it put an older status back in the cache, and
         the next pass computed from it.
 
-        Returns the owning ModelDeployment names whose objects were removed or changed.
+        Returns the names of the owners whose objects were removed or changed (of an
+        owner-kind list, the owners themselves).
         """
         listed = {(kind, namespace, item.get("metadata", {}).get("name", "")): item for item in items}
         touched: set[str] = set()
@@ -123,7 +107,7 @@ class ObjectCache:
             held = [key for key in self._objects if key[0] == kind and key[1] == namespace]
         for key in held:
             if key not in listed and not self._changed_after(key, since):
-                owner = _owner(self.get(*key))
+                owner = self._owner(self.get(*key))
                 self.remove(*key)
                 if owner:
                     touched.add(owner)
@@ -134,7 +118,7 @@ class ObjectCache:
             with self._lock:
                 self._objects.pop(key, None)  # the list wins, whatever its version
             self.upsert(kind, item)
-            owner = _owner(item) if kind != KIND else key[2]
+            owner = self._owner(item) if kind != self.owner_kind else key[2]
             if owner:
                 touched.add(owner)
         self._forget_removed(kind, namespace, since)
@@ -164,34 +148,34 @@ class ObjectCache:
         with self._lock:
             return self._objects.get((kind, namespace, name))
 
-    def labelled(self, kind: str, namespace: str, md_name: str) -> list[dict[str, Any]]:
-        """Objects of one kind labelled with the ModelDeployment's name."""
+    def labelled(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
+        """Objects of one kind labelled with the owner's name."""
         with self._lock:
-            keys = [k for k in self._children.get((namespace, md_name), ()) if k[0] == kind]
+            keys = [k for k in self._children.get((namespace, owner), ()) if k[0] == kind]
             return [self._objects[k] for k in keys if k in self._objects]
 
-    def children(self, kind: str, namespace: str, md_name: str, owner_uid: str) -> list[dict[str, Any]]:
-        """Labelled objects that this incarnation of the ModelDeployment owns."""
+    def children(self, kind: str, namespace: str, owner: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Labelled objects that this incarnation of the owner owns (by owner reference)."""
         return [
             body
-            for body in self.labelled(kind, namespace, md_name)
+            for body in self.labelled(kind, namespace, owner)
             if any(
                 ref.get("uid") == owner_uid for ref in body.get("metadata", {}).get("ownerReferences") or []
             )
         ]
 
-    def model_deployment_keys(self) -> list[tuple[str, str]]:
+    def owner_keys(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every cached object of the owner kind."""
         with self._lock:
-            return [(ns, name) for kind, ns, name in self._objects if kind == KIND]
+            return [(ns, name) for kind, ns, name in self._objects if kind == self.owner_kind]
+
+    def _owner(self, body: dict[str, Any] | None) -> str | None:
+        labels: dict[str, str] = ((body or {}).get("metadata", {}).get("labels")) or {}
+        return labels.get(self.owner_label)
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
-
-
-def _owner(body: dict[str, Any] | None) -> str | None:
-    labels: dict[str, str] = ((body or {}).get("metadata", {}).get("labels")) or {}
-    return labels.get(LABEL_NAME)
 
 
 def _same_version(held: dict[str, Any], incoming: dict[str, Any]) -> bool:

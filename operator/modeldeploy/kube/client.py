@@ -1,33 +1,29 @@
-"""The only module that talks to the API server.
+"""The API client: get, apply (server-side, under the caller's field manager), patch,
+create, delete, paged lists and watches, on paths resolved from a kind table it is given.
 
-Children are written with server-side apply under one field manager; status is
-replaced whole by a JSON patch on the status subresource; Events are core/v1 Events. Every call
-is synchronous (apiclient's urllib3 pool) and runs on a reconcile worker thread.
+Every call is synchronous (transport's urllib3 pool) and bounded by a timeout; it follows
+the API server's clock from the Date header of its answers.
 """
 
 from __future__ import annotations
 
-import datetime
 import email.utils
 import json
 import logging
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..api.names import API_VERSION, CONDITION_MODEL_AVAILABLE, FIELD_MANAGER, KIND, LABEL_MODEL_AVAILABLE
-from ..api.times import format_time, to_seconds
 from .credentials import load
-from .kinds import BY_KIND, Kind
+from .kinds import Kind
 from .transport import ApiClient, ApiError
 from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
 # (connect, read) seconds for every API request.
 REQUEST_TIMEOUT = (5.0, 30.0)
-# Objects per page of a list: the decoded page is held whole until slimmed.
+# Objects per page of a list: the decoded page is held whole until trimmed.
 LIST_PAGE = 250
 # A list of the objects' metadata only (PartialObjectMetadataList), served for every kind.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
@@ -57,19 +53,21 @@ def load_client_config(connections: int, kubeconfig: str | None = None) -> ApiCl
 
 
 class Kube:
-    def __init__(self, api: ApiClient, watch_api: ApiClient | None = None) -> None:
+    def __init__(self, api: ApiClient, kinds: Mapping[str, Kind], watch_api: ApiClient | None = None) -> None:
         self.api = api
+        # Kind name -> where it lives: the paths of requests that name a kind.
+        self.kinds = kinds
         # Watches hold a connection for minutes: given their own pool, they never take the
         # workers'. Everything else, lists included, goes through ``api``, whose answers
-        # set the clock the passes read (server_now).
+        # set the clock callers read (server_time).
         self.watch_api = watch_api or api
         # Server time minus local time, from the Date header of the API server's answers.
         self._offset: float | None = None
         self._last_date = ""
 
     def _note_server_time(self, date: str | None) -> None:
-        """Follow the API server's clock: canary times in status must not depend on which
-        node's clock the operator runs on (a 2-minute skew once rolled back a healthy canary).
+        """Follow the API server's clock: times written to objects must not depend on which
+        node's clock the caller runs on (durations computed across nodes would be skewed).
 
         Date has whole seconds, so only a difference beyond 1.5 s is a skew; below that the
         local clock is kept (it has milliseconds, and steps must not jitter).
@@ -88,10 +86,9 @@ class Kube:
                 LOG.info("following the API server's clock: %+.1fs from this node's", skew)
             self._offset = skew
 
-    def server_now(self) -> str:
-        """Now by the API server's clock, as status carries canary times."""
-        moment = time.time() + (self._offset or 0.0)
-        return format_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+    def server_time(self) -> float:
+        """Now by the API server's clock, in seconds since the epoch."""
+        return time.time() + (self._offset or 0.0)
 
     def _call(
         self,
@@ -128,20 +125,20 @@ class Kube:
     def _path(
         self, kind: str, namespace: str, name: str | None = None, subresource: str | None = None
     ) -> str:
-        return BY_KIND[kind].path(namespace, name, subresource)
+        return self.kinds[kind].path(namespace, name, subresource)
 
-    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A ConfigMap of the user's (golden requests), or None when it does not exist.
-        Read when a check needs it, not watched: it is needed only as new pods start."""
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
         try:
-            result: dict[str, Any] = self._call("GET", self._path("ConfigMap", namespace, name))
+            result: dict[str, Any] = self._call("GET", self._path(kind, namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
         return result
 
-    def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], field_manager: str) -> dict[str, Any]:
+        """Server-side apply, forced: ``field_manager`` takes every field the manifest sets."""
         meta = manifest["metadata"]
         path = self._path(manifest["kind"], meta["namespace"], meta["name"])
         # The charset parameter is for readers of the request; the server ignores it.
@@ -171,8 +168,8 @@ class Kube:
 
     def list_versions(self, kind: Kind, namespace: str) -> dict[str, str]:
         """name -> resourceVersion of every object of a kind in ``namespace``, from a list of
-        their metadata only: what exists and at which version, for about half a full list's
-        price, to the API server and to us (docs/benchmarks.md, session 12)."""
+        their metadata only: what exists and at which version, for much less than a list of
+        whole objects costs the API server and us."""
         items = self.list_with_version(kind, namespace, accept=METADATA_LIST)[0]
         return {item["metadata"]["name"]: item["metadata"].get("resourceVersion", "") for item in items}
 
@@ -187,9 +184,8 @@ class Kube:
         resourceVersion to watch from; [] and None when the kind is not served (e.g. no
         Gateway API).
 
-        ``each`` is applied to every item as its page arrives (the cache's ``slim``), so the
-        whole list is never held in full: at N=1000, the relist's pages of whole objects
-        were the operator's peak memory, 30 MiB above its peak without relists."""
+        ``each`` is applied to every item as its page arrives (the cache's ``trim``), so the
+        whole objects of a large list are never all held at once."""
         path = kind.path(namespace)
         label_selector = kind.selector
         items: list[dict[str, Any]] = []
@@ -233,115 +229,27 @@ class Kube:
             if isinstance(event, dict):
                 yield event
 
-    def open_model_gate(self, namespace: str, name: str, message: str) -> dict[str, Any] | None:
-        """Mark a live pod's model as available, in one request: the label its Services
-        select and the condition its readinessGates wait for.
-
-        Both go through the status subresource: for pods it keeps labels it is given (only
-        spec and owner references are reset), and a strategic merge patch merges
-        conditions by type, leaving the kubelet's own. The pod as patched; None if it is gone.
-        """
-        return self._set_model_gate(namespace, name, True, "ModelAvailable", message)
-
-    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> dict[str, Any] | None:
-        """Take a pod out of service until its model is AVAILABLE again: the label goes
-        (Services stop selecting it) and the condition turns False (it stops being Ready).
-        The pod as patched; None if it is gone."""
-        return self._set_model_gate(namespace, name, False, reason, message)
-
-    def _set_model_gate(
-        self, namespace: str, name: str, available: bool, reason: str, message: str
-    ) -> dict[str, Any] | None:
-        condition = {
-            "type": CONDITION_MODEL_AVAILABLE,
-            "status": "True" if available else "False",
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": self.server_now(),
-        }
-        try:
-            patched: dict[str, Any] = self._call(
-                "PATCH",
-                self._path("Pod", namespace, name, "status"),
-                body={
-                    # null removes the label in a strategic merge patch
-                    "metadata": {"labels": {LABEL_MODEL_AVAILABLE: "true" if available else None}},
-                    "status": {"conditions": [condition]},
-                },
-                content_type="application/strategic-merge-patch+json",
-            )
-        except ApiError as exc:
-            if exc.status != 404:  # a pod that went away needs no gate
-                raise
-            return None
-        return patched
-
-    def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        content_type: str,
+        subresource: str | None = None,
     ) -> dict[str, Any]:
-        """Replace the whole status. A merge patch would keep any field the new status
-        leaves out (a canary's finished step time, say), so this is a JSON patch.
-
-        Fenced: with ``resource_version`` (the version the status was computed from) the
-        patch sets it on the object, which makes the server's update conditional on it:
-        if anyone wrote since (a person, or another replica of the operator that leads
-        now), the server answers 409 and nothing is written."""
-        ops: list[dict[str, Any]] = [{"op": "add", "path": "/status", "value": status}]
-        if resource_version:
-            ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
-        result: dict[str, Any] = self._call(
-            "PATCH",
-            self._path(KIND, namespace, name, "status"),
-            body=ops,
-            content_type="application/json-patch+json",
-        )
+        """A patch of ``content_type`` (merge, strategic merge or JSON patch); the object as
+        patched."""
+        path = self._path(kind, namespace, name, subresource)
+        result: dict[str, Any] = self._call("PATCH", path, body=body, content_type=content_type)
         return result
 
-    def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self._call("GET", self._path(KIND, namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", self._path(kind, namespace), body=body)
         return result
 
     def raw(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         """A request to any path (the leader election's Lease); ``timeout`` bounds both the
         connect and the answer, when it must be shorter than REQUEST_TIMEOUT."""
         return self._call(method, path, body=body, timeout=timeout)
-
-    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the ModelDeployment; failures are logged, never raised."""
-        meta = involved["metadata"]
-        now = to_seconds(self.server_now())
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
-                "namespace": meta["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion", API_VERSION),
-                "kind": KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-        }
-        try:
-            self._call("POST", self._path("Event", meta["namespace"]), body=event)
-        except ApiError as exc:
-            LOG.warning(
-                "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason
-            )

@@ -1,10 +1,8 @@
 """Where the API server is and who the operator is to it: the pod's service account, else
 the current context of the KUBECONFIG files (else ~/.kube/config).
 
-Read here, not by the ``kubernetes`` package: importing that package (and kopf imports it
-whenever it is installed) costs about 45 MiB of the operator's memory for 865 modules
-the operator never uses (issue #19). One loader serves both our requests and kopf's
-watches (see handlers.login), so the two can never talk to different clusters.
+One loader serves both this layer's requests and kopf's watches (the operator's login
+handler), so the two can never talk to different clusters.
 
 Supported: a CA file or data (or insecure-skip-tls-verify), client certificate and key as
 files or data, a token, a token file (re-read, as projected service-account tokens

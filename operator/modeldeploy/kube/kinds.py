@@ -1,14 +1,9 @@
-"""The one table of kinds the operator reads or writes: the API client resolves paths from
-it, the watches are made from it (kopf's and the reflectors'), the drift check reads it.
-
-Adding a child kind is one row here, one builder in ``build`` and one RBAC line.
-"""
+"""The shape of a row in a kind table: where a kind lives in the API and which of its
+objects a list or watch asks for. The concrete table belongs to whoever uses this layer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from ..api import names
 
 
 @dataclass(frozen=True)
@@ -17,20 +12,9 @@ class Kind:
     group: str  # "" for the core API
     version: str
     plural: str
-    # Watched into the cache (a change queues the owning ModelDeployment's pass).
-    watched: bool = False
-    # Applied by the operator with its hash label: a live one without it drifted.
-    child: bool = False
-    # Watched only where it carries the managed-by label (the API server filters).
-    managed: bool = False
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {names.LABEL_MANAGED_BY: names.MANAGED_BY} if self.managed else {}
-
-    @property
-    def selector(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.labels.items())
+    # A label selector ("key=value,..."): lists and watches ask only for the objects that
+    # carry these labels (the API server filters); "" asks for every object.
+    selector: str = ""
 
     @property
     def api_prefix(self) -> str:
@@ -41,32 +25,3 @@ class Kind:
         if name:
             path += f"/{name}"
         return f"{path}/{subresource}" if subresource else path
-
-
-KINDS = (
-    Kind(names.KIND, names.GROUP, names.VERSION, names.PLURAL, watched=True),
-    Kind("Deployment", "apps", "v1", "deployments", watched=True, child=True, managed=True),
-    Kind("Pod", "", "v1", "pods", watched=True, managed=True),
-    Kind("ConfigMap", "", "v1", "configmaps", child=True),
-    Kind("Service", "", "v1", "services", child=True),
-    Kind(
-        "HorizontalPodAutoscaler",
-        "autoscaling",
-        "v2",
-        "horizontalpodautoscalers",
-        watched=True,
-        child=True,
-        managed=True,
-    ),
-    Kind(
-        "NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", watched=True, child=True, managed=True
-    ),
-    Kind(
-        "HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", watched=True, child=True, managed=True
-    ),
-    Kind("Event", "", "v1", "events"),
-)
-BY_KIND = {k.kind: k for k in KINDS}
-WATCHED = tuple(k for k in KINDS if k.watched)
-# Children the operator applies and watches: the drift check compares their hash label.
-WATCHED_CHILDREN = frozenset(k.kind for k in KINDS if k.watched and k.child)

@@ -12,9 +12,9 @@
 - On a clean shutdown the leader releases the Lease (holder cleared, duration 1 s), so
   a standby takes over in about one retry period instead of a whole lease duration.
 
-Leading is what a reconcile pass asks before it starts (``is_leader``); status writes
-are fenced besides (see ``kube.patch_status``): a leader that was paused past its lease
-and wakes up mid-pass gets 409 for what it computed, and nothing of it lands.
+Leading is what a caller asks before it acts (``is_leader``). A leader paused past its
+lease may act before it notices, so writes that must not land from a former leader are
+best fenced besides (conditional on the resourceVersion they were computed from).
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LeaseTimings:
-    # client-go's defaults are 15, 10 and 2: a crashed leader is replaced after 16-17 s
-    # (measured, `make bench`). A shorter lease in the same proportion replaces it in about
-    # 12 s, within the 15 s a rollout may go unattended; renewing every 2 s still leaves a
-    # leader three tries before its renew deadline.
+    # Shorter than client-go's defaults (15, 10, 2) in the same proportion: a crashed
+    # leader is replaced sooner, and renewing every retry period still leaves a leader
+    # three tries before its renew deadline.
     lease_duration: float = 10.0
     renew_deadline: float = 7.0
     retry_period: float = 2.0

@@ -1,20 +1,11 @@
-"""One child kind in one namespace, listed into the cache and then watched, as client-go's
+"""One kind in one namespace, listed into the cache and then watched, as client-go's
 reflector does: a list replaces what the cache holds, and the watch resumes from the last
 resourceVersion seen, so no change (a deletion included) is ever missed.
 
-Why the children do not come through kopf's watches (issue #19):
-- kopf starts every watch, and every re-watch after a gap, with a list it reports as
-  events: what was deleted during the gap is never reported, and the operator had to
-  list every kind again every minute to drop such ghosts. Those relists were its peak
-  memory at N=1000. Here a gap is closed by a resume (the server replays every change
-  since the version, deletions too) or, when the server no longer has that version
-  (410 Gone), by a list that replaces the cache's objects.
-- Pods and Deployments are most of the operator's watch events, and kopf spent more on
-  each (its per-event handler machinery) than the cache update itself.
-
-ModelDeployments still come through kopf: it knows the namespaces the operator serves.
-Children are watched only in namespaces that hold one (see handlers._fill_namespace), so
-an operator confined to some namespaces needs no cluster-wide rights.
+A gap in the watch is closed by a resume (the server replays every change since the
+version, deletions too) or, when the server no longer has that version (410 Gone), by a
+list that replaces the cache's objects: what was deleted during the gap leaves the cache
+without a periodic relist of everything.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from typing import Any
 
 import urllib3
 
-from .cache import ObjectCache, slim
+from .cache import ObjectCache
 from .client import Kube
 from .kinds import Kind
 from .transport import ApiError
@@ -65,8 +56,8 @@ class Reflector:
         self.on_event = on_event  # (type, object) of every ADDED, MODIFIED, DELETED
         self.on_relisted = on_relisted  # owners whose objects a relist found changed
         self.stopping = stopping
-        # Set once the first list is in the cache: a pass must not run on a namespace
-        # whose children are not known yet (it would report them missing).
+        # Set once the first list is in the cache: readers wait for it rather than take
+        # a cache not filled yet for a namespace without objects.
         self.synced = threading.Event()
         self.lists = 0
         self._thread = threading.Thread(target=self.run, name=f"watch-{kind.plural}-{namespace}", daemon=True)
@@ -95,7 +86,7 @@ class Reflector:
         list's version, or None when the kind is not served."""
         since = self.cache.mark()
         items, version = self.client.list_with_version(
-            self.kind, self.namespace, each=partial(slim, self.kind.kind)
+            self.kind, self.namespace, each=partial(self.cache.trim, self.kind.kind)
         )
         touched = self.cache.replace(self.kind.kind, self.namespace, items, since)
         self.lists += 1

@@ -1,10 +1,5 @@
-"""HTTP to the API server for the reconcile workers: a urllib3 connection pool with the
-operator's credentials, raw JSON in and out.
-
-The operator's own requests are few kinds of PATCH, GET and POST on known paths
-(control/kube.py builds them); the ``kubernetes`` package's generated client brought 865
-modules and ~45 MiB for that (issue #19), so this is all of it.
-"""
+"""HTTP to the API server: a urllib3 connection pool with the loaded credentials, raw
+JSON in and out (the client builds the paths and bodies)."""
 
 from __future__ import annotations
 

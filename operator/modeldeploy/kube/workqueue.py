@@ -2,14 +2,11 @@
 
 One key is never processed by two workers at once; a key added while it is
 being processed runs once more afterwards. This is what serialises all work on
-one ModelDeployment without a lock per object.
+one object without a lock per object.
 
-Urgent keys go before the rest. Children changing (a pod that became ready and
-waits for its model gate, a Deployment that became available) and canary steps
-falling due are urgent: they finish work already under way, and behind a burst
-of new resources in a first-in-first-out queue they waited for every first pass
-still queued (docs/benchmarks.md). A person's action on a resource (a spec edit, an
-abort) goes first of all: it must not wait behind due timers either.
+Three priorities, so work already under way (urgent: a child changed, a timer fell due)
+need not wait behind a burst of first passes in a first-in-first-out queue, and a
+person's action (first) waits behind nothing.
 """
 
 from __future__ import annotations

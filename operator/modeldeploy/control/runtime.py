@@ -1,0 +1,169 @@
+"""The running operator, built whole in one place (``build_operator``): every part is given
+what it needs when it is constructed; ``Operator`` starts them, stops them, and runs a pass
+for each key the work queue hands a worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from ..api.names import KIND
+from ..kube.cache import ObjectCache
+from ..kube.client import Kube, load_client_config
+from ..kube.lease import LeaderElector, LeaseApi, LeaseTimings
+from ..kube.transport import ApiClient
+from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
+from . import operator_metrics
+from .apply import Applier
+from .kinds import BY_KIND, CHILD_WATCHES, new_cache
+from .notice_delivery import Notifier
+from .notices import load_config
+from .reconcile import Reconciler
+from .settings import Settings
+from .watches import EventRouter, NamespaceWatches, queue_everything, relist, user_acted
+from .writes import Writes
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Operator:
+    settings: Settings
+    cache: ObjectCache
+    queue: WorkQueue
+    client: Kube
+    reconciler: Reconciler
+    router: EventRouter
+    watches: NamespaceWatches
+    # With leader election on: only the leader's workers reconcile.
+    elector: LeaderElector | None
+    stopping: threading.Event
+
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def start(self) -> None:
+        """Start every thread: the elector, /metrics, the workers, resync and relist."""
+        ours = self.settings
+        if self.elector is not None:
+            self.elector.start()
+        operator_metrics.watch(self.cache, self.queue.ready, self.leading)
+        if ours.metrics_port:
+            operator_metrics.serve(ours.metrics_address, ours.metrics_port, ours.metrics_path)
+        run_workers(self.queue, self.handle, ours.workers)
+        threading.Thread(target=self._resync_loop, name="resync", daemon=True).start()
+        threading.Thread(target=self._relist_loop, name="relist", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.close()
+        if self.reconciler.notifier is not None:
+            self.reconciler.notifier.close()
+        if self.elector is not None:
+            self.elector.release()
+
+    def on_model_deployment(self, type_: str | None, body: dict[str, Any]) -> None:
+        """A ModelDeployment's watch event: cached, its namespace's children watched, and a
+        pass queued. A person's edit or one-shot action (promote, abort, retry) goes first
+        of all: an abort must not wait behind timers."""
+        meta = body.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        acted = user_acted(self.cache.get(KIND, namespace, meta.get("name", "")), body)
+        key = self.router.observe(KIND, type_, body)
+        if namespace and type_ != "DELETED":
+            self.watches.watch(namespace)
+        if key is not None:
+            self.queue.add(key, first=acted)
+
+    def handle(self, key: Any) -> float | None:
+        """One pass for a worker; seconds until the resource wants another, if it does."""
+        namespace, name = key
+        if not self.leading():
+            return None  # a standby: its watches keep the cache warm; the leader reconciles
+        started = time.monotonic()
+        result = "error"
+        try:
+            self.watches.fill(namespace)
+            again = self.reconciler.reconcile(namespace, name)
+            result = "success"
+            return again
+        except RetryLaterError:
+            result = "retry"
+            raise
+        finally:
+            operator_metrics.RECONCILES.labels(result).inc()
+            operator_metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _resync_loop(self) -> None:
+        """Re-run every ModelDeployment now and then: repairs drift no watch reports."""
+        while not self.stopping.wait(self.settings.resync_seconds):
+            self.reconciler.applier.clear()
+            queue_everything(self.cache, self.queue)
+
+    def _relist_loop(self) -> None:
+        """List the ModelDeployments again now and then. kopf re-watches after a gap (an API
+        server restart, a 410) with a list that reports nothing for what was deleted
+        meanwhile, and a ghost would keep being reconciled. The children need no relist:
+        their reflectors resume their watches or list again."""
+        first = True
+        while not self.stopping.wait(self.settings.relist_seconds):
+            if first:  # logged once the first round is due: the relist runs
+                LOG.info("relisting ModelDeployments every %gs", self.settings.relist_seconds)
+                first = False
+            for namespace in self.watches.namespaces():
+                try:
+                    self.router.queue_owners(namespace, relist(self.client, self.cache, namespace))
+                except Exception:  # the API server may be down: the next round tries again
+                    LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
+
+
+def build_operator(settings: Settings) -> Operator:
+    """The whole operator, not started yet. Raises on a bad notifications file."""
+    api = load_client_config(connections=settings.workers)
+    # Watches hold a connection for minutes: given their own pool, they never take the workers'.
+    client = Kube(api, BY_KIND, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
+    cache, queue, stopping = new_cache(), WorkQueue(), threading.Event()
+    writes = Writes(client)
+    # A replica that starts leading passes over every resource it has cached: what the old
+    # leader left half done, and what this one skipped while standing by.
+    elector = _elector(settings, client, on_started_leading=partial(queue_everything, cache, queue))
+    reconciler = Reconciler(
+        writes,
+        cache,
+        Applier(client, cache),
+        settings.build_options,
+        clock=writes.now,
+        leading=elector.is_leader if elector is not None else lambda: True,
+        notifier=_notifier(settings),
+    )
+    router = EventRouter(cache, queue, reconciler.forget)
+    watches = NamespaceWatches(client, cache, router, stopping)
+    return Operator(settings, cache, queue, client, reconciler, router, watches, elector, stopping)
+
+
+def _elector(
+    settings: Settings, client: Kube, on_started_leading: Callable[[], None]
+) -> LeaderElector | None:
+    if not settings.leader_election:
+        return None
+    lease = LeaseApi(
+        client.raw, settings.lease_namespace, settings.lease_name, settings.renew_deadline_seconds
+    )
+    timings = LeaseTimings(
+        settings.lease_duration_seconds, settings.renew_deadline_seconds, settings.retry_period_seconds
+    )
+    return LeaderElector(lease, settings.identity, timings, on_started_leading=on_started_leading)
+
+
+def _notifier(settings: Settings) -> Notifier | None:
+    """The admin's webhooks, if a notifications file is configured."""
+    if not settings.notifications_config:
+        return None
+    config = load_config(settings.notifications_config)
+    LOG.info("notifying %d webhook(s): %s", len(config.webhooks), ", ".join(w.name for w in config.webhooks))
+    return Notifier(config)

@@ -1,0 +1,156 @@
+"""What the watches feed: each event into the cache and, when it matters, a pass into the
+work queue; the children's reflectors of every namespace that holds a ModelDeployment;
+and the relist that drops ModelDeployments deleted while kopf's watch was down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from ..api.names import KIND
+from ..kube.cache import ObjectCache
+from ..kube.client import Kube
+from ..kube.kinds import Kind
+from ..kube.reflector import Reflector
+from ..kube.workqueue import RetryLaterError, WorkQueue
+from .kinds import CHILD_WATCHES, MODEL_DEPLOYMENT
+
+LOG = logging.getLogger(__name__)
+Key = tuple[str, str]  # namespace, ModelDeployment name
+# How long a pass waits for its namespace's first lists before it is tried again later.
+FILL_WAIT_SECONDS = 30.0
+
+
+class EventRouter:
+    """Watch events into the cache, and the passes they call for into the queue."""
+
+    def __init__(self, cache: ObjectCache, queue: WorkQueue, forget: Callable[[str, str], None]) -> None:
+        self.cache = cache
+        self.queue = queue
+        self._forget = forget  # a deleted ModelDeployment's memos go with it
+
+    def on_child_event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
+        # Children's changes are urgent: they finish work under way (a pod waiting for its
+        # model gate), which should not wait behind every new resource's first pass.
+        key = self.observe(kind, type_, body)
+        if key is not None:
+            self.queue.add(key, urgent=True)
+
+    def queue_owners(self, namespace: str, owners: set[str]) -> None:
+        for owner in owners:
+            self.queue.add((namespace, owner), urgent=True)
+
+    def observe(self, kind: str, type_: str | None, body: dict[str, Any]) -> Key | None:
+        """Update the cache from one watch event; the ModelDeployment to reconcile, if any."""
+        deleted = type_ == "DELETED"
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        if deleted:
+            self.cache.remove(kind, namespace, name)
+        elif not self.cache.upsert(kind, body):
+            return None  # our own write coming back: the pass that made it has run
+        if kind == KIND:
+            if deleted:
+                self._forget(namespace, name)
+                return None
+            return namespace, name
+        owner = (meta.get("labels") or {}).get(self.cache.owner_label)
+        return (namespace, owner) if owner else None
+
+
+def queue_everything(cache: ObjectCache, queue: WorkQueue) -> None:
+    """A pass over every cached ModelDeployment."""
+    for key in cache.owner_keys():
+        queue.add(key)
+
+
+def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
+    """A ModelDeployment event that carries a person's action: a spec edit (a new generation)
+    or a changed annotation (promote, abort, retry). Those go before everything queued."""
+    if held is None:
+        return False  # a first pass: normal priority, behind work under way
+    old, new = held.get("metadata") or {}, incoming.get("metadata") or {}
+    return bool(
+        old.get("generation") != new.get("generation") or old.get("annotations") != new.get("annotations")
+    )
+
+
+class NamespaceWatches:
+    """The children's reflectors, per namespace that holds a ModelDeployment, started on its
+    first event: an operator confined to some namespaces needs no cluster-wide rights, and a
+    standby's cache is warm before it ever leads."""
+
+    def __init__(
+        self, client: Kube, cache: ObjectCache, router: EventRouter, stopping: threading.Event
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.router = router
+        self.stopping = stopping
+        self._reflectors: dict[str, list[Reflector]] = {}
+        self._lock = threading.Lock()  # kopf's event loop adds namespaces while others read
+
+    def namespaces(self) -> list[str]:
+        with self._lock:
+            return sorted(self._reflectors)
+
+    def watch(self, namespace: str) -> list[Reflector]:
+        """Start listing and watching the children of ``namespace``, once."""
+        with self._lock:
+            reflectors = self._reflectors.get(namespace)
+            if reflectors is None:
+                reflectors = [self._reflector(kind, namespace).start() for kind in CHILD_WATCHES]
+                self._reflectors[namespace] = reflectors
+                LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
+            return reflectors
+
+    def _reflector(self, kind: Kind, namespace: str) -> Reflector:
+        return Reflector(
+            self.client,
+            self.cache,
+            kind,
+            namespace,
+            partial(self.router.on_child_event, kind.kind),
+            partial(self.router.queue_owners, namespace),
+            self.stopping,
+        )
+
+    def fill(self, namespace: str, wait_seconds: float = FILL_WAIT_SECONDS) -> None:
+        """Wait for the first list of a namespace's children before its first pass.
+
+        A pass that saw a resource but not yet its children would report it Pending, and
+        write that, right after a restart."""
+        deadline = time.monotonic() + wait_seconds
+        for reflector in self.watch(namespace):
+            if not reflector.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise RetryLaterError(f"{reflector.kind.plural} of namespace {namespace} not listed yet")
+
+
+def relist(client: Kube, cache: ObjectCache, namespace: str) -> set[str]:
+    """Replace the cache's ModelDeployments of ``namespace`` by a fresh list; the names of
+    those that changed or went.
+
+    The list is of names and versions only; a body is read only where the cache holds
+    none or another version, which on a steady cluster is never: a list of whole bodies,
+    every relist, would cost the API server and the workers' cores far more. Nor is a
+    body read where the cache changed while the list was on its way (our own status
+    write, a watch event): the cache is newer than the list there, and keeps it."""
+    since = cache.mark()
+    items: list[dict[str, Any]] = []
+    for name, version in client.list_versions(MODEL_DEPLOYMENT, namespace).items():
+        held = cache.get(KIND, namespace, name)
+        differs = held is None or held["metadata"].get("resourceVersion") != version
+        # Changed since the mark: newer than the list, and replace() keeps it.
+        if differs and not cache.changed_since(KIND, namespace, name, since):
+            held = client.get(KIND, namespace, name)  # None: deleted meanwhile
+            held = cache.trim(KIND, held) if held is not None else None
+        if held is not None:
+            items.append(held)
+    touched = cache.replace(KIND, namespace, items, since)
+    if touched:
+        LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
+    return touched
