@@ -128,7 +128,7 @@ def install_documents(source: Path, version: str, kubectl: Path) -> list[dict[st
 
 def write_install_yaml(source: Path, version: str, dist: Path, kubectl: Path) -> Path:
     path = dist / "install.yaml"
-    header = f"# modeldeploy {version}: kubectl apply --server-side -f install.yaml\n"
+    header = f"# modeldeploy {version}: kubectl apply -f install.yaml\n"
     path.write_text(header + yaml.safe_dump_all(install_documents(source, version, kubectl), sort_keys=False))
     return path
 
