@@ -225,7 +225,7 @@ def main(argv: list[str]) -> int:
         release.plugin_wheel,
         release.operator_wheel,
     ):
-        print(f"{artefact.stat().st_size / 1e6:9.1f} MB  {artefact}")
+        print(f"{artefact.stat().st_size / 1e3:12,.0f} kB  {artefact}")
     return 0
 
 
