@@ -106,6 +106,11 @@ images-local: deps ## Build the fetcher, operator and test serving images with b
 	$(PY) -m testbed.cluster.dockerfile_images operator
 	$(PY) -m testbed.cluster.dockerfile_images modelserver
 
+##@ Release
+.PHONY: release
+release: venv ## dist/ for VERSION=x.y.z: operator and fetcher images (buildah, needs root), install.yaml, the Helm chart, the plugin's and the operator's wheels
+	$(PY) -m hack.release "$(VERSION)"
+
 ##@ Images and kind (needs Docker; not exercised by this project's CI)
 .PHONY: images kind-up kind-deploy kind-down
 KIND_CLUSTER ?= modeldeploy

@@ -146,14 +146,10 @@ def _host_trust() -> list[str]:
     return [f"--volume={v}:{v}:ro" for v in volumes if Path(v).exists()]
 
 
-def build(which: str) -> Path:
-    """The docker-archive tarball of one of the project's Dockerfiles, built with buildah."""
-    dockerfile, name, context = DOCKERFILES[which]
+def buildah_build(dockerfile: Path, name: str, context: Path, archive: Path) -> None:
+    """Build ``dockerfile`` over the local base image with buildah in storage of its own, and
+    write the image, tagged ``name``, to the docker-archive tarball ``archive``."""
     base = base_image()
-    key = _digest(_context_digest(dockerfile, context), base.name.encode(), name.encode())
-    path = CACHE / f"{which}-{key}.tar"
-    if path.exists():
-        return path
     with tempfile.TemporaryDirectory(dir=CACHE) as work_name:
         work = Path(work_name)
         storage = ["--storage-driver=vfs", f"--root={work / 'storage'}", f"--runroot={work / 'run'}"]
@@ -170,12 +166,23 @@ def build(which: str) -> Path:
             str(dockerfile),
             "-t",
             name,
-            str(REPO),
+            str(context),
         )
-        partial = path.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        _run("buildah", *storage, "push", name, f"docker-archive:{partial}:{name}")
-        partial.rename(path)
+        archive.unlink(missing_ok=True)
+        _run("buildah", *storage, "push", name, f"docker-archive:{archive}:{name}")
+
+
+def build(which: str) -> Path:
+    """The docker-archive tarball of one of the project's Dockerfiles, built with buildah."""
+    dockerfile, name, context = DOCKERFILES[which]
+    base = base_image()
+    key = _digest(_context_digest(dockerfile, context), base.name.encode(), name.encode())
+    path = CACHE / f"{which}-{key}.tar"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial")
+    buildah_build(dockerfile, name, REPO, partial)
+    partial.rename(path)
     # Every change to the operator's code makes new fetcher and operator images (the code is
     # in them): keep only the newest of each, or the cache grows by ~240 MB an edit.
     for older in CACHE.glob(f"{which}-*.tar"):

@@ -15,13 +15,24 @@ REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "modeldeploy-system"
 
 
-def operator_manifests(kubectl: Path, env: list[dict[str, str]], namespace: str | None = None) -> str:
+def rendered_manifests(kubectl: Path, manifests: Path = REPO / "manifests") -> list[dict[str, Any]]:
+    """``manifests`` as `kubectl apply -k` would apply them, one dict per object."""
     rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(REPO / "manifests")], check=True, capture_output=True, text=True
+        [str(kubectl), "kustomize", str(manifests)], check=True, capture_output=True, text=True
     ).stdout
-    documents: list[dict[str, Any]] = [d for d in yaml.safe_load_all(rendered) if d]
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def operator_container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's container in the operator's Deployment among ``documents``."""
     deployment = next(d for d in documents if d["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def operator_manifests(kubectl: Path, env: list[dict[str, str]], namespace: str | None = None) -> str:
+    documents = rendered_manifests(kubectl)
+    container = operator_container(documents)
     container["env"] = [*container.get("env", []), *env]
     if namespace is not None:
         args = [a for a in container["args"] if a != "--all-namespaces"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.tools import ARGOCD_SCRIPTS, run_lua
+from testbed.support.tools import ARGOCD_SCRIPTS, run_lua
 
 pytestmark = pytest.mark.timeout(120)
 HEALTH_TESTS = yaml.safe_load((ARGOCD_SCRIPTS / "health_test.yaml").read_text())["tests"]

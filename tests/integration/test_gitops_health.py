@@ -21,8 +21,8 @@ import pytest
 
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.tools import ARGOCD_SCRIPTS, kstatus, run_lua
 from testbed.support.wait import wait_for
-from tests.support.tools import ARGOCD_SCRIPTS, kstatus, run_lua
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1

@@ -18,8 +18,8 @@ import yaml
 
 from modeldeploy.control.notices import load_config
 from testbed.cluster.localcluster import versions
+from testbed.support.tools import helm as run_helm
 from testbed.support.wait import wait_for
-from tests.support.tools import helm as run_helm
 
 from .conftest import Cluster
 

@@ -20,8 +20,8 @@ import yaml
 from modeldeploy.api.names import SERVING_CONTAINER, SERVING_UID
 from testbed.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_manifests
 from testbed.support.kube import kubectl_path
+from testbed.support.tools import helm as run_helm
 from testbed.support.wait import wait_for
-from tests.support.tools import helm as run_helm
 
 from .conftest import NodeCluster
 from .test_operator_on_node import apply_and_wait_ready, predict, serving_pod_ips

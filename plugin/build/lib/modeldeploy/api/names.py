@@ -1,0 +1,73 @@
+"""Every fixed name the operator shares with users, manifests, tests and the plugin:
+the API group, labels and annotations on children, child names, container names, ports.
+
+One module, so the cache, the builders, the plugin and the tests never spell one twice.
+"""
+
+from __future__ import annotations
+
+GROUP = "serving.modeldeploy.dev"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md", "mdep")
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# ----- labels on every child -----
+MANAGED_BY = "modeldeploy"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_VERSION = f"{GROUP}/version"
+LABEL_TRACK = f"{GROUP}/track"
+# The hash of the manifest the operator last applied to a child (``control.apply``). A label,
+# not an annotation: a Deployment's generation moves with its annotations (they are copied
+# to its ReplicaSets), so a changed annotation made a promoted canary, whose relabelling
+# changes nothing else, "not rolled out" until the controller caught up.
+LABEL_APPLIED_HASH = f"{GROUP}/applied-hash"
+# Set on a pod by the operator once TF Serving reports its version AVAILABLE.
+LABEL_MODEL_AVAILABLE = f"{GROUP}/model-available"
+# The same news as a pod condition, named in the pod's readinessGates: the pod is Ready (and
+# counts as available to its Deployment's rolling update) only once its model is.
+CONDITION_MODEL_AVAILABLE = f"{GROUP}/model-available"
+
+TRACK_STABLE = "stable"
+TRACK_CANARY = "canary"
+
+# ----- annotations -----
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+# Where operators before LABEL_APPLIED_HASH kept the hash: still read, so an upgrade
+# rewrites no unchanged child.
+ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
+# One-shot actions on the ModelDeployment: acted on once per new value.
+ANNOTATION_PROMOTE = f"{GROUP}/promote"
+ANNOTATION_ABORT = f"{GROUP}/abort"
+ANNOTATION_RETRY = f"{GROUP}/retry"
+ACTION_ANNOTATIONS = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "retry": ANNOTATION_RETRY}
+
+# ----- field managers (server-side apply) -----
+FIELD_MANAGER = "modeldeploy"
+# Applies only a Deployment's replica count when an HPA is to own it: the field
+# keeps an owner while the main manager lets go of it, so it is never reset to 1.
+HANDOVER_FIELD_MANAGER = "modeldeploy-handover"
+
+# ----- containers and ports of the serving pods -----
+SERVING_CONTAINER = "tensorflow-serving"
+FETCHER_CONTAINER = "fetch-model"
+SERVING_UID = 1000
+GRPC_PORT = 8500
+REST_PORT = 8501
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+# ----- child names: fixed (never generateName), so retries never make a second child -----
+def deployment_name(md_name: str, version: int) -> str:
+    return f"{md_name}-v{version}"
+
+
+def config_map_name(md_name: str, version: int) -> str:
+    return f"{md_name}-v{version}-config"
+
+
+def version_service_name(md_name: str, version: int) -> str:
+    return f"{md_name}-v{version}"

@@ -1,0 +1,271 @@
+"""Pydantic models of the ModelDeployment status: what the operator reports.
+
+Written only by the operator; the CRD schema is generated from these classes too.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .base import CamelModel
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class Verdict(StrEnum):
+    """An analysis check's outcome: too little traffic is Inconclusive, never Passed."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class RolloutResult(StrEnum):
+    """How a rollout of a version ended."""
+
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+
+
+class Condition(CamelModel):
+    """metav1.Condition-shaped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    type: str
+    """The aspect: Ready, Available, Progressing, Degraded, ModelLoaded, CanaryHealthy,
+    Reconciling, Stalled, StatusRecovered."""
+    status: str = Field(pattern=r"^(True|False|Unknown)$")
+    """True, False or Unknown."""
+    reason: str
+    """A CamelCase code for the state."""
+    message: str = ""
+    """What it means, for a person."""
+    last_transition_time: str | None = None
+    """When status last changed."""
+    observed_generation: int | None = None
+    """The metadata.generation this condition describes."""
+
+
+class VersionStatus(CamelModel):
+    """The serving (stable) version and its pods."""
+
+    version: int
+    """The model version."""
+    replicas: int = 0
+    """Its pods."""
+    ready_replicas: int = 0
+    """Its pods serving the model (model gate open)."""
+    digest: str | None = Field(
+        default=None, description="sha256 of the fetched artifact, as the fetcher reported it."
+    )
+
+
+class CheckResult(CamelModel):
+    """The outcome of one analysis check."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    at: str
+    """When the check ran (the API server's time)."""
+    verdict: Verdict
+    """Passed, Failed or Inconclusive (too little traffic)."""
+    requests: float | None = None
+    """Requests the check saw."""
+    success_rate: float | None = None
+    """Share of OK answers."""
+    latency_p99_ms: float | None = Field(default=None, alias="latencyP99Ms")
+    """99th percentile latency in milliseconds."""
+    message: str = ""
+    """The verdict's reason."""
+
+
+class PodCounters(CamelModel):
+    """One pod's cumulative request, error and latency-bucket counts at the last check."""
+
+    requests: float = 0
+    """Requests the pod had answered."""
+    errors: float = 0
+    """Non-OK answers among them."""
+    buckets: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cumulative count per bucket bound; a bound whose count equals the bound below it is "
+        "left out.",
+    )
+
+
+class Counters(CamelModel):
+    """Cumulative canary metrics at the last check; the next check measures the difference,
+    pod by pod, so one restarted pod cannot hide its errors in the sum."""
+
+    requests: float = 0
+    """Requests counted so far."""
+    errors: float = 0
+    """Non-OK answers counted so far."""
+    buckets: dict[str, float] = Field(default_factory=dict)
+    """Cumulative latency histogram counts per bucket bound (microseconds), compacted."""
+    pods: dict[str, PodCounters] = Field(default_factory=dict)
+    """The same per pod, so a restarted pod cannot hide its errors."""
+
+
+class AnalysisStatus(CamelModel):
+    """The canary's analysis checks so far."""
+
+    passed: int = 0
+    """Checks passed."""
+    failed: int = 0
+    """Checks failed."""
+    inconclusive: int = 0
+    """Checks with too little traffic to judge."""
+    step_passed: int = Field(default=0, description="Passed checks in the current step.")
+    last_check: CheckResult | None = None
+    """The latest check."""
+    counters: Counters | None = None
+    """Counters the next check is measured from."""
+
+
+class SignatureResult(StrEnum):
+    COMPATIBLE = "Compatible"
+    INCOMPATIBLE = "Incompatible"
+    SKIPPED = "Skipped"  # nothing to compare with: the first version, or signature Ignore
+
+
+class SignatureCheck(CamelModel):
+    """The new version's signatures against the serving version's."""
+
+    result: SignatureResult
+    """Compatible, Incompatible or Skipped."""
+    diffs: list[str] = Field(default_factory=list)
+    """What differs between the signatures."""
+
+
+class GoldenCheck(CamelModel):
+    """The golden requests' outcome on the new pod."""
+
+    requests: int = 0
+    """Golden requests sent."""
+    passed: int = 0
+    """Golden requests answered as expected."""
+    agreement: float | None = None
+    """Share of requests that agreed (compareTo Stable)."""
+    first_mismatch: str = ""
+    """The first request that did not match: index, line, output, expected and got."""
+
+
+class PreTrafficStatus(CamelModel):
+    """The pre-traffic checks of the canary's pods (the latest pod's, or the first failure)."""
+
+    signature: SignatureCheck | None = None
+    """The signature check."""
+    golden: GoldenCheck | None = None
+    """The golden requests' outcome."""
+    warmed_up: bool = False
+    """The warm-up requests were sent."""
+
+
+class CanaryStatus(CamelModel):
+    """The canary in progress: its version, weight, step, pods and analysis."""
+
+    version: int
+    """The canary's model version."""
+    weight: int = 0
+    """Percent of traffic the canary is configured for."""
+    traffic_share: float | None = None
+    """The share of traffic the canary really gets (0 to 1): its serving pods over all serving
+    pods for the Service router (two stable pods and one canary pod: 0.33 whatever the weight),
+    the route's weight for GatewayAPI."""
+    step: int = 0
+    """The current step, 0-based; equal to the number of steps while promoting."""
+    replicas: int = 0
+    """The canary's pods."""
+    ready_replicas: int = 0
+    """The canary's pods serving the model."""
+    analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
+    """The analysis checks so far."""
+    started_at: str | None = None
+    """When the canary started."""
+    step_started_at: str | None = Field(
+        default=None, description="When the current step's canary pods were all serving."
+    )
+    last_progress_at: str | None = None
+    """When the canary last made progress (the deadline counts from it)."""
+    paused: bool = False
+    """Held at its step (spec.rollout.paused)."""
+    waiting_for_traffic: bool = False
+    """Held at its step past the progress deadline because its checks stay Inconclusive
+    (analysis.onInconclusive Pause): it goes on when traffic arrives, or on promote or abort."""
+    manual_promotion: bool = False
+    """Promoted by the promote annotation."""
+    pre_traffic: PreTrafficStatus | None = None
+    """The canary pods' pre-traffic checks."""
+    steps_hash: str | None = Field(
+        default=None, description="Hash of rollout.steps the step index counts in; other steps restart it."
+    )
+
+
+class ActionValues(CamelModel):
+    """Values of the one-shot annotations (in status: those already acted on; a new value acts)."""
+
+    promote: str | None = None
+    """The promote annotation's value acted on."""
+    abort: str | None = None
+    """The abort annotation's value acted on."""
+    retry: str | None = None
+    """The retry annotation's value acted on."""
+
+
+class Endpoints(CamelModel):
+    """Where clients reach the model through the resource's Service."""
+
+    rest: str
+    """TF Serving's REST API of the model."""
+    grpc: str
+    """TF Serving's gRPC API (host:port)."""
+
+
+class HistoryEntry(CamelModel):
+    """One version change: promoted, rolled back or aborted."""
+
+    version: int
+    """The version rolled out or back."""
+    result: RolloutResult
+    """Promoted, RolledBack or Aborted."""
+    at: str
+    """When."""
+    reason: str = ""
+    """Why."""
+    replaced: int | None = None
+    """For Promoted: the stable version it replaced (what ``kubectl modeldeploy undo`` goes back to)."""
+
+
+class ModelDeploymentStatus(CamelModel):
+    """What the operator observed and decided; written by the operator only."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    observed_generation: int | None = None
+    """The metadata.generation this status describes."""
+    phase: Phase | None = None
+    """Pending, Progressing, Ready, Degraded or Failed."""
+    ready: str | None = Field(default=None, description="readyReplicas/replicas of the stable version.")
+    conditions: list[Condition] = Field(default_factory=list)
+    """The resource's conditions (kstatus' Reconciling and Stalled among them)."""
+    stable: VersionStatus | None = None
+    """The version serving."""
+    canary: CanaryStatus | None = None
+    """The canary in progress, if any."""
+    endpoints: Endpoints | None = None
+    """Where clients reach the model."""
+    history: list[HistoryEntry] = Field(default_factory=list)
+    """Version changes, newest last (20 kept)."""
+    failed_versions: list[int] = Field(default_factory=list)
+    """Versions rolled back; not rolled out again until the spec or the retry annotation says so."""
+    handled_actions: ActionValues | None = None
+    """The one-shot annotation values already acted on."""
