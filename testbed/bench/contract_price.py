@@ -132,9 +132,8 @@ def delete_and_wait(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
 
 def rotated(index: int) -> tuple[Phase, ...]:
     """The phases of round ``index`` (from 0): PHASES rotated by it, so that over five rounds
-    each phase runs once in each position. A phase that ran later in its round cost more in
-    the first runs (at N=1000 one Event per object came out at +0.18), so in a fixed order a
-    part's step would carry the order's price as well as its own."""
+    each phase runs once in each position. A phase that runs later in its round costs more,
+    so in a fixed order a part's step would carry the order's price as well as its own."""
     shift = index % len(PHASES)
     return PHASES[shift:] + PHASES[:shift]
 

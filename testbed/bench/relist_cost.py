@@ -1,5 +1,5 @@
 """What one relist of the ModelDeployments costs: a list of whole bodies against a list of
-names and versions (what the operator sends since session 12), on an idle control plane.
+names and versions (what the operator sends), on an idle control plane.
 
     python -m testbed.bench.relist_cost [--n 1000] [--rounds 5]
 

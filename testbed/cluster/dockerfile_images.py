@@ -184,7 +184,7 @@ def build(which: str) -> Path:
     buildah_build(dockerfile, name, REPO, partial)
     partial.rename(path)
     # Every change to the operator's code makes new fetcher and operator images (the code is
-    # in them): keep only the newest of each, or the cache grows by ~240 MB an edit.
+    # in them): keep only the newest of each, or the cache grows with every edit.
     for older in CACHE.glob(f"{which}-*.tar"):
         if older != path:
             older.unlink(missing_ok=True)

@@ -350,7 +350,7 @@ class LocalCluster:
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
                 # Never rotated: the benchmark reads it by byte offsets. (Kubernetes 1.34 takes 0
-                # for its default of 100 MB, which an N=1000 benchmark round passes.)
+                # for its default size, which a large benchmark round passes.)
                 f"--audit-log-maxsize={AUDIT_LOG_MAX_MB}",
                 "--audit-log-mode=blocking",  # logged before the response: counts need no waiting
             ],

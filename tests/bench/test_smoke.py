@@ -71,7 +71,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     # three children the operator's phase and the contract floor make the cluster answer the
     # user's create and two status writes (the gate and an Event besides, and what those set
     # off). Counted by kind: the controllers' own status writes vary by more than one per
-    # object between phases at N=6 (a contract floor once measured 28.33 against 25.5).
+    # object between phases at N=6.
     for r in results["rounds"]:
         floor_requests = r["floor"]["requests"]["per_object"]
         assert model_deployment_requests(r["floor"]) == 0

@@ -1,5 +1,5 @@
-"""The API server crashes, then the network to it goes silent, in the middle of a canary
-(issue #13): no worker blocks past its bound, what was deleted meanwhile comes back, the
+"""The API server crashes, then the network to it goes silent, in the middle of a canary:
+no worker blocks past its bound, what was deleted meanwhile comes back, the
 cache matches the server afterwards, and the canary finishes without a spurious rollback.
 
 The operator talks to the API server through a loopback TCP proxy (testbed.support.tcp_proxy)
