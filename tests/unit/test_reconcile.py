@@ -463,3 +463,60 @@ def test_a_replica_that_stopped_leading_writes_nothing() -> None:
     rec.leading = lambda: False
     assert rec.reconcile("ml", "mnist") is None
     assert not [c for c in kube.calls if c[0] in ("apply", "status", "delete")]
+
+
+def failing_canary() -> tuple[ObjectCache, list[Check]]:
+    """A canary of version 3 at its first step, whose next check fails: the pass rolls it back."""
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {
+        "strategy": "Canary",
+        "steps": [{"weight": 20, "pause": "5m"}],
+        "analysis": {"interval": "5s", "minRequests": 1, "failureLimit": 1},
+    }
+    canary = {
+        "version": 3,
+        "weight": 20,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "startedAt": "2025-12-31T23:59:00.000Z",
+        "stepStartedAt": "2025-12-31T23:59:50.000Z",
+        "lastProgressAt": "2025-12-31T23:59:50.000Z",
+    }
+    status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
+    cache = new_cache()
+    cache.upsert(KIND, resource(spec=spec, status=status))
+    cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
+    cache.upsert("Deployment", deployment(2, replicas=2, serving=2))
+    cache.upsert("Deployment", deployment(3, replicas=1, serving=1))
+    failed = CheckResult(at=NOW, verdict=Verdict.FAILED, requests=10, message="success rate 0.5 < 0.99")
+    return cache, [Check(failed, Counters(requests=10, errors=5))]
+
+
+def test_a_rollback_is_recorded_before_the_canary_is_removed() -> None:
+    cache, checks = failing_canary()
+    rec, kube, _, _ = reconciler(cache, checks=checks)
+    rec.reconcile("ml", "mnist")
+    writes = [c for c in kube.calls if c[0] in ("status", "delete", "apply")]
+    assert writes[0] == ("status", "mnist"), f"the outcome must be written first: {writes}"
+    assert ("delete", "Deployment", "mnist-v3") in writes
+    recorded = kube.statuses[0]
+    assert recorded["failedVersions"] == [3]
+    assert recorded["history"][-1]["result"] == "RolledBack"
+    assert "canary" not in recorded
+    assert kube.fenced_with[0] == "1", "the outcome's write is fenced by the version it was computed from"
+
+
+def test_a_rollback_whose_record_is_refused_removes_nothing() -> None:
+    cache, checks = failing_canary()
+    rec, kube, _, _ = reconciler(cache, checks=checks)
+
+    def conflict(
+        namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        raise ApiError(status=409, reason="Conflict")
+
+    kube.patch_status = conflict  # type: ignore[assignment,method-assign]
+    kube.read_model_deployment = lambda namespace, name: None  # type: ignore[attr-defined]
+    with pytest.raises(RetryLaterError):
+        rec.reconcile("ml", "mnist")
+    assert not [c for c in kube.calls if c[0] in ("apply", "delete")], kube.calls

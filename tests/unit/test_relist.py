@@ -94,3 +94,20 @@ def test_a_body_written_while_the_list_was_on_its_way_is_not_read_again() -> Non
     kept = cache.get(KIND, "ml", "busy")
     assert kept is not None
     assert kept["status"] == {"phase": "Ready"}
+
+
+def test_a_replica_taking_the_lease_acts_only_on_the_status_the_old_leader_left() -> None:
+    """Its watch may be behind the previous leader's last status write (a rollback recorded
+    just before the hand-over): the first passes must start from that write, not the older copy."""
+    from modeldeploy.control.watches import confirm_and_queue_everything
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    cache = new_cache()
+    cache.upsert(KIND, md("mnist", "10", "Progressing"))
+    server = LiveModelDeployments({"mnist": md("mnist", "11", "Degraded")})  # the old leader's write
+    queue = WorkQueue()
+    confirm_and_queue_everything(server, cache, queue)  # type: ignore[arg-type]
+    held = cache.get(KIND, "ml", "mnist")
+    assert held is not None
+    assert held["status"] == {"phase": "Degraded"}
+    assert len(queue) == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -102,26 +102,27 @@ class Reconciler:
         inputs = PlanInputs(check, world.actions, verdict)
         moment = parse_time(now)  # the decisions work on datetime; the clock's text is parsed here once
         plan = make_plan(md, previous, world.deployments, moment, inputs)
-        problem = spec_problem(md.spec)
-        rejected: str | None = None
-        if not self.leading():
-            return None
-        if problem is None:
-            try:
-                self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
-            except ApplyRejectedError as exc:
-                rejected = str(exc)
         facts = PassFacts(
             world.deployments,
             moment,
             fetch_failure=world.fetch_failure(plan.target_version),
-            spec_problem=problem,
+            spec_problem=spec_problem(md.spec),
             digests=world.digests,
             recovered_lost=lost,
-            rejected=rejected,
             pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
-        status = derive_status(md, plan, previous, facts)
+        if not self.leading():
+            return None
+        if plan.outcome is not None:
+            # Promoting, rolling back or aborting removes or demotes a version: the outcome
+            # is recorded (fenced by resourceVersion) before any child changes, so a write
+            # refused by a concurrent edit or a lost lease leaves the children untouched,
+            # and no later pass can bring back what this one removed.
+            recorded = derive_status(md, plan, previous, facts)
+            self._write_status(body, written, recorded, check)
+            body, written, check = self._current_body(body), recorded, None
+        rejected = self._apply(md, plan, facts.spec_problem)
+        status = derive_status(md, plan, previous, replace(facts, rejected=rejected))
         if not self.leading():
             return None
         self._write_status(body, written, status, check)
@@ -131,6 +132,23 @@ class Reconciler:
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]
         return min(waits) if waits else None
+
+    def _apply(self, md: ModelDeployment, plan: Plan, problem: str | None) -> str | None:
+        """Make the cluster hold the plan's children; why the API server refused one, if it did.
+        A spec the children cannot be built from applies nothing (status says why)."""
+        if problem is not None:
+            return None
+        try:
+            self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
+        except ApplyRejectedError as exc:
+            return str(exc)
+        return None
+
+    def _current_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body the cache holds now: after our own status write, its resourceVersion is
+        the one a further write of this pass must be fenced by."""
+        meta = body["metadata"]
+        return self.cache.get(KIND, meta["namespace"], meta["name"]) or body
 
     def forget(self, namespace: str, name: str) -> None:
         self.applier.forget(namespace, name)

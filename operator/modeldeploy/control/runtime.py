@@ -25,7 +25,14 @@ from .notice_delivery import Notifier
 from .notices import load_config
 from .reconcile import Reconciler
 from .settings import Settings
-from .watches import EventRouter, NamespaceWatches, queue_everything, relist, user_acted
+from .watches import (
+    EventRouter,
+    NamespaceWatches,
+    confirm_and_queue_everything,
+    queue_everything,
+    relist,
+    user_acted,
+)
 from .writes import Writes
 
 LOG = logging.getLogger(__name__)
@@ -129,9 +136,10 @@ def build_operator(settings: Settings) -> Operator:
     client = Kube(api, BY_KIND, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
     cache, queue, stopping = new_cache(), WorkQueue(), threading.Event()
     writes = Writes(client)
-    # A replica that starts leading passes over every resource it has cached: what the old
-    # leader left half done, and what this one skipped while standing by.
-    elector = _elector(settings, client, on_started_leading=partial(queue_everything, cache, queue))
+    # A replica that starts leading passes over every resource it has cached (what the old
+    # leader left half done, what this one skipped while standing by), each confirmed first.
+    taking_over = partial(confirm_and_queue_everything, client, cache, queue)
+    elector = _elector(settings, client, on_started_leading=taking_over)
     reconciler = Reconciler(
         writes,
         cache,

@@ -68,6 +68,18 @@ def queue_everything(cache: ObjectCache, queue: WorkQueue) -> None:
         queue.add(key)
 
 
+def confirm_and_queue_everything(client: Kube, cache: ObjectCache, queue: WorkQueue) -> None:
+    """What a replica does as it starts leading: relist the ModelDeployments it holds, so no
+    pass acts on a status older than the last one the previous leader wrote (its watch may
+    still be behind), then a pass over every one of them."""
+    for namespace in sorted({namespace for namespace, _ in cache.owner_keys()}):
+        try:
+            relist(client, cache, namespace)
+        except Exception:  # the status writes stay fenced; the passes still run
+            LOG.warning("confirming namespace %s on taking the lease failed", namespace, exc_info=True)
+    queue_everything(cache, queue)
+
+
 def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
     """A ModelDeployment event that carries a person's action: a spec edit (a new generation)
     or a changed annotation (promote, abort, retry). Those go before everything queued."""
