@@ -10,16 +10,21 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE
 from modeldeploy.api.spec import PreTraffic, SignaturePolicy, Tolerance
 from modeldeploy.api.status import (
+    ActionValues,
     CanaryStatus,
     ModelDeploymentStatus,
     PodCounters,
+    PreTrafficStatus,
     RolloutResult,
     SignatureResult,
     VersionStatus,
 )
 from modeldeploy.api.times import parse_time
+from modeldeploy.control.observe import Observation
+from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
@@ -321,3 +326,130 @@ def test_the_analysis_starts_from_the_counters_read_after_the_checks() -> None:
     assert counters is not None
     assert counters.pods == {"mnist-v3-a": PodCounters(requests=13, errors=1)}
     assert counters.requests == 13
+
+
+BAD_CANARY = metadata({"inputs": "DT_FLOAT"}, {"y": "DT_FLOAT"})  # input 'x' removed
+STABLE_GOLDEN = {
+    "signature": "Compatible",
+    "goldenRequests": {"configMapRef": {"name": "g", "key": "k"}, "compareTo": "Stable"},
+}
+
+
+def test_a_canary_with_no_serving_pod_to_compare_with_waits_and_sends_nothing() -> None:
+    pods = ScriptedPods(BAD_CANARY, 40.0)  # a removed input and garbage answers
+    runner = PreTrafficRunner(request=pods, scrape=lambda model, ip: PodCounters())
+    result = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN),
+        "mnist",
+        2,
+        "10.0.0.2",
+        ServingRef(1, None),  # version 1 serves, but none of its pods is serving right now
+        parse_golden(GOLDEN, "g"),
+    )
+    assert not result.passed
+    assert result.failure is None
+    assert result.waiting == "waiting for a serving pod of version 1 to compare with"
+    assert result.status.waiting_for == result.waiting
+    assert pods.sent == []
+
+
+def test_only_a_first_version_skips_the_comparisons_and_says_none_ran() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    runner = PreTrafficRunner(request=ScriptedPods(same, 2.0))
+    first = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN), "mnist", 2, "10.0.0.2", None, parse_golden(GOLDEN, "g")
+    )
+    assert first.passed
+    assert first.status.signature.result is SignatureResult.SKIPPED
+    assert first.status.golden.compared_with is None
+    compared = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN),
+        "mnist",
+        2,
+        "10.0.0.2",
+        ServingRef(1, "10.0.0.1"),
+        parse_golden(GOLDEN, "g"),
+    )
+    assert compared.passed
+    assert compared.status.signature.result is SignatureResult.COMPATIBLE
+    assert compared.status.golden.compared_with == 1
+
+
+def test_no_serving_pod_to_compare_with_is_no_reason_to_wait_when_nothing_is_compared() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    spec = PreTraffic.model_validate({"signature": "Ignore", "warmupRequests": 0})
+    result = PreTrafficRunner(request=ScriptedPods(same, 2.0)).check(
+        spec, "mnist", 2, "10.0.0.2", ServingRef(1, None), None
+    )
+    assert result.passed
+    assert result.status.signature.result is SignatureResult.SKIPPED
+
+
+def gate_pod(name: str, version: int, ip: str, serving: bool) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "mnist", "serving.modeldeploy.dev/version": str(version)}
+    if serving:
+        labels[LABEL_MODEL_AVAILABLE] = "true"
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": labels},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        },
+    }
+
+
+def test_the_gate_stays_shut_while_the_serving_version_has_no_pod_then_checks_it() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    steps = [{"weight": 50, "pause": "5m"}]
+    spec["rollout"] = {"strategy": "Canary", "steps": steps, "preTraffic": STABLE_GOLDEN}
+    spec["model"]["version"] = 2
+    md = make_md(spec)
+    pods = ScriptedPods(BAD_CANARY, 40.0)
+    gate = PreTrafficGate(PreTrafficRunner(request=pods))
+    canary_pod = gate_pod("mnist-v2-a", 2, "10.0.0.2", serving=False)
+    restarting = gate_pod("mnist-v1-a", 1, "10.0.0.1", serving=False)  # its gate closed: restarting
+
+    def world(*bodies: dict[str, Any]) -> Observation:
+        return Observation(list(bodies), list(bodies), {}, {}, ActionValues())
+
+    def read_golden(name: str, key: str) -> tuple[str | None, str]:
+        return GOLDEN, "7"
+
+    checks = gate.prepare(md, world(restarting, canary_pod), 1, read_golden)
+    assert not checks.passes(canary_pod)
+    verdict = checks.verdict()
+    assert verdict is not None
+    assert verdict.failure is None
+    assert verdict.status is not None
+    assert verdict.status.waiting_for == "waiting for a serving pod of version 1 to compare with"
+    assert pods.sent == []
+    # Still nothing to compare with on the next pass: still shut, nothing remembered as passed.
+    again = gate.prepare(md, world(restarting, canary_pod), 1, read_golden)
+    assert not again.passes(canary_pod)
+    # The serving pod is back: the comparison runs and finds the removed input.
+    back = gate_pod("mnist-v1-a", 1, "10.0.0.1", serving=True)
+    checked = gate.prepare(md, world(back, canary_pod), 1, read_golden)
+    assert not checked.passes(canary_pod)
+    found = checked.verdict()
+    assert found is not None
+    assert found.failure is not None
+    assert found.failure[0] == "SignatureChanged"
+
+
+def test_a_canary_waiting_for_a_serving_pod_says_so_in_progressing() -> None:
+    md = canary_md()
+    observed = {2: deployment(2, replicas=1, ready=0), 3: deployment(3, replicas=1, ready=0)}
+    waiting = "waiting for a serving pod of version 2 to compare with"
+    verdict = PreTrafficVerdict(3, status=PreTrafficStatus(waiting_for=waiting))
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
+    status = derive_status(md, plan, SERVING_2, PassFacts(observed, parse_time(T0)))
+    progressing = next(c for c in status.conditions if c.type == "Progressing")
+    assert progressing.reason == "WaitingForComparison"
+    assert waiting in progressing.message
+    assert status.canary is not None
+    assert status.canary.pre_traffic is not None
+    assert status.canary.pre_traffic.waiting_for == waiting

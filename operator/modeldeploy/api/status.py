@@ -164,6 +164,9 @@ class GoldenCheck(CamelModel):
     """Share of requests that agreed (compareTo Stable)."""
     first_mismatch: str = ""
     """The first request that did not match: index, line, output, expected and got."""
+    compared_with: int | None = None
+    """The serving version the answers were compared with (compareTo Stable); none for a first
+    version, which has nothing to compare with."""
 
 
 class PreTrafficStatus(CamelModel):
@@ -175,6 +178,9 @@ class PreTrafficStatus(CamelModel):
     """The golden requests' outcome."""
     warmed_up: bool = False
     """The warm-up requests were sent."""
+    waiting_for: str | None = None
+    """What the checks wait for before they can run (a serving pod to compare with): the
+    pods' gates stay shut meanwhile."""
 
 
 class CanaryStatus(CamelModel):

@@ -11,6 +11,9 @@ Three kinds of ending, kept apart because they lead to different things:
   is not a predict body). The gate stays shut and a condition names the problem; this is
   never a pass, and not the version's fault.
 - ``retry``: the pod or the serving version did not answer in time: asked again later.
+- ``waiting``: the checks compare with the serving version, and none of its pods serves
+  right now (one restarting, a drain): nothing is sent, and the pod is checked again
+  later. Only a first version, with no serving version, skips the comparisons.
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ class PodCheck:
     failure: tuple[str, str] | None = None  # (reason, message)
     blocked: str | None = None
     retry: str | None = None
+    waiting: str | None = None
     baseline: PodCounters | None = None
 
     @property
     def passed(self) -> bool:
-        return self.failure is None and self.blocked is None and self.retry is None
+        return self.failure is None and self.blocked is None and self.retry is None and self.waiting is None
 
 
 class UnansweredError(Exception):
@@ -110,6 +114,9 @@ class PreTrafficRunner:
         golden: list[GoldenRequest] | GoldenFileError | None,
     ) -> PodCheck:
         compare = serving if serving is not None and serving.version != version else None
+        if compare is not None and compare.pod_ip is None and _compares(spec):
+            waiting = f"waiting for a serving pod of version {compare.version} to compare with"
+            return PodCheck(PreTrafficStatus(waiting_for=waiting), waiting=waiting)
         signatures = self.metadata(ip, model, version)
         signature = self._signature(spec, model, signatures, compare)
         if signature.result is SignatureResult.INCOMPATIBLE:
@@ -180,7 +187,11 @@ class PreTrafficRunner:
         total = len(golden)
         agreement = passed / total
         result = GoldenCheck(
-            requests=total, passed=passed, agreement=round(agreement, 4), first_mismatch=first[:MESSAGE_LIMIT]
+            requests=total,
+            passed=passed,
+            agreement=round(agreement, 4),
+            first_mismatch=first[:MESSAGE_LIMIT],
+            compared_with=compare.version if against_stable and compare is not None else None,
         )
         needed = config.min_agreement if against_stable else 1.0
         if agreement + 1e-12 < needed:
@@ -191,6 +202,13 @@ class PreTrafficRunner:
             )
             return result, (REASON_GOLDEN, f"version {version}: {what}; {first}"[:MESSAGE_LIMIT])
         return result, None
+
+
+def _compares(spec: PreTraffic) -> bool:
+    """Whether the checks compare with the serving version (and so need one of its pods)."""
+    golden = spec.golden_requests
+    stable_golden = golden is not None and golden.compare_to is CompareTo.STABLE
+    return spec.signature is not SignaturePolicy.IGNORE or stable_golden
 
 
 def _difference(expected: Any, reply: Any, tolerance: Any) -> str | None:
