@@ -162,6 +162,7 @@ class _TwoPorts:
         ),
         ("a 2 MB error", json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()),
         ("not JSON", b"<html>proxy error</html>"),
+        ("nested too deep", b'{"status": "success", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
     ],
 )
 def test_prometheus_answers_that_cannot_be_read_are_inconclusive(

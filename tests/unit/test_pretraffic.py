@@ -26,6 +26,7 @@ from modeldeploy.api.times import parse_time
 from modeldeploy.control.observe import Observation
 from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
+from modeldeploy.rollout.bounded_json import MAX_DEPTH, loads_bounded
 from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.status import derive_status, transition_events
@@ -453,3 +454,55 @@ def test_a_canary_waiting_for_a_serving_pod_says_so_in_progressing() -> None:
     assert status.canary is not None
     assert status.canary.pre_traffic is not None
     assert status.canary.pre_traffic.waiting_for == waiting
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # past any recursion limit of the json module
+
+
+def test_deeply_nested_json_is_refused_without_recursing() -> None:
+    assert loads_bounded(b'{"a": [[1, "]]]]"], {"b": "\\"[["}]}') == {"a": [[1, "]]]]"], {"b": '"[['}]}
+    assert loads_bounded("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    with pytest.raises(ValueError, match="nested deeper than"):
+        loads_bounded("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    with pytest.raises(ValueError, match="nested deeper than"):
+        loads_bounded(DEEP)
+
+
+def test_a_golden_line_nested_too_deep_is_named_not_a_crash() -> None:
+    line = '{"instances": ' + "[" * 5000 + "1" + "]" * 5000 + "}"
+    with pytest.raises(GoldenFileError, match=r"ConfigMap g key k line 2 is not JSON: .*nested deeper"):
+        parse_golden('{"instances": [1]}\n' + line, "ConfigMap g key k")
+
+
+def test_deeply_nested_replies_from_pods_are_asked_again_not_a_crash() -> None:
+    def deep(url: str, body: bytes | None) -> tuple[int, bytes]:
+        return 200, DEEP
+
+    result = PreTrafficRunner(request=deep).check(
+        PreTraffic(), "mnist", 2, "10.0.0.2", ServingRef(1, "10.0.0.1"), None
+    )
+    assert result.retry is not None
+    assert "nested deeper" in result.retry
+
+
+class StableWithoutAnswers(ScriptedPods):
+    """The serving version answers 200 with neither 'predictions' nor 'outputs'."""
+
+    def __call__(self, url: str, body: bytes | None) -> tuple[int, bytes]:
+        if body is not None and url.startswith("http://10.0.0.1:"):
+            self.sent.append(("10.0.0.1", "predict"))
+            return 200, b'{"result": "ok"}'
+        return super().__call__(url, body)
+
+
+def test_a_serving_reply_without_an_answer_is_a_mismatch_of_that_request_not_a_crash() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    spec = {"goldenRequests": {"configMapRef": {"name": "g", "key": "k"}, "compareTo": "Stable"}}
+    result = run(spec, StableWithoutAnswers(same, 2.0))
+    assert result.failure is not None
+    assert result.failure[0] == "GoldenRequestsFailed"
+    assert result.status.golden.passed == 0
+    assert (
+        "the serving version 1: the reply has neither 'predictions' nor 'outputs'"
+        in result.status.golden.first_mismatch
+    )

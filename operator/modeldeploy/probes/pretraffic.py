@@ -18,7 +18,6 @@ Three kinds of ending, kept apart because they lead to different things:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from ..api.names import REST_PORT
 from ..api.spec import CompareTo, PreTraffic, SignaturePolicy
 from ..api.status import GoldenCheck, PodCounters, PreTrafficStatus, SignatureCheck, SignatureResult
+from ..rollout.bounded_json import loads_bounded
 from ..rollout.golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
 from ..rollout.signature import MetadataError, Signatures, differences, parse_metadata
 from . import bounded_http
@@ -77,7 +77,7 @@ class PreTrafficRunner:
         if status != 200:
             raise UnansweredError(f"metadata of version {version} on {ip}: HTTP {status}")
         try:
-            return parse_metadata(json.loads(raw))
+            return parse_metadata(loads_bounded(raw))
         except (ValueError, MetadataError) as exc:
             raise UnansweredError(f"metadata of version {version} on {ip}: {exc}") from None
 
@@ -86,9 +86,9 @@ class PreTrafficRunner:
         if status >= 500:
             raise UnansweredError(f"predict on {ip}: HTTP {status}")
         try:
-            return status, json.loads(raw)
-        except ValueError:
-            raise UnansweredError(f"predict on {ip}: the reply is not JSON") from None
+            return status, loads_bounded(raw)
+        except ValueError as exc:
+            raise UnansweredError(f"predict on {ip}: the reply is not JSON: {exc}") from None
 
     def check(
         self,
@@ -175,7 +175,7 @@ class PreTrafficRunner:
                     raise UnansweredError(
                         f"the serving version refused golden line {request.line}: HTTP {stable_status}"
                     )
-                problem = _difference(answer_of(stable_reply), reply, config.tolerance)
+                problem = _against_stable(compare.version, stable_reply, reply, config.tolerance)
             elif request.expected is not None and config.compare_to is CompareTo.EXPECTED:
                 problem = _difference(request.expected, reply, config.tolerance)
             else:
@@ -209,6 +209,16 @@ def _compares(spec: PreTraffic) -> bool:
     golden = spec.golden_requests
     stable_golden = golden is not None and golden.compare_to is CompareTo.STABLE
     return spec.signature is not SignaturePolicy.IGNORE or stable_golden
+
+
+def _against_stable(version: int, stable_reply: Any, reply: Any, tolerance: Any) -> str | None:
+    """How ``reply`` differs from the serving version's answer; a serving reply without an
+    answer is this request's mismatch (the canary cannot be shown to agree), not a crash."""
+    try:
+        expected = answer_of(stable_reply)
+    except ValueError as exc:
+        return f"the serving version {version}: {exc}"
+    return _difference(expected, reply, tolerance)
 
 
 def _difference(expected: Any, reply: Any, tolerance: Any) -> str | None:

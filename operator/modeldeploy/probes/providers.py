@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import urllib.parse
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from ..api.names import METRICS_PATH, REST_PORT
 from ..api.spec import Analysis
 from ..api.status import Counters, PodCounters
+from ..rollout.bounded_json import loads_bounded
 from ..rollout.metrics import (
     REQUEST_COUNT,
     REQUEST_LATENCY_BUCKET,
@@ -124,7 +124,7 @@ class PrometheusApi:
         url = f"{self.address}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
             _, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
-            body = json.loads(raw)
+            body = loads_bounded(raw)
         except bounded_http.FetchError as exc:
             raise MetricsUnavailableError(f"Prometheus at {self.address}: {exc}") from None
         except ValueError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.spec import Tolerance
+from .bounded_json import loads_bounded
 from .signature import DEFAULT_SIGNATURE, Signatures
 
 # A golden file is a handful of requests, not a dataset: bounded so a check stays short.
@@ -39,7 +40,7 @@ def parse_golden(text: str, where: str) -> list[GoldenRequest]:
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = loads_bounded(raw)
         except ValueError as exc:
             raise GoldenFileError(f"{where} line {number} is not JSON: {exc}") from None
         if not isinstance(line, dict):
