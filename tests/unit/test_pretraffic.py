@@ -27,7 +27,14 @@ from modeldeploy.control.observe import Observation
 from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
 from modeldeploy.rollout.bounded_json import MAX_DEPTH, loads_bounded
-from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
+from modeldeploy.rollout.golden import (
+    MAX_WARMUP_ELEMENTS,
+    GoldenFileError,
+    WarmupTooLargeError,
+    mismatch,
+    parse_golden,
+    warmup_bodies,
+)
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
@@ -506,3 +513,38 @@ def test_a_serving_reply_without_an_answer_is_a_mismatch_of_that_request_not_a_c
         "the serving version 1: the reply has neither 'predictions' nor 'outputs'"
         in result.status.golden.first_mismatch
     )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 2000, 2000, 3),  # an image model: hundreds of MiB as Python lists
+        (10**5, 10**5, 10**5),  # what a short metadata reply can declare
+    ],
+)
+def test_a_model_too_large_for_synthetic_warmup_builds_nothing(shape: tuple[int, ...]) -> None:
+    huge = {"serving_default": Signature({"x": Tensor("DT_FLOAT", shape)}, {})}
+    with pytest.raises(WarmupTooLargeError, match=f"more than {MAX_WARMUP_ELEMENTS} elements"):
+        warmup_bodies(None, huge, 10)
+    assert warmup_bodies(parse_golden('{"instances": [1.0]}', "g"), huge, 2) == [b'{"instances": [1.0]}'] * 2
+
+
+def test_a_model_too_large_for_warmup_is_checked_without_it_and_says_why() -> None:
+    huge = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"}, shape=[-1, 2000, 2000, 3])
+    pods = ScriptedPods(huge, 2.0)
+    golden = {"configMapRef": {"name": "g", "key": "k"}}
+    spec = {"signature": "Ignore", "warmupRequests": 10, "goldenRequests": golden}
+    runner = PreTrafficRunner(request=pods)
+    result = runner.check(PreTraffic.model_validate(spec), "mnist", 2, "10.0.0.2", None, None)
+    assert result.passed  # warm-up is an optimisation: its absence does not hold the pod
+    assert not result.status.warmed_up
+    assert result.status.warmup_skipped is not None
+    assert "too large for synthetic warm-up" in result.status.warmup_skipped
+    assert ("10.0.0.2", "predict") not in pods.sent
+    # The golden requests, correctness, still run and still decide (and warm the model up).
+    wrong = PreTrafficRunner(request=ScriptedPods(huge, 3.0)).check(
+        PreTraffic.model_validate(spec), "mnist", 2, "10.0.0.2", None, parse_golden(GOLDEN, "g")
+    )
+    assert wrong.failure is not None
+    assert wrong.failure[0] == "GoldenRequestsFailed"
+    assert wrong.status.warmed_up

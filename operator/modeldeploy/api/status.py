@@ -178,6 +178,9 @@ class PreTrafficStatus(CamelModel):
     """The golden requests' outcome."""
     warmed_up: bool = False
     """The warm-up requests were sent."""
+    warmup_skipped: str | None = None
+    """Why no warm-up requests were sent (a model whose inputs are too large for synthetic
+    requests); the other checks still ran."""
     waiting_for: str | None = None
     """What the checks wait for before they can run (a serving pod to compare with): the
     pods' gates stay shut meanwhile."""

@@ -26,7 +26,14 @@ from ..api.names import REST_PORT
 from ..api.spec import CompareTo, PreTraffic, SignaturePolicy
 from ..api.status import GoldenCheck, PodCounters, PreTrafficStatus, SignatureCheck, SignatureResult
 from ..rollout.bounded_json import loads_bounded
-from ..rollout.golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
+from ..rollout.golden import (
+    GoldenFileError,
+    GoldenRequest,
+    WarmupTooLargeError,
+    answer_of,
+    mismatch,
+    warmup_bodies,
+)
 from ..rollout.signature import MetadataError, Signatures, differences, parse_metadata
 from . import bounded_http
 
@@ -126,15 +133,35 @@ class PreTrafficRunner:
             )
         if isinstance(golden, GoldenFileError):
             return PodCheck(PreTrafficStatus(signature=signature), blocked=str(golden)[:MESSAGE_LIMIT])
-        for body in warmup_bodies(golden, signatures, spec.warmup_requests):
-            self.predict(ip, model, version, body)  # answers do not matter: the model gets warm
-        status = PreTrafficStatus(signature=signature, warmed_up=spec.warmup_requests > 0)
+        status = self._warm_up(spec, model, version, ip, golden, signatures).model_copy(
+            update={"signature": signature}
+        )
         failure: tuple[str, str] | None = None
         if golden is not None and spec.golden_requests is not None:
             result, failure = self._golden(spec, model, version, ip, compare, golden)
             status = status.model_copy(update={"golden": result})
         baseline = self.scrape(model, ip) if self.scrape is not None else None
         return PodCheck(status, failure=failure, baseline=baseline)
+
+    def _warm_up(
+        self,
+        spec: PreTraffic,
+        model: str,
+        version: int,
+        ip: str,
+        golden: list[GoldenRequest] | None,
+        signatures: Signatures,
+    ) -> PreTrafficStatus:
+        """Sends the warm-up requests. A model too large for a synthetic request gets none:
+        warm-up only spares the first users a slow answer, so its absence is said, not a
+        reason to hold the pod (the golden requests, correctness, still decide)."""
+        try:
+            bodies = warmup_bodies(golden, signatures, spec.warmup_requests)
+        except WarmupTooLargeError as exc:
+            return PreTrafficStatus(warmup_skipped=f"version {version}: {exc}"[:MESSAGE_LIMIT])
+        for body in bodies:
+            self.predict(ip, model, version, body)  # answers do not matter: the model gets warm
+        return PreTrafficStatus(warmed_up=spec.warmup_requests > 0)
 
     def _signature(
         self, spec: PreTraffic, model: str, signatures: Signatures, compare: ServingRef | None
