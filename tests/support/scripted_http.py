@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -13,6 +14,8 @@ class ScriptedServer:
     def __init__(self, bodies: dict[str, bytes] | None = None, default: bytes = b"") -> None:
         self.bodies: dict[str, bytes] = dict(bodies or {})
         self.default = default
+        # Query-string fragment -> body, before ``bodies``: Prometheus queries share one path.
+        self.queries: dict[str, bytes] = {}
         self.drip_seconds = 0.0  # > 0: four bytes at a time, this long apart
         scripted = self
 
@@ -21,7 +24,11 @@ class ScriptedServer:
                 pass
 
             def do_GET(self) -> None:
-                body = scripted.bodies.get(self.path.split("?")[0], scripted.default)
+                query = urllib.parse.unquote_plus(self.path.partition("?")[2])
+                matched = [b for fragment, b in scripted.queries.items() if fragment in query]
+                body = (
+                    matched[0] if matched else scripted.bodies.get(self.path.split("?")[0], scripted.default)
+                )
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.spec import Analysis
-from modeldeploy.api.status import CheckResult, Verdict
+from modeldeploy.api.status import CheckResult, Counters, PodCounters, Verdict
 from modeldeploy.probes import analysis as probe_analysis
 from modeldeploy.probes.providers import Target
 from modeldeploy.rollout import analysis
@@ -31,6 +31,7 @@ OK_METRICS = (
     f'{HIST},le="10"}} 100\n'
     f'{HIST},le="+Inf"}} 100\n'
 )
+ERRORS = ':tensorflow:serving:request_count{{model_name="mnist",status="INTERNAL"}} {}\n'
 
 
 @pytest.fixture
@@ -56,9 +57,11 @@ def direct_check(replies: ScriptedServer, text: bytes, spec: Analysis = SPEC) ->
 @pytest.mark.parametrize(
     ("name", "body"),
     [
-        ("NaN count", OK_METRICS.replace(" 100\n", " NaN\n", 1).encode()),
+        # Bad values on the error count, beside 100 OK requests: judged, they would pass.
+        ("NaN count", (OK_METRICS + ERRORS.format("NaN")).encode()),
+        ("+Inf count", (OK_METRICS + ERRORS.format("+Inf")).encode()),
         ("garbage count", OK_METRICS.replace(" 100\n", " lots\n", 1).encode()),
-        ("negative count", OK_METRICS.replace(" 100\n", " -5\n", 1).encode()),
+        ("negative count", (OK_METRICS + ERRORS.format("-5")).encode()),
         ("not UTF-8", b"\xff\xfe" + OK_METRICS.encode()),
         ("huge", OK_METRICS.encode() + b"#" * (3 << 20)),
     ],
@@ -69,6 +72,8 @@ def test_bad_metrics_are_inconclusive_never_a_pass_nor_a_crash(
     check = direct_check(replies, body)
     assert check.result.verdict is Verdict.INCONCLUSIVE, name
     assert len(check.result.message) <= 300
+    assert check.counters is None, "counters read from a bad page must not be kept"
+    json.dumps(check.result.model_dump(by_alias=True), allow_nan=False)
 
 
 def test_a_dripped_reply_is_cut_at_the_deadline(replies: ScriptedServer) -> None:
@@ -162,6 +167,7 @@ class _TwoPorts:
         ),
         ("a 2 MB error", json.dumps({"status": "error", "error": "e" * (2 << 20)}).encode()),
         ("not JSON", b"<html>proxy error</html>"),
+        ("nested too deep", b'{"status": "success", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
     ],
 )
 def test_prometheus_answers_that_cannot_be_read_are_inconclusive(
@@ -174,3 +180,62 @@ def test_prometheus_answers_that_cannot_be_read_are_inconclusive(
     check = probe_analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
     assert check.result.verdict is Verdict.INCONCLUSIVE, name
     assert len(check.result.message) <= 300, name
+
+
+def prometheus_answer(value: str) -> bytes:
+    return json.dumps({"status": "success", "data": {"result": [{"value": [1, value]}]}}).encode()
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-Inf"])
+def test_a_non_finite_prometheus_error_count_is_inconclusive(replies: ScriptedServer, bad: str) -> None:
+    replies.queries = {"status!=": prometheus_answer(bad), "histogram_quantile": prometheus_answer("5000")}
+    replies.bodies["/api/v1/query"] = prometheus_answer("100")  # the request count
+    spec = Analysis.model_validate(
+        {**SPEC.model_dump(by_alias=True), "prometheus": {"address": f"http://127.0.0.1:{replies.port}"}}
+    )
+    check = probe_analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
+    assert check.result.verdict is Verdict.INCONCLUSIVE
+    json.dumps(check.result.model_dump(by_alias=True), allow_nan=False)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf"])
+def test_non_finite_prometheus_answers_are_inconclusive_and_stay_valid_json(
+    replies: ScriptedServer, bad: str
+) -> None:
+    replies.bodies["/api/v1/query"] = prometheus_answer(bad)  # every query
+    spec = Analysis.model_validate(
+        {**SPEC.model_dump(by_alias=True), "prometheus": {"address": f"http://127.0.0.1:{replies.port}"}}
+    )
+    check = probe_analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
+    assert check.result.verdict is Verdict.INCONCLUSIVE
+    json.dumps(check.result.model_dump(by_alias=True), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        Window(100, math.nan, 5.0),
+        Window(math.inf, 0, 5.0),
+        Window(math.inf, math.inf, 5.0),
+        Window(100, -5, 5.0),
+    ],
+)
+def test_counts_that_are_not_finite_counts_are_never_judged(window: Window) -> None:
+    result = analysis.evaluate(window, SPEC, NOW)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    json.dumps(result.model_dump(by_alias=True), allow_nan=False)
+
+
+def test_the_status_model_never_holds_a_non_finite_number() -> None:
+    result = CheckResult(
+        at=NOW,
+        verdict=Verdict.INCONCLUSIVE,
+        requests=math.inf,
+        success_rate=math.nan,
+        latency_p99_ms=-math.inf,
+    )
+    assert (result.requests, result.success_rate, result.latency_p99_ms) == (None, None, None)
+    with pytest.raises(ValueError, match="finite"):
+        PodCounters(requests=math.nan)
+    with pytest.raises(ValueError, match="finite"):
+        Counters(buckets={"10": math.inf})

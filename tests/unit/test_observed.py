@@ -64,3 +64,23 @@ def test_not_complete_while_pods_of_an_older_spec_remain_or_too_few_serve() -> N
     assert not ObservedDeployment.from_manifest(unseen_spec, serving_replicas=2).complete
     one_serving = version_3(2, 2, 2, 2, available=2)
     assert not ObservedDeployment.from_manifest(one_serving, serving_replicas=1).complete
+
+
+def test_a_fetcher_that_failed_once_then_succeeded_is_no_failure() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    recovered = pod(0, f"fetched version 3 of s3://m/x: {digest} (4 files, 100 bytes)")
+    status = recovered["status"]["initContainerStatuses"][0]
+    status["lastState"] = {
+        "terminated": {"exitCode": 1, "reason": "Error", "message": "fetch failed: timeout"}
+    }
+    assert fetch_failure_of_pod(recovered) is None
+    assert fetched_digest_of_pod(recovered) == digest
+    # Still restarting after that failure (waiting, or running its next try): the last run says why.
+    for now in (
+        {"waiting": {"reason": "CrashLoopBackOff"}},
+        {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+    ):
+        status["state"] = now
+        failure = fetch_failure_of_pod(recovered)
+        assert failure is not None
+        assert failure.message == "fetch failed: timeout"

@@ -10,18 +10,31 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE
 from modeldeploy.api.spec import PreTraffic, SignaturePolicy, Tolerance
 from modeldeploy.api.status import (
+    ActionValues,
     CanaryStatus,
     ModelDeploymentStatus,
     PodCounters,
+    PreTrafficStatus,
     RolloutResult,
     SignatureResult,
     VersionStatus,
 )
 from modeldeploy.api.times import parse_time
+from modeldeploy.control.observe import Observation
+from modeldeploy.control.pod_checks import PreTrafficGate
 from modeldeploy.probes.pretraffic import PreTrafficRunner, ServingRef
-from modeldeploy.rollout.golden import GoldenFileError, mismatch, parse_golden, warmup_bodies
+from modeldeploy.rollout.bounded_json import MAX_DEPTH, loads_bounded
+from modeldeploy.rollout.golden import (
+    MAX_WARMUP_ELEMENTS,
+    GoldenFileError,
+    WarmupTooLargeError,
+    mismatch,
+    parse_golden,
+    warmup_bodies,
+)
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
 from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
@@ -329,3 +342,217 @@ def test_the_analysis_starts_from_the_counters_read_after_the_checks() -> None:
     assert counters is not None
     assert counters.pods == {"mnist-v3-a": PodCounters(requests=13, errors=1)}
     assert counters.requests == 13
+
+
+BAD_CANARY = metadata({"inputs": "DT_FLOAT"}, {"y": "DT_FLOAT"})  # input 'x' removed
+STABLE_GOLDEN = {
+    "signature": "Compatible",
+    "goldenRequests": {"configMapRef": {"name": "g", "key": "k"}, "compareTo": "Stable"},
+}
+
+
+def test_a_canary_with_no_serving_pod_to_compare_with_waits_and_sends_nothing() -> None:
+    pods = ScriptedPods(BAD_CANARY, 40.0)  # a removed input and garbage answers
+    runner = PreTrafficRunner(request=pods, scrape=lambda model, ip: PodCounters())
+    result = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN),
+        "mnist",
+        2,
+        "10.0.0.2",
+        ServingRef(1, None),  # version 1 serves, but none of its pods is serving right now
+        parse_golden(GOLDEN, "g"),
+    )
+    assert not result.passed
+    assert result.failure is None
+    assert result.waiting == "waiting for a serving pod of version 1 to compare with"
+    assert result.status.waiting_for == result.waiting
+    assert pods.sent == []
+
+
+def test_only_a_first_version_skips_the_comparisons_and_says_none_ran() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    runner = PreTrafficRunner(request=ScriptedPods(same, 2.0))
+    first = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN), "mnist", 2, "10.0.0.2", None, parse_golden(GOLDEN, "g")
+    )
+    assert first.passed
+    assert first.status.signature.result is SignatureResult.SKIPPED
+    assert first.status.golden.compared_with is None
+    compared = runner.check(
+        PreTraffic.model_validate(STABLE_GOLDEN),
+        "mnist",
+        2,
+        "10.0.0.2",
+        ServingRef(1, "10.0.0.1"),
+        parse_golden(GOLDEN, "g"),
+    )
+    assert compared.passed
+    assert compared.status.signature.result is SignatureResult.COMPATIBLE
+    assert compared.status.golden.compared_with == 1
+
+
+def test_no_serving_pod_to_compare_with_is_no_reason_to_wait_when_nothing_is_compared() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    spec = PreTraffic.model_validate({"signature": "Ignore", "warmupRequests": 0})
+    result = PreTrafficRunner(request=ScriptedPods(same, 2.0)).check(
+        spec, "mnist", 2, "10.0.0.2", ServingRef(1, None), None
+    )
+    assert result.passed
+    assert result.status.signature.result is SignatureResult.SKIPPED
+
+
+def gate_pod(name: str, version: int, ip: str, serving: bool) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "mnist", "serving.modeldeploy.dev/version": str(version)}
+    if serving:
+        labels[LABEL_MODEL_AVAILABLE] = "true"
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": labels},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        },
+    }
+
+
+def test_the_gate_stays_shut_while_the_serving_version_has_no_pod_then_checks_it() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    steps = [{"weight": 50, "pause": "5m"}]
+    spec["rollout"] = {"strategy": "Canary", "steps": steps, "preTraffic": STABLE_GOLDEN}
+    spec["model"]["version"] = 2
+    md = make_md(spec)
+    pods = ScriptedPods(BAD_CANARY, 40.0)
+    gate = PreTrafficGate(PreTrafficRunner(request=pods))
+    canary_pod = gate_pod("mnist-v2-a", 2, "10.0.0.2", serving=False)
+    restarting = gate_pod("mnist-v1-a", 1, "10.0.0.1", serving=False)  # its gate closed: restarting
+
+    def world(*bodies: dict[str, Any]) -> Observation:
+        return Observation(list(bodies), list(bodies), {}, {}, ActionValues())
+
+    def read_golden(name: str, key: str) -> tuple[str | None, str]:
+        return GOLDEN, "7"
+
+    checks = gate.prepare(md, world(restarting, canary_pod), 1, read_golden)
+    assert not checks.passes(canary_pod)
+    verdict = checks.verdict()
+    assert verdict is not None
+    assert verdict.failure is None
+    assert verdict.status is not None
+    assert verdict.status.waiting_for == "waiting for a serving pod of version 1 to compare with"
+    assert pods.sent == []
+    # Still nothing to compare with on the next pass: still shut, nothing remembered as passed.
+    again = gate.prepare(md, world(restarting, canary_pod), 1, read_golden)
+    assert not again.passes(canary_pod)
+    # The serving pod is back: the comparison runs and finds the removed input.
+    back = gate_pod("mnist-v1-a", 1, "10.0.0.1", serving=True)
+    checked = gate.prepare(md, world(back, canary_pod), 1, read_golden)
+    assert not checked.passes(canary_pod)
+    found = checked.verdict()
+    assert found is not None
+    assert found.failure is not None
+    assert found.failure[0] == "SignatureChanged"
+
+
+def test_a_canary_waiting_for_a_serving_pod_says_so_in_progressing() -> None:
+    md = canary_md()
+    observed = {2: deployment(2, replicas=1, ready=0), 3: deployment(3, replicas=1, ready=0)}
+    waiting = "waiting for a serving pod of version 2 to compare with"
+    verdict = PreTrafficVerdict(3, status=PreTrafficStatus(waiting_for=waiting))
+    plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
+    status = derive_status(md, plan, SERVING_2, PassFacts(observed, parse_time(T0)))
+    progressing = next(c for c in status.conditions if c.type == "Progressing")
+    assert progressing.reason == "WaitingForComparison"
+    assert waiting in progressing.message
+    assert status.canary is not None
+    assert status.canary.pre_traffic is not None
+    assert status.canary.pre_traffic.waiting_for == waiting
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # past any recursion limit of the json module
+
+
+def test_deeply_nested_json_is_refused_without_recursing() -> None:
+    assert loads_bounded(b'{"a": [[1, "]]]]"], {"b": "\\"[["}]}') == {"a": [[1, "]]]]"], {"b": '"[['}]}
+    assert loads_bounded("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    with pytest.raises(ValueError, match="nested deeper than"):
+        loads_bounded("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    with pytest.raises(ValueError, match="nested deeper than"):
+        loads_bounded(DEEP)
+
+
+def test_a_golden_line_nested_too_deep_is_named_not_a_crash() -> None:
+    line = '{"instances": ' + "[" * 5000 + "1" + "]" * 5000 + "}"
+    with pytest.raises(GoldenFileError, match=r"ConfigMap g key k line 2 is not JSON: .*nested deeper"):
+        parse_golden('{"instances": [1]}\n' + line, "ConfigMap g key k")
+
+
+def test_deeply_nested_replies_from_pods_are_asked_again_not_a_crash() -> None:
+    def deep(url: str, body: bytes | None) -> tuple[int, bytes]:
+        return 200, DEEP
+
+    result = PreTrafficRunner(request=deep).check(
+        PreTraffic(), "mnist", 2, "10.0.0.2", ServingRef(1, "10.0.0.1"), None
+    )
+    assert result.retry is not None
+    assert "nested deeper" in result.retry
+
+
+class StableWithoutAnswers(ScriptedPods):
+    """The serving version answers 200 with neither 'predictions' nor 'outputs'."""
+
+    def __call__(self, url: str, body: bytes | None) -> tuple[int, bytes]:
+        if body is not None and url.startswith("http://10.0.0.1:"):
+            self.sent.append(("10.0.0.1", "predict"))
+            return 200, b'{"result": "ok"}'
+        return super().__call__(url, body)
+
+
+def test_a_serving_reply_without_an_answer_is_a_mismatch_of_that_request_not_a_crash() -> None:
+    same = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
+    spec = {"goldenRequests": {"configMapRef": {"name": "g", "key": "k"}, "compareTo": "Stable"}}
+    result = run(spec, StableWithoutAnswers(same, 2.0))
+    assert result.failure is not None
+    assert result.failure[0] == "GoldenRequestsFailed"
+    assert result.status.golden.passed == 0
+    assert (
+        "the serving version 1: the reply has neither 'predictions' nor 'outputs'"
+        in result.status.golden.first_mismatch
+    )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 2000, 2000, 3),  # an image model: hundreds of MiB as Python lists
+        (10**5, 10**5, 10**5),  # what a short metadata reply can declare
+    ],
+)
+def test_a_model_too_large_for_synthetic_warmup_builds_nothing(shape: tuple[int, ...]) -> None:
+    huge = {"serving_default": Signature({"x": Tensor("DT_FLOAT", shape)}, {})}
+    with pytest.raises(WarmupTooLargeError, match=f"more than {MAX_WARMUP_ELEMENTS} elements"):
+        warmup_bodies(None, huge, 10)
+    assert warmup_bodies(parse_golden('{"instances": [1.0]}', "g"), huge, 2) == [b'{"instances": [1.0]}'] * 2
+
+
+def test_a_model_too_large_for_warmup_is_checked_without_it_and_says_why() -> None:
+    huge = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"}, shape=[-1, 2000, 2000, 3])
+    pods = ScriptedPods(huge, 2.0)
+    golden = {"configMapRef": {"name": "g", "key": "k"}}
+    spec = {"signature": "Ignore", "warmupRequests": 10, "goldenRequests": golden}
+    runner = PreTrafficRunner(request=pods)
+    result = runner.check(PreTraffic.model_validate(spec), "mnist", 2, "10.0.0.2", None, None)
+    assert result.passed  # warm-up is an optimisation: its absence does not hold the pod
+    assert not result.status.warmed_up
+    assert result.status.warmup_skipped is not None
+    assert "too large for synthetic warm-up" in result.status.warmup_skipped
+    assert ("10.0.0.2", "predict") not in pods.sent
+    # The golden requests, correctness, still run and still decide (and warm the model up).
+    wrong = PreTrafficRunner(request=ScriptedPods(huge, 3.0)).check(
+        PreTraffic.model_validate(spec), "mnist", 2, "10.0.0.2", None, parse_golden(GOLDEN, "g")
+    )
+    assert wrong.failure is not None
+    assert wrong.failure[0] == "GoldenRequestsFailed"
+    assert wrong.status.warmed_up

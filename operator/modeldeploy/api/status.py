@@ -5,14 +5,18 @@ Written only by the operator; the CRD schema is generated from these classes too
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .base import CamelModel
 from .times import parse_optional_time, parse_time
+
+_Counts = TypeVar("_Counts", float, dict[str, float])
 
 
 class Phase(StrEnum):
@@ -89,9 +93,23 @@ class CheckResult(CamelModel):
     message: str = ""
     """The verdict's reason."""
 
+    @field_validator("requests", "success_rate", "latency_p99_ms")
+    @classmethod
+    def _measured(cls, value: float | None) -> float | None:
+        # Not measured rather than NaN or an infinity: the status must stay valid JSON.
+        return value if value is None or math.isfinite(value) else None
+
     @property
     def checked_at(self) -> datetime:
         return parse_time(self.at)
+
+
+def _finite_counts(value: _Counts) -> _Counts:
+    """Refuses NaN and infinities in kept counters: never written, so status stays valid JSON."""
+    numbers = value.values() if isinstance(value, dict) else (value,)
+    if not all(math.isfinite(n) for n in numbers):
+        raise ValueError(f"counts must be finite: {value}")
+    return value
 
 
 class PodCounters(CamelModel):
@@ -107,6 +125,11 @@ class PodCounters(CamelModel):
         "left out.",
     )
 
+    @field_validator("requests", "errors", "buckets")
+    @classmethod
+    def _finite(cls, value: _Counts) -> _Counts:
+        return _finite_counts(value)
+
 
 class Counters(CamelModel):
     """Cumulative canary metrics at the last check; the next check measures the difference,
@@ -120,6 +143,11 @@ class Counters(CamelModel):
     """Cumulative latency histogram counts per bucket bound (microseconds), compacted."""
     pods: dict[str, PodCounters] = Field(default_factory=dict)
     """The same per pod, so a restarted pod cannot hide its errors."""
+
+    @field_validator("requests", "errors", "buckets")
+    @classmethod
+    def _finite(cls, value: _Counts) -> _Counts:
+        return _finite_counts(value)
 
 
 class AnalysisStatus(CamelModel):
@@ -164,6 +192,9 @@ class GoldenCheck(CamelModel):
     """Share of requests that agreed (compareTo Stable)."""
     first_mismatch: str = ""
     """The first request that did not match: index, line, output, expected and got."""
+    compared_with: int | None = None
+    """The serving version the answers were compared with (compareTo Stable); none for a first
+    version, which has nothing to compare with."""
 
 
 class PreTrafficStatus(CamelModel):
@@ -175,6 +206,12 @@ class PreTrafficStatus(CamelModel):
     """The golden requests' outcome."""
     warmed_up: bool = False
     """The warm-up requests were sent."""
+    warmup_skipped: str | None = None
+    """Why no warm-up requests were sent (a model whose inputs are too large for synthetic
+    requests); the other checks still ran."""
+    waiting_for: str | None = None
+    """What the checks wait for before they can run (a serving pod to compare with): the
+    pods' gates stay shut meanwhile."""
 
 
 class CanaryStatus(CamelModel):

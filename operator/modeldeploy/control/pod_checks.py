@@ -91,6 +91,8 @@ class PodChecks:
     load_golden: Callable[[], tuple[Golden, str]]
     _golden: tuple[Golden, str] | None = None
     _loading: threading.Lock = field(default_factory=threading.Lock)
+    # Pods whose checks wait this pass (nothing to compare with yet): shown, never remembered.
+    _waiting: dict[str, PodCheck] = field(default_factory=dict)
 
     def _golden_file(self) -> tuple[Golden, str]:
         with self._loading:
@@ -112,8 +114,10 @@ class PodChecks:
         version = version_of(pod)
         result = self.runner.check(self.spec, self.md.model_name, version, pod_ip(pod), self.serving, golden)
         name = pod["metadata"]["name"]
-        if result.retry is not None:
-            LOG.info("pre-traffic checks of pod %s: %s; trying again", name, result.retry)
+        if result.retry is not None or result.waiting is not None:
+            LOG.info("pre-traffic checks of pod %s: %s; trying again", name, result.retry or result.waiting)
+            if result.waiting is not None:
+                self._waiting[uid] = result
             return False
         self.memo[uid] = (key, result)
         if result.passed:
@@ -136,7 +140,8 @@ class PodChecks:
             for uid, ((generation, _, against), check) in self.memo.items()
             if generation == self.md.generation and against == serving and uid in by_uid
         ]
-        if not results:
+        waiting = [(by_uid[uid], check) for uid, check in self._waiting.items() if uid in by_uid]
+        if not results and not waiting:
             return None
         blocked = next((c.blocked for _, c in results if c.blocked is not None), None)
         serving_version = self.serving.version if self.serving is not None else None
@@ -147,7 +152,8 @@ class PodChecks:
                 blocked = f"pod {pod['metadata']['name']} kept out of service: {check.failure[1]}"
         mine = [(p, c) for p, c in results if version_of(p) == target]
         failed = next((c for _, c in mine if c.failure is not None), None)
-        shown = failed or (mine[-1][1] if mine else None)
+        waits = next((c for p, c in waiting if version_of(p) == target), None)
+        shown = failed or waits or (mine[-1][1] if mine else None)
         return PreTrafficVerdict(
             version=target,
             status=shown.status if shown is not None and shown.blocked is None else None,

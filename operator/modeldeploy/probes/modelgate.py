@@ -8,9 +8,8 @@ so no traffic reaches a pod before its model is loaded.
 
 from __future__ import annotations
 
-import json
-
 from ..api.names import REST_PORT
+from ..rollout.bounded_json import loads_bounded
 from . import bounded_http
 
 PROBE_TIMEOUT_SECONDS = 1.0
@@ -23,7 +22,7 @@ def version_available(pod_ip: str, model: str, version: int, port: int = REST_PO
     url = f"http://{pod_ip}:{port}/v1/models/{model}/versions/{version}"
     try:
         status, raw = bounded_http.get(url, PROBE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
-        body = json.loads(raw)
+        body = loads_bounded(raw)
         entries = body.get("model_version_status") or [] if status == 200 and isinstance(body, dict) else []
         return any(
             isinstance(entry, dict)

@@ -11,11 +11,13 @@ Three kinds of ending, kept apart because they lead to different things:
   is not a predict body). The gate stays shut and a condition names the problem; this is
   never a pass, and not the version's fault.
 - ``retry``: the pod or the serving version did not answer in time: asked again later.
+- ``waiting``: the checks compare with the serving version, and none of its pods serves
+  right now (one restarting, a drain): nothing is sent, and the pod is checked again
+  later. Only a first version, with no serving version, skips the comparisons.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,15 @@ from typing import Any
 from ..api.names import REST_PORT
 from ..api.spec import CompareTo, PreTraffic, SignaturePolicy
 from ..api.status import GoldenCheck, PodCounters, PreTrafficStatus, SignatureCheck, SignatureResult
-from ..rollout.golden import GoldenFileError, GoldenRequest, answer_of, mismatch, warmup_bodies
+from ..rollout.bounded_json import loads_bounded
+from ..rollout.golden import (
+    GoldenFileError,
+    GoldenRequest,
+    WarmupTooLargeError,
+    answer_of,
+    mismatch,
+    warmup_bodies,
+)
 from ..rollout.signature import MetadataError, Signatures, differences, parse_metadata
 from . import bounded_http
 
@@ -49,11 +59,12 @@ class PodCheck:
     failure: tuple[str, str] | None = None  # (reason, message)
     blocked: str | None = None
     retry: str | None = None
+    waiting: str | None = None
     baseline: PodCounters | None = None
 
     @property
     def passed(self) -> bool:
-        return self.failure is None and self.blocked is None and self.retry is None
+        return self.failure is None and self.blocked is None and self.retry is None and self.waiting is None
 
 
 class UnansweredError(Exception):
@@ -73,7 +84,7 @@ class PreTrafficRunner:
         if status != 200:
             raise UnansweredError(f"metadata of version {version} on {ip}: HTTP {status}")
         try:
-            return parse_metadata(json.loads(raw))
+            return parse_metadata(loads_bounded(raw))
         except (ValueError, MetadataError) as exc:
             raise UnansweredError(f"metadata of version {version} on {ip}: {exc}") from None
 
@@ -82,9 +93,9 @@ class PreTrafficRunner:
         if status >= 500:
             raise UnansweredError(f"predict on {ip}: HTTP {status}")
         try:
-            return status, json.loads(raw)
-        except ValueError:
-            raise UnansweredError(f"predict on {ip}: the reply is not JSON") from None
+            return status, loads_bounded(raw)
+        except ValueError as exc:
+            raise UnansweredError(f"predict on {ip}: the reply is not JSON: {exc}") from None
 
     def check(
         self,
@@ -110,6 +121,9 @@ class PreTrafficRunner:
         golden: list[GoldenRequest] | GoldenFileError | None,
     ) -> PodCheck:
         compare = serving if serving is not None and serving.version != version else None
+        if compare is not None and compare.pod_ip is None and _compares(spec):
+            waiting = f"waiting for a serving pod of version {compare.version} to compare with"
+            return PodCheck(PreTrafficStatus(waiting_for=waiting), waiting=waiting)
         signatures = self.metadata(ip, model, version)
         signature = self._signature(spec, model, signatures, compare)
         if signature.result is SignatureResult.INCOMPATIBLE:
@@ -119,15 +133,35 @@ class PreTrafficRunner:
             )
         if isinstance(golden, GoldenFileError):
             return PodCheck(PreTrafficStatus(signature=signature), blocked=str(golden)[:MESSAGE_LIMIT])
-        for body in warmup_bodies(golden, signatures, spec.warmup_requests):
-            self.predict(ip, model, version, body)  # answers do not matter: the model gets warm
-        status = PreTrafficStatus(signature=signature, warmed_up=spec.warmup_requests > 0)
+        status = self._warm_up(spec, model, version, ip, golden, signatures).model_copy(
+            update={"signature": signature}
+        )
         failure: tuple[str, str] | None = None
         if golden is not None and spec.golden_requests is not None:
             result, failure = self._golden(spec, model, version, ip, compare, golden)
             status = status.model_copy(update={"golden": result})
         baseline = self.scrape(model, ip) if self.scrape is not None else None
         return PodCheck(status, failure=failure, baseline=baseline)
+
+    def _warm_up(
+        self,
+        spec: PreTraffic,
+        model: str,
+        version: int,
+        ip: str,
+        golden: list[GoldenRequest] | None,
+        signatures: Signatures,
+    ) -> PreTrafficStatus:
+        """Sends the warm-up requests. A model too large for a synthetic request gets none:
+        warm-up only spares the first users a slow answer, so its absence is said, not a
+        reason to hold the pod (the golden requests, correctness, still decide)."""
+        try:
+            bodies = warmup_bodies(golden, signatures, spec.warmup_requests)
+        except WarmupTooLargeError as exc:
+            return PreTrafficStatus(warmup_skipped=f"version {version}: {exc}"[:MESSAGE_LIMIT])
+        for body in bodies:
+            self.predict(ip, model, version, body)  # answers do not matter: the model gets warm
+        return PreTrafficStatus(warmed_up=spec.warmup_requests > 0)
 
     def _signature(
         self, spec: PreTraffic, model: str, signatures: Signatures, compare: ServingRef | None
@@ -168,7 +202,7 @@ class PreTrafficRunner:
                     raise UnansweredError(
                         f"the serving version refused golden line {request.line}: HTTP {stable_status}"
                     )
-                problem = _difference(answer_of(stable_reply), reply, config.tolerance)
+                problem = _against_stable(compare.version, stable_reply, reply, config.tolerance)
             elif request.expected is not None and config.compare_to is CompareTo.EXPECTED:
                 problem = _difference(request.expected, reply, config.tolerance)
             else:
@@ -180,7 +214,11 @@ class PreTrafficRunner:
         total = len(golden)
         agreement = passed / total
         result = GoldenCheck(
-            requests=total, passed=passed, agreement=round(agreement, 4), first_mismatch=first[:MESSAGE_LIMIT]
+            requests=total,
+            passed=passed,
+            agreement=round(agreement, 4),
+            first_mismatch=first[:MESSAGE_LIMIT],
+            compared_with=compare.version if against_stable and compare is not None else None,
         )
         needed = config.min_agreement if against_stable else 1.0
         if agreement + 1e-12 < needed:
@@ -191,6 +229,23 @@ class PreTrafficRunner:
             )
             return result, (REASON_GOLDEN, f"version {version}: {what}; {first}"[:MESSAGE_LIMIT])
         return result, None
+
+
+def _compares(spec: PreTraffic) -> bool:
+    """Whether the checks compare with the serving version (and so need one of its pods)."""
+    golden = spec.golden_requests
+    stable_golden = golden is not None and golden.compare_to is CompareTo.STABLE
+    return spec.signature is not SignaturePolicy.IGNORE or stable_golden
+
+
+def _against_stable(version: int, stable_reply: Any, reply: Any, tolerance: Any) -> str | None:
+    """How ``reply`` differs from the serving version's answer; a serving reply without an
+    answer is this request's mismatch (the canary cannot be shown to agree), not a crash."""
+    try:
+        expected = answer_of(stable_reply)
+    except ValueError as exc:
+        return f"the serving version {version}: {exc}"
+    return _difference(expected, reply, tolerance)
 
 
 def _difference(expected: Any, reply: Any, tolerance: Any) -> str | None:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import urllib.parse
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from ..api.names import METRICS_PATH, REST_PORT
 from ..api.spec import Analysis
 from ..api.status import Counters, PodCounters
+from ..rollout.bounded_json import loads_bounded
 from ..rollout.metrics import (
     REQUEST_COUNT,
     REQUEST_LATENCY_BUCKET,
@@ -88,7 +88,8 @@ class DirectScrape:
 
 
 def _sample(body: Any) -> float | None:
-    """The one value of an instant-vector answer; None for no series or NaN (no data)."""
+    """The one value of an instant-vector answer (NaN and infinities as Prometheus wrote them);
+    None for no series."""
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error") if isinstance(body, dict) else None
         raise MetricsUnavailableError(
@@ -106,11 +107,26 @@ def _sample(body: Any) -> float | None:
         number = float(value[1])  # type: ignore[index]
     except (TypeError, ValueError, IndexError):
         raise MetricsUnavailableError("Prometheus answered a sample that is not a number") from None
-    if math.isnan(number):
-        return None
-    if number < 0:
-        raise MetricsUnavailableError("Prometheus answered a negative count")
     return number
+
+
+def _count(value: float | None, what: str) -> float:
+    """A request count: none is 0; NaN, an infinity or a negative number cannot be judged."""
+    if value is None:
+        return 0.0
+    if not math.isfinite(value) or value < 0:
+        raise MetricsUnavailableError(f"Prometheus answered {value} for the {what}: not a count")
+    return value
+
+
+def _latency(value: float | None) -> float | None:
+    """The p99 in microseconds: NaN is no data (no requests in the range); +Inf lies above
+    the largest bucket and is judged so."""
+    if value is None or math.isnan(value):
+        return None
+    if value < 0:
+        raise MetricsUnavailableError(f"Prometheus answered {value} for the p99 latency")
+    return value
 
 
 class PrometheusApi:
@@ -124,7 +140,7 @@ class PrometheusApi:
         url = f"{self.address}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
             _, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
-            body = json.loads(raw)
+            body = loads_bounded(raw)
         except bounded_http.FetchError as exc:
             raise MetricsUnavailableError(f"Prometheus at {self.address}: {exc}") from None
         except ValueError:
@@ -139,11 +155,12 @@ class PrometheusApi:
         # increase() needs two samples in its range: the window, not the check interval, which
         # can be shorter than two scrape intervals and then makes every check Inconclusive.
         span = f"{max(int(target.window_seconds or target.interval_seconds), 1)}s"
-        requests = self._query(f"sum(increase({REQUEST_COUNT}{{{matchers}}}[{span}]))") or 0.0
-        errors = self._query(f'sum(increase({REQUEST_COUNT}{{{matchers},status!="OK"}}[{span}]))') or 0.0
-        p99_us = self._query(
-            f"histogram_quantile(0.99, sum by (le) (rate({REQUEST_LATENCY_BUCKET}{{{matchers}}}[{span}])))"
+        requests = _count(self._query(f"sum(increase({REQUEST_COUNT}{{{matchers}}}[{span}]))"), "requests")
+        errors = _count(
+            self._query(f'sum(increase({REQUEST_COUNT}{{{matchers},status!="OK"}}[{span}]))'), "errors"
         )
+        rates = f"sum by (le) (rate({REQUEST_LATENCY_BUCKET}{{{matchers}}}[{span}]))"
+        p99_us = _latency(self._query(f"histogram_quantile(0.99, {rates})"))
         return Window(requests, errors, None if p99_us is None else p99_us / 1000.0), None
 
 

@@ -17,12 +17,22 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _counts(window: Window) -> bool:
+    """Both counts are finite and not negative, with no more errors than requests."""
+    requests, errors = window.requests, window.errors
+    return math.isfinite(requests) and math.isfinite(errors) and 0 <= errors <= requests
+
+
 def evaluate(window: Window, spec: Analysis, at: str) -> CheckResult:
     """Passed, Failed or Inconclusive, with the values and the thresholds in the message.
 
     Only what was measured can pass: no requests, or no latency data while latency is
     judged, is inconclusive; a p99 beyond the last bucket fails.
     """
+    if not _counts(window):
+        # A provider let through what is not a count: nothing measured, and nothing of it kept.
+        message = f"the counts are not finite counts: {window.requests} request(s), {window.errors} error(s)"
+        return CheckResult(at=at, verdict=Verdict.INCONCLUSIVE, message=message[:MESSAGE_LIMIT])
     success = 1.0 - window.errors / window.requests if window.requests > 0 else None
     p99 = _finite(window.p99_ms)
     values = {

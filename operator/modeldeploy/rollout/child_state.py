@@ -91,22 +91,22 @@ class FetchFailure:
     message: str
 
 
-def _fetcher_terminations(pod: dict[str, Any], state_keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The fetcher init container's terminated states, in the order of ``state_keys``."""
-    found = []
-    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
-        if cs.get("name") != FETCHER_CONTAINER:
-            continue
-        for state_key in state_keys:
-            terminated = (cs.get(state_key) or {}).get("terminated")
-            if terminated:
-                found.append(terminated)
-    return found
+def _fetcher_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+    return [cs for cs in statuses if cs.get("name") == FETCHER_CONTAINER]
+
+
+def _terminated(status: dict[str, Any], state_key: str) -> dict[str, Any] | None:
+    return (status.get(state_key) or {}).get("terminated") or None
 
 
 def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
-    # lastState too: a restarting fetcher is waiting now, and its last run has the reason.
-    for terminated in _fetcher_terminations(pod, ("state", "lastState")):
+    """Why the pod's fetcher failed: its current run if it ended, else (restarting: waiting,
+    or running its next try) the run before. A run that ended well outweighs any before it."""
+    for status in _fetcher_statuses(pod):
+        terminated = _terminated(status, "state") or _terminated(status, "lastState")
+        if terminated is None:
+            continue
         report = read_termination(int(terminated.get("exitCode", 0)), terminated.get("message") or "")
         if not report.succeeded:
             return FetchFailure(pod=pod.get("metadata", {}).get("name", ""), message=report.line)
@@ -115,7 +115,10 @@ def fetch_failure_of_pod(pod: dict[str, Any]) -> FetchFailure | None:
 
 def fetched_digest_of_pod(pod: dict[str, Any]) -> str | None:
     """The artifact digest the fetcher reported in its successful termination message."""
-    for terminated in _fetcher_terminations(pod, ("state",)):
+    for status in _fetcher_statuses(pod):
+        terminated = _terminated(status, "state")
+        if terminated is None:
+            continue
         report = read_termination(int(terminated.get("exitCode", 1)), terminated.get("message") or "")
         if report.digest is not None:
             return report.digest

@@ -166,6 +166,12 @@ def progressing(s: Situation) -> Judgement:
             f"when traffic arrives, or promote or abort it; {canary_summary(canary, s.steps)}"
         )
         return Judgement(ConditionType.PROGRESSING, True, Reason.WAITING_FOR_TRAFFIC, message)
+    waiting = canary.pre_traffic.waiting_for if canary is not None and canary.pre_traffic else None
+    if canary is not None and waiting is not None and not canary.paused:
+        # Its pods stay shut until the checks can compare: said, so a stuck canary has a why.
+        summary = canary_summary(canary, s.steps)
+        message = f"pre-traffic checks of version {canary.version}: {waiting}; {summary}"
+        return Judgement(ConditionType.PROGRESSING, True, Reason.WAITING_FOR_COMPARISON, message)
     if canary is not None:
         reason = Reason.PAUSED if canary.paused else Reason.CANARY_PROGRESSING
         return Judgement(ConditionType.PROGRESSING, True, reason, canary_summary(canary, s.steps))

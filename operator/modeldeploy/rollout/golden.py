@@ -14,15 +14,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.spec import Tolerance
-from .signature import DEFAULT_SIGNATURE, Signatures
+from .bounded_json import loads_bounded
+from .signature import DEFAULT_SIGNATURE, Signature, Signatures
 
 # A golden file is a handful of requests, not a dataset: bounded so a check stays short.
 MAX_REQUESTS = 1000
 SHOWN_CHARS = 120  # of a value in a mismatch message
+# A synthetic warm-up request is built in the operator's memory (Python lists, then JSON):
+# a model's metadata can declare any size, so what exceeds these is not built at all.
+MAX_WARMUP_ELEMENTS = 1 << 20
+MAX_WARMUP_BYTES = 4 << 20
 
 
 class GoldenFileError(ValueError):
     """The golden file cannot be used; str() names the line."""
+
+
+class WarmupTooLargeError(ValueError):
+    """The model's inputs are too large for a synthetic warm-up request; str() says how large."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ def parse_golden(text: str, where: str) -> list[GoldenRequest]:
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = loads_bounded(raw)
         except ValueError as exc:
             raise GoldenFileError(f"{where} line {number} is not JSON: {exc}") from None
         if not isinstance(line, dict):
@@ -115,7 +124,8 @@ _ZEROS = {"DT_STRING": "", "DT_BOOL": False}
 
 def warmup_bodies(golden: list[GoldenRequest] | None, signatures: Signatures, count: int) -> list[bytes]:
     """``count`` request bodies: the golden ones in turn, else one built from the default
-    signature's inputs (zeros of each dtype, unknown sizes taken as 1)."""
+    signature's inputs (zeros of each dtype, unknown sizes taken as 1). Raises
+    WarmupTooLargeError, before building anything, for inputs over the warm-up bounds."""
     if count <= 0:
         return []
     if golden:
@@ -123,12 +133,28 @@ def warmup_bodies(golden: list[GoldenRequest] | None, signatures: Signatures, co
     signature = signatures.get(DEFAULT_SIGNATURE) or next(iter(signatures.values()), None)
     if signature is None or not signature.inputs:
         return []
+    _check_warmup_size(signature)
     inputs = {
         alias: _filled((1,) if tensor.shape is None else tensor.shape, _ZEROS.get(tensor.dtype, 0))
         for alias, tensor in signature.inputs.items()
     }
     body = json.dumps({"inputs": inputs}).encode()
     return [body] * count
+
+
+def _check_warmup_size(signature: Signature) -> None:
+    """Refuses inputs whose zeros would exceed the warm-up bounds, counted from the shapes alone."""
+    elements = 0
+    size = 0
+    for tensor in signature.inputs.values():
+        count = math.prod(d if d > 0 else 1 for d in tensor.shape or (1,))
+        elements += count
+        size += count * (len(json.dumps(_ZEROS.get(tensor.dtype, 0))) + 2)  # the value and ", "
+        if elements > MAX_WARMUP_ELEMENTS or size > MAX_WARMUP_BYTES:
+            raise WarmupTooLargeError(
+                f"its inputs are too large for synthetic warm-up (more than {MAX_WARMUP_ELEMENTS} elements "
+                f"or {MAX_WARMUP_BYTES >> 20} MiB): no warm-up requests sent"
+            )
 
 
 def _filled(shape: tuple[int, ...], value: Any) -> Any:
