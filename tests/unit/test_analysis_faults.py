@@ -239,3 +239,25 @@ def test_the_status_model_never_holds_a_non_finite_number() -> None:
         PodCounters(requests=math.nan)
     with pytest.raises(ValueError, match="finite"):
         Counters(buckets={"10": math.inf})
+
+
+def test_the_canary_pods_are_scraped_at_once_not_one_after_another() -> None:
+    """Each scrape may take its whole timeout: asked one after another, twenty slow pods
+    would hold a worker twenty times as long. A barrier only the pods asked together pass."""
+    import threading
+
+    from modeldeploy.api.status import PodCounters
+    from modeldeploy.probes import providers
+
+    pods = tuple((f"mnist-v3-{i}", f"127.1.0.{i + 10}") for i in range(5))
+    together = threading.Barrier(len(pods), timeout=10)
+
+    class Together(providers.DirectScrape):
+        def scrape(self, model: str, ip: str) -> PodCounters:
+            together.wait()  # BrokenBarrierError unless every pod is being asked at once
+            return PodCounters(requests=10)
+
+    window, counters = Together().window(Target("ml", "mnist", 3, pods, 5.0), None)
+    assert window.requests == 50
+    assert counters is not None
+    assert sorted(counters.pods) == sorted(name for name, _ in pods)

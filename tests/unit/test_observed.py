@@ -68,7 +68,7 @@ def test_not_complete_while_pods_of_an_older_spec_remain_or_too_few_serve() -> N
 
 def test_a_fetcher_that_failed_once_then_succeeded_is_no_failure() -> None:
     digest = "sha256:" + "0123456789abcdef" * 4
-    recovered = pod(0, f"fetched version 3 of s3://m/x: {digest} (4 files, 100 bytes)")
+    recovered = fetcher_pod(0, f"fetched version 3 of s3://m/x: {digest} (4 files, 100 bytes)")
     status = recovered["status"]["initContainerStatuses"][0]
     status["lastState"] = {
         "terminated": {"exitCode": 1, "reason": "Error", "message": "fetch failed: timeout"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -423,7 +425,7 @@ def test_the_gate_stays_shut_while_the_serving_version_has_no_pod_then_checks_it
     steps = [{"weight": 50, "pause": "5m"}]
     spec["rollout"] = {"strategy": "Canary", "steps": steps, "preTraffic": STABLE_GOLDEN}
     spec["model"]["version"] = 2
-    md = make_md(spec)
+    md = model_deployment(spec)
     pods = ScriptedPods(BAD_CANARY, 40.0)
     gate = PreTrafficGate(PreTrafficRunner(request=pods))
     canary_pod = gate_pod("mnist-v2-a", 2, "10.0.0.2", serving=False)
@@ -458,7 +460,10 @@ def test_the_gate_stays_shut_while_the_serving_version_has_no_pod_then_checks_it
 
 def test_a_canary_waiting_for_a_serving_pod_says_so_in_progressing() -> None:
     md = canary_md()
-    observed = {2: deployment(2, replicas=1, ready=0), 3: deployment(3, replicas=1, ready=0)}
+    observed = {
+        2: observed_deployment(2, replicas=1, ready=0),
+        3: observed_deployment(3, replicas=1, ready=0),
+    }
     waiting = "waiting for a serving pod of version 2 to compare with"
     verdict = PreTrafficVerdict(3, status=PreTrafficStatus(waiting_for=waiting))
     plan = make_plan(md, SERVING_2, observed, T0, PlanInputs(pre_traffic=verdict))
@@ -556,3 +561,53 @@ def test_a_model_too_large_for_warmup_is_checked_without_it_and_says_why() -> No
     assert wrong.failure is not None
     assert wrong.failure[0] == "GoldenRequestsFailed"
     assert wrong.status.warmed_up
+
+
+def test_checks_that_outlast_their_budget_end_blocked_not_started_again() -> None:
+    """Every request of one pod's checks draws on one budget: a slow model with many warm-up
+    requests is held shut with a reason, and its checks are not begun anew on every pass."""
+    ticks = iter(range(0, 1000, 10))  # each request takes ten seconds on this clock
+    pods = ScriptedPods(metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"}), 2.0)
+    runner = PreTrafficRunner(request=pods, budget_seconds=35.0, clock=lambda: float(next(ticks)))
+    spec = PreTraffic.model_validate({"warmupRequests": 50})
+    warmup = parse_golden(GOLDEN, "g")  # the warm-up sends the golden bodies in turn
+    result = runner.check(spec, "mnist", 2, "10.0.0.2", ServingRef(1, "10.0.0.1"), warmup)
+    assert result.retry is None
+    assert result.blocked == "version 2: the checks did not finish within their 35s budget"
+    assert len(pods.sent) < 10, "the budget stopped the warm-up"
+
+
+def test_checks_run_off_the_pass_and_a_later_pass_reads_them() -> None:
+    """The pass that starts a pod's checks does not wait for them: its gate stays shut, the
+    resource is queued when they end, and the next pass opens it on their result."""
+    release = threading.Event()
+    pods = ScriptedPods(metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"}), 2.0)
+
+    def slow(url: str, body: bytes | None) -> tuple[int, bytes]:
+        assert release.wait(30), "the test never let the checks finish"
+        return pods(url, body)
+
+    done: list[tuple[str, str]] = []
+    ended = threading.Event()
+
+    def queued(namespace: str, name: str) -> None:
+        done.append((namespace, name))
+        ended.set()
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        gate = PreTrafficGate(PreTrafficRunner(request=slow), executor=executor, on_done=queued)
+        spec = copy.deepcopy(SAMPLE_SPEC)
+        spec["rollout"] = {"strategy": "Immediate", "preTraffic": {"warmupRequests": 0}}
+        md = model_deployment(spec)
+        new_pod = gate_pod("mnist-v3-a", 3, "10.0.0.2", serving=False)
+        world = Observation([new_pod], [new_pod], {}, {}, ActionValues())
+        checks = gate.prepare(md, world, None, lambda name, key: (None, ""))
+        assert not checks.passes(new_pod), "the checks are under way: the gate stays shut"
+        assert checks.passes(new_pod) is False, "asked again in the same pass: still under way, not restarted"
+        assert done == []
+        release.set()
+        assert ended.wait(30)
+        assert done == [("ml", "mnist")]
+        later = gate.prepare(md, world, None, lambda name, key: (None, ""))
+        assert later.passes(new_pod)
+        assert pods.sent == [("10.0.0.2", "metadata")], "checked once, off the pass"

@@ -520,3 +520,25 @@ def test_a_rollback_whose_record_is_refused_removes_nothing() -> None:
     with pytest.raises(RetryLaterError):
         rec.reconcile("ml", "mnist")
     assert not [c for c in kube.calls if c[0] in ("apply", "delete")], kube.calls
+
+
+def test_an_abort_acts_before_any_pod_is_asked_anything() -> None:
+    """Probes are bounded but not free: a pass whose canary ends whatever the pods say
+    (an abort, the progress deadline) ends it without waiting on a gate, check or scrape."""
+    cache, _ = failing_canary()
+    body = cache.get(KIND, "ml", "mnist")
+    assert body is not None
+    body = copy.deepcopy(body)
+    body["metadata"]["annotations"] = {"serving.modeldeploy.dev/abort": "t1"}
+    body["status"]["handledActions"] = {"abort": "t0"}  # an earlier abort, handled: this one is new
+    cache.upsert(KIND, body | {"metadata": {**body["metadata"], "resourceVersion": "2"}})
+    cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.8"))  # a gate that would be asked
+
+    def never(*args: Any) -> Any:
+        raise AssertionError("a pod was asked before the abort acted")
+
+    rec, kube, _, _ = reconciler(cache)
+    rec.gate, rec.analyse = never, never
+    rec.reconcile("ml", "mnist")
+    assert kube.statuses[0]["history"][-1]["result"] == "Aborted"
+    assert ("delete", "Deployment", "mnist-v3") in kube.calls

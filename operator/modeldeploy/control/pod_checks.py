@@ -5,6 +5,11 @@ Each pod is checked once (per spec generation, golden file version and serving v
 results are kept in memory by pod uid, so a pod that failed is not sent its golden
 requests again on every pass. After an operator restart the pods whose gates are open
 are not checked again; pods still shut are.
+
+With an executor the checks run off the reconcile workers: a pass starts a pod's checks
+and goes on (the gate stays shut); when they end, the resource is queued and a later pass
+reads the result. So one tenant's slow model never holds the workers every other
+resource's rollout (an abort, a deadline) waits for. Without one they run in the pass.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +34,30 @@ MemoKey = tuple[int, str, int | None]  # generation, golden file resourceVersion
 Golden = list[GoldenRequest] | GoldenFileError | None
 
 
+Jobs = dict[str, tuple[MemoKey, "Future[PodCheck]"]]  # pod uid -> (checked against, the run)
+
+
 @dataclass
 class PreTrafficGate:
     runner: PreTrafficRunner
+    # Where the checks run; None: in the pass itself.
+    executor: Executor | None = None
+    # Told (namespace, name) when a resource's checks have ended off the pass.
+    on_done: Callable[[str, str], None] = lambda namespace, name: None
     # (namespace, name) -> pod uid -> (what it was checked against, the result)
     _memo: dict[tuple[str, str], dict[str, tuple[MemoKey, PodCheck]]] = field(default_factory=dict)
+    # (namespace, name) -> pod uid -> the checks under way
+    _jobs: dict[tuple[str, str], Jobs] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Stop starting checks; those under way end within their budget, unwaited for."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     def forget(self, namespace: str, name: str) -> None:
         self._memo.pop((namespace, name), None)
+        for _, job in self._jobs.pop((namespace, name), {}).values():
+            job.cancel()
 
     def prepare(
         self,
@@ -49,12 +71,15 @@ class PreTrafficGate:
         spec = md.spec.rollout.pre_traffic
         if spec is None:
             # Most resources: nothing to check, nothing kept, no work on this hot path.
-            self._memo.pop((md.namespace, md.name), None)
+            self.forget(md.namespace, md.name)
             return PodChecks(self.runner, md, None, {}, None, world, lambda: (None, ""))
         memo = self._memo.setdefault((md.namespace, md.name), {})
+        jobs = self._jobs.setdefault((md.namespace, md.name), {})
         live = {p["metadata"].get("uid", "") for p in world.pods}
         for uid in [u for u in memo if u not in live]:
             del memo[uid]  # the pod is gone
+        for uid in [u for u in jobs if u not in live]:
+            jobs.pop(uid)[1].cancel()
         serving_ips = world.serving_pods(serving_version) if serving_version is not None else ()
         serving = (
             ServingRef(serving_version, serving_ips[0][1] if serving_ips else None)
@@ -75,7 +100,36 @@ class PreTrafficGate:
             except GoldenFileError as exc:
                 return exc, ""
 
-        return PodChecks(self.runner, md, spec, memo, serving, world, load_golden)
+        start = self._starter(md, jobs)
+        return PodChecks(self.runner, md, spec, memo, serving, world, load_golden, start=start)
+
+    def _starter(self, md: ModelDeployment, jobs: Jobs) -> Starter:
+        """How the pass starts (or finds) one pod's checks: a future, done at once without an
+        executor; with one, the resource is queued again when the checks end."""
+
+        def start(uid: str, key: MemoKey, run: Callable[[], PodCheck]) -> Future[PodCheck]:
+            held = jobs.get(uid)
+            if held is not None and held[0] == key and not held[1].cancelled():
+                if held[1].done():
+                    del jobs[uid]  # read once: a result to retry starts anew on a later pass
+                return held[1]
+            if self.executor is None:
+                return _run_in_pass(uid, key, run)
+            job = self.executor.submit(run)
+            jobs[uid] = (key, job)
+            job.add_done_callback(lambda _: self.on_done(md.namespace, md.name))
+            return job
+
+        return start
+
+
+Starter = Callable[[str, MemoKey, Callable[[], PodCheck]], "Future[PodCheck]"]
+
+
+def _run_in_pass(uid: str, key: MemoKey, run: Callable[[], PodCheck]) -> Future[PodCheck]:
+    done: Future[PodCheck] = Future()
+    done.set_result(run())
+    return done
 
 
 @dataclass
@@ -93,6 +147,8 @@ class PodChecks:
     _loading: threading.Lock = field(default_factory=threading.Lock)
     # Pods whose checks wait this pass (nothing to compare with yet): shown, never remembered.
     _waiting: dict[str, PodCheck] = field(default_factory=dict)
+    # Starts (or finds) a pod's checks; the gate's own starter queues them off the pass.
+    start: Starter = _run_in_pass
 
     def _golden_file(self) -> tuple[Golden, str]:
         with self._loading:
@@ -111,8 +167,15 @@ class PodChecks:
         held = self.memo.get(uid)
         if held is not None and held[0] == key:
             return held[1].passed
-        version = version_of(pod)
-        result = self.runner.check(self.spec, self.md.model_name, version, pod_ip(pod), self.serving, golden)
+        version, spec, serving = version_of(pod), self.spec, self.serving
+        job = self.start(
+            uid,
+            key,
+            lambda: self.runner.check(spec, self.md.model_name, version, pod_ip(pod), serving, golden),
+        )
+        if not job.done():
+            return False  # under way off the pass: the resource is queued when they end
+        result = job.result()
         name = pod["metadata"]["name"]
         if result.retry is not None or result.waiting is not None:
             LOG.info("pre-traffic checks of pod %s: %s; trying again", name, result.retry or result.waiting)

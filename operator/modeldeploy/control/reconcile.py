@@ -12,13 +12,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
-from ..api.status import Counters, ModelDeploymentStatus
+from ..api.status import Counters, ModelDeploymentStatus, RolloutResult
 from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
@@ -34,7 +35,7 @@ from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.status import derive_status, invalid_spec_status, transition_events
-from ..rollout.types import Check, PassFacts, Plan, PlanInputs
+from ..rollout.types import Check, PassFacts, Plan, PlanInputs, PreTrafficVerdict
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError
 from .notice_delivery import Notifier
@@ -94,14 +95,13 @@ class Reconciler:
             recovered = recover(written, unreadable, world.deployments, world.actions)
             previous, lost = recovered.status, recovered.lost
             LOG.warning("%s/%s: status rebuilt from children and history; lost: %s", namespace, name, lost)
-        serving_version = previous.stable.version if previous.stable is not None else None
-        checks = self.pre_traffic.prepare(md, world, serving_version, self._read_golden(md.namespace))
-        closed_gates = self._open_gates(md, world, checks)
-        verdict = checks.verdict()
-        check = self._check_if_due(md, previous, world, now)
-        inputs = PlanInputs(check, world.actions, verdict)
         moment = parse_time(now)  # the decisions work on datetime; the clock's text is parsed here once
-        plan = make_plan(md, previous, world.deployments, moment, inputs)
+        plan = self._ending_canary(md, previous, world, moment)
+        closed_gates, check, verdict = 0, None, None
+        if plan is None:  # only a pass that may go on asks the pods anything
+            closed_gates, check, verdict = self._probe(md, previous, world, now)
+            inputs = PlanInputs(check, world.actions, verdict)
+            plan = make_plan(md, previous, world.deployments, moment, inputs)
         facts = PassFacts(
             world.deployments,
             moment,
@@ -132,6 +132,28 @@ class Reconciler:
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]
         return min(waits) if waits else None
+
+    def _probe(
+        self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, now: str
+    ) -> tuple[int, Check | None, PreTrafficVerdict | None]:
+        """Ask the pods: open the gates of those whose model is AVAILABLE and whose checks
+        passed, read the canary's traffic if a check is due. How many gates stay shut, the
+        check, and what the pre-traffic checks found."""
+        serving_version = previous.stable.version if previous.stable is not None else None
+        checks = self.pre_traffic.prepare(md, world, serving_version, self._read_golden(md.namespace))
+        closed_gates = self._open_gates(md, world, checks)
+        return closed_gates, self._check_if_due(md, previous, world, now), checks.verdict()
+
+    def _ending_canary(
+        self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, moment: datetime
+    ) -> Plan | None:
+        """The plan of a canary that ends whatever the pods would say (an abort, the progress
+        deadline): decided before any probe, so no gate, check or scrape delays it."""
+        if previous.canary is None:
+            return None
+        plan = make_plan(md, previous, world.deployments, moment, PlanInputs(None, world.actions, None))
+        ends = plan.outcome is not None and plan.outcome.result is not RolloutResult.PROMOTED
+        return plan if ends else None
 
     def _apply(self, md: ModelDeployment, plan: Plan, problem: str | None) -> str | None:
         """Make the cluster hold the plan's children; why the API server refused one, if it did.

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -18,11 +19,14 @@ from ..kube.client import Kube, load_client_config
 from ..kube.lease import LeaderElector, LeaseApi, LeaseTimings
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
+from ..probes.pretraffic import PreTrafficRunner
+from ..probes.providers import DirectScrape
 from . import operator_metrics
 from .apply import Applier
 from .kinds import BY_KIND, CHILD_WATCHES, new_cache
 from .notice_delivery import Notifier
 from .notices import load_config
+from .pod_checks import PreTrafficGate
 from .reconcile import Reconciler
 from .settings import Settings
 from .watches import (
@@ -36,6 +40,8 @@ from .watches import (
 from .writes import Writes
 
 LOG = logging.getLogger(__name__)
+# Pods whose pre-traffic checks run at once, over every resource.
+PRE_TRAFFIC_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Operator:
         self.queue.close()
         if self.reconciler.notifier is not None:
             self.reconciler.notifier.close()
+        self.reconciler.pre_traffic.close()
         if self.elector is not None:
             self.elector.release()
 
@@ -146,6 +153,7 @@ def build_operator(settings: Settings) -> Operator:
         Applier(client, cache),
         settings.build_options,
         clock=writes.now,
+        pre_traffic=_pre_traffic(queue),
         leading=elector.is_leader if elector is not None else lambda: True,
         notifier=_notifier(settings),
     )
@@ -166,6 +174,15 @@ def _elector(
         settings.lease_duration_seconds, settings.renew_deadline_seconds, settings.retry_period_seconds
     )
     return LeaderElector(lease, settings.identity, timings, on_started_leading=on_started_leading)
+
+
+def _pre_traffic(queue: WorkQueue) -> PreTrafficGate:
+    """Pre-traffic checks on threads of their own: a pod's checks may take minutes (warm-up,
+    golden requests), and the reconcile workers must stay free for every other resource.
+    When a resource's checks end, its next pass reads them."""
+    pool = ThreadPoolExecutor(max_workers=PRE_TRAFFIC_THREADS, thread_name_prefix="pre-traffic")
+    runner = PreTrafficRunner(scrape=DirectScrape().scrape)
+    return PreTrafficGate(runner, executor=pool, on_done=lambda namespace, name: queue.add((namespace, name)))
 
 
 def _notifier(settings: Settings) -> Notifier | None:

@@ -11,6 +11,9 @@ Three kinds of ending, kept apart because they lead to different things:
   is not a predict body). The gate stays shut and a condition names the problem; this is
   never a pass, and not the version's fault.
 - ``retry``: the pod or the serving version did not answer in time: asked again later.
+  Every check of a pod shares one budget: checks that outlast it end ``blocked`` (the
+  configuration asks more of the model than it can answer in time), remembered, never
+  started again from the beginning on a later pass.
 - ``waiting``: the checks compare with the serving version, and none of its pods serves
   right now (one restarting, a drain): nothing is sent, and the pod is checked again
   later. Only a first version, with no serving version, skips the comparisons.
@@ -18,6 +21,8 @@ Three kinds of ending, kept apart because they lead to different things:
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +43,8 @@ from ..rollout.signature import MetadataError, Signatures, differences, parse_me
 from . import bounded_http
 
 REQUEST_TIMEOUT_SECONDS = 5.0
+# All the requests of one pod's checks: signature, warm-up and golden requests together.
+CHECK_BUDGET_SECONDS = 120.0
 MAX_REPLY_BYTES = 4 << 20
 MESSAGE_LIMIT = 300
 
@@ -71,6 +78,10 @@ class UnansweredError(Exception):
     """A pod did not answer as a server should (timeout, reset, 5xx): ask again later."""
 
 
+class BudgetSpentError(Exception):
+    """The checks of one pod used up their budget before they were done."""
+
+
 @dataclass
 class PreTrafficRunner:
     # Injected so unit tests can run the checks on scripted replies.
@@ -78,9 +89,17 @@ class PreTrafficRunner:
         default=lambda url, body: _http(url, body)
     )
     scrape: Callable[[str, str], PodCounters] | None = None
+    budget_seconds: float = CHECK_BUDGET_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _deadline: float = field(default=float("inf"), init=False)
+
+    def _send(self, url: str, body: bytes | None) -> tuple[int, bytes]:
+        if self.clock() >= self._deadline:
+            raise BudgetSpentError(f"the checks did not finish within their {self.budget_seconds:g}s budget")
+        return self.request(url, body)
 
     def metadata(self, ip: str, model: str, version: int) -> Signatures:
-        status, raw = self.request(_url(ip, model, version, "/metadata"), None)
+        status, raw = self._send(_url(ip, model, version, "/metadata"), None)
         if status != 200:
             raise UnansweredError(f"metadata of version {version} on {ip}: HTTP {status}")
         try:
@@ -89,7 +108,7 @@ class PreTrafficRunner:
             raise UnansweredError(f"metadata of version {version} on {ip}: {exc}") from None
 
     def predict(self, ip: str, model: str, version: int, body: bytes) -> tuple[int, Any]:
-        status, raw = self.request(_url(ip, model, version, ":predict"), body)
+        status, raw = self._send(_url(ip, model, version, ":predict"), body)
         if status >= 500:
             raise UnansweredError(f"predict on {ip}: HTTP {status}")
         try:
@@ -106,10 +125,14 @@ class PreTrafficRunner:
         serving: ServingRef | None,
         golden: list[GoldenRequest] | GoldenFileError | None,
     ) -> PodCheck:
+        runner = copy.copy(self)  # one budget per pod; the runner itself is shared by threads
+        runner._deadline = self.clock() + self.budget_seconds
         try:
-            return self._check(spec, model, version, ip, serving, golden)
+            return runner._check(spec, model, version, ip, serving, golden)
         except (UnansweredError, bounded_http.FetchError) as exc:
             return PodCheck(PreTrafficStatus(), retry=str(exc)[:MESSAGE_LIMIT])
+        except BudgetSpentError as exc:
+            return PodCheck(PreTrafficStatus(), blocked=f"version {version}: {exc}"[:MESSAGE_LIMIT])
 
     def _check(
         self,
