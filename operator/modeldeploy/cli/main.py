@@ -271,7 +271,8 @@ def status(
         return _wait_for_end(conn, name, timeout, output)
     md = read(conn, name)
     click.echo(document(md.get("status") or {}, output) if output else status_text(md))
-    return rollout_outcome(md) or ExitCode.TIMED_OUT
+    outcome = rollout_outcome(md)
+    return ExitCode.TIMED_OUT if outcome is None else outcome  # READY is 0: falsy, so no `or`
 
 
 @cli.command("list")
