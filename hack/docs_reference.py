@@ -217,7 +217,8 @@ def cli_page() -> str:
     from modeldeploy.cli import main
 
     group = main.cli
-    root = click.Context(group, info_name="kubectl modeldeploy")
+    # With the group's context settings (its -h), as a user's command line gets them.
+    root = click.Context(group, info_name="kubectl modeldeploy", **group.context_settings)
     source = "operator/modeldeploy/cli/main.py"
     parts = [
         generated_note(source),
@@ -225,8 +226,22 @@ def cli_page() -> str:
         visible_note(source),
         inspect.cleandoc(group.help or "").replace("\b\n", "") + "\n",
     ]
-    parts += [_command_section(name, group.commands[name], root) for name in group.list_commands(root)]
+    parts += _command_sections(group, root)
     return "\n".join(parts)
+
+
+def _command_sections(group: click.Group, parent: click.Context) -> list[str]:
+    """A section per command, and one per sub-command of a group (``set version``)."""
+    sections = []
+    for name in group.list_commands(parent):
+        command = group.commands[name]
+        sections.append(_command_section(name, command, parent))
+        if isinstance(command, click.Group):
+            ctx = click.Context(command, info_name=name, parent=parent)
+            sections += [
+                section.replace("## `", f"## `{name} ", 1) for section in _command_sections(command, ctx)
+            ]
+    return sections
 
 
 # --- the operator's metrics -----------------------------------------------------------------

@@ -1,19 +1,26 @@
-"""The plugin's pure parts: exit codes of ``status --watch``, ``undo``'s choice of version,
-the namespace a kubeconfig context names, and what the views show."""
+"""The plugin's pure parts: its exit codes, ``undo``'s choice of version, the promote value it
+writes, the one-line errors, the namespace a kubeconfig context names, and what the views show."""
 
 from __future__ import annotations
 
 import datetime
+import json
+import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
+import urllib3
 import yaml
 from rich.console import Console
 
+from modeldeploy.api.actions import PromoteRequest, format_promote, parse_promote
 from modeldeploy.cli.connection import context_namespace
-from modeldeploy.cli.outcomes import Outcome, UndoError, rollout_outcome, undo_target
-from modeldeploy.cli.views import age, list_table, pause_left, rollout_view
+from modeldeploy.cli.errors import describe
+from modeldeploy.cli.main import main
+from modeldeploy.cli.outcomes import ExitCode, UndoError, rollout_outcome, undo_target
+from modeldeploy.cli.views import age, document, list_document, list_table, pause_left, rollout_view
 
 from .objects import model_deployment_body, pod, pod_status
 
@@ -33,9 +40,9 @@ def md(generation: int = 2, **status: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "outcome"),
     [
-        (md(phase="Ready"), Outcome.READY),
-        (md(phase="Degraded"), Outcome.FAILED),  # rolled back or aborted
-        (md(phase="Failed"), Outcome.FAILED),
+        (md(phase="Ready"), ExitCode.READY),
+        (md(phase="Degraded"), ExitCode.FAILED),  # rolled back or aborted
+        (md(phase="Failed"), ExitCode.FAILED),
         (md(phase="Progressing"), None),
         (md(phase="Pending"), None),
         # Ready, but for the spec before the last edit: keep waiting.
@@ -44,13 +51,15 @@ def md(generation: int = 2, **status: Any) -> dict[str, Any]:
     ],
 )
 def test_status_watch_ends_only_at_the_current_generation(
-    body: dict[str, Any], outcome: Outcome | None
+    body: dict[str, Any], outcome: ExitCode | None
 ) -> None:
     assert rollout_outcome(body) == outcome
 
 
 def test_exit_codes_are_the_ones_pipelines_expect() -> None:
-    assert (Outcome.READY, Outcome.FAILED, Outcome.TIMED_OUT) == (0, 1, 2)
+    assert (ExitCode.READY, ExitCode.FAILED, ExitCode.TIMED_OUT) == (0, 1, 2)
+    assert (ExitCode.API_ERROR, ExitCode.USAGE_ERROR, ExitCode.INTERRUPTED) == (3, 4, 130)
+    assert len(set(ExitCode)) == len(ExitCode.__members__)  # no two meanings share a code
 
 
 def test_undo_during_a_canary_or_after_a_rollback_goes_to_stable() -> None:
@@ -181,3 +190,118 @@ def test_list_has_one_line_per_resource_with_its_namespace_under_all_namespaces(
 @pytest.mark.parametrize(("seconds", "shown"), [(5, "5s"), (125, "2m"), (7300, "2h"), (200000, "2d")])
 def test_age_reads_like_kubectl(seconds: int, shown: str) -> None:
     assert age((NOW - datetime.timedelta(seconds=seconds)).isoformat(), NOW) == shown
+
+
+def test_a_terminating_pod_is_shown_terminating_never_serving() -> None:
+    going = gated_pod("mnist-v3-a", "3", "True")
+    going["metadata"]["deletionTimestamp"] = "2026-11-24T11:59:50Z"
+    text = render(rollout_view(md(phase="Degraded", stable={"version": 2}), [going], NOW))
+    row = next(line.split() for line in text.splitlines() if line.startswith("mnist-v3-a"))
+    assert row[3:6] == ["Terminating", "no", "-"]
+
+
+@pytest.mark.parametrize(
+    ("value", "full", "token"),
+    [
+        ("step:2026-11-24T12:00:00.000000Z", False, "2026-11-24T12:00:00.000000Z"),
+        ("full:2026-11-24T12:00:00.000000Z", True, "2026-11-24T12:00:00.000000Z"),
+        # What the Argo CD action and plugins before one-step promote write: every step.
+        ("2026-11-24T12:00:00Z", True, "2026-11-24T12:00:00Z"),
+    ],
+)
+def test_the_promote_value_says_one_step_or_all(value: str, full: bool, token: str) -> None:
+    assert parse_promote(value) == PromoteRequest(full=full, token=token)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_plugin_writes_a_promote_value_the_operator_reads_back(full: bool) -> None:
+    written = format_promote(PromoteRequest(full=full, token="t1"))
+    assert written == ("full:t1" if full else "step:t1")
+    assert parse_promote(written) == PromoteRequest(full=full, token="t1")
+
+
+def api_error(status: int, reason: str, message: str) -> kubernetes.client.exceptions.ApiException:
+    exc = kubernetes.client.exceptions.ApiException(status=status, reason=reason)
+    exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message})
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            api_error(403, "Forbidden", 'modeldeployments "m" is forbidden: User "u" cannot get resource'),
+            'from server (Forbidden): modeldeployments "m" is forbidden: User "u" cannot get resource',
+        ),
+        (api_error(404, "NotFound", '"m" not found'), 'from server (NotFound): "m" not found'),
+        (
+            api_error(409, "Conflict", "the object has been modified"),
+            "from server (Conflict): the object has been modified",
+        ),
+        (
+            api_error(401, "Unauthorized", "Unauthorized"),
+            "You must be logged in to the server (Unauthorized)",
+        ),
+        (kubernetes.client.exceptions.ApiException(status=502, reason="Bad Gateway"), "502 Bad Gateway"),
+        (kubernetes.config.ConfigException("no context"), "kubeconfig: no context"),
+        (UndoError("spec.model.version is already 3"), "spec.model.version is already 3"),
+    ],
+)
+def test_errors_are_one_line_with_the_servers_message(error: Exception, line: str) -> None:
+    message, _ = describe(error)
+    assert line in message
+    assert "\n" not in message
+
+
+def test_an_unreachable_server_names_where_and_why_in_one_line() -> None:
+    pool = urllib3.HTTPSConnectionPool("127.0.0.1", 1)
+    connection = urllib3.connection.HTTPSConnection("127.0.0.1", 1)
+    refused = urllib3.exceptions.NewConnectionError(
+        connection, "Failed to establish a new connection: refused"
+    )
+    message, code = describe(urllib3.exceptions.MaxRetryError(pool, "/api", refused))
+    assert (message, code) == ("unable to connect to the server 127.0.0.1:1: refused", ExitCode.API_ERROR)
+
+
+def test_error_kinds_map_to_their_exit_codes() -> None:
+    assert describe(api_error(403, "Forbidden", "no"))[1] == ExitCode.API_ERROR
+    assert describe(yaml.YAMLError("bad"))[1] == ExitCode.API_ERROR
+    assert describe(UndoError("nothing to undo"))[1] == ExitCode.USAGE_ERROR
+
+
+def test_documents_are_the_objects_as_sent() -> None:
+    body = md(phase="Ready")
+    assert json.loads(document(body, "json")) == body
+    assert yaml.safe_load(document(body, "yaml")) == body
+    other = md()
+    other["metadata"] = {**other["metadata"], "namespace": "a"}
+    listed = list_document([body, other])
+    assert listed["kind"] == "List"
+    assert [m["metadata"]["namespace"] for m in listed["items"]] == ["a", "ml"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "mnist", "--timeout", "soon"],
+        ["nosuchverb"],
+        ["get"],
+        ["set", "version", "mnist", "zero"],
+        ["get", "mnist", "-o", "wide"],
+    ],
+)
+def test_usage_errors_exit_4_never_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == ExitCode.USAGE_ERROR
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    for code in ExitCode:
+        assert re.search(rf"^ +{int(code)}  \w", shown, re.MULTILINE), code
+
+
+def test_a_missing_kubeconfig_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["list", f"--kubeconfig={tmp_path / 'none'}"]) == ExitCode.API_ERROR
+    assert capsys.readouterr().err == f"error: kubeconfig: {tmp_path / 'none'}: no such file\n"

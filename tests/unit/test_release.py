@@ -105,6 +105,7 @@ def test_the_plugin_package_requires_the_plugin_extra_and_what_api_imports() -> 
         **_requirement_names(root["optional-dependencies"]["plugin"]),
         "pydantic": base["pydantic"],
         "pyyaml": base["pyyaml"],
+        "urllib3": base["urllib3"],
     }
     assert _requirement_names(plugin["dependencies"]) == expected
     assert plugin["scripts"]["kubectl-modeldeploy"] == root["scripts"]["kubectl-modeldeploy"]
@@ -117,6 +118,7 @@ PLUGIN_IMPORTS = {
     "rich": "rich",
     "pydantic": "pydantic",
     "yaml": "pyyaml",
+    "urllib3": "urllib3",
 }
 
 

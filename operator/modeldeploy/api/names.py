@@ -44,6 +44,11 @@ ANNOTATION_PROMOTE = f"{GROUP}/promote"
 ANNOTATION_ABORT = f"{GROUP}/abort"
 ANNOTATION_RETRY = f"{GROUP}/retry"
 ACTION_ANNOTATIONS = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "retry": ANNOTATION_RETRY}
+# The promote annotation's value says how far to go: ``step:<token>`` passes the current step
+# only, ``full:<token>`` every remaining one. A bare token (no prefix: what the Argo CD action
+# and older plugins write) means full. The token makes each request new (``api.actions``).
+PROMOTE_STEP_PREFIX = "step:"
+PROMOTE_FULL_PREFIX = "full:"
 
 # ----- field managers (server-side apply) -----
 FIELD_MANAGER = "modeldeploy"

@@ -4,6 +4,7 @@ the context's namespace, else ``default``); in a pod, its service account and na
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,10 @@ class Connection:
         return kubernetes.client.CustomObjectsApi(self.client)
 
     @property
+    def apps(self) -> kubernetes.client.AppsV1Api:
+        return kubernetes.client.AppsV1Api(self.client)
+
+    @property
     def core(self) -> kubernetes.client.CoreV1Api:
         return kubernetes.client.CoreV1Api(self.client)
 
@@ -37,12 +42,19 @@ def context_namespace(kubeconfig: str | None, context: str | None) -> str | None
 
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Connection:
+    if kubeconfig and not Path(kubeconfig).is_file():
+        raise kubernetes.config.ConfigException(f"{kubeconfig}: no such file")
     try:
         client = kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
         from_context = context_namespace(kubeconfig, context)
     except kubernetes.config.ConfigException:
         if kubeconfig or context:
             raise
+        if "KUBERNETES_SERVICE_HOST" not in os.environ:
+            raise kubernetes.config.ConfigException(
+                f"none found at {os.environ.get('KUBECONFIG') or '~/.kube/config'} ($KUBECONFIG, else "
+                "~/.kube/config) and not in a pod: pass --kubeconfig"
+            ) from None
         # No kubeconfig at all: inside a pod.
         kubernetes.config.load_incluster_config()
         client = kubernetes.client.ApiClient()

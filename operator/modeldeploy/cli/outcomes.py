@@ -1,5 +1,5 @@
 """Decisions the plugin makes from a resource's status alone: whether a rollout has ended and
-how (``status --watch``'s exit code), and which version ``undo`` goes back to."""
+how (``status``'s exit code), the plugin's exit codes, and which version ``undo`` goes back to."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from typing import Any
 Body = dict[str, Any]
 
 
-class Outcome(IntEnum):
-    """``status --watch`` exit codes, for CI pipelines that wait on a rollout."""
+class ExitCode(IntEnum):
+    """The plugin's exit codes, each meaning one thing, for CI pipelines that act on them."""
 
-    READY = 0
-    FAILED = 1  # rolled back, aborted, failed to load, or degraded
-    TIMED_OUT = 2
+    READY = 0  # done: the command succeeded; for status, the rollout is Ready
+    FAILED = 1  # the rollout failed: rolled back, aborted, failed to load, or degraded
+    TIMED_OUT = 2  # the rollout had not ended by --timeout (status without --watch: not yet)
+    API_ERROR = 3  # no answer from the cluster: connection, kubeconfig, credentials, or refused
+    USAGE_ERROR = 4  # the command line or the request makes no sense (bad flag, nothing to undo)
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-def rollout_outcome(md: Body) -> Outcome | None:
+def rollout_outcome(md: Body) -> ExitCode | None:
     """Ready or failed at the current generation; None while the rollout goes on, or while the
     status still describes an older spec (just after an edit)."""
     status = md.get("status") or {}
@@ -25,9 +28,9 @@ def rollout_outcome(md: Body) -> Outcome | None:
         return None
     phase = status.get("phase")
     if phase == "Ready":
-        return Outcome.READY
+        return ExitCode.READY
     if phase in ("Degraded", "Failed"):
-        return Outcome.FAILED
+        return ExitCode.FAILED
     return None
 
 

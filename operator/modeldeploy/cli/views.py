@@ -1,12 +1,14 @@
 """What the plugin shows, as pure functions of the objects it read (dicts, as the API server
 sends them): the live view of ``get``, the text of ``status``, the tables of ``list`` and
-``history``. Pure, so unit tests check them without a cluster."""
+``history``, and the documents of ``-o json|yaml``. Pure, so unit tests check them without a cluster."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
+import yaml
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -85,15 +87,17 @@ def _pod_rows(md: Body, pods: list[Body], now: datetime.datetime) -> Table:
         conditions = {c["type"]: c["status"] for c in pod_status.get("conditions") or []}
         version = (meta.get("labels") or {}).get(LABEL_VERSION, "?")
         track = tracks.get(int(version), "old") if version.isdigit() else "?"
+        # A deleted pod's conditions still say Ready and open until it is gone, but its
+        # endpoints are already withdrawn: it serves nothing.
+        terminating = bool(meta.get("deletionTimestamp"))
         gate = {"True": "open", "False": "shut"}.get(conditions.get(CONDITION_MODEL_AVAILABLE, ""), "-")
-        state = "Terminating" if meta.get("deletionTimestamp") else pod_status.get("phase", "-")
         table.add_row(
             meta["name"],
             version,
             track,
-            state,
-            "yes" if conditions.get("Ready") == "True" else "no",
-            gate,
+            "Terminating" if terminating else pod_status.get("phase", "-"),
+            "no" if terminating or conditions.get("Ready") != "True" else "yes",
+            "-" if terminating else gate,
             pod_status.get("podIP") or "-",
             age(meta.get("creationTimestamp"), now),
         )
@@ -248,3 +252,16 @@ def status_text(md: Body) -> str:
     if status.get("failedVersions"):
         lines.append(f"  failed versions (not rolled again without retry): {status['failedVersions']}")
     return "\n".join(lines)
+
+
+def document(body: Any, output: str) -> str:
+    """``-o json`` or ``-o yaml``: the objects as the API server sent them, for scripts."""
+    if output == "json":
+        return json.dumps(body, indent=4)
+    return "---\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def list_document(items: list[Body]) -> Body:
+    """``list -o``: kubectl's List, sorted as the table is."""
+    ordered = sorted(items, key=lambda m: (m["metadata"]["namespace"], m["metadata"]["name"]))
+    return {"apiVersion": "v1", "kind": "List", "items": ordered}
