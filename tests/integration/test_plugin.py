@@ -413,11 +413,6 @@ def test_a_terminating_pod_is_shown_terminating_not_serving(cluster: Cluster, na
         cluster.core.patch_namespaced_pod("mnist-v1-gone", namespace, {"metadata": {"finalizers": None}})
 
 
-@pytest.mark.xfail(
-    reason="the operator still reads every promote value as full: it must act on "
-    "api.actions.parse_promote (step: passes the current step only)",
-    strict=True,
-)
 def test_promote_passes_one_step_and_promote_full_every_remaining_one(
     cluster: Cluster,
     namespace: str,
@@ -425,15 +420,17 @@ def test_promote_passes_one_step_and_promote_full_every_remaining_one(
     traffic: Callable[..., TrafficDriver],
     plugin: Callable[..., Running],
 ) -> None:
-    # Pauses no test outlasts (each shorter than the deadline, as admission requires).
-    slow = {
-        "steps": [{"weight": weight, "pause": "5m"} for weight in (10, 30, 50)],
-        "progressDeadlineSeconds": 600,
-    }
-    serving_v1(cluster, namespace, canary_sample(**slow))
+    # A first step that waits for a person, then pauses no test outlasts.
+    steps = [{"weight": 10, "pause": "Manual"}, {"weight": 30, "pause": "5m"}, {"weight": 50, "pause": "5m"}]
+    serving_v1(cluster, namespace, canary_sample(steps=steps, progressDeadlineSeconds=600))
     traffic()
     assert plugin("set", "version", "mnist", "2").exit_code(30) == 0
-    wait_for(lambda: (c := canary(cluster, namespace)) and c.get("stepStartedAt"), 30, what="canary serving")
+    wait_for(
+        lambda: (canary(cluster, namespace) or {}).get("waitingForPromote"), 30, what="waiting for promote"
+    )
+    shown = plugin("get", "mnist")
+    assert shown.exit_code(30) == 0
+    assert "waiting for promote" in shown.output()
     assert plugin("promote", "mnist").exit_code(30) == 0
     wait_for(lambda: (canary(cluster, namespace) or {}).get("step") == 1, 30, what="the canary at step 2")
     assert cluster.get_md(namespace, "mnist")["status"]["stable"]["version"] == 1

@@ -23,8 +23,8 @@ from modeldeploy.rollout.canary import analysis_due
 from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
 from modeldeploy.rollout.sizing import canary_replicas
-from modeldeploy.rollout.status import canary_status
-from modeldeploy.rollout.types import Check, Plan, PlanInputs, VersionPlan
+from modeldeploy.rollout.status import canary_status, derive_status
+from modeldeploy.rollout.types import Check, PassFacts, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 
 from .objects import SAMPLE_SPEC, make_plan, model_deployment, observed_deployment
@@ -442,3 +442,54 @@ def test_steps_whose_pause_is_over_all_pass_in_the_pass_that_reaches_them() -> N
     assert (plan.canary.step, plan.canary.weight, plan.canary.step_started_at) == (2, 60, parse_time(at(0)))
     assert plan.route_weight == 60
     assert plan.requeue_after == 10.0
+
+
+def test_promote_one_step_passes_the_current_step_only_and_full_passes_them_all() -> None:
+    md = canary_md()
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    step = make_plan(md, status, observed(1), at(2), PlanInputs(actions=ActionValues(promote="step:t1")))
+    assert step.canary is not None
+    assert step.canary.step == 1, "one step: from the first to the second"
+    assert not step.canary.manual_promotion
+    assert step.handled.promote == "step:t1"
+    handled = after(step).model_copy(update={"handled_actions": step.handled})
+    full = make_plan(md, handled, observed(1), at(3), PlanInputs(actions=ActionValues(promote="full:t2")))
+    assert full.canary is not None
+    assert full.canary.step == 2
+    assert full.canary.manual_promotion
+
+
+def manual_md(**rollout_spec: Any) -> Any:
+    steps = [{"weight": 20, "pause": "Manual"}, {"weight": 50, "pause": "10s"}]
+    return canary_md(steps=steps, analysis=None, **rollout_spec)
+
+
+def test_a_manual_step_holds_until_promoted_without_running_into_the_deadline() -> None:
+    md = manual_md()
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))  # the step starts: its pod serves
+    held = make_plan(md, status, observed(1), at(600))  # ten minutes on, deadline 60 s
+    assert held.outcome is None, "waiting for a person is not a stall"
+    assert held.canary is not None
+    assert held.canary.step == 0
+    assert held.canary.waiting_for_promote
+    assert held.requeue_after is None, "nothing to wake for but the promote annotation"
+    shown = derive_status(md, held, status, PassFacts(observed(1), parse_time(at(600))))
+    progressing = next(c for c in shown.conditions if c.type == "Progressing")
+    assert progressing.reason == "WaitingForPromote"
+    assert progressing.message.startswith("waiting for promote at step 1")
+    assert shown.canary is not None
+    assert shown.canary.waiting_for_promote is True
+    go = PlanInputs(actions=ActionValues(promote="step:t1"))
+    promoted = make_plan(md, after(held), observed(1), at(601), go)
+    assert promoted.canary is not None
+    assert promoted.canary.step == 1
+    assert not promoted.canary.waiting_for_promote
+
+
+def test_a_manual_step_counts_against_the_deadline_when_the_spec_says_so() -> None:
+    md = manual_md(countManualPauses=True)
+    status = after(make_plan(md, STABLE_2, observed(1), at(0)))
+    late = make_plan(md, status, observed(1), at(600))
+    assert late.outcome is not None
+    assert late.outcome.result == "RolledBack"
+    assert "ProgressDeadlineExceeded" in late.outcome.reason

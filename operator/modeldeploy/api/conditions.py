@@ -34,6 +34,7 @@ class Reason(StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     # Progressing, Ready, Reconciling, Stalled
     WAITING_FOR_TRAFFIC = "WaitingForTraffic"
+    WAITING_FOR_PROMOTE = "WaitingForPromote"
     WAITING_FOR_COMPARISON = "WaitingForComparison"
     PAUSED = "Paused"
     CANARY_PROGRESSING = "CanaryProgressing"

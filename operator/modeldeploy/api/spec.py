@@ -219,17 +219,30 @@ class Strategy(StrEnum):
     IMMEDIATE = "Immediate"
 
 
+# A step's pause that only a person ends.
+MANUAL_PAUSE = "Manual"
+PAUSE_PATTERN = rf"^{MANUAL_PAUSE}$|{DURATION_PATTERN}"
+
+
 class CanaryStep(CamelModel):
     """One canary step: a traffic weight, held for a pause while analysis checks run."""
 
     weight: int = Field(ge=1, le=99, description="Percent of traffic sent to the canary.")
     pause: str = Field(
-        default="60s", pattern=DURATION_PATTERN, max_length=32, description="How long to hold."
+        default="60s",
+        pattern=PAUSE_PATTERN,
+        max_length=32,
+        description=f"How long to hold: a duration, or {MANUAL_PAUSE} to hold until promoted.",
     )
 
     @property
+    def manual(self) -> bool:
+        """Held until a person promotes it (the plugin's promote, or the annotation)."""
+        return self.pause == MANUAL_PAUSE
+
+    @property
     def pause_time(self) -> timedelta:
-        return duration(self.pause)
+        return timedelta.max if self.manual else duration(self.pause)
 
 
 # Steps when the spec gives none: a small share of the traffic first, then half.
@@ -384,6 +397,9 @@ class RolloutSpec(CamelModel):
     """Checks each new pod passes before its model gate opens."""
     progress_deadline_seconds: int = Field(default=600, ge=10, le=604800)
     """Seconds a version may take to become ready, and a canary to make progress, before it is rolled back."""
+    count_manual_pauses: bool = False
+    """Whether time held at a Manual step counts against progressDeadlineSeconds; by default a
+    step that waits for a person never rolls back for waiting."""
 
     def effective_steps(self) -> tuple[CanaryStep, ...]:
         """The steps a canary walks: the spec's, or the defaults when it gives none."""
@@ -403,7 +419,7 @@ class RolloutSpec(CamelModel):
             ".steps",
         ),
         (
-            "!has(self.steps) || self.steps.all(s, !has(s.pause) || "
+            "!has(self.steps) || self.steps.all(s, !has(s.pause) || s.pause == 'Manual' || "
             "duration(s.pause).getSeconds() < self.progressDeadlineSeconds)",
             "every step's pause must be shorter than progressDeadlineSeconds, or the canary always "
             "rolls back",
@@ -428,7 +444,7 @@ class RolloutSpec(CamelModel):
     @model_validator(mode="after")
     def _waits_shorter_than_the_deadline(self) -> RolloutSpec:
         deadline = self.progress_deadline_seconds
-        if any(parse_duration(step.pause) >= deadline for step in self.steps):
+        if any(not step.manual and parse_duration(step.pause) >= deadline for step in self.steps):
             raise ValueError("every step's pause must be shorter than progressDeadlineSeconds")
         if self.analysis is not None and parse_duration(self.analysis.interval) >= deadline:
             raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")

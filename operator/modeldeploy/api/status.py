@@ -247,6 +247,8 @@ class CanaryStatus(CamelModel):
     (analysis.onInconclusive Pause): it goes on when traffic arrives, or on promote or abort."""
     manual_promotion: bool = False
     """Promoted by the promote annotation."""
+    waiting_for_promote: bool | None = None
+    """Held at a Manual step until a person promotes it."""
     pre_traffic: PreTrafficStatus | None = None
     """The canary pods' pre-traffic checks."""
     steps_hash: str | None = Field(

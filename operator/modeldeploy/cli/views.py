@@ -56,7 +56,7 @@ def pause_left(md: Body, now: datetime.datetime) -> float | None:
         return None
     steps = RolloutSpec.model_validate((md.get("spec") or {}).get("rollout") or {}).effective_steps()
     step = canary.get("step", 0)
-    if step >= len(steps):
+    if step >= len(steps) or steps[step].manual:
         return None
     served = (now - parse_time(started)).total_seconds()
     return max(0.0, parse_duration(steps[step].pause) - served)
@@ -135,7 +135,13 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
             "Step",
             f"{canary.get('step', 0) + 1}/{len(steps)}, weight {canary.get('weight', 0)}%, "
             f"actual share {_share(canary)}, "
-            + (f"pause left {left:.0f}s" if left is not None else "waiting for its pods to serve")
+            + (
+                "waiting for promote"
+                if canary.get("waitingForPromote")
+                else f"pause left {left:.0f}s"
+                if left is not None
+                else "waiting for its pods to serve"
+            )
             + (", waiting for traffic" if canary.get("waitingForTraffic") else ""),
         )
         analysis = canary.get("analysis") or {}

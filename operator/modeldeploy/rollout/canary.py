@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from ..api.actions import parse_promote
 from ..api.names import TRACK_CANARY, TRACK_STABLE
 from ..api.spec import CanaryStep, ModelDeployment, OnInconclusive
 from ..api.status import (
@@ -186,7 +187,10 @@ def _actions(ctx: CanaryPass) -> Plan | None:
         return ctx.ended(RolloutResult.ABORTED, f"aborted by the abort annotation at step {ctx.canary.step}")
     if actions.promote is not None and actions.promote != handled.promote:
         ctx.handled = handled.model_copy(update={"promote": actions.promote})
-        ctx.next_step(step=len(ctx.steps), manual_promotion=True)
+        last = len(ctx.steps)
+        step = last if parse_promote(actions.promote).full else min(ctx.canary.step + 1, last)
+        analysis = _with(ctx.canary.analysis, step_passed=0)
+        ctx.next_step(step=step, manual_promotion=step == last, waiting_for_promote=False, analysis=analysis)
     return None
 
 
@@ -197,6 +201,8 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
     canary = ctx.canary
     since = canary.last_progress_at or ctx.now
     overdue = ctx.now - since > timedelta(seconds=rollout.progress_deadline_seconds)
+    if canary.waiting_for_promote and not rollout.count_manual_pauses:
+        overdue = False  # waiting for a person is not a stall, unless the spec says it is
     if rollout.paused:
         ctx.update(paused=True)
     elif canary.paused:
@@ -281,6 +287,7 @@ def _replicas(ctx: CanaryPass) -> list[VersionPlan]:
     ctx.update(weight=step.weight, replicas=canary_count, ready_replicas=ctx.canary_ready)
     if _step_serving(ctx) and ctx.canary.step_started_at is None and not ctx.canary.paused:
         ctx.update(step_started_at=ctx.now, last_progress_at=ctx.now, waiting_for_traffic=False)
+    ctx.update(waiting_for_promote=step.manual and _running(ctx))
     return [stable_plan, VersionPlan(ctx.target, canary_count, TRACK_CANARY)]
 
 
@@ -335,13 +342,16 @@ def _wait(ctx: CanaryPass) -> float | None:
         return None
     if not _running(ctx):
         return WAIT_REQUEUE_SECONDS
-    pause = ctx.steps[ctx.canary.step].pause_time
+    step = ctx.steps[ctx.canary.step]
     held = _held(ctx)
-    waits = [(pause - held).total_seconds()] if held < pause else []
+    # A Manual step ends on a promote, whose annotation queues its own pass.
+    waits = [(step.pause_time - held).total_seconds()] if held < step.pause_time and not step.manual else []
     spec = ctx.md.spec.rollout.analysis
     if spec is not None:
         waits.append(spec.interval_time.total_seconds())
-    return max(MIN_REQUEUE_SECONDS, min(waits)) if waits else WAIT_REQUEUE_SECONDS
+    if not waits:
+        return None if step.manual else WAIT_REQUEUE_SECONDS
+    return max(MIN_REQUEUE_SECONDS, min(waits))
 
 
 def _with_pre_traffic(canary: CanaryState, verdict: PreTrafficVerdict) -> CanaryState:

@@ -192,6 +192,7 @@ def canary_status(canary: CanaryState, share: float | None = None) -> CanaryStat
         paused=canary.paused,
         waiting_for_traffic=canary.waiting_for_traffic,
         manual_promotion=canary.manual_promotion,
+        waiting_for_promote=canary.waiting_for_promote or None,
         pre_traffic=canary.pre_traffic,
         steps_hash=canary.steps_hash,
     )

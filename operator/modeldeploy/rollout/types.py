@@ -92,6 +92,7 @@ class CanaryState:
     paused: bool = False
     waiting_for_traffic: bool = False
     manual_promotion: bool = False
+    waiting_for_promote: bool = False  # held at a Manual step
     pre_traffic: PreTrafficStatus | None = None
     steps_hash: str | None = None
 
@@ -110,6 +111,7 @@ class CanaryState:
             paused=status.paused,
             waiting_for_traffic=status.waiting_for_traffic,
             manual_promotion=status.manual_promotion,
+            waiting_for_promote=bool(status.waiting_for_promote),
             pre_traffic=status.pre_traffic,
             steps_hash=status.steps_hash,
         )
