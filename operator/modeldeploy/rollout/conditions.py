@@ -158,7 +158,10 @@ def canary_summary(canary: CanaryState, steps: int) -> str:
 def progressing(s: Situation) -> Judgement:
     canary, plan = s.canary, s.plan
     if s.problem is not None:
-        return Judgement(ConditionType.PROGRESSING, False, s.problem.reason, s.problem.message)
+        message = (
+            f"the rollout of version {plan.target_version} stopped: nothing moves until the spec changes"
+        )
+        return Judgement(ConditionType.PROGRESSING, False, s.problem.reason, message)
     if canary is not None and canary.waiting_for_traffic and not canary.paused:
         message = (
             f"held at step {canary.step + 1}: its checks stay Inconclusive past "
@@ -189,6 +192,15 @@ def progressing(s: Situation) -> Judgement:
 def model_loaded(s: Situation) -> Judgement:
     """The requested version is loaded and AVAILABLE in some pod."""
     version = s.plan.target_version
+    serving = s.serving
+    if s.rolled_back is not None and serving is not None and serving.version != version:
+        # The requested version runs nowhere now: what is loaded is the version that serves.
+        loaded = serving.serving_replicas > 0
+        message = (
+            f"version {serving.version} (serving): {serving.serving_replicas} pod(s) report it AVAILABLE"
+        )
+        reason = Reason.VERSION_AVAILABLE if loaded else Reason.LOADING
+        return Judgement(ConditionType.MODEL_LOADED, loaded, reason, message)
     if s.facts.fetch_failure is not None:
         message = f"version {version}: {s.facts.fetch_failure.message}"
         return Judgement(ConditionType.MODEL_LOADED, False, Reason.FETCH_FAILED, message)
@@ -205,7 +217,7 @@ def canary_healthy(s: Situation) -> Judgement:
     canary = s.canary
     if canary is None:
         if s.rolled_back is not None:
-            return Judgement(kind, False, s.rolled_back.reason, s.rolled_back.message)
+            return Judgement(kind, False, s.rolled_back.reason, f"the last canary: {s.rolled_back.message}")
         return Judgement(kind, True, Reason.NO_CANARY, "no canary in progress")
     last = canary.analysis.last_check
     if last is None:
@@ -222,30 +234,58 @@ def ready(s: Situation, progressing: Judgement) -> Judgement:
         message = f"version {s.plan.target_version} serves"
         return Judgement(ConditionType.READY, True, Reason.ROLLOUT_COMPLETE, message)
     if s.problem is not None:
-        reason = s.problem.reason
-    else:
-        reason = Reason.CANARY_IN_PROGRESS if s.canary is not None else Reason.ROLLING_OUT
-    return Judgement(ConditionType.READY, False, reason, progressing.message)
+        return Judgement(ConditionType.READY, False, s.problem.reason, _serving_instead(s))
+    reason = Reason.CANARY_IN_PROGRESS if s.canary is not None else Reason.ROLLING_OUT
+    return Judgement(
+        ConditionType.READY, False, reason, f"version {s.plan.target_version} is not rolled out yet"
+    )
+
+
+def _serving_instead(s: Situation) -> str:
+    """Ready's outcome while something is wrong: what serves in place of the requested version."""
+    target, serving = s.plan.target_version, s.serving
+    if serving is not None and serving.version != target and serving.serving_replicas > 0:
+        return f"version {target} does not serve; version {serving.version} serves instead"
+    if serving is not None and serving.serving_replicas > 0:
+        return f"version {target} serves, but needs attention (see Degraded)"
+    return f"version {target} does not serve, and no other version does"
 
 
 def reconciling(s: Situation, progressing: Judgement) -> Judgement:
     """kstatus' Reconciling: the operator still moves towards the spec (a canary, a paused
     one included, a first rollout)."""
     if s.ready:
-        message = f"version {s.plan.target_version} serves"
-        return Judgement(ConditionType.RECONCILING, False, Reason.ROLLOUT_COMPLETE, message)
+        return Judgement(ConditionType.RECONCILING, False, Reason.ROLLOUT_COMPLETE, "the spec is met")
     if s.problem is not None:
         message = "stopped: see the Stalled condition"
         return Judgement(ConditionType.RECONCILING, False, s.problem.reason, message)
-    return Judgement(ConditionType.RECONCILING, True, progressing.reason, progressing.message)
+    message = f"working towards version {s.plan.target_version} ({progressing.reason})"
+    return Judgement(ConditionType.RECONCILING, True, progressing.reason, message)
 
 
 def stalled(s: Situation, progressing: Judgement) -> Judgement:
     """kstatus' Stalled: the operator cannot get to the spec without a person (what Degraded says)."""
     if s.problem is not None:
-        return Judgement(ConditionType.STALLED, True, s.problem.reason, s.problem.message)
+        message = f"{s.problem.message}; to go on: {_unblocks(s)}"
+        return Judgement(ConditionType.STALLED, True, s.problem.reason, message)
     reason = Reason.ROLLOUT_COMPLETE if s.ready else progressing.reason
-    return Judgement(ConditionType.STALLED, False, reason, "no problem observed")
+    return Judgement(ConditionType.STALLED, False, reason, "nothing needs a person")
+
+
+def _unblocks(s: Situation) -> str:
+    """What a person does to let the operator go on, by what stopped it."""
+    facts = s.facts
+    if facts.spec_problem is not None:
+        return "fix the spec"
+    if facts.rejected is not None:
+        return "fix what the API server refuses"
+    if s.rolled_back is not None:
+        return "set a new version, or the retry annotation to roll this one again"
+    if facts.pre_traffic_blocked is not None:
+        return "fix the pre-traffic checks' configuration"
+    if facts.fetch_failure is not None:
+        return "fix the model's storage or its credentials"
+    return "fix the version, or set another one"
 
 
 def phase(s: Situation, available: Judgement) -> Phase:
