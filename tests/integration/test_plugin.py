@@ -430,7 +430,7 @@ def test_promote_passes_one_step_and_promote_full_every_remaining_one(
     )
     shown = plugin("get", "mnist")
     assert shown.exit_code(30) == 0
-    assert "waiting for promote" in shown.output()
+    assert "waiting for promote" in shown.output
     assert plugin("promote", "mnist").exit_code(30) == 0
     wait_for(lambda: (canary(cluster, namespace) or {}).get("step") == 1, 30, what="the canary at step 2")
     assert cluster.get_md(namespace, "mnist")["status"]["stable"]["version"] == 1
