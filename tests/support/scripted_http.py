@@ -14,6 +14,7 @@ class ScriptedServer:
         self.bodies: dict[str, bytes] = dict(bodies or {})
         self.default = default
         self.drip_seconds = 0.0  # > 0: four bytes at a time, this long apart
+        self.status = 200  # every answer's HTTP status
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,7 +23,7 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 body = scripted.bodies.get(self.path.split("?")[0], scripted.default)
-                self.send_response(200)
+                self.send_response(scripted.status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 for i in range(0, len(body), 4):

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
-from ..api.status import Counters, ModelDeploymentStatus
+from ..api.status import CheckResult, Counters, ModelDeploymentStatus, Verdict
 from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
@@ -28,7 +28,7 @@ from ..kube.transport import ApiError
 from ..kube.workqueue import RetryLaterError
 from ..probes import analysis, modelgate
 from ..probes.pretraffic import PreTrafficRunner
-from ..probes.providers import DirectScrape, Target
+from ..probes.providers import DirectScrape, Target, prometheus_refusal
 from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
@@ -69,6 +69,9 @@ class Reconciler:
     # With leader election: asked again before anything is written, so a replica that lost
     # its lease during a pass stops there (the status write is fenced besides).
     leading: Callable[[], bool] = lambda: True
+    # The Prometheus servers an analysis may name (MODELDEPLOY_PROMETHEUS_ALLOWED): none by
+    # default, since the operator's pod reaches what a tenant must not.
+    prometheus_allowed: tuple[str, ...] = ()
     # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
     # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
     notifier: Notifier | None = None
@@ -198,6 +201,12 @@ class Reconciler:
         if spec is None or previous.canary is None or not analysis_due(md, previous, parse_time(now)):
             return None
         version = previous.canary.version
+        refusal = (
+            prometheus_refusal(spec.prometheus.address, self.prometheus_allowed) if spec.prometheus else None
+        )
+        if refusal is not None:  # never a request to an address the admin did not list
+            result = CheckResult(at=now, verdict=Verdict.INCONCLUSIVE, message=refusal)
+            return Check(result, previous.canary.analysis.counters)
         target = Target(
             md.namespace,
             md.model_name,

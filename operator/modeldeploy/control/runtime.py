@@ -15,7 +15,7 @@ from typing import Any
 from ..api.names import KIND
 from ..kube.cache import ObjectCache
 from ..kube.client import Kube, load_client_config
-from ..kube.lease import LeaderElector, LeaseApi, LeaseTimings
+from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
 from . import operator_metrics
@@ -140,6 +140,7 @@ def build_operator(settings: Settings) -> Operator:
         clock=writes.now,
         leading=elector.is_leader if elector is not None else lambda: True,
         notifier=_notifier(settings),
+        prometheus_allowed=settings.prometheus_allowed,
     )
     router = EventRouter(cache, queue, reconciler.forget)
     watches = NamespaceWatches(client, cache, router, stopping)
@@ -154,10 +155,9 @@ def _elector(
     lease = LeaseApi(
         client.raw, settings.lease_namespace, settings.lease_name, settings.renew_deadline_seconds
     )
-    timings = LeaseTimings(
-        settings.lease_duration_seconds, settings.renew_deadline_seconds, settings.retry_period_seconds
+    return LeaderElector(
+        lease, settings.identity, settings.lease_timings, on_started_leading=on_started_leading
     )
-    return LeaderElector(lease, settings.identity, timings, on_started_leading=on_started_leading)
 
 
 def _notifier(settings: Settings) -> Notifier | None:
