@@ -61,6 +61,7 @@ class Operator:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.watches.stop()
         self.queue.close()
         if self.reconciler.notifier is not None:
             self.reconciler.notifier.close()
@@ -75,7 +76,9 @@ class Operator:
         namespace = meta.get("namespace", "")
         acted = user_acted(self.cache.get(KIND, namespace, meta.get("name", "")), body)
         key = self.router.observe(KIND, type_, body)
-        if namespace and type_ != "DELETED":
+        if namespace and type_ == "DELETED":
+            self.watches.unwatch_if_empty(namespace)
+        elif namespace:
             self.watches.watch(namespace)
         if key is not None:
             self.queue.add(key, first=acted)
@@ -118,6 +121,7 @@ class Operator:
             for namespace in self.watches.namespaces():
                 try:
                     self.router.queue_owners(namespace, relist(self.client, self.cache, namespace))
+                    self.watches.unwatch_if_empty(namespace)  # its last one went unreported
                 except Exception:  # the API server may be down: the next round tries again
                     LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
 
