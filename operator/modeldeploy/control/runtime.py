@@ -136,13 +136,14 @@ def build_operator(settings: Settings) -> Operator:
     # A replica that starts leading passes over every resource it has cached: what the old
     # leader left half done, and what this one skipped while standing by.
     elector = _elector(settings, client, on_started_leading=partial(queue_everything, cache, queue))
+    leading = elector.is_leader if elector is not None else lambda: True
     reconciler = Reconciler(
         writes,
         cache,
-        Applier(client, cache),
+        Applier(client, cache, leading),
         settings.build_options,
         clock=writes.now,
-        leading=elector.is_leader if elector is not None else lambda: True,
+        leading=leading,
         notifier=_notifier(settings),
         prometheus_allowed=settings.prometheus_allowed,
     )
