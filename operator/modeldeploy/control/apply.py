@@ -1,12 +1,13 @@
 """The apply engine: makes the cluster hold a desired state, sending only what changed.
 
 Children go out by server-side apply (field manager ``modeldeploy``) with the hash
-of their manifest in a label. Fenced: leadership is asked again before every write, and
-the update of a child the cache holds is conditional on the version seen (see
-``_fence``). A child whose live copy (watched kinds) or
+of their manifest in a label. A child whose live copy (watched kinds) or
 memo (unwatched kinds) carries the same hash is skipped, so a converged resource
 costs no request. Passes that plan the same children as the last complete apply
 skip building them altogether, unless a watched child drifted since.
+
+Fenced against a replica that no longer leads: leadership is asked before every write,
+and the update of a child the cache holds is conditional on the version seen (``_fence``).
 """
 
 from __future__ import annotations
