@@ -316,6 +316,8 @@ def start_operator(
         options: tuple[str, ...] = (),
         **env: str,
     ) -> Operator:
+        # The tests' Prometheus servers (a real one, scripted broken ones) listen on loopback.
+        env.setdefault("MODELDEPLOY_PROMETHEUS_ALLOWED", "http://127.0.0.1:")
         op = OperatorProcess(
             kubeconfig or cluster.kubeconfig,
             tmp_path / f"operator-{len(started)}.log",

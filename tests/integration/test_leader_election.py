@@ -25,8 +25,14 @@ import kubernetes
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE
 from modeldeploy.api.times import parse_time
+from modeldeploy.control.apply import Applier
+from modeldeploy.control.kinds import BY_KIND, new_cache
+from modeldeploy.control.writes import Writes
+from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.lease import LeaseTimings
+from modeldeploy.kube.workqueue import RetryLaterError
 from testbed.cluster.localcluster import OPERATOR_USER, STANDBY_USER
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.tcp_proxy import TcpProxy
@@ -348,3 +354,52 @@ def test_a_leader_shut_down_cleanly_hands_over_within_one_retry_period(
     # One retry period, plus a request's time (both times come from this machine's clock).
     assert 0 <= gap <= defaults.retry_period + 0.5, gap
     assert handover < defaults.lease_duration, handover
+
+
+def test_child_and_gate_writes_computed_from_a_stale_view_are_refused_by_the_api_server(
+    cluster: Cluster, namespace: str
+) -> None:
+    """What fences a former leader's writes besides its leadership check: the API server
+    itself refuses an apply or a gate patch carrying a version someone has written past."""
+    kube = Kube(load_client_config(2, str(cluster.kubeconfig)), BY_KIND)
+    cache = new_cache()
+    applier = Applier(kube, cache)
+    labels = {"app": "fenced"}
+    manifest: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "fenced", "namespace": namespace},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }
+    applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))  # created: now cached
+    # Another replica, leading now, writes the Deployment: this replica's cache has not seen it.
+    cluster.apps.patch_namespaced_deployment("fenced", namespace, {"metadata": {"labels": {"moved": "on"}}})
+    manifest["spec"]["replicas"] = 1
+    with pytest.raises(RetryLaterError, match="changed since this pass read it"):
+        applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))
+    assert cluster.apps.read_namespaced_deployment("fenced", namespace).spec.replicas == 0
+    cached = kube.get("Deployment", namespace, "fenced")
+    assert cached is not None
+    cache.upsert("Deployment", cached)
+    applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))
+    assert cluster.apps.read_namespaced_deployment("fenced", namespace).spec.replicas == 1
+
+    pod_body = {"metadata": {"name": "gated"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    seen = cluster.core.create_namespaced_pod(namespace, pod_body).metadata.resource_version
+    cluster.core.patch_namespaced_pod("gated", namespace, {"metadata": {"labels": {"moved": "on"}}})
+    writes = Writes(kube)
+    assert writes.open_model_gate(namespace, "gated", "available", seen) is None
+    assert LABEL_MODEL_AVAILABLE not in (
+        cluster.core.read_namespaced_pod("gated", namespace).metadata.labels or {}
+    )
+    fresh = cluster.core.read_namespaced_pod("gated", namespace).metadata.resource_version
+    opened = writes.open_model_gate(namespace, "gated", "available", fresh)
+    assert opened is not None
+    assert opened["metadata"]["labels"][LABEL_MODEL_AVAILABLE] == "true"

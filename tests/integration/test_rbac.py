@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeldeploy.api.names import KIND
+from modeldeploy.control.apply import Applier
+from modeldeploy.control.kinds import BY_KIND, new_cache
+from modeldeploy.control.reconcile import Reconciler
+from modeldeploy.control.watches import relist
+from modeldeploy.control.writes import Writes
+from modeldeploy.kube.client import Kube, load_client_config
+from modeldeploy.kube.workqueue import RetryLaterError
 from testbed.cluster.localcluster import write_kubeconfig
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import wait_for
@@ -169,3 +177,30 @@ def test_namespace_editors_use_modeldeployments_and_viewers_only_read_them(
     assert "forbidden" in refused.stderr.lower()
     # Status stays the operator's to write, for editors too.
     assert not can(cluster, editor, "patch", f"{resource}/status", namespace)
+
+
+def test_a_refused_status_write_and_a_relist_read_the_resource_with_the_manifest_s_rights(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """The two paths that GET one ModelDeployment, driven for certain on the real API server
+    with the ServiceAccount's token: a status write computed from a version someone has
+    since changed (409, then the resource is read again) and a relist that finds a version
+    its cache lacks. Under a ClusterRole without ``get`` both were 403s."""
+    kube = Kube(load_client_config(2, str(service_account_kubeconfig(cluster, tmp_path / "sa"))), BY_KIND)
+    cluster.create_md(namespace, canary_sample())
+    cache = new_cache()
+    stale = cluster.get_md(namespace, "mnist")
+    cache.upsert(KIND, stale)
+    # A person's edit between the operator's read and its status write.
+    edited = cluster.patch_md(namespace, "mnist", {"metadata": {"labels": {"team": "search"}}})
+    writes = Writes(kube)
+    reconciler = Reconciler(writes, cache, Applier(kube, cache), clock=writes.now, gate=lambda *_: False)
+    with pytest.raises(RetryLaterError, match="changed while this pass ran"):
+        reconciler.reconcile(namespace, "mnist")
+    fresh = cache.get(KIND, namespace, "mnist")
+    assert fresh is not None
+    assert fresh["metadata"]["resourceVersion"] == edited["metadata"]["resourceVersion"]
+    # A relist into a cache that lacks the resource reads its body.
+    relisted = new_cache()
+    assert relist(kube, relisted, namespace) == {"mnist"}
+    assert relisted.get(KIND, namespace, "mnist") is not None

@@ -17,6 +17,7 @@ class ScriptedServer:
         # Query-string fragment -> body, before ``bodies``: Prometheus queries share one path.
         self.queries: dict[str, bytes] = {}
         self.drip_seconds = 0.0  # > 0: four bytes at a time, this long apart
+        self.status = 200  # every answer's HTTP status
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,7 +30,7 @@ class ScriptedServer:
                 body = (
                     matched[0] if matched else scripted.bodies.get(self.path.split("?")[0], scripted.default)
                 )
-                self.send_response(200)
+                self.send_response(scripted.status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 for i in range(0, len(body), 4):

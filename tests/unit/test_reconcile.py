@@ -38,6 +38,7 @@ class FakeKube:
         self.calls: list[tuple[str, ...]] = []
         self.statuses: list[dict[str, Any]] = []
         self.fenced_with: list[str | None] = []
+        self.gates_fenced_with: list[str | None] = []
         self.pods: dict[str, dict[str, Any]] = {}  # answered by a gate patch as patched
         self._rv = itertools.count(100)
 
@@ -54,12 +55,18 @@ class FakeKube:
         self.calls.append(("delete", kind, name))
         return True
 
-    def open_model_gate(self, namespace: str, name: str, message: str) -> dict[str, Any] | None:
+    def open_model_gate(
+        self, namespace: str, name: str, message: str, resource_version: str | None = None
+    ) -> dict[str, Any] | None:
         self.calls.append(("gate", name, message))
+        self.gates_fenced_with.append(resource_version)
         return self._gated(name, True)
 
-    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> dict[str, Any] | None:
+    def close_model_gate(
+        self, namespace: str, name: str, reason: str, message: str, resource_version: str | None = None
+    ) -> dict[str, Any] | None:
         self.calls.append(("close", name, reason))
+        self.gates_fenced_with.append(resource_version)
         return self._gated(name, False)
 
     def _gated(self, name: str, available: bool) -> dict[str, Any] | None:

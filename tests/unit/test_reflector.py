@@ -207,3 +207,100 @@ def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
     monkeypatch.setattr(watches, "watch", lambda namespace: [listed, unlisted])
     with pytest.raises(RetryLaterError, match="pods of namespace ml not listed yet"):
         watches.fill("ml", wait_seconds=0.2)
+
+
+class HoldingApiServer:
+    """Answers every list with ``items`` of its namespace (empty elsewhere) and holds every
+    watch open until ``end_watches``, as an idle namespace's watches stay open."""
+
+    def __init__(self, items: dict[str, list[dict[str, Any]]]) -> None:
+        self.ended = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if "watch=true" in parts.query:
+                    self.end_headers()  # no length: the watch runs until the connection closes
+                    server.ended.wait(20)
+                    return
+                namespace = parts.path.split("/namespaces/")[1].split("/")[0]
+                kind = parts.path.rsplit("/", 1)[1]
+                body = listing("1", *(items.get(namespace, []) if kind == "pods" else []))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def end_watches(self) -> None:
+        self.ended.set()
+
+    def stop(self) -> None:
+        self.ended.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def watch_threads() -> int:
+    """The reflector threads of this test's namespaces (ci-N)."""
+    return sum(1 for t in threading.enumerate() if t.name.startswith("watch-") and "-ci-" in t.name)
+
+
+def test_a_namespace_s_reflectors_stop_with_its_last_model_deployment_and_start_again(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    """Short-lived namespaces must not leave their watch threads behind: once a namespace
+    has no ModelDeployment its reflectors stop, its children leave the cache, and the
+    thread count is back where it was; a new ModelDeployment there starts them again."""
+    from modeldeploy.api.names import KIND
+    from modeldeploy.control.kinds import CHILD_WATCHES
+    from modeldeploy.control.watches import EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    from .objects import model_deployment_body
+
+    namespaces = [f"ci-{i}" for i in range(20)]
+    listed = owned_pod("a", "5", "md-a")
+    listed["metadata"]["namespace"] = "ci-0"
+    server = HoldingApiServer({"ci-0": [listed]})
+    started: list[NamespaceWatches] = []
+    try:
+        baseline = threading.active_count()
+        client = kube.Kube(
+            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
+            BY_KIND,
+        )
+        cache = new_cache()
+        watches = NamespaceWatches(client, cache, EventRouter(cache, WorkQueue(), lambda *_: None), stopping)
+        started.append(watches)
+        for namespace in namespaces:
+            watches.fill(namespace, wait_seconds=10)
+        assert watch_threads() == len(namespaces) * len(CHILD_WATCHES)
+        assert cache.get("Pod", "ci-0", "a") is not None
+        held = model_deployment_body("md-a", namespace="ci-1")
+        cache.upsert(KIND, held)
+        assert not watches.unwatch_if_empty("ci-1"), "a namespace with a ModelDeployment stays watched"
+        cache.remove(KIND, "ci-1", "md-a")
+        assert all(watches.unwatch_if_empty(namespace) for namespace in namespaces)
+        assert watches.namespaces() == []
+        assert cache.get("Pod", "ci-0", "a") is None, "a namespace no longer watched leaves the cache"
+        server.end_watches()  # the server ends each watch (or sends a bookmark): none resumes
+        # Another test's leftover thread may end meanwhile: at most the baseline.
+        wait_for(lambda: threading.active_count() <= baseline, 10, what="the threads back to the baseline")
+        assert watch_threads() == 0
+        server.ended.clear()
+        watches.fill("ci-0", wait_seconds=10)
+        assert watch_threads() == len(CHILD_WATCHES)
+        assert cache.get("Pod", "ci-0", "a") is not None
+    finally:
+        for watches in started:
+            watches.stop()  # the reflectors started last: they outlive the test's ``stopping``
+        server.stop()

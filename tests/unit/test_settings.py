@@ -23,3 +23,55 @@ def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
         ValueError, match=r"MODELDEPLOY_METRICS_PORT='tcp://10.96.0.7:8081' is not an integer"
     ):
         Settings.from_env({"MODELDEPLOY_METRICS_PORT": "tcp://10.96.0.7:8081"})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        # A renew deadline past the lease: a paused leader acts after a standby took over.
+        (
+            {"MODELDEPLOY_LEASE_DURATION_SECONDS": "5", "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "7"},
+            r"MODELDEPLOY_LEASE_DURATION_SECONDS=5 must be above MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS=7",
+        ),
+        (
+            {"MODELDEPLOY_LEASE_DURATION_SECONDS": "7", "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "7"},
+            r"MODELDEPLOY_LEASE_DURATION_SECONDS=7 must be above",
+        ),
+        (
+            {"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "6"},
+            r"MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS=7 must be above 1.2 x "
+            r"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS=6",
+        ),
+        (
+            {"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "0"},
+            r"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS=0 must be",
+        ),
+        (
+            {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://prometheus:9090, ftp://x"},
+            r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'ftp://x' is not",
+        ),
+        (
+            {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://user@prometheus:9090"},
+            r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'http://user@prometheus:9090' is not",
+        ),
+    ],
+)
+def test_unsafe_settings_stop_the_start_naming_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        Settings.from_env(env).validate()
+
+
+def test_the_defaults_and_client_go_s_own_timings_are_valid() -> None:
+    assert Settings.from_env({}).validate().prometheus_allowed == ()
+    client_go = {
+        "MODELDEPLOY_LEASE_DURATION_SECONDS": "15",
+        "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "10",
+        "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "2",
+        "MODELDEPLOY_PROMETHEUS_ALLOWED": "http://prometheus.monitoring:9090,https://metrics.example/prom/",
+    }
+    settings = Settings.from_env(client_go).validate()
+    assert settings.lease_timings == LeaseTimings(15, 10, 2)
+    assert settings.prometheus_allowed == (
+        "http://prometheus.monitoring:9090",
+        "https://metrics.example/prom/",
+    )

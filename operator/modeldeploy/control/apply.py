@@ -5,6 +5,9 @@ of their manifest in a label. A child whose live copy (watched kinds) or
 memo (unwatched kinds) carries the same hash is skipped, so a converged resource
 costs no request. Passes that plan the same children as the last complete apply
 skip building them altogether, unless a watched child drifted since.
+
+Fenced against a replica that no longer leads: leadership is asked before every write,
+and the update of a child the cache holds is conditional on the version seen (``_fence``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..children.meta import Manifest
 from ..kube.cache import ObjectCache
 from ..kube.client import Kube
 from ..kube.transport import ApiError
+from ..kube.workqueue import RetryLaterError
 from .kinds import WATCHED_CHILDREN
 
 LOG = logging.getLogger(__name__)
@@ -67,10 +71,17 @@ REFUSALS = (400, 403, 404, 422)
 MESSAGE_LIMIT = 1024
 
 
+class NotLeadingError(Exception):
+    """This replica stopped leading during the pass: it writes nothing more."""
+
+
 class Applier:
-    def __init__(self, kube: Kube, cache: ObjectCache) -> None:
+    def __init__(self, kube: Kube, cache: ObjectCache, leading: Callable[[], bool] = lambda: True) -> None:
         self.kube = kube
         self.cache = cache
+        # With leader election: asked before each write, so a replica that lost its lease
+        # (paused past its renew deadline, say) stops at the next child, not after all.
+        self.leading = leading
         self._lock = threading.Lock()
         # owner -> (kind, name) -> hash last applied. A restart loses it and re-applies
         # once, which server-side apply makes harmless.
@@ -151,9 +162,14 @@ class Applier:
         meta = manifest["metadata"]
         # A copy: a builder's labels dict may be another field's too (a selector).
         meta["labels"] = {**(meta.get("labels") or {}), LABEL_APPLIED_HASH: digest}
+        fenced = self._fence(
+            manifest, self.cache.get(kind, owner[0], name) if kind in WATCHED_CHILDREN else None
+        )
         try:
-            result = self.kube.apply(manifest, FIELD_MANAGER)
+            result = self.kube.apply(fenced, FIELD_MANAGER)
         except ApiError as exc:
+            if fenced is not manifest and exc.status in (404, 409):
+                raise RetryLaterError(f"{kind} {name} changed since this pass read it", 0.05) from None
             if exc.status in REFUSALS:
                 raise ApplyRejectedError(kind, name, exc.status, exc.message) from None
             raise
@@ -165,13 +181,34 @@ class Applier:
             self._applied.setdefault(owner, {})[(kind, name)] = digest
         return digest
 
+    def _fence(self, manifest: Manifest, live: dict[str, Any] | None) -> Manifest:
+        """``manifest`` as sent: an update of a child the cache holds carries the version the
+        pass saw, so the server refuses it (409) if anyone wrote the child since (a replica
+        that leads now). A create cannot be conditional: a former leader whose lease ran
+        out between its leadership check and the request may still create a child, which
+        the leader's next pass applies over or deletes. Asks leadership first."""
+        if not self.leading():
+            raise NotLeadingError(
+                f"stopped leading before applying {manifest['kind']} {manifest['metadata']['name']}"
+            )
+        version = (live or {}).get("metadata", {}).get("resourceVersion")
+        if not version:
+            return manifest
+        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": version}}
+
     def _hand_over(self, deployment: Manifest, replicas: int) -> None:
         """Set the replica count under the hand-over manager; the HPA takes it from there."""
-        self.kube.apply(build_replica_handover(deployment, replicas), HANDOVER_FIELD_MANAGER)
+        if not self.leading():
+            raise NotLeadingError(f"stopped leading before handing over {deployment['metadata']['name']}")
+        handed = self.kube.apply(build_replica_handover(deployment, replicas), HANDOVER_FIELD_MANAGER)
+        # Write-through: the apply after it is conditional on the version the cache holds.
+        self.cache.upsert("Deployment", handed)
         meta = deployment["metadata"]
         LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
 
     def _delete(self, owner: Owner, kind: str, name: str) -> None:
+        if not self.leading():
+            raise NotLeadingError(f"stopped leading before deleting {kind} {name}")
         if self.kube.delete(kind, owner[0], name):
             LOG.info("deleted %s %s/%s", kind, owner[0], name)
         with self._lock:

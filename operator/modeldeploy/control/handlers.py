@@ -86,7 +86,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     try:
-        ours = Settings.from_env()
+        ours = Settings.from_env().validate()
     except ValueError as exc:  # a setting no retry can mend: stop, naming it
         raise kopf.PermanentError(str(exc)) from None
     operator = build_operator(ours)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
-from ..api.status import Counters, ModelDeploymentStatus, RolloutResult
+from ..api.status import CheckResult, Counters, ModelDeploymentStatus, RolloutResult, Verdict
 from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
@@ -29,7 +29,7 @@ from ..kube.transport import ApiError
 from ..kube.workqueue import RetryLaterError
 from ..probes import analysis, modelgate
 from ..probes.pretraffic import PreTrafficRunner
-from ..probes.providers import DirectScrape, Target
+from ..probes.providers import DirectScrape, Target, prometheus_refusal
 from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
@@ -37,7 +37,7 @@ from ..rollout.recovery import needs_recovery, recover
 from ..rollout.status import derive_status, invalid_spec_status, transition_events
 from ..rollout.types import Check, PassFacts, Plan, PlanInputs, PreTrafficVerdict
 from . import operator_metrics
-from .apply import Applier, ApplyRejectedError
+from .apply import Applier, ApplyRejectedError, NotLeadingError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
@@ -70,12 +70,22 @@ class Reconciler:
     # With leader election: asked again before anything is written, so a replica that lost
     # its lease during a pass stops there (the status write is fenced besides).
     leading: Callable[[], bool] = lambda: True
+    # The Prometheus servers an analysis may name (MODELDEPLOY_PROMETHEUS_ALLOWED): none by
+    # default, since the operator's pod reaches what a tenant must not.
+    prometheus_allowed: tuple[str, ...] = ()
     # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
     # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
     notifier: Notifier | None = None
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One pass; returns seconds until this resource wants another, if it does."""
+        try:
+            return self._pass(namespace, name)
+        except NotLeadingError as exc:
+            LOG.warning("%s/%s: pass stopped: %s", namespace, name, exc)
+            return None  # the leader, whoever it is now, runs its own passes
+
+    def _pass(self, namespace: str, name: str) -> float | None:
         body = self.cache.get(KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references let the garbage collector remove the children
@@ -199,9 +209,11 @@ class Reconciler:
         # A serving container that restarted lost the model the gate was opened for.
         closing = world.gates_to_close()
         for pod in closing:
-            name = pod["metadata"]["name"]
+            name, version = pod["metadata"]["name"], pod["metadata"].get("resourceVersion")
             message = "the serving container restarted: out of service until the model is AVAILABLE again"
-            self._gate_written(self.writes.close_model_gate(md.namespace, name, "ServingRestarted", message))
+            self._ensure_leading(name)
+            closed = self.writes.close_model_gate(md.namespace, name, "ServingRestarted", message, version)
+            self._gate_written(closed)
             LOG.info("model gate of pod %s closed: its serving container restarted", name)
         waiting = world.gates_to_check()
         pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
@@ -220,10 +232,19 @@ class Reconciler:
             if open_:
                 version = pod["metadata"]["labels"][LABEL_VERSION]
                 message = f"TF Serving reports {md.model_name} version {version} AVAILABLE"
-                opened = self.writes.open_model_gate(md.namespace, pod["metadata"]["name"], message)
+                name, seen = pod["metadata"]["name"], pod["metadata"].get("resourceVersion")
+                self._ensure_leading(name)
+                opened = self.writes.open_model_gate(md.namespace, name, message, seen)
                 self._gate_written(opened)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
         return len(closing) + len(waiting) - sum(answers)
+
+    def _ensure_leading(self, pod: str) -> None:
+        """Asked before each gate write: the probes before it may take seconds, and a
+        replica that lost its lease meanwhile must not set gates (the write is fenced by
+        the pod's version besides)."""
+        if not self.leading():
+            raise NotLeadingError(f"stopped leading before setting the model gate of pod {pod}")
 
     def _gate_written(self, pod: dict[str, Any] | None) -> None:
         """Write-through: a pass that runs before the pod's watch event arrives (queued by
@@ -238,6 +259,12 @@ class Reconciler:
         if spec is None or previous.canary is None or not analysis_due(md, previous, parse_time(now)):
             return None
         version = previous.canary.version
+        refusal = (
+            prometheus_refusal(spec.prometheus.address, self.prometheus_allowed) if spec.prometheus else None
+        )
+        if refusal is not None:  # never a request to an address the admin did not list
+            result = CheckResult(at=now, verdict=Verdict.INCONCLUSIVE, message=refusal)
+            return Check(result, previous.canary.analysis.counters)
         target = Target(
             md.namespace,
             md.model_name,

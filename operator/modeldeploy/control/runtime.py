@@ -16,7 +16,7 @@ from typing import Any
 from ..api.names import KIND
 from ..kube.cache import ObjectCache
 from ..kube.client import Kube, load_client_config
-from ..kube.lease import LeaderElector, LeaseApi, LeaseTimings
+from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
 from ..probes.pretraffic import PreTrafficRunner
@@ -74,6 +74,7 @@ class Operator:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.watches.stop()
         self.queue.close()
         if self.reconciler.notifier is not None:
             self.reconciler.notifier.close()
@@ -89,7 +90,9 @@ class Operator:
         namespace = meta.get("namespace", "")
         acted = user_acted(self.cache.get(KIND, namespace, meta.get("name", "")), body)
         key = self.router.observe(KIND, type_, body)
-        if namespace and type_ != "DELETED":
+        if namespace and type_ == "DELETED":
+            self.watches.unwatch_if_empty(namespace)
+        elif namespace:
             self.watches.watch(namespace)
         if key is not None:
             self.queue.add(key, first=acted)
@@ -132,6 +135,7 @@ class Operator:
             for namespace in self.watches.namespaces():
                 try:
                     self.router.queue_owners(namespace, relist(self.client, self.cache, namespace))
+                    self.watches.unwatch_if_empty(namespace)  # its last one went unreported
                 except Exception:  # the API server may be down: the next round tries again
                     LOG.warning("relisting namespace %s failed", namespace, exc_info=True)
 
@@ -147,15 +151,17 @@ def build_operator(settings: Settings) -> Operator:
     # leader left half done, what this one skipped while standing by), each confirmed first.
     taking_over = partial(confirm_and_queue_everything, client, cache, queue)
     elector = _elector(settings, client, on_started_leading=taking_over)
+    leading = elector.is_leader if elector is not None else lambda: True
     reconciler = Reconciler(
         writes,
         cache,
-        Applier(client, cache),
+        Applier(client, cache, leading),
         settings.build_options,
         clock=writes.now,
         pre_traffic=_pre_traffic(queue),
-        leading=elector.is_leader if elector is not None else lambda: True,
+        leading=leading,
         notifier=_notifier(settings),
+        prometheus_allowed=settings.prometheus_allowed,
     )
     router = EventRouter(cache, queue, reconciler.forget)
     watches = NamespaceWatches(client, cache, router, stopping)
@@ -170,10 +176,9 @@ def _elector(
     lease = LeaseApi(
         client.raw, settings.lease_namespace, settings.lease_name, settings.renew_deadline_seconds
     )
-    timings = LeaseTimings(
-        settings.lease_duration_seconds, settings.renew_deadline_seconds, settings.retry_period_seconds
+    return LeaderElector(
+        lease, settings.identity, settings.lease_timings, on_started_leading=on_started_leading
     )
-    return LeaderElector(lease, settings.identity, timings, on_started_leading=on_started_leading)
 
 
 def _pre_traffic(queue: WorkQueue) -> PreTrafficGate:

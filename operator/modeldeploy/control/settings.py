@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..children.deployment import BuildOptions
 from ..kube.lease import LeaseTimings
+
+LEASE_VARIABLES = (
+    "MODELDEPLOY_LEASE_DURATION_SECONDS",
+    "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS",
+    "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,14 @@ class Settings:
     lease_duration_seconds: float = LeaseTimings.lease_duration
     renew_deadline_seconds: float = LeaseTimings.renew_deadline
     retry_period_seconds: float = LeaseTimings.retry_period
+    # MODELDEPLOY_PROMETHEUS_ALLOWED: the Prometheus servers a ModelDeployment's
+    # analysis.prometheus.address may name, comma-separated base URLs
+    # (http(s)://host[:port][/path]); an address is admitted when it has an entry's scheme,
+    # host and port and its path is the entry's or below it. An entry ending in ":" admits
+    # every port of its host. Empty (the default): none, and such an analysis stays
+    # Inconclusive. The operator asks these from its own pod, so a tenant's address must
+    # never reach metadata or cluster-internal services the admin did not list.
+    prometheus_allowed: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -87,8 +102,46 @@ class Settings:
                 "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS", cls.renew_deadline_seconds
             ),
             retry_period_seconds=number("MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
+            prometheus_allowed=_listed(env.get("MODELDEPLOY_PROMETHEUS_ALLOWED", "")),
+        )
+
+    def validate(self) -> Settings:
+        """These settings, or a ValueError naming every setting that is unsafe together
+        with the others. Checked at start-up, apart from ``from_env``, which reads each
+        variable on its own."""
+        problems = self.lease_timings.problems(LEASE_VARIABLES)
+        problems += [
+            f"MODELDEPLOY_PROMETHEUS_ALLOWED: {entry!r} is not an http(s)://host[:port][/path] base URL"
+            for entry in self.prometheus_allowed
+            if not base_url(entry)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def lease_timings(self) -> LeaseTimings:
+        return LeaseTimings(
+            self.lease_duration_seconds, self.renew_deadline_seconds, self.retry_period_seconds
         )
 
     @property
     def build_options(self) -> BuildOptions:
         return BuildOptions(fetcher_image=self.fetcher_image)
+
+
+def _listed(text: str) -> tuple[str, ...]:
+    return tuple(entry.strip() for entry in text.split(",") if entry.strip())
+
+
+def base_url(entry: str) -> bool:
+    """Whether ``entry`` is a base URL an allow-list can hold: http(s), a host, no
+    credentials, query or fragment."""
+    parts = urllib.parse.urlsplit(entry)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and not parts.query
+        and not parts.fragment
+    )

@@ -94,7 +94,9 @@ def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
 class NamespaceWatches:
     """The children's reflectors, per namespace that holds a ModelDeployment, started on its
     first event: an operator confined to some namespaces needs no cluster-wide rights, and a
-    standby's cache is warm before it ever leads."""
+    standby's cache is warm before it ever leads. Stopped, and the namespace's children
+    dropped from the cache, once its last ModelDeployment is gone: short-lived namespaces
+    (a CI run's) would otherwise leave their watch threads behind for good."""
 
     def __init__(
         self, client: Kube, cache: ObjectCache, router: EventRouter, stopping: threading.Event
@@ -103,7 +105,8 @@ class NamespaceWatches:
         self.cache = cache
         self.router = router
         self.stopping = stopping
-        self._reflectors: dict[str, list[Reflector]] = {}
+        # namespace -> its reflectors and the event that stops them
+        self._reflectors: dict[str, tuple[threading.Event, list[Reflector]]] = {}
         self._lock = threading.Lock()  # kopf's event loop adds namespaces while others read
 
     def namespaces(self) -> list[str]:
@@ -113,23 +116,56 @@ class NamespaceWatches:
     def watch(self, namespace: str) -> list[Reflector]:
         """Start listing and watching the children of ``namespace``, once."""
         with self._lock:
-            reflectors = self._reflectors.get(namespace)
-            if reflectors is None:
-                reflectors = [self._reflector(kind, namespace).start() for kind in CHILD_WATCHES]
-                self._reflectors[namespace] = reflectors
+            started = self._reflectors.get(namespace)
+            if started is None:
+                stop = threading.Event()
+                if self.stopping.is_set():
+                    stop.set()
+                reflectors = [self._reflector(kind, namespace, stop).start() for kind in CHILD_WATCHES]
+                started = self._reflectors[namespace] = (stop, reflectors)
                 LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
-            return reflectors
+            return started[1]
 
-    def _reflector(self, kind: Kind, namespace: str) -> Reflector:
+    def unwatch_if_empty(self, namespace: str) -> bool:
+        """Stop the reflectors of ``namespace`` and drop its children from the cache, if no
+        ModelDeployment of it is left in the cache; whether they were stopped. A reflector
+        blocked on its watch ends at the watch's next event or end; what it still sees is
+        dropped."""
+        with self._lock:
+            if any(held == namespace for held, _ in self.cache.owner_keys()):
+                return False
+            started = self._reflectors.pop(namespace, None)
+            if started is None:
+                return False
+            started[0].set()
+            since = self.cache.mark()
+            for kind in CHILD_WATCHES:
+                self.cache.replace(kind.kind, namespace, [], since)
+        LOG.info("stopped watching namespace %s: no ModelDeployment left in it", namespace)
+        return True
+
+    def stop(self) -> None:
+        """Stop every namespace's reflectors (the operator is stopping)."""
+        with self._lock:
+            for stop, _ in self._reflectors.values():
+                stop.set()
+
+    def _reflector(self, kind: Kind, namespace: str, stop: threading.Event) -> Reflector:
         return Reflector(
             self.client,
             self.cache,
             kind,
             namespace,
-            partial(self.router.on_child_event, kind.kind),
+            partial(self._deliver, stop, kind.kind),
             partial(self.router.queue_owners, namespace),
-            self.stopping,
+            stop,
         )
+
+    def _deliver(self, stop: threading.Event, kind: str, type_: str, body: dict[str, Any]) -> None:
+        """A child's event, unless its namespace's reflectors were stopped meanwhile: the
+        cache dropped that namespace and must not gain it back."""
+        if not stop.is_set():
+            self.router.on_child_event(kind, type_, body)
 
     def fill(self, namespace: str, wait_seconds: float = FILL_WAIT_SECONDS) -> None:
         """Wait for the first list of a namespace's children before its first pass.

@@ -35,25 +35,35 @@ class Writes:
     def read_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get(KIND, namespace, name)
 
-    def open_model_gate(self, namespace: str, name: str, message: str) -> dict[str, Any] | None:
+    def open_model_gate(
+        self, namespace: str, name: str, message: str, resource_version: str | None = None
+    ) -> dict[str, Any] | None:
         """Mark a live pod's model as available, in one request: the label its Services
         select and the condition its readinessGates wait for.
 
         Both go through the status subresource: for pods it keeps labels it is given (only
         spec and owner references are reset), and a strategic merge patch merges
-        conditions by type, leaving the kubelet's own. The pod as patched; None if it is gone.
+        conditions by type, leaving the kubelet's own. The pod as patched; None if it is gone
+        or, with ``resource_version``, changed since that version (see ``_set_model_gate``).
         """
-        return self._set_model_gate(namespace, name, True, "ModelAvailable", message)
+        return self._set_model_gate(namespace, name, (True, "ModelAvailable", message), resource_version)
 
-    def close_model_gate(self, namespace: str, name: str, reason: str, message: str) -> dict[str, Any] | None:
+    def close_model_gate(
+        self, namespace: str, name: str, reason: str, message: str, resource_version: str | None = None
+    ) -> dict[str, Any] | None:
         """Take a pod out of service until its model is AVAILABLE again: the label goes
         (Services stop selecting it) and the condition turns False (it stops being Ready).
-        The pod as patched; None if it is gone."""
-        return self._set_model_gate(namespace, name, False, reason, message)
+        The pod as patched; None if it is gone or changed since ``resource_version``."""
+        return self._set_model_gate(namespace, name, (False, reason, message), resource_version)
 
     def _set_model_gate(
-        self, namespace: str, name: str, available: bool, reason: str, message: str
+        self, namespace: str, name: str, gate: tuple[bool, str, str], resource_version: str | None
     ) -> dict[str, Any] | None:
+        """Fenced with ``resource_version`` (the pod as the pass saw it): the server refuses
+        the patch (409) if the pod changed since, a replica that leads now having set its
+        gate among others, and None is answered: the pod's watch event brings a pass that
+        decides again from the pod as it is."""
+        available, reason, message = gate
         condition = {
             "type": CONDITION_MODEL_AVAILABLE,
             "status": "True" if available else "False",
@@ -61,11 +71,13 @@ class Writes:
             "message": message,
             "lastTransitionTime": self.now(),
         }
-        patch = {
+        metadata: dict[str, Any] = {
             # null removes the label in a strategic merge patch
-            "metadata": {"labels": {LABEL_MODEL_AVAILABLE: "true" if available else None}},
-            "status": {"conditions": [condition]},
+            "labels": {LABEL_MODEL_AVAILABLE: "true" if available else None}
         }
+        if resource_version:
+            metadata["resourceVersion"] = resource_version  # a precondition of the patch
+        patch = {"metadata": metadata, "status": {"conditions": [condition]}}
         try:
             return self.kube.patch(
                 "Pod",
@@ -76,7 +88,13 @@ class Writes:
                 subresource="status",
             )
         except ApiError as exc:
-            if exc.status != 404:  # a pod that went away needs no gate
+            # A pod that went away needs no gate; one that changed is decided on again.
+            if exc.status == 409 and resource_version:
+                LOG.info(
+                    "model gate of pod %s/%s not set: the pod changed since the pass read it", namespace, name
+                )
+                return None
+            if exc.status != 404:
                 raise
             return None
 

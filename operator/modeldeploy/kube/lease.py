@@ -30,6 +30,10 @@ from typing import Any
 from .transport import ApiError
 
 LOG = logging.getLogger(__name__)
+# client-go's factor: the renew deadline must exceed the retry period by this much, so a
+# retry delayed by jitter still comes before the deadline.
+JITTER_FACTOR = 1.2
+FIELD_NAMES = ("lease_duration", "renew_deadline", "retry_period")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,27 @@ class LeaseTimings:
     lease_duration: float = 10.0
     renew_deadline: float = 7.0
     retry_period: float = 2.0
+
+    def problems(self, names: tuple[str, str, str] = FIELD_NAMES) -> list[str]:
+        """What makes these timings unsafe, as client-go refuses them, each naming the
+        setting by ``names`` (lease duration, renew deadline, retry period). A renew
+        deadline not under the lease duration lets a paused leader act after a standby
+        took its lease (two leaders); one too close to the retry period leaves a leader
+        no second try before it must step down."""
+        duration, deadline, period = names
+        values = {duration: self.lease_duration, deadline: self.renew_deadline, period: self.retry_period}
+        found = [f"{name}={value:g} must be above 0" for name, value in values.items() if not value > 0]
+        if not self.lease_duration > self.renew_deadline:
+            found.append(
+                f"{duration}={self.lease_duration:g} must be above {deadline}={self.renew_deadline:g}: "
+                "a paused leader could still act after a standby took over"
+            )
+        if not self.renew_deadline > JITTER_FACTOR * self.retry_period:
+            found.append(
+                f"{deadline}={self.renew_deadline:g} must be above {JITTER_FACTOR:g} x "
+                f"{period}={self.retry_period:g}: a leader needs more than one try to renew"
+            )
+        return found
 
 
 class LeaseApi:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -103,10 +104,7 @@ def _sample(body: Any) -> float | None:
     """The one value of an instant-vector answer (NaN and infinities as Prometheus wrote them);
     None for no series."""
     if not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error") if isinstance(body, dict) else None
-        raise MetricsUnavailableError(
-            f"Prometheus query failed: {str(error or 'not a success')[:MESSAGE_LIMIT]}"
-        )
+        raise MetricsUnavailableError(NOT_A_SUCCESS)
     data = body.get("data")
     result = data.get("result") if isinstance(data, dict) else None
     if not isinstance(result, list):
@@ -151,7 +149,9 @@ class PrometheusApi:
     def _query(self, promql: str) -> float | None:
         url = f"{self.address}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
-            _, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+            status, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
+            if status != 200:
+                raise MetricsUnavailableError(failed_answer_message(self.address, status))
             body = loads_bounded(raw)
         except bounded_http.FetchError as exc:
             raise MetricsUnavailableError(f"Prometheus at {self.address}: {exc}") from None
@@ -174,6 +174,67 @@ class PrometheusApi:
         rates = f"sum by (le) (rate({REQUEST_LATENCY_BUCKET}{{{matchers}}}[{span}]))"
         p99_us = _latency(self._query(f"histogram_quantile(0.99, {rates})"))
         return Window(requests, errors, None if p99_us is None else p99_us / 1000.0), None
+
+
+# What a query answered without success says: never the answer's own text, which the
+# tenant reads in status and which may be another service's.
+NOT_A_SUCCESS = "Prometheus answered the query without success"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def failed_answer_message(address: str, status: int) -> str:
+    """A failed answer's message: its status code only. Its body is never copied into status:
+    whatever answered (a proxy, another service) may say what the tenant must not read."""
+    return f"Prometheus at {address} answered HTTP {status}"
+
+
+def prometheus_refusal(address: str, allowed: Sequence[str]) -> str | None:
+    """Why ``address`` must not be asked (no entry of the admin's ``allowed`` base URLs,
+    MODELDEPLOY_PROMETHEUS_ALLOWED, admits it), or None when one does. Checked before any
+    request: the operator's pod reaches what a tenant cannot (metadata, cluster-internal
+    services)."""
+    if any(_admits(entry, address) for entry in allowed):
+        return None
+    return (
+        f"{PROMETHEUS_NOT_ALLOWED}: {address[:200]} is not among the Prometheus servers the operator "
+        "may ask (MODELDEPLOY_PROMETHEUS_ALLOWED); no query was sent"
+    )
+
+
+PROMETHEUS_NOT_ALLOWED = "PrometheusNotAllowed"
+
+
+def _admits(entry: str, address: str) -> bool:
+    """Whether base URL ``entry`` admits ``address``: the same scheme, host and port (any
+    port when the entry ends in ":"), and a path at or below the entry's."""
+    wanted, given = urllib.parse.urlsplit(entry), urllib.parse.urlsplit(address)
+    if (
+        "@" in given.netloc
+        or not given.hostname
+        or (given.scheme, given.hostname)
+        != (
+            wanted.scheme,
+            wanted.hostname,
+        )
+    ):
+        return False
+    try:
+        port = given.port or DEFAULT_PORTS.get(given.scheme)
+        any_port = wanted.netloc.endswith(":")
+        if not any_port and port != (wanted.port or DEFAULT_PORTS.get(wanted.scheme)):
+            return False
+    except ValueError:  # a port that is not a number
+        return False
+    return _path_below(wanted.path, given.path)
+
+
+def _path_below(base: str, path: str) -> bool:
+    """``path`` is ``base`` or under it, with no segment a server would resolve upwards."""
+    segments = path.split("/")
+    if any(s in (".", "..") or "%" in s for s in segments):
+        return False
+    base, path = base.rstrip("/"), path.rstrip("/")
+    return path == base or path.startswith(base + "/")
 
 
 def provider_for(spec: Analysis) -> Provider:
