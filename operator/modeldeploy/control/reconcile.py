@@ -103,14 +103,14 @@ class Reconciler:
         moment = parse_time(now)  # the decisions work on datetime; the clock's text is parsed here once
         plan = make_plan(md, previous, world.deployments, moment, inputs)
         problem = spec_problem(md.spec)
-        rejected: str | None = None
+        rejected: ApplyRejectedError | None = None
         if not self.leading():
             return None
         if problem is None:
             try:
                 self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
             except ApplyRejectedError as exc:
-                rejected = str(exc)
+                rejected = exc
         facts = PassFacts(
             world.deployments,
             moment,
@@ -118,7 +118,8 @@ class Reconciler:
             spec_problem=problem,
             digests=world.digests,
             recovered_lost=lost,
-            rejected=rejected,
+            rejected=str(rejected) if rejected is not None else None,
+            rejected_reason=rejected.reason if rejected is not None else None,
             pre_traffic_blocked=verdict.blocked if verdict is not None else None,
         )
         status = derive_status(md, plan, previous, facts)
@@ -126,7 +127,7 @@ class Reconciler:
             return None
         self._write_status(body, written, status, check)
         if rejected is not None:
-            raise RetryLaterError(rejected)  # status says why; the work queue backs off
+            raise RetryLaterError(str(rejected))  # status says why; the work queue backs off
         waits = [
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]
