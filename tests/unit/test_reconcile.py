@@ -196,6 +196,26 @@ def test_a_pass_that_finds_nothing_new_sends_nothing() -> None:
     assert kube.calls[before:] == []
 
 
+@pytest.mark.parametrize("edited", ["three", "2", ""])
+def test_a_version_label_edited_by_hand_neither_stops_the_pass_nor_stays(edited: str) -> None:
+    cache = new_cache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    live = copy.deepcopy(cache.get("Deployment", "ml", "mnist-v3"))
+    assert live is not None
+    live["metadata"]["labels"]["serving.modeldeploy.dev/version"] = edited
+    live["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
+    cache.upsert("Deployment", live)
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist")
+    assert ("apply", "Deployment", "mnist-v3") in kube.calls[before:]  # the label is put back
+    assert ("delete", "Deployment", "mnist-v3") not in kube.calls
+    repaired = cache.get("Deployment", "ml", "mnist-v3")
+    assert repaired is not None
+    assert repaired["metadata"]["labels"]["serving.modeldeploy.dev/version"] == "3"
+
+
 def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
     cache = new_cache()
     cache.upsert(KIND, resource())

@@ -73,6 +73,16 @@ def deployment_name(md_name: str, version: int) -> str:
     return f"{md_name}-v{version}"
 
 
+def version_in_child_name(md_name: str, child_name: str) -> int | None:
+    """The version a child's name (``<md_name>-v<version>``) says, if it is one: unlike
+    its version label, a name cannot be edited."""
+    prefix = f"{md_name}-v"
+    digits = child_name[len(prefix) :] if child_name.startswith(prefix) else ""
+    if not digits.isdigit() or not digits.isascii() or (digits.startswith("0") and digits != "0"):
+        return None
+    return int(digits)
+
+
 def config_map_name(md_name: str, version: int) -> str:
     return f"{md_name}-v{version}-config"
 

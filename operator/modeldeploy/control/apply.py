@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from ..api.conditions import Reason
@@ -39,8 +39,8 @@ LOG = logging.getLogger(__name__)
 
 Owner = tuple[str, str]  # namespace, ModelDeployment name
 ChildKey = tuple[str, str]  # kind, name (in the owner's namespace)
-# A watched child as applied: (kind, namespace, name, hash).
-AppliedChild = tuple[str, str, str, str]
+# A watched child as applied: (kind, namespace, name, hash, labels).
+AppliedChild = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
 
 
 def manifest_hash(manifest: Manifest) -> str:
@@ -54,6 +54,14 @@ def applied_hash(live: dict[str, Any] | None) -> str | None:
     labels: dict[str, str] = meta.get("labels") or {}
     annotations: dict[str, str] = meta.get("annotations") or {}
     return labels.get(LABEL_APPLIED_HASH) or annotations.get(ANNOTATION_APPLIED_HASH)
+
+
+def labels_kept(live: dict[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Every label the operator applied is still on the live child. The hash label alone
+    misses a label edited by hand (a version label, which says which version a child
+    runs): such a child is applied again."""
+    live_labels: dict[str, str] = (live or {}).get("metadata", {}).get("labels") or {}
+    return all(live_labels.get(key) == value for key, value in labels.items())
 
 
 def owns_replicas(deployment: dict[str, Any] | None) -> bool:
@@ -158,10 +166,11 @@ class Applier:
             self._planned[owner] = (fingerprint, applied)
 
     def _intact(self, children: list[AppliedChild]) -> bool:
-        """Every watched child is live and still carries the hash we applied."""
+        """Every watched child is live and still carries the hash and labels we applied."""
         return all(
-            applied_hash(self.cache.get(kind, namespace, name)) == digest
-            for kind, namespace, name, digest in children
+            applied_hash(live := self.cache.get(kind, namespace, name)) == digest
+            and labels_kept(live, dict(labels))
+            for kind, namespace, name, digest, labels in children
         )
 
     def _apply_state(self, md: ModelDeployment, state: DesiredState) -> list[AppliedChild]:
@@ -177,7 +186,8 @@ class Applier:
         for child in state.children:
             digest = self._apply_if_changed(owner, child)
             if child["kind"] in WATCHED_CHILDREN:
-                applied.append((child["kind"], md.namespace, child["metadata"]["name"], digest))
+                labels = tuple(sorted((child["metadata"].get("labels") or {}).items()))
+                applied.append((child["kind"], md.namespace, child["metadata"]["name"], digest, labels))
         for deployment, size in created:
             self._hand_over(deployment, size)
         for kind in state.absent_kinds:
@@ -196,7 +206,7 @@ class Applier:
         if kind in WATCHED_CHILDREN:
             live = self.cache.get(kind, owner[0], name)
             live_hash = applied_hash(live)
-            if live_hash == digest:
+            if live_hash == digest and labels_kept(live, manifest["metadata"].get("labels") or {}):
                 remembered = True
             elif live is None or live_hash is not None:
                 remembered = False  # gone, or changed since: apply again
