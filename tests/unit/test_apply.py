@@ -139,3 +139,15 @@ def test_a_delete_names_the_uid_and_spares_another_owners_namesake(md: ModelDepl
     apply.ensure(md, "first", lambda: DesiredState(deletions=deletions))
     assert kube.deleted == [("ConfigMap", f"{md.name}-v1-config", {"uid": "cm-1", "resourceVersion": "4"})]
     assert ("ConfigMap", f"{md.name}-v2-config") in kube.existing
+
+
+def test_a_watched_child_is_deleted_by_the_uid_the_cache_holds(md: ModelDeployment) -> None:
+    # The cache's resourceVersion of a Deployment lags its status updates: uid only.
+    apply, kube, cache = applier()
+    live = build_deployment(md, 2, 1, "stable")
+    live["metadata"].update(uid="d-2", resourceVersion="8")
+    cache.upsert("Deployment", live)
+    kube.existing[("Deployment", f"{md.name}-v2")] = live
+    apply.ensure(md, "first", lambda: DesiredState(deletions=[("Deployment", f"{md.name}-v2")]))
+    assert kube.deleted == [("Deployment", f"{md.name}-v2", {"uid": "d-2"})]
+    assert kube.reads == []

@@ -115,8 +115,12 @@ def foreign_holder(live: dict[str, Any] | None, manifest: Manifest) -> str | Non
     return "is not managed by modeldeploy"
 
 
-def ours_to_delete(live: dict[str, Any] | None, owner_uid: str) -> bool:
-    return live is not None and (controller_of(live) or {}).get("uid") == owner_uid
+def ours_to_delete(live: dict[str, Any], owner_uid: str) -> bool:
+    """Whether the owner controls ``live``, or is its only kind of owner (no controller)."""
+    controller = controller_of(live)
+    if controller is not None:
+        return bool(controller.get("uid") == owner_uid)
+    return any(ref.get("uid") == owner_uid for ref in live.get("metadata", {}).get("ownerReferences") or [])
 
 
 # Answers that say the manifest itself (or our rights to it) is the problem, not the moment.
@@ -258,11 +262,11 @@ class Applier:
         Read fresh, also by resourceVersion; one more try if it changed since that read."""
         for _ in range(2):
             live, fresh = self._read_for_delete(kind, owner[0], name)
-            if not ours_to_delete(live, owner_uid):
-                if live is not None:
-                    LOG.warning("not deleting %s %s/%s: another owner's", kind, owner[0], name)
+            if live is None:
                 break
-            assert live is not None
+            if not ours_to_delete(live, owner_uid):
+                LOG.warning("not deleting %s %s/%s: another owner's", kind, owner[0], name)
+                break
             preconditions = {"uid": live["metadata"]["uid"]}
             if fresh and live["metadata"].get("resourceVersion"):
                 preconditions["resourceVersion"] = live["metadata"]["resourceVersion"]
