@@ -1,5 +1,7 @@
 """Spec fuzzing: every ModelDeployment the API server accepts gets children the
-API server accepts, or a status that says InvalidSpec; the pass never crashes.
+API server accepts, or a status that says InvalidSpec; the pass never crashes. Names
+that would break a child (not a Service name) or share one with another resource
+(``<name>-v<n>``) are refused at admission, and a namesake another owner holds is not taken.
 
 Specs come from the CRD's own schema (tests.support.schema_strategy), near and across
 every bound it states. Each is created for real; one reconcile pass then runs in this
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from typing import Any
 
@@ -20,7 +23,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
-from modeldeploy.api.names import API_VERSION, GROUP, HANDOVER_FIELD_MANAGER, KIND, PLURAL, VERSION
+from modeldeploy.api.names import (
+    API_VERSION,
+    GROUP,
+    HANDOVER_FIELD_MANAGER,
+    KIND,
+    PLURAL,
+    RESOURCE_NAME_PATTERN,
+    VERSION,
+    VERSION_SUFFIX_PATTERN,
+)
 from modeldeploy.control.apply import Applier
 from modeldeploy.control.kinds import BY_KIND, new_cache
 from modeldeploy.control.reconcile import Reconciler
@@ -39,7 +51,20 @@ EXAMPLES = int(os.environ.get("MODELDEPLOY_FUZZ_EXAMPLES", "150"))
 MINIMAL: dict[str, Any] = {"model": {"storageUri": "s3://bucket/mnist", "version": 1}}
 # What admission refused, by field: printed with -s, to see where the examples go.
 REFUSALS: Counter[str] = Counter()
-NAMES = st.from_regex(r"\A[a-z]([a-z0-9-]{0,70}[a-z0-9])?\Z")
+SERVICE_NAMES = st.from_regex(r"\A[a-z]([a-z0-9-]{0,70}[a-z0-9])?\Z")
+REFUSED_NAMES = st.one_of(
+    # Object names the API server takes for most kinds but not for a Service: dots, a
+    # leading digit.
+    st.from_regex(r"\A[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?\Z"),
+    # Names that end like a version's children.
+    st.builds(lambda base, version: f"{base}-v{version}", SERVICE_NAMES, st.integers(0, 10**6)),
+)
+# One name in six from those: most examples are about their spec.
+NAMES = st.integers(0, 5).flatmap(lambda pick: REFUSED_NAMES if pick == 0 else SERVICE_NAMES)
+
+
+def name_must_be_refused(name: str) -> bool:
+    return not re.search(RESOURCE_NAME_PATTERN, name) or bool(re.search(VERSION_SUFFIX_PATTERN, name))
 
 
 class DryRunKube(Kube):
@@ -48,6 +73,10 @@ class DryRunKube(Kube):
     def __init__(self, api: ApiClient) -> None:
         super().__init__(api, BY_KIND)
         self.statuses: list[dict[str, Any]] = []
+        self.writes: list[tuple[str, str]] = []  # (method, path) of every write
+
+    def writes_to(self, plural: str, name: str) -> list[tuple[str, str]]:
+        return [w for w in self.writes if w[1].endswith(f"/{plural}/{name}")]
 
     def _call(
         self,
@@ -65,6 +94,7 @@ class DryRunKube(Kube):
             return {}
         if method != "GET":
             query = [*(query or []), ("dryRun", "All")]
+            self.writes.append((method, path))
         result = super()._call(method, path, body, query, content_type, timeout)
         if method == "PATCH" and path.endswith("/status"):
             self.statuses.append(result.get("status") or {})
@@ -105,6 +135,9 @@ def test_every_accepted_spec_gets_accepted_children_or_an_invalid_spec_status(
     @given(name=NAMES, spec=from_schema(spec_schema()))
     # Cases fuzzing found once, kept so every run tries them.
     @example(name="a", spec={**MINIMAL, "runtime": {"args": ["emoji 🙂", "DEL \x7f"]}})
+    @example(name="fraud.v2", spec=MINIMAL)
+    @example(name="2fraud", spec=MINIMAL)
+    @example(name="fraud-v2", spec=MINIMAL)
     @example(name="a", spec={**MINIMAL, "runtime": {"resources": {"kind": {}}}})
     @example(
         name="a",
@@ -123,6 +156,8 @@ def test_every_accepted_spec_gets_accepted_children_or_an_invalid_spec_status(
     def one_spec(name: str, spec: dict[str, Any]) -> None:
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
         created, refusal = create(cluster, namespace, body)
+        if name_must_be_refused(name):
+            assert refusal is not None, f"a resource named {name!r} was admitted"
         if refusal is not None:
             assert refusal.status in (400, 422), f"refused with {refusal.status}: {refusal.body}"
             message = json.loads(refusal.body)["message"]
@@ -151,3 +186,63 @@ def test_every_accepted_spec_gets_accepted_children_or_an_invalid_spec_status(
     # The strategy must reach all three outcomes, or it tests less than it claims.
     assert outcomes["refused at admission"] > 0, outcomes
     assert outcomes["children accepted"] >= EXAMPLES // 10, outcomes
+
+
+GATEWAY_SPEC: dict[str, Any] = {
+    **MINIMAL,
+    "traffic": {"router": "GatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}},
+}
+
+
+def test_two_resources_never_share_a_child(cluster: Cluster, namespace: str) -> None:
+    """A GatewayAPI resource ``<a>`` at version n owns Service ``<a>-v<n>``, the name of
+    resource ``<a>-v<n>``'s own Service: the second name is refused, whichever comes first."""
+
+    @settings(max_examples=max(EXAMPLES // 10, 5), deadline=None, derandomize=True, database=None)
+    @given(base=SERVICE_NAMES.filter(lambda n: len(n) <= 40), version=st.integers(1, 10**6))
+    def one_pair(base: str, version: int) -> None:
+        if re.search(VERSION_SUFFIX_PATTERN, base):
+            return  # refused on its own: the fuzzer above covers it
+        first = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": base},
+            "spec": {**GATEWAY_SPEC, "model": {**MINIMAL["model"], "version": version}},
+        }
+        second = {**first, "metadata": {"name": f"{base}-v{version}"}, "spec": GATEWAY_SPEC}
+        _, refusal = create(cluster, namespace, first)
+        assert refusal is None, refusal
+        try:
+            _, refusal = create(cluster, namespace, second)
+            assert refusal is not None, (
+                f"{base} at version {version} and {base}-v{version} were both admitted"
+            )
+            assert "metadata.name" in json.loads(refusal.body)["message"]
+        finally:
+            cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, base)
+
+    one_pair()
+
+
+def test_a_resource_named_like_another_owners_service_does_not_take_it(
+    cluster: Cluster, namespace: str
+) -> None:
+    service = {
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    cluster.core.create_namespaced_service(namespace, service)
+    body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "web"}, "spec": MINIMAL}
+    created, refusal = create(cluster, namespace, body)
+    assert created is not None, refusal
+    kube = DryRunKube(load_client_config(4, str(cluster.kubeconfig)))
+    cache = new_cache()
+    cache.upsert(KIND, created)
+    try:
+        with pytest.raises(RetryLaterError, match="Service web exists and is not managed by modeldeploy"):
+            Reconciler(Writes(kube), cache, Applier(kube, cache)).reconcile(namespace, "web")
+        degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+        assert degraded["reason"] == "ChildOwnedByAnother"
+        assert not kube.writes_to("services", "web")
+    finally:
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web")

@@ -6,21 +6,37 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from modeldeploy.api.names import ANNOTATION_APPLIED_HASH, LABEL_APPLIED_HASH
 from modeldeploy.api.spec import ModelDeployment
-from modeldeploy.children.deployment import build_deployment
+from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.desired import DesiredState
 from modeldeploy.children.routing import build_service
-from modeldeploy.control.apply import Applier, manifest_hash
+from modeldeploy.control.apply import Applier, ChildOwnedByAnotherError, manifest_hash
 from modeldeploy.control.kinds import new_cache
 from modeldeploy.kube.cache import ObjectCache
 
 
 class RecordingKube:
-    """Answers an apply with what was sent, as the API server would (plus a resourceVersion)."""
+    """Answers an apply with what was sent, as the API server would (plus a resourceVersion);
+    a get and a delete with what ``existing`` holds."""
 
     def __init__(self) -> None:
         self.applied: list[dict[str, Any]] = []
+        self.existing: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> live object
+        self.reads: list[tuple[str, str]] = []
+        self.deleted: list[tuple[str, str, dict[str, str] | None]] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append((kind, name))
+        return copy.deepcopy(self.existing.get((kind, name)))
+
+    def delete(
+        self, kind: str, namespace: str, name: str, preconditions: dict[str, str] | None = None
+    ) -> bool:
+        self.deleted.append((kind, name, preconditions))
+        return self.existing.pop((kind, name), None) is not None
 
     def apply(self, manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
         self.applied.append(copy.deepcopy(manifest))
@@ -73,3 +89,65 @@ def test_a_child_an_older_operator_annotated_with_the_same_hash_is_not_applied_a
     assert kube.applied[0]["metadata"]["labels"][LABEL_APPLIED_HASH] == manifest_hash(
         build_deployment(md, 3, 4, "stable")
     )
+
+
+def controlled_by(holder_uid: str, kind: str, name: str, **meta: Any) -> dict[str, Any]:
+    ref = {"apiVersion": "v1", "kind": "X", "name": "holder", "uid": holder_uid, "controller": True}
+    return {"kind": kind, "metadata": {"name": name, "namespace": "ml", "ownerReferences": [ref], **meta}}
+
+
+def test_a_child_another_owner_controls_is_refused_and_not_written(md: ModelDeployment) -> None:
+    apply, kube, _ = applier()
+    kube.existing[("Service", md.name)] = controlled_by("another-uid", "Service", md.name, uid="s-1")
+    refusal = f"Service {md.name} exists and is controlled by X holder"
+    with pytest.raises(ChildOwnedByAnotherError, match=refusal):
+        apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
+    assert kube.applied == []
+
+
+def test_a_child_nobody_controls_is_taken_only_when_labelled_as_ours(md: ModelDeployment) -> None:
+    apply, kube, _ = applier()
+    foreign = {"kind": "Service", "metadata": {"name": md.name, "namespace": "ml", "labels": {"app": "web"}}}
+    kube.existing[("Service", md.name)] = foreign
+    with pytest.raises(ChildOwnedByAnotherError, match="is not managed by modeldeploy"):
+        apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
+    # One the resource orphaned (its labels, no controller) is adopted.
+    orphan = build_service(md)
+    del orphan["metadata"]["ownerReferences"]
+    kube.existing[("Service", md.name)] = orphan
+    apply.ensure(md, "second", lambda: DesiredState(children=[build_service(md)]))
+    assert [m["metadata"]["name"] for m in kube.applied] == [md.name]
+
+
+def test_a_child_is_looked_at_once_not_at_every_resync(md: ModelDeployment) -> None:
+    apply, kube, _ = applier()
+    apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
+    apply.clear()  # a resync re-applies everything once
+    apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
+    assert len(kube.applied) == 2
+    assert kube.reads == [("Service", md.name)]
+
+
+def test_a_delete_names_the_uid_and_spares_another_owners_namesake(md: ModelDeployment) -> None:
+    apply, kube, _ = applier()
+    ours = build_config_map(md, 1)
+    ours["metadata"].update(uid="cm-1", resourceVersion="4")
+    kube.existing[("ConfigMap", ours["metadata"]["name"])] = ours
+    taken = controlled_by("another-uid", "ConfigMap", f"{md.name}-v2-config", uid="cm-2")
+    kube.existing[("ConfigMap", taken["metadata"]["name"])] = taken
+    deletions = [("ConfigMap", f"{md.name}-v1-config"), ("ConfigMap", f"{md.name}-v2-config")]
+    apply.ensure(md, "first", lambda: DesiredState(deletions=deletions))
+    assert kube.deleted == [("ConfigMap", f"{md.name}-v1-config", {"uid": "cm-1", "resourceVersion": "4"})]
+    assert ("ConfigMap", f"{md.name}-v2-config") in kube.existing
+
+
+def test_a_watched_child_is_deleted_by_the_uid_the_cache_holds(md: ModelDeployment) -> None:
+    # The cache's resourceVersion of a Deployment lags its status updates: uid only.
+    apply, kube, cache = applier()
+    live = build_deployment(md, 2, 1, "stable")
+    live["metadata"].update(uid="d-2", resourceVersion="8")
+    cache.upsert("Deployment", live)
+    kube.existing[("Deployment", f"{md.name}-v2")] = live
+    apply.ensure(md, "first", lambda: DesiredState(deletions=[("Deployment", f"{md.name}-v2")]))
+    assert kube.deleted == [("Deployment", f"{md.name}-v2", {"uid": "d-2"})]
+    assert kube.reads == []

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from modeldeploy.api.names import LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
 from modeldeploy.control.kinds import new_cache
+from modeldeploy.kube.cache import MAX_REMOVED_STAMPS
 
 from .objects import deployment, model_deployment_body, pod, pod_status
 
@@ -141,3 +146,56 @@ def test_the_cache_keeps_of_a_pod_what_observe_reads() -> None:
     assert held["spec"] == {"readinessGates": gate}
     assert held["status"] is body["status"]
     assert "containers" in body["spec"]  # the watch's own body is not changed
+
+
+class InterleavingLock:
+    """The cache's lock, letting another writer in right after its ``turn``-th release:
+    what another thread may do between two of the cache's own steps."""
+
+    def __init__(self, turn: int, write: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self._turn = turn
+        self._write: Callable[[], None] | None = write
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._turn -= 1
+        if self._turn == 0 and self._write is not None:
+            write, self._write = self._write, None
+            write()
+
+
+@pytest.mark.parametrize("turn", range(1, 8))
+def test_a_write_landing_while_a_list_is_stored_is_never_undone(turn: int) -> None:
+    cache = new_cache()
+    cache.upsert("ModelDeployment", model_deployment_body(resource_version="10", status={"stable": 1}))
+    since = cache.mark()
+    listed = model_deployment_body(resource_version="50", status={"stable": 1})
+    written = model_deployment_body(resource_version="60", status={"stable": 2})
+    cache._lock = InterleavingLock(turn, lambda: cache.upsert("ModelDeployment", written))  # type: ignore[assignment]
+    cache.replace("ModelDeployment", "ml", [listed], since)
+    for _ in range(8):
+        cache.mark()  # lets a write not let in yet land
+    assert cache.get("ModelDeployment", "ml", "mnist")["status"] == {"stable": 2}  # type: ignore[index]
+
+
+def test_stamps_of_removed_objects_stay_bounded_and_a_stale_list_resurrects_none() -> None:
+    cache = new_cache()
+    since = cache.mark()
+    churn = MAX_REMOVED_STAMPS * 2
+    for index in range(churn):
+        cache.upsert("Pod", pod(f"mnist-v1-{index}", resource_version=str(index + 1)))
+        cache.remove("Pod", "ml", f"mnist-v1-{index}")
+    assert len(cache._changed) <= MAX_REMOVED_STAMPS  # what the cache keeps about removals
+    # A list taken before those removals, slower than all of them, must not bring one back.
+    stale = [pod("mnist-v1-0", resource_version="1"), pod(f"mnist-v1-{churn - 1}", resource_version="1")]
+    cache.replace("Pod", "ml", stale, since)
+    assert cache.get("Pod", "ml", "mnist-v1-0") is None
+    assert cache.get("Pod", "ml", f"mnist-v1-{churn - 1}") is None
+    # A list taken after them is the truth again, and accounts for every removal.
+    cache.replace("Pod", "ml", [pod("mnist-v1-0", resource_version="9")], cache.mark())
+    assert cache.get("Pod", "ml", "mnist-v1-0") is not None
+    assert len(cache._changed) == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from modeldeploy.api import crdgen
@@ -108,3 +110,34 @@ def test_every_field_has_a_description_for_kubectl_explain() -> None:
     schema = _version()["schema"]["openAPIV3Schema"]
     # metadata: the API server allows nothing but its type (and explains it itself).
     assert list(_undescribed(schema, "")) == [".metadata"]
+
+
+NAME_MATCH = re.compile(r"^(!?)self\.metadata\.name\.matches\('([^']*)'\)$")
+
+
+def name_refused_by_schema(name: str) -> bool:
+    """Whether the root's rules on metadata.name's form refuse ``name`` (CEL's matches is an
+    RE2 search, which Python's re.search agrees with for these patterns)."""
+    root = _version()["schema"]["openAPIV3Schema"]
+    for rule in root["x-kubernetes-validations"]:
+        match = NAME_MATCH.match(rule["rule"])
+        if match is not None and bool(re.search(match.group(2), name)) == bool(match.group(1)):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("fraud", False),
+        ("fraud-v2x", False),
+        ("a-v2-b", False),
+        ("fraud-v2", True),  # would share Service fraud-v2 with resource fraud at version 2
+        ("fraud-v10", True),
+        ("fraud.v2", True),  # a valid resource name, not a valid Service name
+        ("2fraud", True),
+        ("fraud-", True),
+    ],
+)
+def test_names_that_would_break_or_share_a_child_are_refused(name: str, refused: bool) -> None:
+    assert name_refused_by_schema(name) is refused

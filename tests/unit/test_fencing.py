@@ -14,7 +14,7 @@ from modeldeploy.control.kinds import new_cache
 from modeldeploy.kube.transport import ApiError
 from modeldeploy.kube.workqueue import RetryLaterError
 
-from .test_reconcile import FakeKube, deployment, pod, reconciler, resource
+from .test_reconcile import UID, FakeKube, deployment, pod, reconciler, resource
 from .test_writes import recording_server, writes_to
 
 pytestmark = pytest.mark.timeout(30)
@@ -76,11 +76,14 @@ def test_an_update_of_a_cached_child_is_conditional_on_its_version_and_a_conflic
     live = deployment(1, replicas=1, serving=1)
     live["metadata"]["resourceVersion"] = "31"
     live["metadata"]["labels"]["serving.modeldeploy.dev/applied-hash"] = "stale"
+    owner = [{"kind": "ModelDeployment", "name": "mnist", "uid": UID, "controller": True}]
+    live["metadata"]["ownerReferences"] = owner
     cache.upsert("Deployment", live)
     kube = ChildKube()
     applier = Applier(kube, cache)  # type: ignore[arg-type]
     name = live["metadata"]["name"]
-    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "ml"}}
+    meta = {"name": name, "namespace": "ml", "ownerReferences": owner}
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta}
     applier._apply_if_changed(("ml", "mnist"), dict(manifest))
     assert kube.versions == ["31"]
     kube.refuse = 409  # a replica leading now wrote the Deployment since

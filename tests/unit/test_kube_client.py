@@ -74,12 +74,24 @@ def test_an_apply_body_is_yaml_that_reads_back_the_same(text: str) -> None:
 
 @contextlib.contextmanager
 def json_server(answer: Callable[[http.server.BaseHTTPRequestHandler], dict[str, Any]]) -> Iterator[int]:
-    """A plain-HTTP server on 127.0.0.1 answering every GET with ``answer(request)`` as JSON; its port."""
+    """A plain-HTTP server on 127.0.0.1 answering every GET and DELETE with ``answer(request)``
+    as JSON (with its ``code`` as the status, if it has one); its port."""
 
     class Answering(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = json.dumps(answer(self)).encode()
             self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_DELETE(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.sent = json.loads(self.rfile.read(length) or b"null")  # type: ignore[attr-defined]
+            answer_body = answer(self)
+            self.send_response(int(answer_body.get("code", 200)))
+            body = json.dumps(answer_body).encode()
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -148,3 +160,21 @@ def test_list_versions_asks_for_metadata_only(tmp_path: Path) -> None:
         versions = client.list_versions(BY_KIND["ModelDeployment"], "ml")
     assert versions == {"mnist": "42"}
     assert accepted == ["application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"]
+
+
+def test_a_delete_names_the_object_meant_and_a_failed_precondition_deletes_nothing(tmp_path: Path) -> None:
+    """A child is deleted by uid, not by name alone: a namesake made since (by someone
+    else) is never deleted, and the server's 409 for it is no error."""
+    sent: list[Any] = []
+
+    def conflict(request: http.server.BaseHTTPRequestHandler) -> dict[str, Any]:
+        sent.append(request.sent)  # type: ignore[attr-defined]
+        return {"kind": "Status", "code": 409, "reason": "Conflict", "message": "Precondition failed: UID"}
+
+    with json_server(conflict) as port:
+        client = kube.Kube(kube.load_client_config(2, str(loopback_kubeconfig(tmp_path, port))), BY_KIND)
+        deleted = client.delete("Service", "ml", "fraud-v2", {"uid": "u-1", "resourceVersion": "7"})
+    assert deleted is False
+    assert sent == [
+        {"propagationPolicy": "Background", "preconditions": {"uid": "u-1", "resourceVersion": "7"}}
+    ]

@@ -40,6 +40,7 @@ class FakeKube:
         self.fenced_with: list[str | None] = []
         self.gates_fenced_with: list[str | None] = []
         self.pods: dict[str, dict[str, Any]] = {}  # answered by a gate patch as patched
+        self.existing: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> what a get answers
         self._rv = itertools.count(100)
 
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +52,13 @@ class FakeKube:
         self.calls.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
         return self._stamp(manifest)
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind, name))
+        return copy.deepcopy(self.existing.get((kind, name)))
+
+    def delete(
+        self, kind: str, namespace: str, name: str, preconditions: dict[str, str] | None = None
+    ) -> bool:
         self.calls.append(("delete", kind, name))
         return True
 
@@ -140,6 +147,7 @@ def deployment(version: int, replicas: int, serving: int) -> dict[str, Any]:
         "metadata": {
             "name": f"mnist-v{version}",
             "namespace": "ml",
+            "uid": f"uid-mnist-v{version}",
             "labels": labels,
             "generation": 1,
             "resourceVersion": "7",
@@ -194,6 +202,26 @@ def test_a_pass_that_finds_nothing_new_sends_nothing() -> None:
     before = len(kube.calls)
     rec.reconcile("ml", "mnist")
     assert kube.calls[before:] == []
+
+
+@pytest.mark.parametrize("edited", ["three", "2", ""])
+def test_a_version_label_edited_by_hand_neither_stops_the_pass_nor_stays(edited: str) -> None:
+    cache = new_cache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    live = copy.deepcopy(cache.get("Deployment", "ml", "mnist-v3"))
+    assert live is not None
+    live["metadata"]["labels"]["serving.modeldeploy.dev/version"] = edited
+    live["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
+    cache.upsert("Deployment", live)
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist")
+    assert ("apply", "Deployment", "mnist-v3") in kube.calls[before:]  # the label is put back
+    assert ("delete", "Deployment", "mnist-v3") not in kube.calls
+    repaired = cache.get("Deployment", "ml", "mnist-v3")
+    assert repaired is not None
+    assert repaired["metadata"]["labels"]["serving.modeldeploy.dev/version"] == "3"
 
 
 def test_gate_opens_only_for_ready_pods_whose_version_is_available() -> None:
@@ -328,6 +356,26 @@ def test_a_child_the_server_refuses_shows_as_degraded_and_asks_for_backoff() -> 
     assert "Deployment mnist-v3" in degraded["message"]
     assert "images must be signed" in degraded["message"]
     assert ("event", "Warning", "ApplyRejected") in kube.calls
+
+
+def test_a_namesake_another_owner_holds_is_not_taken_and_status_names_it() -> None:
+    """A resource named like a Service someone else made: applied by force, the Service
+    would become the resource's (and go with it). Nothing is written to it; Degraded says
+    which child and who holds it."""
+    cache = new_cache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    kube.existing[("Service", "mnist")] = {
+        "metadata": {"name": "mnist", "namespace": "ml", "uid": "someone-else", "labels": {"app": "web"}}
+    }
+    with pytest.raises(RetryLaterError):
+        rec.reconcile("ml", "mnist")
+    assert ("apply", "Service", "mnist") not in kube.calls
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "ChildOwnedByAnother"
+    assert "Service mnist" in degraded["message"]
+    assert ("event", "Warning", "ChildOwnedByAnother") in kube.calls
 
 
 def test_the_operator_follows_the_api_servers_clock() -> None:

@@ -150,3 +150,20 @@ def test_longest_pass_is_the_oldest_pass_under_way() -> None:
     assert queue.longest_pass_seconds() == 7.0
     queue.done("young")
     assert queue.longest_pass_seconds() == 0.0
+
+
+def test_a_key_waits_for_one_timer_the_earliest() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    for delay in range(1000, 0, -1):  # every pass asks again, each sooner
+        queue.add_after("a", float(delay))
+    for delay in range(1, 1000):
+        queue.add_after("a", float(delay))  # later than the one already waiting: nothing new
+    assert len(queue) == 1
+    assert len(queue._delayed) <= 2 * 1 + 16  # superseded timers do not pile up
+    clock.now = 1.0
+    assert queue.get() == "a"
+    queue.done("a")
+    clock.now = 2000.0
+    assert len(queue) == 0
+    assert queue.ready() == 0

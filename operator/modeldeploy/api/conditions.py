@@ -29,6 +29,7 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     INVALID_SPEC = "InvalidSpec"
     APPLY_REJECTED = "ApplyRejected"
+    CHILD_OWNED_BY_ANOTHER = "ChildOwnedByAnother"
     PRE_TRAFFIC_BLOCKED = "PreTrafficBlocked"
     MODEL_FETCH_FAILED = "ModelFetchFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"

@@ -30,6 +30,17 @@ NAME_FITS_CHILDREN = {
     "message": "metadata.name plus '-v' and spec.model.version must fit in 63 characters: the children are "
     "named <name>-v<version>; choose a shorter name",
 }
+NAME_IS_A_SERVICE_NAME = {
+    "rule": f"self.metadata.name.matches('{names.RESOURCE_NAME_PATTERN}')",
+    "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting "
+    "with a letter and ending with a letter or digit): it names the resource's Services",
+}
+NAME_HAS_NO_VERSION_SUFFIX = {
+    "rule": f"!self.metadata.name.matches('{names.VERSION_SUFFIX_PATTERN}')",
+    "message": "metadata.name must not end in -v<digits>: version N's children are named <name>-v<N>, "
+    "so such a name would share children with another resource's",
+}
+NAME_RULES = [NAME_FITS_CHILDREN, NAME_IS_A_SERVICE_NAME, NAME_HAS_NO_VERSION_SUFFIX]
 # `kubectl scale` and a HorizontalPodAutoscaler targeting the resource write spec.replicas, the
 # stable version's size; the operator reports that version's pods (rollout/scale.py). With
 # spec.autoscaling set the operator runs its own HPA, and the CEL rule that refuses replicas
@@ -182,7 +193,7 @@ def build_crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "A TensorFlow Serving model version rolled out by canary steps.",
                             "required": ["spec"],
-                            "x-kubernetes-validations": [NAME_FITS_CHILDREN],
+                            "x-kubernetes-validations": NAME_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string", "description": COMMON_FIELDS["apiVersion"]},
                                 "kind": {"type": "string", "description": COMMON_FIELDS["kind"]},

@@ -66,8 +66,26 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 # ----- child names: fixed (never generateName), so retries never make a second child -----
+# What a ModelDeployment's name must be (the CRD's rules refuse any other): a DNS-1035 label,
+# since it names a Service (a dot or a leading digit passes a resource name, not a Service's);
+RESOURCE_NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# and not ending like a version's children, so <a>-v<n> never names two resources' children
+# (a resource "fraud" at version 2 and a resource "fraud-v2" would share Service fraud-v2).
+VERSION_SUFFIX_PATTERN = "-v[0-9]+$"
+
+
 def deployment_name(md_name: str, version: int) -> str:
     return f"{md_name}-v{version}"
+
+
+def version_in_child_name(md_name: str, child_name: str) -> int | None:
+    """The version a child's name (``<md_name>-v<version>``) says, if it is one: unlike
+    its version label, a name cannot be edited."""
+    prefix = f"{md_name}-v"
+    digits = child_name[len(prefix) :] if child_name.startswith(prefix) else ""
+    if not digits.isdigit() or not digits.isascii() or (digits.startswith("0") and digits != "0"):
+        return None
+    return int(digits)
 
 
 def config_map_name(md_name: str, version: int) -> str:

@@ -140,9 +140,15 @@ class Counters(CamelModel):
     errors: float = 0
     """Non-OK answers counted so far."""
     buckets: dict[str, float] = Field(default_factory=dict)
-    """Cumulative latency histogram counts per bucket bound (microseconds), compacted."""
+    """Cumulative latency histogram counts per bucket bound (microseconds), compacted: summed
+    over the pods when there are too many to keep each one's (see podCounts)."""
     pods: dict[str, PodCounters] = Field(default_factory=dict)
     """The same per pod, so a restarted pod cannot hide its errors."""
+    pod_counts: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="[requests, errors] per pod, instead of pods when the canary has too many pods to "
+        "keep a histogram each: status stays small, the pods' buckets are summed in buckets.",
+    )
 
     @field_validator("requests", "errors", "buckets")
     @classmethod

@@ -16,10 +16,19 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from ..api.names import ANNOTATION_APPLIED_HASH, FIELD_MANAGER, HANDOVER_FIELD_MANAGER, LABEL_APPLIED_HASH
+from ..api.conditions import Reason
+from ..api.names import (
+    ANNOTATION_APPLIED_HASH,
+    FIELD_MANAGER,
+    HANDOVER_FIELD_MANAGER,
+    LABEL_APPLIED_HASH,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGED_BY,
+)
 from ..api.spec import ModelDeployment
 from ..children.deployment import build_replica_handover
 from ..children.desired import DesiredState
@@ -34,8 +43,8 @@ LOG = logging.getLogger(__name__)
 
 Owner = tuple[str, str]  # namespace, ModelDeployment name
 ChildKey = tuple[str, str]  # kind, name (in the owner's namespace)
-# A watched child as applied: (kind, namespace, name, hash).
-AppliedChild = tuple[str, str, str, str]
+# A watched child as applied: (kind, namespace, name, hash, labels).
+AppliedChild = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
 
 
 def manifest_hash(manifest: Manifest) -> str:
@@ -51,6 +60,14 @@ def applied_hash(live: dict[str, Any] | None) -> str | None:
     return labels.get(LABEL_APPLIED_HASH) or annotations.get(ANNOTATION_APPLIED_HASH)
 
 
+def labels_kept(live: dict[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Every label the operator applied is still on the live child. The hash label alone
+    misses a label edited by hand (a version label, which says which version a child
+    runs): such a child is applied again."""
+    live_labels: dict[str, str] = (live or {}).get("metadata", {}).get("labels") or {}
+    return all(live_labels.get(key) == value for key, value in labels.items())
+
+
 def owns_replicas(deployment: dict[str, Any] | None) -> bool:
     """Whether the operator's own apply still owns spec.replicas of a live Deployment."""
     for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
@@ -62,8 +79,52 @@ def owns_replicas(deployment: dict[str, Any] | None) -> bool:
 class ApplyRejectedError(Exception):
     """The API server refused a child (invalid, forbidden): retrying the same manifest cannot help."""
 
+    reason: str = Reason.APPLY_REJECTED
+
     def __init__(self, kind: str, name: str, status: int, message: str) -> None:
         super().__init__(f"the API server refused {kind} {name} ({status}): {message}"[:MESSAGE_LIMIT])
+
+
+class ChildOwnedByAnotherError(ApplyRejectedError):
+    """A child's name is taken by an object the resource does not own: applied by force it
+    would become the resource's, and be deleted with it."""
+
+    reason: str = Reason.CHILD_OWNED_BY_ANOTHER
+
+    def __init__(self, kind: str, name: str, holder: str) -> None:
+        Exception.__init__(self, f"{kind} {name} exists and {holder}: not taking it over"[:MESSAGE_LIMIT])
+
+
+def controller_of(live: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner reference marked controller, if any."""
+    refs = live.get("metadata", {}).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), None)
+
+
+def foreign_holder(live: dict[str, Any] | None, manifest: Manifest) -> str | None:
+    """Who holds ``live`` if not the owner ``manifest`` names, worded for a condition;
+    None when the child is free or the owner's: absent, controlled by the owner, or
+    controlled by nobody yet labelled as the owner's (a child it orphaned)."""
+    if live is None:
+        return None
+    ours = controller_of(manifest) or {}
+    controller = controller_of(live)
+    if controller is not None:
+        if controller.get("uid") == ours.get("uid"):
+            return None
+        return f"is controlled by {controller.get('kind', '?')} {controller.get('name', '?')}"
+    labels = live.get("metadata", {}).get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_NAME) == ours.get("name"):
+        return None
+    return "is not managed by modeldeploy"
+
+
+def ours_to_delete(live: dict[str, Any], owner_uid: str) -> bool:
+    """Whether the owner controls ``live``, or is its only kind of owner (no controller)."""
+    controller = controller_of(live)
+    if controller is not None:
+        return bool(controller.get("uid") == owner_uid)
+    return any(ref.get("uid") == owner_uid for ref in live.get("metadata", {}).get("ownerReferences") or [])
 
 
 # Answers that say the manifest itself (or our rights to it) is the problem, not the moment.
@@ -89,12 +150,17 @@ class Applier:
         # owner -> what its last complete apply was computed from, and the watched
         # children it left behind with their hashes.
         self._planned: dict[Owner, tuple[Hashable, list[AppliedChild]]] = {}
+        # owner -> children seen to be its own (or free) before they were first applied:
+        # each is looked at once, not at every resync (server-side apply by force would
+        # take a namesake from whoever holds it).
+        self._claimed: dict[Owner, set[ChildKey]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the memo of a deleted ModelDeployment's children."""
         with self._lock:
             self._applied.pop((namespace, name), None)
             self._planned.pop((namespace, name), None)
+            self._claimed.pop((namespace, name), None)
 
     def clear(self) -> None:
         """Periodic resync: re-apply everything once, repairing drift in unwatched kinds."""
@@ -115,10 +181,11 @@ class Applier:
             self._planned[owner] = (fingerprint, applied)
 
     def _intact(self, children: list[AppliedChild]) -> bool:
-        """Every watched child is live and still carries the hash we applied."""
+        """Every watched child is live and still carries the hash and labels we applied."""
         return all(
-            applied_hash(self.cache.get(kind, namespace, name)) == digest
-            for kind, namespace, name, digest in children
+            applied_hash(live := self.cache.get(kind, namespace, name)) == digest
+            and labels_kept(live, dict(labels))
+            for kind, namespace, name, digest, labels in children
         )
 
     def _apply_state(self, md: ModelDeployment, state: DesiredState) -> list[AppliedChild]:
@@ -134,14 +201,15 @@ class Applier:
         for child in state.children:
             digest = self._apply_if_changed(owner, child)
             if child["kind"] in WATCHED_CHILDREN:
-                applied.append((child["kind"], md.namespace, child["metadata"]["name"], digest))
+                labels = tuple(sorted((child["metadata"].get("labels") or {}).items()))
+                applied.append((child["kind"], md.namespace, child["metadata"]["name"], digest, labels))
         for deployment, size in created:
             self._hand_over(deployment, size)
         for kind in state.absent_kinds:
             for live in self.cache.children(kind, md.namespace, md.name, md.uid):
-                self._delete(owner, kind, live["metadata"]["name"])
+                self._delete(owner, md.uid, kind, live["metadata"]["name"])
         for kind, name in state.deletions:
-            self._delete(owner, kind, name)
+            self._delete(owner, md.uid, kind, name)
         return applied
 
     def _apply_if_changed(self, owner: Owner, manifest: Manifest) -> str:
@@ -153,12 +221,13 @@ class Applier:
         if kind in WATCHED_CHILDREN:
             live = self.cache.get(kind, owner[0], name)
             live_hash = applied_hash(live)
-            if live_hash == digest:
+            if live_hash == digest and labels_kept(live, manifest["metadata"].get("labels") or {}):
                 remembered = True
             elif live is None or live_hash is not None:
                 remembered = False  # gone, or changed since: apply again
         if remembered:
             return digest
+        self._claim(owner, manifest)
         meta = manifest["metadata"]
         # A copy: a builder's labels dict may be another field's too (a selector).
         meta["labels"] = {**(meta.get("labels") or {}), LABEL_APPLIED_HASH: digest}
@@ -206,10 +275,48 @@ class Applier:
         meta = deployment["metadata"]
         LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
 
-    def _delete(self, owner: Owner, kind: str, name: str) -> None:
-        if not self.leading():
-            raise NotLeadingError(f"stopped leading before deleting {kind} {name}")
-        if self.kube.delete(kind, owner[0], name):
-            LOG.info("deleted %s %s/%s", kind, owner[0], name)
+    def _claim(self, owner: Owner, manifest: Manifest) -> None:
+        """Refuse (ChildOwnedByAnotherError) a child whose name another owner's object holds.
+        A child not claimed before is read: from the cache if it holds it, else from the API
+        server (the watches see only children labelled as the operator's)."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        with self._lock:
+            if (kind, name) in self._claimed.get(owner, set()):
+                return
+        live = self.cache.get(kind, owner[0], name) if kind in WATCHED_CHILDREN else None
+        if live is None:
+            live = self.kube.get(kind, owner[0], name)
+        holder = foreign_holder(live, manifest)
+        if holder is not None:
+            raise ChildOwnedByAnotherError(kind, name, holder)
+        with self._lock:
+            self._claimed.setdefault(owner, set()).add((kind, name))
+
+    def _delete(self, owner: Owner, owner_uid: str, kind: str, name: str) -> None:
+        """Delete a child the owner controls, by uid: never a namesake someone made since.
+        Read fresh, also by resourceVersion; one more try if it changed since that read."""
+        for _ in range(2):
+            live, fresh = self._read_for_delete(kind, owner[0], name)
+            if live is None:
+                break
+            if not ours_to_delete(live, owner_uid):
+                LOG.warning("not deleting %s %s/%s: another owner's", kind, owner[0], name)
+                break
+            preconditions = {"uid": live["metadata"]["uid"]}
+            if fresh and live["metadata"].get("resourceVersion"):
+                preconditions["resourceVersion"] = live["metadata"]["resourceVersion"]
+            if not self.leading():
+                raise NotLeadingError(f"stopped leading before deleting {kind} {name}")
+            if self.kube.delete(kind, owner[0], name, preconditions):
+                LOG.info("deleted %s %s/%s", kind, owner[0], name)
+                break
         with self._lock:
             self._applied.get(owner, {}).pop((kind, name), None)
+            self._claimed.get(owner, set()).discard((kind, name))
+
+    def _read_for_delete(self, kind: str, namespace: str, name: str) -> tuple[dict[str, Any] | None, bool]:
+        """A child as known before deleting it, and whether just read from the API server
+        (the cache's copy of a watched child may lag its resourceVersion)."""
+        if kind in WATCHED_CHILDREN:
+            return self.cache.get(kind, namespace, name), False
+        return self.kube.get(kind, namespace, name), True

@@ -13,6 +13,7 @@ from ..api.names import (
     LABEL_MODEL_AVAILABLE,
     LABEL_VERSION,
     SERVING_CONTAINER,
+    version_in_child_name,
 )
 from ..api.spec import ModelDeployment
 from ..api.status import ActionValues
@@ -73,14 +74,33 @@ def observe(cache: ObjectCache, md: ModelDeployment, body: Body) -> Observation:
     all_pods = cache.labelled("Pod", md.namespace, md.name)
     pods = [p for p in all_pods if not p["metadata"].get("deletionTimestamp")]
     serving = serving_counts(pods)
+    versioned = (
+        _with_version_of_name(d, md.name) for d in cache.children("Deployment", md.namespace, md.name, md.uid)
+    )
     deployments = {
         dep.version: dep
         for dep in (
             ObservedDeployment.from_manifest(d, serving_replicas=serving.get(version_of(d), 0))
-            for d in cache.children("Deployment", md.namespace, md.name, md.uid)
+            for d in versioned
+            if d is not None
         )
     }
     return Observation(all_pods, pods, deployments, _digests(all_pods), requested_actions(body))
+
+
+def _with_version_of_name(deployment: Body, md_name: str) -> Body | None:
+    """The Deployment labelled with the version its name says; None when its name is none of
+    the resource's. A version label edited by hand must not stop every pass (nor pass
+    the child off as another version's): the apply puts the label back."""
+    version = version_in_child_name(md_name, deployment["metadata"].get("name", ""))
+    if version is None:
+        return None
+    meta = deployment["metadata"]
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_VERSION) == str(version):
+        return deployment
+    # A copy: the cache's bodies are shared and never changed.
+    return {**deployment, "metadata": {**meta, "labels": {**labels, LABEL_VERSION: str(version)}}}
 
 
 def requested_actions(body: Body) -> ActionValues:

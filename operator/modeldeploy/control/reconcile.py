@@ -132,12 +132,14 @@ class Reconciler:
             self._write_status(body, written, recorded, check)
             body, written, check = self._current_body(body), recorded, None
         rejected = self._apply(md, plan, facts.spec_problem)
-        status = derive_status(md, plan, previous, replace(facts, rejected=rejected))
+        if rejected is not None:
+            facts = replace(facts, rejected=str(rejected), rejected_reason=rejected.reason)
+        status = derive_status(md, plan, previous, facts)
         if not self.leading():
             return None
         self._write_status(body, written, status, check)
         if rejected is not None:
-            raise RetryLaterError(rejected)  # status says why; the work queue backs off
+            raise RetryLaterError(str(rejected))  # status says why; the work queue backs off
         waits = [
             w for w in (plan.requeue_after, GATE_RETRY_SECONDS if closed_gates else None) if w is not None
         ]
@@ -165,15 +167,15 @@ class Reconciler:
         ends = plan.outcome is not None and plan.outcome.result is not RolloutResult.PROMOTED
         return plan if ends else None
 
-    def _apply(self, md: ModelDeployment, plan: Plan, problem: str | None) -> str | None:
-        """Make the cluster hold the plan's children; why the API server refused one, if it did.
+    def _apply(self, md: ModelDeployment, plan: Plan, problem: str | None) -> ApplyRejectedError | None:
+        """Make the cluster hold the plan's children; why one was refused, if it was.
         A spec the children cannot be built from applies nothing (status says why)."""
         if problem is not None:
             return None
         try:
             self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
         except ApplyRejectedError as exc:
-            return str(exc)
+            return exc
         return None
 
     def _current_body(self, body: dict[str, Any]) -> dict[str, Any]:

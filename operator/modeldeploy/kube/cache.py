@@ -14,6 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 Key = tuple[str, str, str]  # kind, namespace, name
+# Change stamps of removed objects kept at most: pods come and go for good, and a kind
+# whose watch never breaks is never listed again to account for them.
+MAX_REMOVED_STAMPS = 4096
 # What of a body the cache keeps: (kind, body) -> the body to store.
 Trim = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -38,6 +41,10 @@ class ObjectCache:
         # (removed keys too): a list taken before a change must not undo it (see replace).
         self._stamp = 0
         self._changed: dict[Key, int] = {}
+        # Keys of removed objects whose stamp is still kept, oldest first; and the newest
+        # stamp dropped to stay under MAX_REMOVED_STAMPS (see _changed_after).
+        self._removed: dict[Key, None] = {}
+        self._dropped_upto = 0
 
     def trim(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` as the cache would store it."""
@@ -51,6 +58,16 @@ class ObjectCache:
     def _bump(self, key: Key) -> None:
         self._stamp += 1
         self._changed[key] = self._stamp
+        self._removed.pop(key, None)
+
+    def _bump_removed(self, key: Key) -> None:
+        """Stamp a removal, keeping the stamps of at most MAX_REMOVED_STAMPS removed objects."""
+        self._bump(key)
+        self._removed[key] = None
+        while len(self._removed) > MAX_REMOVED_STAMPS:
+            oldest = next(iter(self._removed))
+            del self._removed[oldest]
+            self._dropped_upto = max(self._dropped_upto, self._changed.pop(oldest, 0))
 
     def upsert(self, kind: str, body: dict[str, Any]) -> bool:
         """Store ``body`` unless the cache already holds a newer version of the object.
@@ -59,33 +76,42 @@ class ObjectCache:
         of our own writes, which went through to the cache when it was made.
         """
         body = self._trim(kind, body)
-        meta = body.get("metadata", {})
-        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-        owner = self._owner(body)
         with self._lock:
-            held = self._objects.get(key)
-            if held is not None and _same_version(held, body):
-                return False
-            if held is not None and _newer(held, body):
-                return True
-            self._objects[key] = body
-            self._bump(key)
-            if owner is not None and kind != self.owner_kind:
-                self._children.setdefault((key[1], owner), set()).add(key)
+            return self._upsert_locked(kind, body)
+
+    def _upsert_locked(self, kind: str, body: dict[str, Any]) -> bool:
+        key = _key(kind, body)
+        held = self._objects.get(key)
+        if held is not None and _same_version(held, body):
+            return False
+        if held is not None and _newer(held, body):
             return True
+        self._store_locked(key, body)
+        return True
+
+    def _store_locked(self, key: Key, body: dict[str, Any]) -> None:
+        self._unindex_locked(key, self._objects.get(key))
+        self._objects[key] = body
+        self._bump(key)
+        owner = self._owner(body)
+        if owner is not None and key[0] != self.owner_kind:
+            self._children.setdefault((key[1], owner), set()).add(key)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
-        key = (kind, namespace, name)
         with self._lock:
-            body = self._objects.pop(key, None)
-            self._bump(key)
-            owner = self._owner(body)
-            if owner is not None:
-                children = self._children.get((namespace, owner))
-                if children is not None:
-                    children.discard(key)
-                    if not children:
-                        del self._children[(namespace, owner)]
+            self._remove_locked((kind, namespace, name))
+
+    def _remove_locked(self, key: Key) -> None:
+        self._unindex_locked(key, self._objects.pop(key, None))
+        self._bump_removed(key)
+
+    def _unindex_locked(self, key: Key, body: dict[str, Any] | None) -> None:
+        owner = self._owner(body)
+        children = self._children.get((key[1], owner)) if owner is not None else None
+        if children is not None:
+            children.discard(key)
+            if not children:
+                del self._children[(key[1], owner or "")]
 
     def replace(self, kind: str, namespace: str, items: list[dict[str, Any]], since: int) -> set[str]:
         """Make the cache hold ``items`` for ``kind`` in ``namespace``: a fresh list is the
@@ -101,48 +127,56 @@ class ObjectCache:
         Returns the names of the owners whose objects were removed or changed (of an
         owner-kind list, the owners themselves).
         """
-        listed = {(kind, namespace, item.get("metadata", {}).get("name", "")): item for item in items}
+        items = [self._trim(kind, item) for item in items]
+        listed = {_key(kind, item, namespace): item for item in items}
         touched: set[str] = set()
+        # One lock for the whole: a change that lands between a check and the write it
+        # allows would be undone by the list.
         with self._lock:
             held = [key for key in self._objects if key[0] == kind and key[1] == namespace]
-        for key in held:
-            if key not in listed and not self._changed_after(key, since):
-                owner = self._owner(self.get(*key))
-                self.remove(*key)
+            for key in held:
+                if key not in listed and not self._changed_after(key, since):
+                    owner = self._owner(self._objects.get(key))
+                    self._remove_locked(key)
+                    if owner:
+                        touched.add(owner)
+            for key, item in listed.items():
+                old = self._objects.get(key)
+                if self._changed_after(key, since) or (old is not None and _same_version(old, item)):
+                    continue
+                self._store_locked(key, item)  # the list wins, whatever its version
+                owner = self._owner(item) if kind != self.owner_kind else key[2]
                 if owner:
                     touched.add(owner)
-        for key, item in listed.items():
-            old = self.get(*key)
-            if self._changed_after(key, since) or (old is not None and _same_version(old, item)):
-                continue
-            with self._lock:
-                self._objects.pop(key, None)  # the list wins, whatever its version
-            self.upsert(kind, item)
-            owner = self._owner(item) if kind != self.owner_kind else key[2]
-            if owner:
-                touched.add(owner)
-        self._forget_removed(kind, namespace, since)
+            self._forget_removed(kind, namespace, since)
         return touched
 
     def _changed_after(self, key: Key, since: int) -> bool:
-        with self._lock:
-            return self._changed.get(key, 0) > since
+        """Under the lock. A key without a stamp changed after ``since`` only if stamps
+        newer than ``since`` were dropped: then it may be one of them, a removal the list
+        must not undo (what the list adds instead waits for its next change or list)."""
+        stamp = self._changed.get(key)
+        if stamp is None:
+            return since < self._dropped_upto
+        return stamp > since
 
     def changed_since(self, kind: str, namespace: str, name: str, since: int) -> bool:
         """Whether the object changed in the cache after ``since`` (a ``mark``): then
         ``replace`` keeps what the cache holds, whatever a list taken meanwhile says."""
-        return self._changed_after((kind, namespace, name), since)
+        with self._lock:
+            return self._changed_after((kind, namespace, name), since)
 
     def _forget_removed(self, kind: str, namespace: str, since: int) -> None:
-        """Drop the change counts of removed objects that a list has since accounted for."""
-        with self._lock:
-            gone = [
-                key
-                for key, stamp in self._changed.items()
-                if key[0] == kind and key[1] == namespace and stamp <= since and key not in self._objects
-            ]
-            for key in gone:
-                del self._changed[key]
+        """Under the lock: drop the change counts of removed objects that a list has since
+        accounted for."""
+        gone = [
+            key
+            for key in self._removed
+            if key[0] == kind and key[1] == namespace and self._changed.get(key, 0) <= since
+        ]
+        for key in gone:
+            del self._changed[key]
+            del self._removed[key]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -176,6 +210,11 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+
+def _key(kind: str, body: dict[str, Any], namespace: str | None = None) -> Key:
+    meta = body.get("metadata", {})
+    return (kind, meta.get("namespace", "") if namespace is None else namespace, meta.get("name", ""))
 
 
 def _same_version(held: dict[str, Any], incoming: dict[str, Any]) -> bool:

@@ -152,16 +152,19 @@ class Kube:
         )
         return result
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete with background propagation; False when it was already gone."""
+    def delete(
+        self, kind: str, namespace: str, name: str, preconditions: Mapping[str, str] | None = None
+    ) -> bool:
+        """Delete with background propagation; False when it was already gone, or when
+        ``preconditions`` (uid, resourceVersion) no longer hold: the name now names another
+        object, or the one meant changed since it was read."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if preconditions:
+            body["preconditions"] = dict(preconditions)
         try:
-            self._call(
-                "DELETE",
-                self._path(kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            self._call("DELETE", self._path(kind, namespace, name), body=body)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):  # 409: a precondition failed
                 return False
             raise
         return True

@@ -32,6 +32,10 @@ class WorkQueue:
         self._processing: dict[Hashable, float] = {}  # key -> when its pass started
         self._dirty: dict[Hashable, int] = {}  # added while processing -> priority
         self._delayed: list[tuple[float, int, Hashable]] = []
+        # key -> when its earliest timer falls due: a key waits for one timer at a time, as
+        # client-go's delaying queue does, since the pass it starts sets the next. Heap
+        # entries not matching it are stale, skipped when due and dropped when they pile up.
+        self._due: dict[Hashable, float] = {}
         self._seq = 0
         self._closed = False
 
@@ -54,21 +58,35 @@ class WorkQueue:
             self._queues[priority].append(key)
 
     def add_after(self, key: Hashable, delay: float) -> None:
-        """Add ``key`` (as urgent) once ``delay`` seconds have passed: a timer falling due."""
+        """Add ``key`` (as urgent) once ``delay`` seconds have passed: a timer falling due.
+        A key already waiting for an earlier time keeps that one only."""
         if delay <= 0:
             self.add(key, urgent=True)
             return
         with self._cond:
+            due = self._clock() + delay
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
             self._seq += 1
-            heapq.heappush(self._delayed, (self._clock() + delay, self._seq, key))
+            heapq.heappush(self._delayed, (due, self._seq, key))
+            self._drop_stale_timers()
             self._cond.notify()
+
+    def _drop_stale_timers(self) -> None:
+        """Rebuild the heap once superseded timers outnumber the live ones."""
+        if len(self._delayed) > 2 * len(self._due) + 16:
+            self._delayed = [entry for entry in self._delayed if self._due.get(entry[2]) == entry[0]]
+            heapq.heapify(self._delayed)
 
     def _promote_due(self) -> float | None:
         """Move due delayed keys to the queue; seconds until the next one is due."""
         now = self._clock()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
-            self._add_locked(key, PRIORITY_URGENT)
+            due, _, key = heapq.heappop(self._delayed)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self._add_locked(key, PRIORITY_URGENT)
         return self._delayed[0][0] - now if self._delayed else None
 
     def get(self) -> Hashable | None:
@@ -106,7 +124,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return sum(len(q) for q in self._queues) + len(self._delayed)
+            return sum(len(q) for q in self._queues) + len(self._due)
 
     def ready(self) -> int:
         """Keys due now and waiting for a worker (not those waiting for their time)."""

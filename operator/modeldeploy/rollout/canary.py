@@ -32,7 +32,7 @@ from ..api.status import (
     Verdict,
 )
 from .child_state import ObservedDeployment
-from .metrics import totals
+from .metrics import with_baselines
 from .sizing import canary_replicas, sized, stable_replicas
 from .types import CanaryState, Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
 
@@ -360,9 +360,8 @@ def _with_pre_traffic(canary: CanaryState, verdict: PreTrafficVerdict) -> Canary
     if verdict.status is not None:
         canary = replace(canary, pre_traffic=verdict.status)
     if verdict.baselines:
-        counters = canary.analysis.counters
-        pods = {**verdict.baselines, **(counters.pods if counters is not None else {})}
-        canary = replace(canary, analysis=_with(canary.analysis, counters=totals(pods)))
+        counters = with_baselines(canary.analysis.counters, verdict.baselines)
+        canary = replace(canary, analysis=_with(canary.analysis, counters=counters))
     return canary
 
 

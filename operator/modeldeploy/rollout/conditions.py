@@ -100,7 +100,7 @@ def degraded_problem(s: Situation) -> Problem | None:
     if facts.spec_problem is not None:
         return Problem(Reason.INVALID_SPEC, facts.spec_problem)
     if facts.rejected is not None:
-        return Problem(Reason.APPLY_REJECTED, facts.rejected)
+        return Problem(facts.rejected_reason or Reason.APPLY_REJECTED, facts.rejected)
     if s.rolled_back is not None:
         return s.rolled_back
     if facts.pre_traffic_blocked is not None:

@@ -13,6 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..api.status import Counters, PodCounters
 
+# Pods whose latency histograms the counters keep one by one; beyond, each pod keeps its
+# request and error counts only (two numbers) and the histograms are kept summed: a
+# histogram per pod made a thousand-pod canary's status most of a megabyte.
+MAX_PODS_WITH_BUCKETS = 32
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
 
@@ -106,7 +110,7 @@ def pod_difference(current: PodCounters, previous: PodCounters | None) -> PodCou
 
 def window_counts(current: dict[str, PodCounters], previous: Counters | None) -> PodCounters:
     """The interval's traffic over all pods: each pod's own difference, summed."""
-    before = previous.pods if previous is not None else {}
+    before = pods_of(previous) if previous is not None else {}
     bounds = sorted({le for counters in current.values() for le in counters.buckets}, key=_bound)
     requests = errors = 0.0
     buckets = dict.fromkeys(bounds, 0.0)
@@ -116,16 +120,81 @@ def window_counts(current: dict[str, PodCounters], previous: Counters | None) ->
         errors += delta.errors
         for le, count in expand(delta.buckets, bounds).items():
             buckets[le] += count
+    if previous is not None and previous.pod_counts:
+        buckets = _summed_bucket_difference(current, previous, bounds)
     return PodCounters(requests=requests, errors=errors, buckets=buckets)
 
 
+def pods_of(counters: Counters) -> dict[str, PodCounters]:
+    """Each pod's counters, whichever form they were kept in."""
+    counted = {
+        pod: PodCounters(requests=c[0], errors=c[1]) for pod, c in counters.pod_counts.items() if len(c) == 2
+    }
+    return {**counted, **counters.pods}
+
+
+def _summed_bucket_difference(
+    current: dict[str, PodCounters], previous: Counters, bounds: list[str]
+) -> dict[str, float]:
+    """The interval's histogram when only the sum of the pods' was kept: the sum now, less
+    what the pods that went on counting had counted. Exact unless a pod restarted or left;
+    then those pods' part of the kept sum is taken in proportion to their requests."""
+    before = pods_of(previous)
+    going_on = [
+        pod for pod, now in current.items() if pod in before and pod_difference(now, before[pod]) is not now
+    ]
+    share = 1.0
+    if len(going_on) < len(before):
+        counted_before = sum(before[pod].requests for pod in going_on)
+        share = counted_before / previous.requests if previous.requests else 0.0
+    then = expand(previous.buckets, bounds)
+    summed = _summed([counters.buckets for counters in current.values()], bounds)
+    difference: dict[str, float] = {}
+    floor = 0.0
+    for le in bounds:  # cumulative: never below the bound before, never negative
+        floor = max(floor, summed[le] - then[le] * share)
+        difference[le] = floor
+    return difference
+
+
 def totals(pods: dict[str, PodCounters]) -> Counters:
-    """The counters to keep in status: each pod's, and their sums for people reading it."""
+    """The counters to keep in status: each pod's, and their sums for people reading it.
+    Beyond MAX_PODS_WITH_BUCKETS pods, each pod's counts and the pods' summed histogram."""
+    requests = sum(p.requests for p in pods.values())
+    errors = sum(p.errors for p in pods.values())
+    if len(pods) <= MAX_PODS_WITH_BUCKETS:
+        return Counters(requests=requests, errors=errors, pods=dict(pods))
     return Counters(
-        requests=sum(p.requests for p in pods.values()),
-        errors=sum(p.errors for p in pods.values()),
-        pods=dict(pods),
+        requests=requests,
+        errors=errors,
+        buckets=compact(_summed([counters.buckets for counters in pods.values()])),
+        pod_counts={pod: [p.requests, p.errors] for pod, p in pods.items()},
     )
+
+
+def with_baselines(counters: Counters | None, baselines: dict[str, PodCounters]) -> Counters:
+    """``counters`` with the counts of pods they do not hold yet (pre-traffic baselines)."""
+    if counters is None or not counters.pod_counts:
+        return totals({**baselines, **(counters.pods if counters is not None else {})})
+    added = {pod: c for pod, c in baselines.items() if pod not in counters.pod_counts}
+    summed = _summed([counters.buckets, *(c.buckets for c in added.values())])
+    return Counters(
+        requests=counters.requests + sum(c.requests for c in added.values()),
+        errors=counters.errors + sum(c.errors for c in added.values()),
+        buckets=compact(summed),
+        pod_counts={**counters.pod_counts, **{pod: [c.requests, c.errors] for pod, c in added.items()}},
+    )
+
+
+def _summed(histograms: list[dict[str, float]], bounds: list[str] | None = None) -> dict[str, float]:
+    """Compacted cumulative histograms added up at ``bounds`` (else at all their bounds)."""
+    if bounds is None:
+        bounds = sorted({le for histogram in histograms for le in histogram}, key=_bound)
+    summed = dict.fromkeys(bounds, 0.0)
+    for histogram in histograms:
+        for le, count in expand(histogram, bounds).items():
+            summed[le] += count
+    return summed
 
 
 def quantile(q: float, buckets: dict[str, float]) -> float | None:

@@ -165,5 +165,6 @@ class PassFacts:
     spec_problem: str | None = None  # a spec the models accept yet the cluster cannot run
     digests: Mapping[int, str] = field(default_factory=dict)  # version -> artifact sha256
     rejected: str | None = None  # the API server refused the children
+    rejected_reason: str | None = None  # the condition reason for ``rejected``, if not ApplyRejected
     recovered_lost: tuple[str, ...] | None = None  # status was rebuilt; what it lost
     pre_traffic_blocked: str | None = None  # the pre-traffic checks cannot run: gates stay shut
