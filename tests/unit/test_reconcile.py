@@ -284,13 +284,10 @@ def test_spec_the_models_refuse_is_reported_with_the_field() -> None:
     assert "spec.model.version" in kube.statuses[-1]["conditions"][-1]["message"]
 
 
-def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
+def canary_at_its_first_step(analysis: dict[str, Any]) -> ObjectCache:
+    """Version 2 serves; version 3's canary serves at its first step with one gated pod."""
     spec = copy.deepcopy(SAMPLE_SPEC)
-    spec["rollout"] = {
-        "strategy": "Canary",
-        "steps": [{"weight": 20, "pause": "5m"}],
-        "analysis": {"interval": "5s", "minRequests": 1},
-    }
+    spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 20, "pause": "5m"}], "analysis": analysis}
     canary = {
         "version": 3,
         "weight": 20,
@@ -304,6 +301,11 @@ def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
     cache = new_cache()
     cache.upsert(KIND, resource(spec=spec, status=status))
     cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
+    return cache
+
+
+def test_due_check_reads_the_gated_canary_pods_and_keeps_its_counters() -> None:
+    cache = canary_at_its_first_step({"interval": "5s", "minRequests": 1})
     cache.upsert("Pod", pod("mnist-v3-b", 3, "127.1.0.8"))  # gate closed: not analysed
     cache.upsert("Pod", pod("mnist-v2-a", 2, "127.1.0.7", gated=True))  # stable: not analysed
     cache.upsert("Deployment", deployment(2, replicas=1, serving=1))
@@ -522,25 +524,7 @@ def test_a_replica_that_stopped_leading_writes_nothing() -> None:
 
 def failing_canary() -> tuple[ObjectCache, list[Check]]:
     """A canary of version 3 at its first step, whose next check fails: the pass rolls it back."""
-    spec = copy.deepcopy(SAMPLE_SPEC)
-    spec["rollout"] = {
-        "strategy": "Canary",
-        "steps": [{"weight": 20, "pause": "5m"}],
-        "analysis": {"interval": "5s", "minRequests": 1, "failureLimit": 1},
-    }
-    canary = {
-        "version": 3,
-        "weight": 20,
-        "replicas": 1,
-        "readyReplicas": 1,
-        "startedAt": "2025-12-31T23:59:00.000Z",
-        "stepStartedAt": "2025-12-31T23:59:50.000Z",
-        "lastProgressAt": "2025-12-31T23:59:50.000Z",
-    }
-    status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
-    cache = new_cache()
-    cache.upsert(KIND, resource(spec=spec, status=status))
-    cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
+    cache = canary_at_its_first_step({"interval": "5s", "minRequests": 1, "failureLimit": 1})
     cache.upsert("Deployment", deployment(2, replicas=2, serving=2))
     cache.upsert("Deployment", deployment(3, replicas=1, serving=1))
     failed = CheckResult(at=NOW, verdict=Verdict.FAILED, requests=10, message="success rate 0.5 < 0.99")
