@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,5 +75,76 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Script:
+    """What the scripted server answers for one path: ``body``, announced as
+    ``declared_length`` bytes, and then ``then``: "close" the connection, "stall" (send
+    nothing more, hold it open) or "trickle" (a byte every few hundredths of a second)."""
+
+    body: bytes
+    declared_length: int | None = None
+    then: str = "close"
+
+
+@dataclass
+class ScriptedServer:
+    """A loopback HTTP server that misbehaves on purpose, as real storage servers and proxies
+    do: it announces lengths it never sends, stalls and trickles."""
+
+    base: str = ""
+    scripts: dict[str, Script] = field(default_factory=dict)
+    authorizations: list[str | None] = field(default_factory=list)
+    requested: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def _scripted_handler(server: ScriptedServer) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            server.authorizations.append(self.headers.get("Authorization"))
+            server.requested.set()
+            self.close_connection = True
+            script = server.scripts.get(self.path)
+            if script is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            length = len(script.body) if script.declared_length is None else script.declared_length
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(script.body)
+            self.wfile.flush()
+            if script.then == "stall":
+                server.stopping.wait(timeout=120)
+            while script.then == "trickle" and not server.stopping.wait(timeout=0.05):
+                try:
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+    return Handler
+
+
+@pytest.fixture
+def scripted_http() -> Iterator[ScriptedServer]:
+    """A ScriptedServer on 127.0.0.1; its ``scripts`` are filled in by the test."""
+    scripted = ScriptedServer()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _scripted_handler(scripted))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    scripted.base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield scripted
+    scripted.stopping.set()
     server.shutdown()
     server.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 import subprocess
 import sys
 import tarfile
@@ -162,3 +163,82 @@ def test_a_million_entries_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     assert "more than 100000 entries" in message
     assert int(peak_mib) < 150, f"peak RSS {peak_mib} MiB"
     assert len(list((tmp_path / "out").rglob("*"))) <= 100_001
+
+
+def zip_with_a_lying_end_record(path: Path, entries: int) -> Path:
+    """A zip whose central directory holds ``entries`` entries and whose end record says it
+    holds one: the count is two bytes anyone can write. Written as raw records, fast."""
+    header = struct.Struct("<4s4B4HL2L5H2L")
+    with open(path, "wb") as out:
+        size = 0
+        for i in range(entries):
+            name = b"%x" % i
+            out.write(
+                header.pack(b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0)
+            )
+            out.write(name)
+            size += header.size + len(name)
+        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, size, 0, 0))
+    return path
+
+
+def test_a_zip_end_record_that_lies_about_its_entries_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A million entries, declared as one: ZipFile would read the whole directory and make an
+    object per entry before the first could be refused (measured in a process of its own)."""
+    path = zip_with_a_lying_end_record(tmp_path / "lying.zip", 1_000_000)
+    code = (
+        "from pathlib import Path;"
+        "from modeldeploy.fetcher.archive import extract; from modeldeploy.fetcher.errors import FetchError\n"
+        "try:\n"
+        f"    extract(Path({str(path)!r}), Path({str(tmp_path / 'out')!r}))\n"
+        "except FetchError as exc:\n"
+        "    print(exc)\n"
+        "status = Path('/proc/self/status').read_text().splitlines()\n"
+        "print(next(int(line.split()[1]) for line in status if line.startswith('VmHWM:')) // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    message, peak_mib = out.strip().splitlines()
+    assert message == "refused: more than 100000 entries"
+    assert int(peak_mib) < 100, f"peak RSS {peak_mib} MiB"
+
+
+def test_a_zip_is_refused_by_its_counted_entries_and_its_directory_size(tmp_path: Path) -> None:
+    path = zip_with_a_lying_end_record(tmp_path / "lying.zip", 11)
+    refused(path, tmp_path / "t", r"^refused: more than 10 entries$", Limits(max_entries=10))
+    extract_ok = zip_with_a_lying_end_record(tmp_path / "ten.zip", 10)
+    refused(extract_ok, tmp_path / "s", "more than 9 entries", Limits(max_entries=9))
+    directory_size = 10 * (46 + 1)
+    refused(
+        extract_ok,
+        tmp_path / "c",
+        rf"central directory is larger than {directory_size - 1} bytes",
+        Limits(max_central_directory_bytes=directory_size - 1),
+    )
+
+
+def test_a_zip_within_its_limits_extracts(tmp_path: Path) -> None:
+    path = tmp_path / "ok.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(10):
+            zf.writestr(f"f{i}", b"x")
+    directory = sum(46 + len(info.filename) for info in zipfile.ZipFile(path).infolist())
+    extract(path, tmp_path / "out", Limits(max_entries=10, max_central_directory_bytes=directory))
+    assert len(list((tmp_path / "out").iterdir())) == 10
+
+
+def test_a_tar_cut_at_an_entry_boundary_is_refused(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.tar"
+    with tarfile.open(whole, "w") as out:  # uncompressed: gzip would notice a cut by itself
+        for info, data in (entry("saved_model.pb"), entry("variables/v", b"v" * 700)):
+            out.addfile(info, io.BytesIO(data or b""))
+    data = whole.read_bytes()
+    kept = 512 + 512 + 512 + 1024  # two headers, one data block and the second's two
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[:kept])
+    refused(cut, tmp_path / "t", r"truncated \(no end-of-archive block\)")
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(data[:kept] + b"not a tar header".ljust(512, b"!"))
+    refused(garbage, tmp_path / "g", r"truncated \(no end-of-archive block\)")
+    extract(whole, tmp_path / "ok")

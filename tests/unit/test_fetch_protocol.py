@@ -11,8 +11,9 @@ import pytest
 from modeldeploy.api import fetch_protocol as protocol
 from modeldeploy.api.fetch_protocol import FetchRequest, FetchSuccess
 from modeldeploy.api.redaction import redact
-from modeldeploy.api.spec import ModelDeployment
+from modeldeploy.api.spec import ModelDeployment, image_reference_problem
 from modeldeploy.children.deployment import build_deployment
+from modeldeploy.control.settings import Settings
 from modeldeploy.fetcher.__main__ import main as fetch_main
 from modeldeploy.fetcher.errors import FetchError
 from modeldeploy.fetcher.limits import Limits
@@ -154,3 +155,68 @@ def test_the_fetchers_success_line_reads_back_in_the_operator() -> None:
 def test_fetch_error_reasons_are_already_one_line() -> None:
     reason = str(FetchError("access denied\nto s3://b/m/3/"))
     assert protocol.failure_message(reason) == f"fetch failed: {reason}"
+
+
+def test_the_digest_the_spec_names_reaches_the_fetcher_only_when_given() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    env = fetcher_container(model_deployment(spec))["env"]
+    assert isinstance(env, list)
+    assert protocol.EXPECTED_DIGEST_ENV not in {entry["name"] for entry in env}  # the template keeps its hash
+    spec["model"]["digest"] = DIGEST
+    env = fetcher_container(model_deployment(spec))["env"]
+    assert isinstance(env, list)
+    assert {entry["name"]: entry["value"] for entry in env}[protocol.EXPECTED_DIGEST_ENV] == DIGEST
+
+
+def test_the_spec_takes_a_digest_in_the_format_the_fetcher_reports() -> None:
+    line = protocol.success_message(FetchSuccess("s3://m/x", 3, DIGEST, 1, 1))
+    reported = protocol.read_termination(protocol.EXIT_FETCHED, line).digest
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["model"]["digest"] = reported
+    assert model_deployment(spec).spec.model.digest == DIGEST
+    for wrong in ("sha256:" + "A" * 64, DIGEST[:-1], "md5:" + "0" * 32):
+        spec["model"]["digest"] = wrong
+        with pytest.raises(ValueError, match="digest"):
+            model_deployment(spec)
+
+
+def test_the_deadline_and_digest_read_back_in_the_fetchers_limits() -> None:
+    env = protocol.limits_env(1 << 20, expected_digest=DIGEST, deadline_seconds=90)
+    assert env == {
+        protocol.MAX_BYTES_ENV: str(1 << 20),
+        protocol.EXPECTED_DIGEST_ENV: DIGEST,
+        protocol.DEADLINE_ENV: "90",
+    }
+    assert Limits.from_env(env).deadline_seconds == 90
+    assert Limits.from_env({}).deadline_seconds == protocol.DEFAULT_DEADLINE_SECONDS
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "tensorflow/serving:2.18.0",
+        "tensorflow/serving:2.18.0@sha256:" + "0a" * 32,
+        "tensorflow/serving@sha256:" + "0a" * 32,
+        "registry.example.com:5000/ml/serving-gpu:2.18.0",
+        "localhost/fetcher",
+    ],
+)
+def test_images_pinned_by_tag_or_digest_are_accepted(image: str) -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["image"] = image
+    assert model_deployment(spec).spec.runtime.image == image
+    assert image_reference_problem(image) is None
+    assert Settings.from_env({"MODELDEPLOY_FETCHER_IMAGE": image}).fetcher_image == image
+
+
+@pytest.mark.parametrize(
+    "image",
+    [" padded ", "tensorflow/serving:2.18.0@sha256:abc", "a:b:c", "tensorflow/serving@", "https://hub/x"],
+)
+def test_strings_that_are_no_image_reference_are_refused(image: str) -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["runtime"]["image"] = image
+    with pytest.raises(ValueError, match="image"):
+        model_deployment(spec)
+    with pytest.raises(ValueError, match=r"MODELDEPLOY_FETCHER_IMAGE=.* is not an image reference"):
+        Settings.from_env({"MODELDEPLOY_FETCHER_IMAGE": image})

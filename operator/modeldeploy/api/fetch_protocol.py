@@ -20,6 +20,14 @@ USAGE = f"usage: {PROGRAM} <storageUri> <version> <model dir>"
 MAX_BYTES_ENV = "MODELDEPLOY_FETCH_MAX_BYTES"
 MAX_ENTRIES_ENV = "MODELDEPLOY_FETCH_MAX_ENTRIES"
 MAX_RATIO_ENV = "MODELDEPLOY_FETCH_MAX_RATIO"
+# Seconds the whole fetch may take, every request and archive included: a storage server that
+# stalls or trickles fails the fetch with a reason instead of holding the pod in Init forever.
+DEADLINE_ENV = "MODELDEPLOY_FETCH_DEADLINE_SECONDS"
+DEFAULT_DEADLINE_SECONDS = 3600.0
+# spec.model.digest: the digest the fetched version must have (the format the success line
+# reports, DIGEST_PATTERN); a version that differs is refused and never reaches TF Serving.
+EXPECTED_DIGEST_ENV = "MODELDEPLOY_FETCH_EXPECTED_DIGEST"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 # ----- the termination message -----
 # Where the kubelet reads a container's termination message by default; the variable moves
@@ -76,9 +84,19 @@ def parse_args(args: list[str]) -> FetchRequest:
     return FetchRequest(uri, int(version_text), model_dir)
 
 
-def limits_env(max_bytes: int) -> dict[str, str]:
-    """The variables the operator sets on the fetcher (the other limits keep their defaults)."""
-    return {MAX_BYTES_ENV: str(max_bytes)}
+def limits_env(
+    max_bytes: int, *, expected_digest: str | None = None, deadline_seconds: float | None = None
+) -> dict[str, str]:
+    """The variables the operator sets on the fetcher (the other limits keep their defaults).
+
+    Optional ones are set only when given, so a pod template that needs none keeps its hash.
+    """
+    env = {MAX_BYTES_ENV: str(max_bytes)}
+    if expected_digest:
+        env[EXPECTED_DIGEST_ENV] = expected_digest
+    if deadline_seconds is not None:
+        env[DEADLINE_ENV] = f"{deadline_seconds:g}"
+    return env
 
 
 # ----- the termination message -----

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .affinity import Affinity
 from .base import CamelModel
+from .fetch_protocol import DIGEST_PATTERN
 from .placement import (
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -40,8 +41,26 @@ STORAGE_URI_PATTERN = r"^(s3|gs|https?|pvc|file)://.+"
 
 # Kubernetes object names (a Secret's): an RFC 1123 subdomain.
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-# A container image: Kubernetes refuses leading or trailing white space (Go's unicode.IsSpace).
-IMAGE_PATTERN = r"^[^\t\n\v\f\r \x{85}\p{Z}](.*[^\t\n\v\f\r \x{85}\p{Z}])?$"
+# A container image reference as registries parse it: [host[:port]/]path[:tag][@algorithm:hex].
+# A digest (``repo:tag@sha256:<64 hex>``) pins the exact image, which a tag alone never does (a
+# tag can be pushed again); a typo (white space, upper case in the path, a stray colon) is
+# refused here rather than found as ImagePullBackOff on every node.
+_IMAGE_HOST = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IMAGE_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (
+    rf"^(?:{_IMAGE_HOST}(?:\.{_IMAGE_HOST})*(?::[0-9]+)?/)?"
+    rf"{_IMAGE_PATH_COMPONENT}(?:/{_IMAGE_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why ``image`` is not an image reference (None when it is one): for settings read from
+    the environment, which no schema checks."""
+    if re.fullmatch(IMAGE_PATTERN, image) is None:
+        return f"{image!r} is not an image reference ([host[:port]/]path[:tag][@sha256:<digest>])"
+    return None
 
 
 class ModelSpec(CamelModel):
@@ -64,6 +83,13 @@ class ModelSpec(CamelModel):
         max_length=253,
         pattern=DNS_SUBDOMAIN_PATTERN,
     )
+    digest: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        description="The digest the fetched version must have (sha256:<64 hex>, as the fetcher reports "
+        "it in status); a version with another is refused, so an artifact overwritten in storage "
+        "never serves.",
+    )
 
 
 class Batching(CamelModel):
@@ -83,7 +109,8 @@ class RuntimeSpec(CamelModel):
     """How the serving pods run: image, resources, TF Serving flags, model volume."""
 
     image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1, max_length=1024, pattern=IMAGE_PATTERN)
-    """The TF Serving image of the serving container (pinned by default, never latest)."""
+    """The TF Serving image of the serving container (a release tag by default, never latest); a
+    digest pins it exactly: ``tensorflow/serving:2.18.0@sha256:<64 hex>``."""
     resources: dict[str, Any] = Field(
         default_factory=dict, description="core/v1 ResourceRequirements (GPUs included)."
     )

@@ -95,7 +95,7 @@ def _model_source(
         fetcher["envFrom"] = [{"secretRef": {"name": secret}}]
     # The fetcher stops at the volume's limit, with a reason, before the kubelet would evict the pod.
     size_limit = md.spec.runtime.model_volume_size_limit
-    limits = fetch_protocol.limits_env(max_bytes=to_bytes(size_limit))
+    limits = fetch_protocol.limits_env(max_bytes=to_bytes(size_limit), expected_digest=md.spec.model.digest)
     fetcher["env"] = [{"name": name, "value": value} for name, value in limits.items()]
     volume = {"name": "model", "emptyDir": {"sizeLimit": size_limit}}
     mount = {"name": "model", "mountPath": tfconfig.MODELS_DIR, "readOnly": True}

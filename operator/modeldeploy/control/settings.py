@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.spec import image_reference_problem
 from ..children.deployment import BuildOptions
 from ..kube.lease import LeaseTimings
 
@@ -33,7 +34,9 @@ class Settings:
     # deleted while kopf's watch was down (no DELETED event ever comes for it) leaves the
     # cache. The children need none (their reflectors: kube/reflector.py).
     relist_seconds: float = 60.0
-    # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image.
+    # MODELDEPLOY_FETCHER_IMAGE: the model fetcher init container's image; pin it by digest
+    # (modeldeploy/fetcher:0.1.0@sha256:<64 hex>) so every node runs the same bytes. A value that
+    # is not an image reference stops the operator at start, naming it.
     fetcher_image: str = BuildOptions.fetcher_image
     # MODELDEPLOY_LEADER_ELECTION: "true" to run several replicas, one leading at a time
     # (manifests/operator.yaml sets it); off for a single operator run by hand or a test.
@@ -86,7 +89,9 @@ class Settings:
             workers=number("MODELDEPLOY_WORKERS", cls.workers, int),
             resync_seconds=number("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds),
             relist_seconds=number("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds),
-            fetcher_image=env.get("MODELDEPLOY_FETCHER_IMAGE", cls.fetcher_image),
+            fetcher_image=_image(
+                "MODELDEPLOY_FETCHER_IMAGE", env.get("MODELDEPLOY_FETCHER_IMAGE", cls.fetcher_image)
+            ),
             leader_election=env.get("MODELDEPLOY_LEADER_ELECTION", "false").lower() == "true",
             lease_namespace=env.get(
                 "MODELDEPLOY_LEASE_NAMESPACE", env.get("POD_NAMESPACE", cls.lease_namespace)
@@ -145,3 +150,10 @@ def base_url(entry: str) -> bool:
         and not parts.query
         and not parts.fragment
     )
+
+
+def _image(name: str, image: str) -> str:
+    problem = image_reference_problem(image)
+    if problem:
+        raise ValueError(f"{name}={problem}")
+    return image

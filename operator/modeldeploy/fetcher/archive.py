@@ -3,7 +3,8 @@ nothing beyond the fetch's limits on bytes, entries and compression ratio.
 
 Entries stream one at a time (tarfile's member list is dropped as it goes), so a million
 entries cost no more memory than one. Links, devices, fifos, sparse files and duplicate
-names are refused with one line.
+names are refused with one line. A tar without its end-of-archive block, or a zip whose central
+directory is larger or holds more entries than the limits, is refused before anything is trusted.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from .errors import FetchError
-from .limits import Budget, Limits
+from .limits import RATIO_FLOOR_BYTES, Budget, Deadline, Limits
 
 CHUNK = 1 << 20
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")  # zipfile's structCentralDir
+_CENTRAL_SIGNATURE = b"PK\x01\x02"
+# zipfile's own end-record reader and constants (private, untyped): the central directory is
+# located exactly as ZipFile will locate it, so what is counted is what it would load.
+_ZIPFILE_INTERNALS: Any = zipfile
 
 
 def _safe_member_path(name: str) -> PurePosixPath:
@@ -47,9 +53,11 @@ def copy_limited(source: IO[bytes], dest: Path, budget: Budget) -> None:
             out.write(chunk)
 
 
-def extract(archive: Path, target: Path, limits: Limits | None = None) -> None:
+def extract(
+    archive: Path, target: Path, limits: Limits | None = None, deadline: Deadline | None = None
+) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    budget = Budget(limits or Limits(), compressed_bytes=archive.stat().st_size)
+    budget = Budget(limits or Limits(), compressed_bytes=archive.stat().st_size, deadline=deadline)
     try:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, target, budget)
@@ -74,9 +82,23 @@ class _Names:
         self.seen.add(key)
 
 
+class _EndMarkedTarInfo(tarfile.TarInfo):
+    """Notes on its TarFile when the end-of-archive block (all zeros) was read: tarfile ends
+    the same way, silently, when the data just stops at an entry's boundary (a truncated
+    download) or a header is garbage, and only this block tells a whole archive apart."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _EndMarkedTarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
+            tarfile_.end_marker_read = True  # type: ignore[attr-defined]
+            raise
+
+
 def _extract_tar(archive: Path, target: Path, budget: Budget) -> None:
     names = _Names()
-    with tarfile.open(archive, "r:*") as tar:
+    with tarfile.open(archive, "r:*", tarinfo=_EndMarkedTarInfo) as tar:
         while (member := tar.next()) is not None:
             tar.members = []  # type: ignore[attr-defined]  # tarfile keeps every member read: drop them
             budget.entry(member.name)
@@ -100,26 +122,51 @@ def _extract_tar(archive: Path, target: Path, budget: Budget) -> None:
                 raise FetchError(f"corrupt archive {archive.name}: cannot read {member.name[:100]!r}")
             with source:
                 copy_limited(source, dest, budget)
+        if not getattr(tar, "end_marker_read", False):
+            raise FetchError(f"corrupt archive {archive.name}: truncated (no end-of-archive block)")
 
 
-def _zip_entry_count(archive: Path) -> int:
-    """Entries the end-of-central-directory record declares, read before ``ZipFile`` loads
-    every entry into memory (zip64 archives declare 0xFFFF here and are counted as more)."""
-    with open(archive, "rb") as handle:
-        handle.seek(0, 2)
-        size = handle.tell()
-        handle.seek(max(0, size - (1 << 16) - 22))
-        tail = handle.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) < at + 22:
+def _central_directory(handle: IO[bytes], archive: Path) -> tuple[int, int]:
+    """Where the central directory starts and its size, found as ``ZipFile`` finds them (its
+    own reading of the end record, zip64 included), so the walk below covers what it loads."""
+    end_record = _ZIPFILE_INTERNALS._EndRecData(handle)
+    if not end_record:
         raise FetchError(f"corrupt archive {archive.name}: no end of central directory")
-    (entries,) = struct.unpack("<H", tail[at + 10 : at + 12])
-    return 1 << 32 if entries == 0xFFFF else int(entries)
+    size = int(end_record[_ZIPFILE_INTERNALS._ECD_SIZE])
+    start = int(end_record[_ZIPFILE_INTERNALS._ECD_LOCATION]) - size
+    if end_record[_ZIPFILE_INTERNALS._ECD_SIGNATURE] == _ZIPFILE_INTERNALS.stringEndArchive64:
+        start -= _ZIPFILE_INTERNALS.sizeEndCentDir64 + _ZIPFILE_INTERNALS.sizeEndCentDir64Locator
+    if start < 0:
+        raise FetchError(f"corrupt archive {archive.name}: bad offset for the central directory")
+    return start, size
+
+
+def _check_central_directory(archive: Path, limits: Limits) -> None:
+    """Count the entries of the central directory one header at a time, before ``ZipFile``
+    reads it whole and makes an object per entry: the count the end record declares is not
+    trusted (a few bytes a forger sets), and the directory's size is bounded first."""
+    with open(archive, "rb") as handle:
+        start, size = _central_directory(handle, archive)
+        if size > limits.max_central_directory_bytes:
+            limit = limits.max_central_directory_bytes
+            raise FetchError(f"refused: the zip's central directory is larger than {limit} bytes")
+        handle.seek(start)
+        walked, entries = 0, 0
+        while walked < size:
+            header = handle.read(_CENTRAL_HEADER.size)
+            if len(header) != _CENTRAL_HEADER.size or header[:4] != _CENTRAL_SIGNATURE:
+                raise FetchError(f"corrupt archive {archive.name}: bad central directory")
+            fields = _CENTRAL_HEADER.unpack(header)
+            variable = fields[12] + fields[13] + fields[14]  # name, extra field and comment lengths
+            handle.seek(variable, 1)
+            walked += _CENTRAL_HEADER.size + variable
+            entries += 1
+            if entries > limits.max_entries:
+                raise FetchError(f"refused: more than {limits.max_entries} entries")
 
 
 def _extract_zip(archive: Path, target: Path, budget: Budget) -> None:
-    if _zip_entry_count(archive) > budget.limits.max_entries:
-        raise FetchError(f"refused: more than {budget.limits.max_entries} entries")
+    _check_central_directory(archive, budget.limits)
     names = _Names()
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
@@ -132,7 +179,7 @@ def _extract_zip(archive: Path, target: Path, budget: Budget) -> None:
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise FetchError(f"archive refused: entry {info.filename[:100]!r} is not a file or folder")
             ratio = info.file_size / info.compress_size if info.compress_size else 0.0
-            if ratio > budget.limits.max_ratio and info.file_size > 1 << 20:
+            if ratio > budget.limits.max_ratio and info.file_size > RATIO_FLOOR_BYTES:
                 raise FetchError(
                     f"refused: entry {info.filename[:100]!r} expands more than "
                     f"{budget.limits.max_ratio:g} times (an archive bomb?)"

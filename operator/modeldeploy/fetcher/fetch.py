@@ -5,31 +5,37 @@ and ``00000003`` all hold version 3 (TF Serving's own test data pads to eight di
 KServe's examples to four). Two folders with the same number are refused as ambiguous.
 
 The version lands in a staging folder first and is renamed into place only
-after it verified, so TF Serving never sees half a model.
+after it verified (and matched ``spec.model.digest`` when one is given), so TF Serving never
+sees half a model. The staging folder has one fixed name, cleared at start: what a fetcher
+killed mid-way left in the model volume never counts against its size limit.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
-from ..api.fetch_protocol import FetchSuccess, success_message
+from ..api.fetch_protocol import EXPECTED_DIGEST_ENV, FetchSuccess, success_message
+from ..api.redaction import redact
 from . import archive, savedmodel
 from .errors import FetchError
-from .limits import Budget, Limits
+from .limits import Budget, Deadline, Limits
 
 GCS_S3_ENDPOINT = "https://storage.googleapis.com"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 HTTP_TIMEOUT_SECONDS = 60
+# In the model folder, beside the versions: TF Serving skips names that are not numbers.
+STAGING_DIR = ".modeldeploy-staging"
 
 
 @dataclass(frozen=True)
@@ -48,31 +54,53 @@ class FetchResult:
 def fetch(uri: str, version: int, model_dir: Path, env: Mapping[str, str] | None = None) -> FetchResult:
     env = os.environ if env is None else env
     limits = Limits.from_env(env)
+    deadline = Deadline(limits.deadline_seconds)
     if version < 1:
         raise FetchError(f"version must be 1 or more, got {version}")
     model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / str(version)
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=f".{version}.") as staging_name:
-        staging = Path(staging_name)
-        scheme = urlparse(uri).scheme
-        folder = ""
-        if scheme == "file":
-            folder = _fetch_file(uri, version, staging, Budget(limits))
-        elif scheme in ("s3", "gs"):
-            folder = _fetch_s3(uri, version, staging, env, Budget(limits))
-        elif scheme in ("http", "https"):
-            _fetch_http(uri, version, staging, limits)
-        elif scheme == "pvc":
-            raise FetchError("pvc:// models are mounted into the serving container, not fetched")
-        else:
-            raise FetchError(f"unsupported storage scheme {scheme!r} in {uri}")
+    work = model_dir / STAGING_DIR
+    shutil.rmtree(work, ignore_errors=True)  # a killed fetch's leftovers
+    staging = work / "model"
+    staging.mkdir(parents=True)
+    try:
+        folder = _fetch_into(uri, version, staging, env, Budget(limits, deadline=deadline))
         version_dir = _version_root(staging)
         savedmodel.verify(version_dir, f"version {version}")
         digest, files, size = _digest(version_dir)
+        _check_expected_digest(env, digest, version)
+        deadline.check()  # a fetch that ended late is not put in place
+        final = model_dir / str(version)
         if final.exists():
             shutil.rmtree(final)
         version_dir.rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return FetchResult(final, digest, files, size, folder)
+
+
+def _fetch_into(uri: str, version: int, staging: Path, env: Mapping[str, str], budget: Budget) -> str:
+    """Copy the version into ``staging``; the storage folder it came from ("" for archives)."""
+    scheme = urlparse(uri).scheme
+    if scheme == "file":
+        return _fetch_file(uri, version, staging, budget)
+    if scheme in ("s3", "gs"):
+        return _fetch_s3(uri, version, staging, env, budget)
+    if scheme in ("http", "https"):
+        _fetch_http(uri, version, staging, budget)
+        return ""
+    if scheme == "pvc":
+        raise FetchError("pvc:// models are mounted into the serving container, not fetched")
+    raise FetchError(f"unsupported storage scheme {scheme!r} in {redact(uri)}")
+
+
+def _check_expected_digest(env: Mapping[str, str], digest: str, version: int) -> None:
+    """spec.model.digest, when given, must be what was fetched: else the storage holds another
+    artifact than the one the resource names (overwritten, or tampered with)."""
+    expected = env.get(EXPECTED_DIGEST_ENV, "").strip()
+    if expected and expected != digest:
+        raise FetchError(
+            f"digest mismatch: version {version} fetched as {digest}, spec.model.digest is {expected}"
+        )
 
 
 def _version_root(staging: Path) -> Path:
@@ -146,7 +174,7 @@ def _fetch_file(uri: str, version: int, staging: Path, budget: Budget) -> str:
 # ----- s3:// and gs:// (GCS through its S3-compatible XML API and HMAC keys) -----
 
 
-def _s3_client(uri: str, env: Mapping[str, str]) -> tuple[Any, str]:
+def _s3_client(uri: str, env: Mapping[str, str], deadline: Deadline | None) -> tuple[Any, str]:
     import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
@@ -164,8 +192,8 @@ def _s3_client(uri: str, env: Mapping[str, str]) -> tuple[Any, str]:
     )
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=deadline.timeout(10) if deadline else 10,
+        read_timeout=deadline.timeout(60) if deadline else 60,
         s3={"addressing_style": "path" if endpoint else "auto"},
         # No credentials given: a public bucket is read with unsigned requests, and boto3 never
         # goes looking for credentials elsewhere (an instance metadata endpoint, say).
@@ -193,7 +221,7 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
     bucket, base = parsed.netloc, parsed.path.strip("/")
     parent = f"{base}/" if base else ""
     prefix = f"{parent}{version}/"
-    client, endpoint = _s3_client(uri, env)
+    client, endpoint = _s3_client(uri, env, budget.deadline)
     try:
         folders = [
             entry["Prefix"][len(parent) :].rstrip("/")
@@ -213,11 +241,7 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
                     keys.append(obj["Key"])
         if not keys:
             raise _not_found(uri, version, "holds no objects")
-        for key in keys:
-            relative = archive.safe_relative(key[len(prefix) :])
-            dest = staging / relative
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(dest))
+        _download_objects(client, bucket, [(key, key[len(prefix) :]) for key in keys], staging, budget)
         return folder
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
@@ -250,6 +274,20 @@ def _fetch_s3(uri: str, version: int, staging: Path, env: Mapping[str, str], bud
         raise FetchError(f"S3 error at {endpoint}: {type(exc).__name__}") from None
 
 
+def _download_objects(
+    client: Any, bucket: str, keys: list[tuple[str, str]], staging: Path, listed: Budget
+) -> None:
+    """Each (key, relative name) into ``staging``, one stream at a time in this thread (a
+    deadline's signal reaches it), counting the bytes that arrive, not the sizes listed."""
+    budget = Budget(listed.limits, deadline=listed.deadline)
+    for key, relative in keys:
+        dest = staging / archive.safe_relative(relative)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with body:
+            archive.copy_limited(body, dest, budget)
+
+
 # ----- http(s):// archives -----
 
 
@@ -260,38 +298,62 @@ def _archive_urls(uri: str, version: int) -> list[str]:
     return [f"{base}/{version}.tar.gz", f"{base}/{version}.zip"]
 
 
-def _fetch_http(uri: str, version: int, staging: Path, limits: Limits) -> None:
+def _fetch_http(uri: str, version: int, staging: Path, budget: Budget) -> None:
     tried = []
+    target = staging.parent / "download"
     for url in _archive_urls(uri, version):
-        name = url.rsplit("/", 1)[-1]
-        target = staging.parent / f"{staging.name}.download"
+        target.unlink(missing_ok=True)
+        if not _download(url, target, budget):
+            tried.append(url.rsplit("/", 1)[-1].split("?", 1)[0])
+            continue
         try:
-            target.unlink(missing_ok=True)
-            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
-                archive.copy_limited(response, target, Budget(limits))
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                tried.append(name)
-                continue
-            if exc.code in (401, 403):
-                raise FetchError(f"access denied to {_redacted(url)} (HTTP {exc.code})") from None
-            raise FetchError(f"{_redacted(url)} answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise FetchError(f"cannot reach {_redacted(url)}: {reason}") from None
-        try:
-            archive.extract(target, staging, limits)
+            archive.extract(target, staging, budget.limits, budget.deadline)
         finally:
             target.unlink(missing_ok=True)
         return
-    raise _not_found(uri, version, f"has no archive (tried {', '.join(tried)})")
+    raise _not_found(redact(uri), version, f"has no archive (tried {', '.join(tried)})")
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The request for ``url``, its user-info sent as basic authentication: urllib would take
+    ``user:pw@host`` for a host and a port, and quote the password in its error."""
+    parsed = urlparse(url)
+    if "@" not in parsed.netloc:
+        return urllib.request.Request(url)
+    userinfo, _, host = parsed.netloc.rpartition("@")
+    token = base64.b64encode(unquote(userinfo).encode()).decode()
+    return urllib.request.Request(
+        parsed._replace(netloc=host).geturl(), headers={"Authorization": f"Basic {token}"}
+    )
+
+
+def _download(url: str, target: Path, budget: Budget) -> bool:
+    """``url`` into ``target``, whole: False if the server has no such file."""
+    timeout = budget.deadline.timeout(HTTP_TIMEOUT_SECONDS) if budget.deadline else HTTP_TIMEOUT_SECONDS
+    download = Budget(budget.limits, deadline=budget.deadline)
+    try:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as response:
+            archive.copy_limited(response, target, download)
+            declared = response.headers.get("Content-Length")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        if exc.code in (401, 403):
+            raise FetchError(f"access denied to {_redacted(url)} (HTTP {exc.code})") from None
+        raise FetchError(f"{_redacted(url)} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        if budget.deadline:
+            budget.deadline.check()  # a wait cut short by the deadline says so
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"cannot reach {_redacted(url)}: {reason}") from None
+    if declared is not None and declared.isdigit() and int(declared) != download.bytes:
+        # urllib returns what arrived when a connection closes early, without an error.
+        raise FetchError(
+            f"truncated download of {_redacted(url)}: {download.bytes} of {declared} bytes arrived"
+        )
+    return True
 
 
 def _redacted(url: str) -> str:
-    """Credentials in a URL's user-info never reach a log or a termination message."""
-    parsed = urlparse(url)
-    if parsed.password or parsed.username:
-        return parsed._replace(
-            netloc=f"***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-        ).geturl()
-    return url
+    """Credentials in a URL's user-info or query never reach a log or a termination message."""
+    return redact(url)
