@@ -17,7 +17,7 @@ from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.children.deployment import BuildOptions, build_config_map, build_deployment
 from modeldeploy.children.hpa import build_hpa
 from modeldeploy.children.routing import build_network_policy, build_service
-from modeldeploy.rollout.status import endpoints
+from modeldeploy.rollout.report import endpoints
 
 from .objects import SAMPLE_SPEC, model_deployment
 

@@ -22,8 +22,8 @@ from modeldeploy.rollout import analysis
 from modeldeploy.rollout.canary import analysis_due
 from modeldeploy.rollout.child_state import ObservedDeployment
 from modeldeploy.rollout.metrics import compact, expand, parse_exposition, pod_difference, quantile
+from modeldeploy.rollout.report import canary_status, derive_status
 from modeldeploy.rollout.sizing import canary_replicas
-from modeldeploy.rollout.status import canary_status, derive_status
 from modeldeploy.rollout.types import Check, PassFacts, Plan, PlanInputs, VersionPlan
 from modeldeploy.rollout.window import Window
 

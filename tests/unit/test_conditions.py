@@ -22,7 +22,7 @@ from modeldeploy.api.times import parse_time
 from modeldeploy.rollout import conditions
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
 from modeldeploy.rollout.conditions import Situation
-from modeldeploy.rollout.status import canary_status, derive_status
+from modeldeploy.rollout.report import canary_status, derive_status
 from modeldeploy.rollout.types import CanaryState, Outcome, PassFacts, Plan
 
 from .objects import T0, model_deployment, observed_deployment

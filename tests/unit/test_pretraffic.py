@@ -37,8 +37,8 @@ from modeldeploy.rollout.golden import (
     parse_golden,
     warmup_bodies,
 )
+from modeldeploy.rollout.report import derive_status, transition_events
 from modeldeploy.rollout.signature import Signature, Tensor, differences, parse_metadata
-from modeldeploy.rollout.status import derive_status, transition_events
 from modeldeploy.rollout.types import PassFacts, PlanInputs, PreTrafficVerdict
 
 from .objects import SAMPLE_SPEC, T0, make_plan, model_deployment, observed_deployment

@@ -5,7 +5,7 @@ from __future__ import annotations
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import CanaryStatus, ModelDeploymentStatus, VersionStatus
 from modeldeploy.api.times import parse_time
-from modeldeploy.rollout.status import derive_status
+from modeldeploy.rollout.report import derive_status
 from modeldeploy.rollout.types import PassFacts, VersionPlan
 
 from .objects import T0, make_plan, model_deployment, observed_deployment

@@ -9,7 +9,7 @@ from typing import Any
 from modeldeploy.api.status import ModelDeploymentStatus, Phase, VersionStatus
 from modeldeploy.api.times import parse_time
 from modeldeploy.rollout.child_state import FetchFailure, ObservedDeployment
-from modeldeploy.rollout.status import derive_status, traffic_share, transition_events
+from modeldeploy.rollout.report import derive_status, traffic_share, transition_events
 from modeldeploy.rollout.types import PassFacts
 
 from .objects import SAMPLE_SPEC, T0, T1, make_plan, model_deployment, observed_deployment

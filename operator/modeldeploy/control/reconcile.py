@@ -34,7 +34,7 @@ from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
-from ..rollout.status import derive_status, invalid_spec_status, transition_events
+from ..rollout.report import derive_status, invalid_spec_status, transition_events
 from ..rollout.types import Check, PassFacts, Plan, PlanInputs, PreTrafficVerdict
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError, NotLeadingError
