@@ -61,7 +61,7 @@ run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 	MODELDEPLOY_METRICS_ADDRESS=127.0.0.1 $(VENV)/bin/modeldeploy-operator --standalone --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
 ##@ Tests
-.PHONY: test test-unit test-e2e
+.PHONY: test test-unit test-e2e mutation
 test: deps ## Every test: unit, then integration on a local control plane (built if missing)
 	$(VENV)/bin/pytest tests
 
@@ -70,6 +70,19 @@ test-unit: setup ## Unit tests only (no cluster)
 
 test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs them on another cluster
 	$(VENV)/bin/pytest tests/integration
+
+MUTATION_SESSION ?= .mutation.sqlite
+$(VENV)/.installed-mutation: $(VENV)/.installed-test
+	$(PIP) install -q -e '.[dev,test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's guards (minutes; not part of make test)
+	rm -f $(MUTATION_SESSION)
+	$(VENV)/bin/cosmic-ray init hack/mutation.toml $(MUTATION_SESSION)
+	$(VENV)/bin/cr-filter-operators $(MUTATION_SESSION) hack/mutation.toml
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/operator:$(CURDIR) \
+		$(VENV)/bin/cosmic-ray exec hack/mutation.toml $(MUTATION_SESSION)
+	$(VENV)/bin/cr-report --show-pending $(MUTATION_SESSION) | tail -n 40
 
 ##@ Local control plane (no Docker needed)
 .PHONY: controlplane tools cluster-up cluster-down node-up node-down demo demo-node
@@ -141,4 +154,4 @@ bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache $(CLUSTER_DIR) $(NODE_DIR)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .mutation.sqlite $(CLUSTER_DIR) $(NODE_DIR)

@@ -64,8 +64,6 @@ def extract(
         else:
             _extract_tar(archive, target, budget)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, UnicodeError) as exc:
-        if isinstance(exc, FetchError):
-            raise
         raise FetchError(f"corrupt archive {archive.name}: {str(exc)[:200]}") from None
 
 
