@@ -274,7 +274,10 @@ def test_names_identity_and_placement_come_from_the_values(cluster: Cluster, nam
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["serviceAccountName"] == "robot"
     assert pod["priorityClassName"] == "system-cluster-critical"
-    assert pod["securityContext"] == {"runAsUser": 1234}
+    # Helm merges a value into the chart's defaults: the user set, the rest stays restricted.
+    assert pod["securityContext"]["runAsUser"] == 1234
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["nodeSelector"] == {"pool": "system"}
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
     (account,) = by_kind(documents, "ServiceAccount")

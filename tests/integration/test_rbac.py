@@ -119,9 +119,11 @@ def namespace_user(cluster: Cluster, namespace: str, name: str, role: str) -> st
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-def can(cluster: Cluster, user: str, verb: str, resource: str, namespace: str) -> bool:
-    answer = cluster.kubectl("auth", "can-i", verb, resource, f"--as={user}", "-n", namespace, check=False)
-    return answer.stdout.strip() == "yes"
+def can(cluster: Cluster, user: str, verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
+    # kubectl reads TYPE/NAME in the resource argument: a subresource goes in its own flag.
+    sub = [f"--subresource={subresource}"] if subresource else []
+    args = ["auth", "can-i", verb, resource, *sub, f"--as={user}", "-n", namespace]
+    return cluster.kubectl(*args, check=False).stdout.strip() == "yes"
 
 
 def test_namespace_editors_use_modeldeployments_and_viewers_only_read_them(
@@ -176,7 +178,8 @@ def test_namespace_editors_use_modeldeployments_and_viewers_only_read_them(
     assert refused.returncode != 0
     assert "forbidden" in refused.stderr.lower()
     # Status stays the operator's to write, for editors too.
-    assert not can(cluster, editor, "patch", f"{resource}/status", namespace)
+    assert not can(cluster, editor, "patch", resource, namespace, subresource="status")
+    assert can(cluster, editor, "patch", resource, namespace, subresource="scale")
 
 
 def test_a_refused_status_write_and_a_relist_read_the_resource_with_the_manifest_s_rights(
