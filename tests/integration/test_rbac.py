@@ -65,13 +65,17 @@ def test_full_canary_with_manifest_rbac(
     md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
     assert md["status"]["stable"]["version"] == 2
     assert md["status"]["history"][-1]["result"] == "Promoted"
+
     # The promoted canary keeps its size: the operator handed its replica count to the HPA.
-    dep = cluster.apps.read_namespaced_deployment("mnist-v2", namespace)
-    assert dep.spec.replicas == 2
-    owners = {
-        m.manager for m in dep.metadata.managed_fields if "f:replicas" in str(m.fields_v1.get("f:spec", {}))
-    }
-    assert "modeldeploy" not in owners
+    # The promotion is recorded in status before the children change, so the hand-over
+    # lands a moment after Ready.
+    def replica_owners() -> set[str]:
+        dep = cluster.apps.read_namespaced_deployment("mnist-v2", namespace)
+        assert dep.spec.replicas == 2
+        fields = [(m.manager, str(m.fields_v1.get("f:spec", {}))) for m in dep.metadata.managed_fields]
+        return {manager for manager, spec in fields if "f:replicas" in spec}
+
+    wait_for(lambda: "modeldeploy" not in replica_owners(), 30, what="the replica count handed to the HPA")
     assert "Forbidden" not in op.log()
     assert " 403" not in op.log()
 
