@@ -59,6 +59,7 @@ def test_sample_becomes_ready_with_owned_children(
     assert printed.split("\n")[0].split() == [
         "NAME",
         "VERSION",
+        "SERVING",
         "CANARY",
         "WEIGHT",
         "SHARE",
@@ -66,7 +67,9 @@ def test_sample_becomes_ready_with_owned_children(
         "PHASE",
         "AGE",
     ]
-    assert "Ready" in printed.split("\n")[1]
+    row = printed.split("\n")[1].split()
+    assert "Ready" in row
+    assert row[1:3] == ["1", "1"], "the requested version, and the version that serves"
 
 
 def test_a_new_resources_pods_are_started_before_its_service(
