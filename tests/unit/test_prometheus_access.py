@@ -4,7 +4,6 @@ status, where the tenant reads it."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from modeldeploy.rollout.types import Check
 from tests.support.scripted_http import ScriptedServer
 
 from .test_canary import SPEC
-from .test_reconcile import NOW, SAMPLE_SPEC, deployment, pod, reconciler, resource
+from .test_reconcile import NOW, canary_resource, deployment, pod, reconciler
 
 pytestmark = pytest.mark.timeout(30)
 SECRET = "internal-token-7f3a"  # what another service's error page might carry
@@ -63,20 +62,7 @@ def test_an_address_outside_the_list_is_refused(address: str) -> None:
 
 
 def canary_with_prometheus(address: str) -> dict[str, object]:
-    spec = copy.deepcopy(SAMPLE_SPEC)
-    analysis = {"interval": "5s", "minRequests": 1, "prometheus": {"address": address}}
-    spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 20, "pause": "5m"}], "analysis": analysis}
-    canary = {
-        "version": 3,
-        "weight": 20,
-        "replicas": 1,
-        "readyReplicas": 1,
-        "startedAt": "2025-12-31T23:59:00.000Z",
-        "stepStartedAt": "2025-12-31T23:59:50.000Z",
-        "lastProgressAt": "2025-12-31T23:59:50.000Z",
-    }
-    status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
-    return resource(spec=spec, status=status)
+    return canary_resource({"interval": "5s", "minRequests": 1, "prometheus": {"address": address}})
 
 
 def test_a_pass_never_asks_an_address_outside_the_list_and_says_why() -> None:

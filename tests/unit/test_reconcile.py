@@ -284,8 +284,8 @@ def test_spec_the_models_refuse_is_reported_with_the_field() -> None:
     assert "spec.model.version" in kube.statuses[-1]["conditions"][-1]["message"]
 
 
-def canary_at_its_first_step(analysis: dict[str, Any]) -> ObjectCache:
-    """Version 2 serves; version 3's canary serves at its first step with one gated pod."""
+def canary_resource(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The resource with version 2 serving and version 3's canary at its first step."""
     spec = copy.deepcopy(SAMPLE_SPEC)
     spec["rollout"] = {"strategy": "Canary", "steps": [{"weight": 20, "pause": "5m"}], "analysis": analysis}
     canary = {
@@ -298,8 +298,13 @@ def canary_at_its_first_step(analysis: dict[str, Any]) -> ObjectCache:
         "lastProgressAt": "2025-12-31T23:59:50.000Z",
     }
     status = {"stable": {"version": 2, "replicas": 2, "readyReplicas": 2}, "canary": canary}
+    return resource(spec=spec, status=status)
+
+
+def canary_at_its_first_step(analysis: dict[str, Any]) -> ObjectCache:
+    """The canary resource cached, with one gated pod of version 3."""
     cache = new_cache()
-    cache.upsert(KIND, resource(spec=spec, status=status))
+    cache.upsert(KIND, canary_resource(analysis))
     cache.upsert("Pod", pod("mnist-v3-a", 3, "127.1.0.9", gated=True))
     return cache
 
