@@ -385,10 +385,20 @@ def test_child_and_gate_writes_computed_from_a_stale_view_are_refused_by_the_api
     with pytest.raises(RetryLaterError, match="changed since this pass read it"):
         applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))
     assert cluster.apps.read_namespaced_deployment("fenced", namespace).spec.replicas == 0
-    cached = kube.get("Deployment", namespace, "fenced")
-    assert cached is not None
-    cache.upsert("Deployment", cached)
-    applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))
+
+    def applied_from_a_fresh_view() -> bool:
+        """The controller-manager writes the Deployment's status too: a view read just before
+        may be passed again by the time the apply lands, so read and apply until one lands."""
+        cached = kube.get("Deployment", namespace, "fenced")
+        assert cached is not None
+        cache.upsert("Deployment", cached)
+        try:
+            applier._apply_if_changed((namespace, "fenced"), json.loads(json.dumps(manifest)))
+        except RetryLaterError:
+            return False
+        return True
+
+    wait_for(applied_from_a_fresh_view, 30, interval=0.1, what="an apply from a fresh view landing")
     assert cluster.apps.read_namespaced_deployment("fenced", namespace).spec.replicas == 1
 
     pod_body = {"metadata": {"name": "gated"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
@@ -399,7 +409,11 @@ def test_child_and_gate_writes_computed_from_a_stale_view_are_refused_by_the_api
     assert LABEL_MODEL_AVAILABLE not in (
         cluster.core.read_namespaced_pod("gated", namespace).metadata.labels or {}
     )
-    fresh = cluster.core.read_namespaced_pod("gated", namespace).metadata.resource_version
-    opened = writes.open_model_gate(namespace, "gated", "available", fresh)
-    assert opened is not None
+
+    def opened_from_a_fresh_view() -> dict[str, Any] | None:
+        """The scheduler and kwok write the pod too: read and patch until one lands."""
+        fresh = cluster.core.read_namespaced_pod("gated", namespace).metadata.resource_version
+        return writes.open_model_gate(namespace, "gated", "available", fresh)
+
+    opened = wait_for(opened_from_a_fresh_view, 30, interval=0.1, what="a gate patch from a fresh view landing")
     assert opened["metadata"]["labels"][LABEL_MODEL_AVAILABLE] == "true"

@@ -244,10 +244,27 @@ def test_install_yaml_of_the_release_runs_a_canary_to_ready_with_the_plugin(
     canary_to_ready_with_the_plugin(node_cluster, node_namespace, bridge_s3, modelserver_image, plugin_venv)
 
 
+def adopt_crd_for_helm(node_cluster: NodeCluster, release: str, namespace: str) -> None:
+    """The chart README's adoption of a CRD that `kubectl apply` installed (as this node's
+    cluster and the install.yaml test did): without it helm refuses to install."""
+    crd = f"{PLURAL}.{GROUP}"
+    kubectl(node_cluster, "label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+    kubectl(
+        node_cluster,
+        "annotate",
+        "--overwrite",
+        "crd",
+        crd,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+
+
 @pytest.fixture
 def installed_from_chart(
     node_cluster: NodeCluster, node_namespace: str, release_images: Release, tmp_path: Path
 ) -> Iterator[None]:
+    adopt_crd_for_helm(node_cluster, HELM_RELEASE, HELM_NAMESPACE)
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"extraEnv": node_cluster.node.api_server_env()}))
     chart = str(release_images.chart)
