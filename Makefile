@@ -63,7 +63,7 @@ run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 ##@ Tests
 .PHONY: test test-unit test-e2e mutation
 test: deps ## Every test: unit, then integration on a local control plane (built if missing)
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest tests --durations=40
 
 test-unit: setup ## Unit tests only (no cluster)
 	$(VENV)/bin/pytest tests/unit
