@@ -415,5 +415,7 @@ def test_child_and_gate_writes_computed_from_a_stale_view_are_refused_by_the_api
         fresh = cluster.core.read_namespaced_pod("gated", namespace).metadata.resource_version
         return writes.open_model_gate(namespace, "gated", "available", fresh)
 
-    opened = wait_for(opened_from_a_fresh_view, 30, interval=0.1, what="a gate patch from a fresh view landing")
+    opened = wait_for(
+        opened_from_a_fresh_view, 30, interval=0.1, what="a gate patch from a fresh view landing"
+    )
     assert opened["metadata"]["labels"][LABEL_MODEL_AVAILABLE] == "true"
