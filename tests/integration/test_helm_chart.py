@@ -35,6 +35,8 @@ EVERYTHING_ON = [
     "--set=notifications.webhooks[0].name=team",
     "--set=notifications.webhooks[0].url=http://127.0.0.1:9/hook",
     "--set=notifications.webhooks[0].events={RolledBack,Aborted}",
+    "--set=notifications.webhooks[0].format=Slack",
+    "--set=notifications.webhooks[0].signingSecret=hmac-key",
 ]
 
 
@@ -139,6 +141,7 @@ def test_the_charts_notifications_file_is_one_the_operator_reads(
         "http://127.0.0.1:9/hook",
         ["RolledBack", "Aborted"],
     )
+    assert (webhook.format.value, webhook.signing_secret) == ("Slack", "hmac-key")
     (deployment,) = by_kind(documents, "Deployment")
     pod = deployment["spec"]["template"]
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}

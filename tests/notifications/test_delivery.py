@@ -4,6 +4,9 @@ are retried a bounded number of times with the same event id, refusals are not."
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -153,3 +156,53 @@ def test_headers_and_filters_are_the_admins(
     )
     wait_for(lambda: elsewhere.received, 10, what="the vision namespace's event")
     assert [r.data["namespace"] for r in elsewhere.received] == ["vision"]
+
+
+def test_each_format_reaches_its_receiver_in_its_shape_and_signed(
+    receiver: Callable[..., WebhookReceiver], notifier: Callable[..., Notifier]
+) -> None:
+    slack, teams, events = receiver(), receiver(), receiver()
+    secret = "s3cret-for-the-receiver"
+    sender = notifier(
+        hook("slack", slack.url, format="Slack", signingSecret=secret),
+        hook("teams", teams.url, format="Teams"),
+        hook("events", events.url, signingSecret=secret),
+    )
+    rolled_back = ModelDeploymentStatus.model_validate(
+        {
+            "phase": "Degraded",
+            "stable": {"version": 2},
+            "history": [{"version": 3, "result": "RolledBack", "at": "2026-11-24T12:00:09Z", "reason": "x"}],
+        }
+    )
+    sender.status_changed(BODY, canary_of(3), rolled_back, "2026-11-24T12:00:10Z")
+    wait_for(lambda: slack.received and teams.received and events.received, 10, what="all three")
+
+    (to_slack,) = slack.received
+    message = json.loads(to_slack.body)
+    assert "ml/mnist" in message["text"]
+    assert "RolledBack" in message["text"]
+    assert message["blocks"][0]["type"] == "section"
+    assert message["blocks"][0]["text"]["text"] == message["text"]
+    assert to_slack.headers["x-modeldeploy-signature"] == expected_signature(secret, to_slack.body)
+
+    (to_teams,) = teams.received
+    card = json.loads(to_teams.body)
+    assert card["@type"] == "MessageCard"
+    assert card["themeColor"] == "D13438"
+    assert "ml/mnist" in card["title"]
+    assert card["text"] == "version 3 RolledBack: x"
+    assert {"name": "stable version", "value": "2"} in card["sections"][0]["facts"]
+    assert "x-modeldeploy-signature" not in to_teams.headers  # unsigned without a secret
+
+    (to_events,) = events.received
+    assert to_events.cloud_event().get_type() == "dev.modeldeploy.rollout.RolledBack"
+    assert to_events.headers["x-modeldeploy-signature"] == expected_signature(secret, to_events.body)
+    assert (
+        expected_signature("another secret", to_events.body) != to_events.headers["x-modeldeploy-signature"]
+    )
+
+
+def expected_signature(secret: str, body: bytes) -> str:
+    """What a receiver computes, written out here rather than reusing the operator's helper."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -163,6 +163,7 @@ def test_config_file(tmp_path: Path) -> None:
         ("webhooks: [{name: a, url: 'http://x', maxAttempts: 0}]", "maxAttempts"),
         ("webhooks: [{name: a, url: 'http://x'}, {name: a, url: 'http://y'}]", "names repeat"),
         ("webhooks: [{name: a, url: 'http://x', secret: s}]", "secret"),
+        ("webhooks: [{name: a, url: 'http://x', format: Discord}]", "format"),
         ("webhooks: [", "notifications config"),
     ],
 )

@@ -85,3 +85,20 @@ def test_metrics_are_served_on_their_path_only() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_scrape_reports_the_operators_own_memory_and_python() -> None:
+    server = operator_metrics.serve("127.0.0.1", 0, "/metrics")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            families = {
+                family.name: family for family in text_string_to_metric_families(response.read().decode())
+            }
+        memory = families["process_resident_memory_bytes"].samples[0].value
+        assert memory > 1_000_000, "a running Python process holds more than a megabyte"
+        assert families["process_open_fds"].samples[0].value >= 3
+        assert "python_info" in families
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,7 +15,8 @@ from typing import Any
 from ..api.status import ModelDeploymentStatus
 from ..probes import bounded_http
 from . import operator_metrics
-from .notices import CONTENT_TYPE, NotificationsConfig, Webhook, cloud_event, notices
+from .notice_formats import SIGNATURE_HEADER, render, signature
+from .notices import NotificationsConfig, Webhook, notices
 
 LOG = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 64 * 1024
@@ -33,15 +34,15 @@ class WebhookSender:
     def __init__(self, webhook: Webhook, queue_size: int, post: Post = bounded_http.request) -> None:
         self.webhook = webhook
         self._post = post
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"notify-{webhook.name}", daemon=True)
         self._thread.start()
 
-    def offer(self, event: str, payload: bytes) -> bool:
+    def offer(self, event: str, content_type: str, payload: bytes) -> bool:
         """Queue one event; False (dropped, counted) when the queue is full. Never blocks."""
         try:
-            self._queue.put_nowait((event, payload))
+            self._queue.put_nowait((event, content_type, payload))
         except queue.Full:
             operator_metrics.NOTIFICATIONS.labels(self.webhook.name, event, "dropped").inc()
             LOG.warning("webhook %s: queue full, %s dropped", self.webhook.name, event)
@@ -61,13 +62,18 @@ class WebhookSender:
             operator_metrics.NOTIFICATION_QUEUE.labels(self.webhook.name).set(self._queue.qsize())
             if item is None:
                 return
-            event, payload = item
-            result = self._deliver(event, payload)
+            event, content_type, payload = item
+            result = self._deliver(event, self._headers(content_type, payload), payload)
             operator_metrics.NOTIFICATIONS.labels(self.webhook.name, event, result).inc()
 
-    def _deliver(self, event: str, payload: bytes) -> str:
+    def _headers(self, content_type: str, payload: bytes) -> dict[str, str]:
+        headers = {**self.webhook.headers, "Content-Type": content_type}
+        if self.webhook.signing_secret:
+            headers[SIGNATURE_HEADER] = signature(self.webhook.signing_secret, payload)
+        return headers
+
+    def _deliver(self, event: str, headers: dict[str, str], payload: bytes) -> str:
         hook = self.webhook
-        headers = {**hook.headers, "Content-Type": CONTENT_TYPE}
         problem = ""
         for attempt in range(hook.max_attempts):
             if attempt and self._stopping.wait(
@@ -103,11 +109,10 @@ class Notifier:
     ) -> None:
         namespace = body["metadata"]["namespace"]
         for notice in notices(previous, current):
-            wanted = [s for s in self.senders if s.webhook.wants(notice.event, namespace)]
-            if wanted:
-                payload = cloud_event(notice, body, current, now)
-                for sender in wanted:
-                    sender.offer(notice.event.value, payload)
+            for sender in self.senders:
+                if sender.webhook.wants(notice.event, namespace):
+                    content_type, payload = render(sender.webhook.format, notice, body, current, now)
+                    sender.offer(notice.event.value, content_type, payload)
 
     def close(self) -> None:
         for sender in self.senders:

@@ -35,13 +35,25 @@ class NotificationEvent(StrEnum):
     PAUSED = "Paused"
 
 
+class NotificationFormat(StrEnum):
+    """The body a webhook receives: see notice_formats.py."""
+
+    CLOUD_EVENTS = "CloudEvents"
+    SLACK = "Slack"
+    TEAMS = "Teams"
+
+
 class Webhook(CamelModel):
     """One receiver of notifications."""
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Names it in logs and in the modeldeploy_notifications_total metric."""
     url: str = Field(pattern=r"^https?://[^/?#\s]+(/[^\s]*)?$", max_length=2048)
-    """Where each event is POSTed (CloudEvents structured mode, JSON)."""
+    """Where each event is POSTed."""
+    format: NotificationFormat = NotificationFormat.CLOUD_EVENTS
+    """The body: CloudEvents (structured mode JSON), Slack (incoming webhook) or Teams (MessageCard)."""
+    signing_secret: str = Field(default="", max_length=4096)
+    """When set, each POST carries X-Modeldeploy-Signature: sha256=<HMAC-SHA256 of the body>."""
     events: list[NotificationEvent] = Field(default_factory=lambda: list(NotificationEvent))
     """The events it hears; every one when absent."""
     namespaces: list[str] = Field(default_factory=list)

@@ -19,7 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -31,6 +39,11 @@ from ..kube.cache import ObjectCache
 LOG = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()
+# The custom registry leaves out the default one's collectors; these give the operator's
+# memory, CPU and open files (process_*) and the Python version (python_info) to the
+# dashboards that size its pod.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
 RECONCILES = Counter(
     "modeldeploy_reconcile",
     "Reconcile passes by result: success, retry (the pass asked to run again: a conflict, "

@@ -193,7 +193,7 @@ def prometheus_refusal(address: str, allowed: Sequence[str]) -> str | None:
     MODELDEPLOY_PROMETHEUS_ALLOWED, admits it), or None when one does. Checked before any
     request: the operator's pod reaches what a tenant cannot (metadata, cluster-internal
     services)."""
-    if any(_admits(entry, address) for entry in allowed):
+    if url_admitted(address, allowed):
         return None
     return (
         f"{PROMETHEUS_NOT_ALLOWED}: {address[:200]} is not among the Prometheus servers the operator "
@@ -202,6 +202,11 @@ def prometheus_refusal(address: str, allowed: Sequence[str]) -> str | None:
 
 
 PROMETHEUS_NOT_ALLOWED = "PrometheusNotAllowed"
+
+
+def url_admitted(address: str, allowed: Sequence[str]) -> bool:
+    """Whether one of the admin's base URLs ``allowed`` admits ``address`` (see _admits)."""
+    return any(_admits(entry, address) for entry in allowed)
 
 
 def _admits(entry: str, address: str) -> bool:
