@@ -39,16 +39,51 @@ def _error(exc: ServingError) -> Reply:
 # Metrics pages a broken exporter or proxy could serve: faults for the operator's tests
 # (``metrics_fault``), never served unless a test asks.
 FAULTY_METRICS = {
-    "nan": ':tensorflow:serving:request_count{{model_name="{model}",status="OK"}} NaN\n',
     "garbage": ':tensorflow:serving:request_count{{model_name="{model}",status="OK"}} lots\n',
     "non_utf8": "\udcff\udcfe not text",
 }
+_BUCKET_SAMPLE = re.compile(
+    r'^(:tensorflow:serving:request_latency_bucket\{model_name="(?P<model>[^"]*)".*\}) \S+$'
+)
+_OK_SAMPLE = re.compile(
+    r'^:tensorflow:serving:request_count\{model_name="(?P<model>[^"]*)",status="OK"\} (?P<n>\S+)$'
+)
+
+
+def _nan_latency(page: str, model: str) -> str:
+    """The true page with every latency bucket of ``model`` NaN, while the request counts
+    stay true: the p99 is the only number that can decide, and it is not a number."""
+    lines = [
+        f"{m.group(1)} NaN" if (m := _BUCKET_SAMPLE.match(line)) and m["model"] == model else line
+        for line in page.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _negative_errors(page: str, model: str) -> str:
+    """The true page plus an error count of minus half the OK count. Taken as a number, the
+    errors fall as traffic grows, and the success rate comes out above 1: a pass."""
+    ok = sum(
+        float(m["n"]) for line in page.splitlines() if (m := _OK_SAMPLE.match(line)) and m["model"] == model
+    )
+    errors = f':tensorflow:serving:request_count{{model_name="{model}",status="INTERNAL"}} {-ok / 2:g}'
+    return page.replace(
+        "# TYPE :tensorflow:serving:request_latency",
+        errors + "\n# TYPE :tensorflow:serving:request_latency",
+        1,
+    )
+
+
+# Faults of the counts that decide a verdict (latency, errors), applied to the true page.
+DECISIVE_FAULTS = {"nan": _nan_latency, "negative": _negative_errors}
 
 
 def _metrics_page(server: ModelServer) -> str:
+    model = next(iter(server.models), "")
     if server.metrics_fault in FAULTY_METRICS:
-        model = next(iter(server.models), "")
         return FAULTY_METRICS[server.metrics_fault].format(model=model)
+    if server.metrics_fault in DECISIVE_FAULTS:
+        return DECISIVE_FAULTS[server.metrics_fault](server.metrics.exposition(), model)
     return server.metrics.exposition()
 
 

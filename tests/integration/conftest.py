@@ -245,7 +245,7 @@ class ModelServers:
         self._set(model, version, load_seconds=load_seconds)
 
     def break_metrics(self, version: int, fault: str, model: str = "mnist") -> None:
-        """Pods of ``version`` that start from now on serve a broken metrics page (nan, garbage,
+        """Pods of ``version`` that start from now on serve a broken metrics page (nan, negative, garbage,
         non_utf8, drip)."""
         self._set(model, version, metrics=fault)
 

@@ -36,7 +36,7 @@ def rolled_back_in_time(cluster: Cluster, namespace: str, started: float) -> dic
     return md
 
 
-@pytest.mark.parametrize("fault", ["nan", "garbage", "non_utf8", "drip"])
+@pytest.mark.parametrize("fault", ["nan", "negative", "garbage", "non_utf8", "drip"])
 def test_broken_canary_metrics_never_pass_and_the_deadline_still_rolls_back(
     cluster: Cluster,
     namespace: str,
