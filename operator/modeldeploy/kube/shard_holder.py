@@ -86,9 +86,10 @@ class ShardHolder:
     identity: str
     shard_count: int
     timings: LeaseTimings = field(default_factory=LeaseTimings)
-    # Called from the holder's thread after a tick, with the shards just taken / lost.
-    on_taken: Callable[[int], None] = lambda shard: None
-    on_lost: Callable[[int], None] = lambda shard: None
+    # Called from the holder's thread after a tick that took / lost shards, once with them
+    # all: a replica taking ten shards at once relists its resources once, not ten times.
+    on_taken: Callable[[frozenset[int]], None] = lambda shards: None
+    on_lost: Callable[[frozenset[int]], None] = lambda shards: None
     clock: Callable[[], float] = time.monotonic
     _electors: dict[int, LeaderElector] = field(default_factory=dict)
     _held: frozenset[int] = frozenset()
@@ -151,10 +152,10 @@ class ShardHolder:
 
     def _report(self, now_held: frozenset[int]) -> None:
         before, self._held = self._held, now_held
-        for shard in sorted(before - now_held):
-            self.on_lost(shard)
-        for shard in sorted(now_held - before):
-            self.on_taken(shard)
+        if before - now_held:
+            self.on_lost(before - now_held)
+        if now_held - before:
+            self.on_taken(now_held - before)
 
     def _elector_on(self, name: str) -> LeaderElector:
         return LeaderElector(self.leases.named(name), self.identity, self.timings, clock=self.clock)
