@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.control.sharding import Shards, pass_for
 from modeldeploy.kube.lease import LeaseTimings
 from modeldeploy.kube.shard_holder import ShardHolder
-from modeldeploy.kube.shards import assigned_shards
+from modeldeploy.kube.shards import assigned_shards, shard_of
 from modeldeploy.kube.transport import ApiError
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,3 +167,19 @@ def test_a_clean_shutdown_hands_shards_over_within_a_retry_period() -> None:
 def test_a_shard_count_below_one_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="shard_count"):
         holder(MemoryLeases(), "a", Clock(), shards=0)
+
+
+def test_a_pass_may_write_only_while_its_resources_shard_is_held() -> None:
+    leases, clock = MemoryLeases(), Clock()
+    a, b = holder(leases, "a", clock), holder(leases, "b", clock)
+    rounds(clock, [a, b])
+    shards_a = Shards(a)
+    mine = next(f"m-{i}" for i in range(100) if shard_of("ns", f"m-{i}", SHARDS) in a.held())
+    theirs = next(f"m-{i}" for i in range(100) if shard_of("ns", f"m-{i}", SHARDS) in b.held())
+    with pass_for(("ns", mine)):
+        assert shards_a.leading()
+    with pass_for(("ns", theirs)):
+        assert not shards_a.leading()
+    with pass_for(("ns", mine)):
+        clock.now += TIMINGS.renew_deadline  # a stalls past its renew deadline
+        assert not shards_a.leading()
