@@ -183,6 +183,7 @@ def test_helm_install_confined_to_a_namespace(cluster: Cluster, namespace: str, 
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env if e.value is not None}
     assert env["MODELDEPLOY_LEADER_ELECTION"] == "true"
     assert env["MODELDEPLOY_LEASE_DURATION_SECONDS"] == "10"
+    assert env["MODELDEPLOY_SHARDS"] == "1"  # one leader by default, as before shards
     # Confined: the rights are a RoleBinding in the watched namespace, no cluster-wide binding
     # but the two cluster-scoped reads kopf needs.
     authz = kubernetes.client.RbacAuthorizationV1Api(cluster.api)
@@ -206,8 +207,13 @@ def test_helm_install_confined_to_a_namespace(cluster: Cluster, namespace: str, 
 
 @pytest.mark.parametrize(
     ("option", "named"),
-    [("--set=replica=3", "replica"), ("--set=workers=many", "workers"), ("--set=image.tag=5", "tag")],
-    ids=["unknown-key", "wrong-type", "numeric-tag"],
+    [
+        ("--set=replica=3", "replica"),
+        ("--set=workers=many", "workers"),
+        ("--set=image.tag=5", "tag"),
+        ("--set=leaderElection.shards=0", "shards"),
+    ],
+    ids=["unknown-key", "wrong-type", "numeric-tag", "no-shards"],
 )
 @pytest.mark.parametrize("command", ["lint", "template", "install"])
 def test_values_the_schema_refuses_are_refused_naming_the_key(

@@ -10,6 +10,7 @@ import pytest
 from modeldeploy.api.names import KIND
 from modeldeploy.control.runtime import build_operator
 from modeldeploy.control.settings import Settings
+from modeldeploy.control.sharding import pass_for
 from tests.unit.test_kube_client import loopback_kubeconfig
 
 pytestmark = pytest.mark.timeout(30)
@@ -53,3 +54,29 @@ def test_a_deleted_model_deployment_leaves_the_cache_and_queues_nothing(
     assert operator.cache.get(KIND, "ml", "mnist") is None
     assert operator.queue.ready() == 0
     assert operator.watches.namespaces() == [], "a deletion starts no watch"
+
+
+def test_with_shards_a_pass_runs_and_writes_only_while_its_shard_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator = build_operator(
+        settings(tmp_path, monkeypatch, MODELDEPLOY_LEADER_ELECTION="true", MODELDEPLOY_SHARDS="4")
+    )
+    assert operator.elector is None
+    assert operator.shards is not None
+    assert operator.reconciler.leading == operator.shards.leading
+    assert operator.shards_held() == 0
+    assert not operator.leads(("ml", "mnist")), "not started: it holds no shard yet"
+    assert operator.handle(("ml", "mnist")) is None  # a shard held elsewhere: no pass run
+    with pass_for(("ml", "mnist")):
+        assert not operator.reconciler.leading()
+    assert not operator.shards.leading(), "outside a pass nothing may be written"
+
+
+def test_one_shard_keeps_todays_leader_election(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    operator = build_operator(
+        settings(tmp_path, monkeypatch, MODELDEPLOY_LEADER_ELECTION="true", MODELDEPLOY_SHARDS="1")
+    )
+    assert operator.shards is None
+    assert operator.elector is not None
+    assert operator.elector.api.name == "modeldeploy-operator"

@@ -15,6 +15,8 @@ def test_defaults_and_overrides() -> None:
     assert settings.metrics_port == 0
     assert settings.retry_period_seconds == 0.5
     assert settings.lease_duration_seconds == LeaseTimings().lease_duration == 10
+    assert settings.shard_count == 1  # one Lease: today's single leader
+    assert Settings.from_env({"MODELDEPLOY_SHARDS": "32"}).shard_count == 32
 
 
 def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
@@ -50,6 +52,8 @@ def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
             {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://prometheus:9090, ftp://x"},
             r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'ftp://x' is not",
         ),
+        ({"MODELDEPLOY_SHARDS": "0"}, r"MODELDEPLOY_SHARDS=0 must be at least 1"),
+        ({"MODELDEPLOY_SHARDS": "-3"}, r"MODELDEPLOY_SHARDS=-3 must be at least 1"),
         (
             {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://user@prometheus:9090"},
             r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'http://user@prometheus:9090' is not",

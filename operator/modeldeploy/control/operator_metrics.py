@@ -77,6 +77,11 @@ LEADER = Gauge(
     "1 while this replica leads (always 1 without leader election), else 0.",
     registry=REGISTRY,
 )
+SHARDS_HELD = Gauge(
+    "modeldeploy_shards_held",
+    "Shards this replica holds (with one shard: 1 while it leads, else 0).",
+    registry=REGISTRY,
+)
 NOTIFICATIONS = Counter(
     "modeldeploy_notifications",
     "Notifications by webhook, event and result: delivered, failed (every attempt failed or the "
@@ -143,11 +148,17 @@ class ResourceCollector(Collector):
         yield step
 
 
-def watch(cache: ObjectCache, queue_depth: Callable[[], int], leading: Callable[[], bool]) -> None:
-    """Tie the scrape-time gauges to this process's cache, queue and leader elector."""
+def watch(
+    cache: ObjectCache,
+    queue_depth: Callable[[], int],
+    leading: Callable[[], bool],
+    shards_held: Callable[[], int] = lambda: 1,
+) -> None:
+    """Tie the scrape-time gauges to this process's cache, queue, leader elector and shards."""
     REGISTRY.register(ResourceCollector(cache))
     QUEUE_DEPTH.set_function(lambda: float(queue_depth()))
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
+    SHARDS_HELD.set_function(lambda: float(shards_held()))
 
 
 _TRACKED: set[tuple[str, str]] = set()

@@ -17,6 +17,7 @@ from ..api.names import KIND
 from ..kube.cache import ObjectCache
 from ..kube.client import Kube, load_client_config
 from ..kube.lease import LeaderElector, LeaseApi
+from ..kube.shard_holder import LeaseCollection, ShardHolder
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
 from ..probes.pretraffic import PreTrafficRunner
@@ -29,6 +30,7 @@ from .notices import load_config
 from .pod_checks import PreTrafficGate
 from .reconcile import Reconciler
 from .settings import Settings
+from .sharding import Shards, pass_for
 from .watches import (
     EventRouter,
     NamespaceWatches,
@@ -56,16 +58,31 @@ class Operator:
     # With leader election on: only the leader's workers reconcile.
     elector: LeaderElector | None
     stopping: threading.Event
+    # With more than one shard (instead of the elector): each pass runs if its shard is held.
+    shards: Shards | None = None
 
     def leading(self) -> bool:
+        if self.shards is not None:
+            return self.shards.held_count() > 0
         return self.elector is None or self.elector.is_leader()
+
+    def leads(self, key: tuple[str, str]) -> bool:
+        """Whether this replica runs the passes of ``key``: it leads, or holds its shard."""
+        return self.shards.holds_key(key) if self.shards is not None else self.leading()
+
+    def shards_held(self) -> int:
+        if self.shards is not None:
+            return self.shards.held_count()
+        return 1 if self.leading() else 0
 
     def start(self) -> None:
         """Start every thread: the elector, /metrics, the workers, resync and relist."""
         ours = self.settings
         if self.elector is not None:
             self.elector.start()
-        operator_metrics.watch(self.cache, self.queue.ready, self.leading)
+        if self.shards is not None:
+            self.shards.holder.start()
+        operator_metrics.watch(self.cache, self.queue.ready, self.leading, self.shards_held)
         if ours.metrics_port:
             operator_metrics.serve(ours.metrics_address, ours.metrics_port, ours.metrics_path)
         run_workers(self.queue, self.handle, ours.workers)
@@ -81,6 +98,8 @@ class Operator:
         self.reconciler.pre_traffic.close()
         if self.elector is not None:
             self.elector.release()
+        if self.shards is not None:
+            self.shards.holder.release()
 
     def on_model_deployment(self, type_: str | None, body: dict[str, Any]) -> None:
         """A ModelDeployment's watch event: cached, its namespace's children watched, and a
@@ -100,13 +119,14 @@ class Operator:
     def handle(self, key: Any) -> float | None:
         """One pass for a worker; seconds until the resource wants another, if it does."""
         namespace, name = key
-        if not self.leading():
+        if not self.leads(key):
             return None  # a standby: its watches keep the cache warm; the leader reconciles
         started = time.monotonic()
         result = "error"
         try:
             self.watches.fill(namespace)
-            again = self.reconciler.reconcile(namespace, name)
+            with pass_for((namespace, name)):
+                again = self.reconciler.reconcile(namespace, name)
             result = "success"
             return again
         except RetryLaterError:
@@ -151,7 +171,10 @@ def build_operator(settings: Settings) -> Operator:
     # leader left half done, what this one skipped while standing by), each confirmed first.
     taking_over = partial(confirm_and_queue_everything, client, cache, queue)
     elector = _elector(settings, client, on_started_leading=taking_over)
+    shards = _shards(settings, client, on_taken=lambda _: taking_over())
     leading = elector.is_leader if elector is not None else lambda: True
+    if shards is not None:
+        leading = shards.leading
     reconciler = Reconciler(
         writes,
         cache,
@@ -165,13 +188,13 @@ def build_operator(settings: Settings) -> Operator:
     )
     router = EventRouter(cache, queue, reconciler.forget)
     watches = NamespaceWatches(client, cache, router, stopping)
-    return Operator(settings, cache, queue, client, reconciler, router, watches, elector, stopping)
+    return Operator(settings, cache, queue, client, reconciler, router, watches, elector, stopping, shards)
 
 
 def _elector(
     settings: Settings, client: Kube, on_started_leading: Callable[[], None]
 ) -> LeaderElector | None:
-    if not settings.leader_election:
+    if not settings.leader_election or settings.shard_count > 1:
         return None
     lease = LeaseApi(
         client.raw, settings.lease_namespace, settings.lease_name, settings.renew_deadline_seconds
@@ -179,6 +202,22 @@ def _elector(
     return LeaderElector(
         lease, settings.identity, settings.lease_timings, on_started_leading=on_started_leading
     )
+
+
+def _shards(settings: Settings, client: Kube, on_taken: Callable[[frozenset[int]], None]) -> Shards | None:
+    """More than one shard: a holder contends for this replica's share (kube/shard_holder.py)."""
+    if not settings.leader_election or settings.shard_count == 1:
+        return None
+    leases = LeaseCollection(client.raw, settings.lease_namespace, settings.renew_deadline_seconds)
+    holder = ShardHolder(
+        leases,
+        settings.lease_name,
+        settings.identity,
+        settings.shard_count,
+        settings.lease_timings,
+        on_taken=on_taken,
+    )
+    return Shards(holder)
 
 
 def _pre_traffic(queue: WorkQueue) -> PreTrafficGate:

@@ -41,6 +41,12 @@ class Settings:
     # MODELDEPLOY_LEADER_ELECTION: "true" to run several replicas, one leading at a time
     # (manifests/operator.yaml sets it); off for a single operator run by hand or a test.
     leader_election: bool = False
+    # MODELDEPLOY_SHARDS: the ModelDeployments are split over this many shards (by a hash of
+    # namespace/name), each held by one replica at a time through its own Lease; live
+    # replicas share them by rendezvous hashing. 1 (the default): one Lease, today's leader
+    # election, no heartbeat writes. More shards than replicas spread the load evenly; each
+    # held shard costs its holder one Lease renewal per retry period, idle or not.
+    shard_count: int = 1
     # MODELDEPLOY_LEASE_NAMESPACE / _NAME: the Lease the replicas elect on; the namespace
     # defaults to the pod's own (POD_NAMESPACE, from the downward API).
     lease_namespace: str = "modeldeploy-system"
@@ -97,6 +103,7 @@ class Settings:
                 "MODELDEPLOY_LEASE_NAMESPACE", env.get("POD_NAMESPACE", cls.lease_namespace)
             ),
             lease_name=env.get("MODELDEPLOY_LEASE_NAME", cls.lease_name),
+            shard_count=number("MODELDEPLOY_SHARDS", cls.shard_count, int),
             identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             metrics_address=env.get("MODELDEPLOY_METRICS_ADDRESS", cls.metrics_address),
             metrics_port=number("MODELDEPLOY_METRICS_PORT", cls.metrics_port, int),
@@ -115,6 +122,8 @@ class Settings:
         with the others. Checked at start-up, apart from ``from_env``, which reads each
         variable on its own."""
         problems = self.lease_timings.problems(LEASE_VARIABLES)
+        if self.shard_count < 1:
+            problems.append(f"MODELDEPLOY_SHARDS={self.shard_count} must be at least 1")
         problems += [
             f"MODELDEPLOY_PROMETHEUS_ALLOWED: {entry!r} is not an http(s)://host[:port][/path] base URL"
             for entry in self.prometheus_allowed

@@ -130,6 +130,15 @@ class LeaderElector:
         with self._lock:
             return self._leading and self.clock() - self._last_renew < self.timings.renew_deadline
 
+    def observe(self, lease: dict[str, Any]) -> None:
+        """Note this Lease as read elsewhere (in a list of them all): its holder's expiry
+        counts from when a change was first seen, so a replica that starts contending for
+        it later need not wait a whole lease duration more."""
+        holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+        version = str(lease.get("metadata", {}).get("resourceVersion", ""))
+        if self._observed != (holder, version):
+            self._observed, self._observed_at = (holder, version), self.clock()
+
     def healthy(self) -> bool:
         """False when this replica leads but cannot renew (for /healthz): from the renew
         deadline on, until it reaches the Lease again."""
