@@ -239,6 +239,16 @@ CASES = [
         ),
         "timeoutSeconds must be shorter than progressDeadlineSeconds",
     ),
+    (
+        "webhooks under strategy Immediate (CEL)",
+        changed(
+            rollout={
+                "strategy": "Immediate",
+                "analysis": {"webhooks": [{"name": "a", "url": "http://h/x", "at": "PrePromotion"}]},
+            }
+        ),
+        "analysis.webhooks gate canaries",
+    ),
 ]
 
 

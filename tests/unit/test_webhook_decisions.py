@@ -281,3 +281,10 @@ def test_bad_webhooks_are_refused_naming_the_field(webhooks: list[dict[str, Any]
     }
     with pytest.raises(ValidationError, match=message):
         ModelDeploymentSpec.model_validate(spec)
+
+
+def test_gates_under_strategy_immediate_are_refused() -> None:
+    spec = copy.deepcopy(SAMPLE_SPEC)
+    spec["rollout"] = {"strategy": "Immediate", "analysis": {"webhooks": [gate("a", "PrePromotion")]}}
+    with pytest.raises(ValidationError, match=r"analysis\.webhooks gate canaries: strategy Immediate"):
+        ModelDeploymentSpec.model_validate(spec)

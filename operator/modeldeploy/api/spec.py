@@ -486,6 +486,13 @@ class RolloutSpec(CamelModel):
             "answer always rolls back",
             ".analysis.webhooks",
         ),
+        (
+            # Gates stand at points of a canary: under Immediate they would never be asked.
+            "!has(self.analysis) || !has(self.analysis.webhooks) || size(self.analysis.webhooks) == 0 || "
+            "!has(self.strategy) || self.strategy != 'Immediate'",
+            "analysis.webhooks gate canaries: strategy Immediate never asks them",
+            ".analysis.webhooks",
+        ),
     ]
 
     @field_validator("steps")
@@ -505,6 +512,8 @@ class RolloutSpec(CamelModel):
             raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")
         if self.analysis is not None and any(w.timeout_seconds >= deadline for w in self.analysis.webhooks):
             raise ValueError("analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds")
+        if self.analysis is not None and self.analysis.webhooks and self.strategy is Strategy.IMMEDIATE:
+            raise ValueError("analysis.webhooks gate canaries: strategy Immediate never asks them")
         return self
 
 
