@@ -29,10 +29,13 @@ def receiver() -> Iterator[WebhookReceiver]:
     started.stop()
 
 
-def gated(*webhooks: dict[str, Any]) -> dict[str, Any]:
-    """The fast canary sample with these webhook gates."""
+ONE_STEP = [{"weight": 50, "pause": "1s"}]  # where the second step's gate is not the point
+
+
+def gated(*webhooks: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The fast canary sample with these webhook gates (and these steps)."""
     analysis = {**FAST_ROLLOUT["analysis"], "webhooks": list(webhooks)}
-    return canary_sample(analysis=analysis)
+    return canary_sample(analysis=analysis, steps=steps or FAST_ROLLOUT["steps"])
 
 
 def gate(name: str, url: str, at: str, on_failure: str = "Rollback", timeout: int = 10) -> dict[str, Any]:
@@ -88,7 +91,11 @@ def test_a_refusing_hold_gate_keeps_the_canary_out_of_service_until_it_says_yes(
 ) -> None:
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED)
     receiver.answer("/freeze", 500, b"change freeze until 12:00\nTraceback (most recent call last): ...\n")
-    serving_v1(cluster, namespace, gated(gate("freeze", receiver.url("/freeze"), "PreTraffic", "Hold")))
+    serving_v1(
+        cluster,
+        namespace,
+        gated(gate("freeze", receiver.url("/freeze"), "PreTraffic", "Hold"), steps=ONE_STEP),
+    )
     driver = traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     held = wait_for(
@@ -148,7 +155,11 @@ def test_a_hanging_gate_is_cut_at_its_timeout_and_holds_no_worker(
     # One reconcile worker: were the call made on it, no other resource would move meanwhile.
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED, MODELDEPLOY_WORKERS="1")
     receiver.hanging.add("/hang")
-    serving_v1(cluster, namespace, gated(gate("slow", receiver.url("/hang"), "PreTraffic", timeout=6)))
+    serving_v1(
+        cluster,
+        namespace,
+        gated(gate("slow", receiver.url("/hang"), "PreTraffic", timeout=6), steps=ONE_STEP),
+    )
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
     wait_for(lambda: receiver.bodies("/hang"), 30, what="the gate called")
     called = time.monotonic()
@@ -174,7 +185,9 @@ def test_a_url_the_admin_did_not_allow_is_never_called(
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED="http://127.0.0.1:")
     elsewhere = WebhookReceiver("127.0.0.3")  # listening, so a call would be seen
     try:
-        serving_v1(cluster, namespace, gated(gate("audit", elsewhere.url("/audit"), "PreTraffic")))
+        serving_v1(
+            cluster, namespace, gated(gate("audit", elsewhere.url("/audit"), "PreTraffic"), steps=ONE_STEP)
+        )
         cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
         md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=60)
         reason = md["status"]["history"][-1]["reason"]
