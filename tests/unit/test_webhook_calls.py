@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.names import KIND
+from modeldeploy.api.webhook_gates import GatePoint
 from modeldeploy.control.kinds import new_cache
 from modeldeploy.control.reconcile import Reconciler
 from modeldeploy.control.webhook_calls import WebhookCalls
 from modeldeploy.kube.cache import ObjectCache
 from modeldeploy.probes.webhook_gate import GateAnswer
+from modeldeploy.rollout.webhooks import WebhookCall
 
 from .objects import SAMPLE_SPEC
 from .test_reconcile import NOW, deployment, pod, reconciler, resource
@@ -147,3 +149,32 @@ def test_a_hanging_gate_holds_no_reconcile_worker() -> None:
         release.set()
     assert queued == [("ml", "mnist")], "the resource is queued when the call ends"
     assert len(gate.bodies) == 1
+
+
+def test_a_call_that_raised_is_dropped_and_made_again_when_the_plan_asks() -> None:
+    attempts: list[str] = []
+
+    def broken(url: str, body: bytes, timeout: float) -> GateAnswer:
+        attempts.append(url)
+        if len(attempts) == 1:
+            raise RuntimeError("a bug, not an answer")
+        return GateAnswer(True)
+
+    ended = threading.Semaphore(0)
+    call = WebhookCall(3, "sign-off", URL, 5, GatePoint.PRE_TRAFFIC, 0, {"name": "mnist"})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        calls = WebhookCalls(
+            ("http://127.0.0.1:9000/hooks",),
+            executor=pool,
+            on_done=lambda namespace, name: ended.release(),
+            clock=lambda: NOW,
+            ask=broken,
+        )
+        calls.start("ml", "mnist", (call,))
+        assert ended.acquire(timeout=5)
+        assert calls.answers("ml", "mnist") == (), "an error is logged, never an answer"
+        calls.start("ml", "mnist", (call,))
+        assert ended.acquire(timeout=5)
+        [answer] = calls.answers("ml", "mnist")
+    assert (answer.name, answer.allowed, answer.answered_at) == ("sign-off", True, NOW)
+    assert calls.answers("ml", "mnist") == (), "an answer is read once"
