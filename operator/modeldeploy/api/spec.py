@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .affinity import Affinity
 from .base import CamelModel
+from .custom_metric import MAX_METRICS, METRICS_CEL_RULES, CustomMetric
 from .fetch_protocol import DIGEST_PATTERN
 from .placement import (
     LABEL_KEY_PATTERN,
@@ -331,6 +332,22 @@ class Analysis(CamelModel):
     """What a canary whose checks stay Inconclusive (too little traffic) meets at the progress
     deadline: Rollback, or Pause (hold the step, with a WaitingForTraffic reason, until traffic
     arrives or someone promotes or aborts)."""
+    metrics: list[CustomMetric] = Field(default_factory=list, max_length=MAX_METRICS)
+    """Custom PromQL metrics judged at every check beside the built-in ones (needs prometheus);
+    a failing one fails the check, one without data makes it Inconclusive."""
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = list(METRICS_CEL_RULES)
+
+    @model_validator(mode="after")
+    def _metrics_asked_of_prometheus(self) -> Analysis:
+        if self.metrics and self.prometheus is None:
+            raise ValueError(
+                "analysis.metrics need analysis.prometheus: their queries are asked of Prometheus"
+            )
+        names = [metric.name for metric in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("analysis.metrics names must be unique")
+        return self
 
     @property
     def interval_time(self) -> timedelta:
