@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from modeldeploy.api.custom_metric import CustomMetric
 from modeldeploy.api.spec import Analysis
 from modeldeploy.api.status import CheckResult, MetricResult, Verdict
+from modeldeploy.cli.views import rollout_view, status_text
 from modeldeploy.probes import custom_metrics as probe
 from modeldeploy.probes.custom_metrics import Subjects
 from modeldeploy.rollout.custom_metrics import (
@@ -31,6 +32,10 @@ from modeldeploy.rollout.custom_metrics import (
 from modeldeploy.rollout.types import Check
 from modeldeploy.rollout.window import MESSAGE_LIMIT
 from tests.support.scripted_http import ScriptedServer
+
+from .test_cli import NOW as CLI_NOW
+from .test_cli import md as cli_md
+from .test_cli import render as render_view
 
 pytestmark = pytest.mark.timeout(60)
 NOW = "2026-01-01T00:00:10Z"
@@ -318,3 +323,29 @@ def test_a_bug_never_passes_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(analysis("http://127.0.0.1:9", {"name": "n", "query": QUERY, "min": 0}))
     assert result.verdict is Verdict.INCONCLUSIVE
     assert "custom metrics failed: RuntimeError: boom" in result.message
+
+
+# --- the plugin ----------------------------------------------------------------------------
+
+
+def test_the_plugin_shows_each_metric_with_the_stable_and_its_verdict() -> None:
+    last = {
+        "verdict": "Failed",
+        "at": "t",
+        "message": "metric ok-ratio 0.5 < min 0.9",
+        "metrics": [
+            {"name": "ok-ratio", "value": 0.5, "stableValue": 1.0, "result": "Failed"},
+            {"name": "no-data", "result": "Inconclusive"},
+        ],
+    }
+    canary = {
+        "version": 3,
+        "step": 0,
+        "weight": 10,
+        "replicas": 1,
+        "analysis": {"failed": 1, "lastCheck": last},
+    }
+    body = cli_md(phase="Progressing", stable={"version": 2}, canary=canary)
+    shown = "ok-ratio 0.5 vs stable 1 Failed, no-data no data Inconclusive"
+    assert f"metrics: {shown}" in status_text(body)
+    assert shown in " ".join(render_view(rollout_view(body, [], CLI_NOW)).split())
