@@ -6,12 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary, canary_sample, serving_v1
+from .test_validation import changed
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,6 +38,70 @@ def metrics_analysis(address: str, *metrics: dict[str, Any]) -> dict[str, Any]:
         "prometheus": {"address": address},
         "metrics": list(metrics),
     }
+
+
+def with_metrics(*metrics: dict[str, Any], prometheus: bool = True) -> dict[str, Any]:
+    analysis: dict[str, Any] = {"metrics": list(metrics)}
+    if prometheus:
+        analysis["prometheus"] = {"address": "http://prometheus.monitoring:9090"}
+    return changed(rollout={"analysis": analysis})
+
+
+REFUSED = [
+    (
+        "without prometheus (CEL)",
+        with_metrics(OK_RATIO, prometheus=False),
+        "metrics need analysis.prometheus",
+    ),
+    (
+        "a name given twice (CEL)",
+        with_metrics(OK_RATIO, {**NO_DATA, "name": "ok-ratio"}),
+        "metrics names must be unique",
+    ),
+    ("no bound (CEL)", with_metrics({"name": "a", "query": NO_DATA["query"]}), "a metric needs a bound"),
+    (
+        "min above max (CEL)",
+        with_metrics({**NO_DATA, "min": 2, "max": 1}),
+        "spec.rollout.analysis.metrics[0].min",
+    ),
+    (
+        "a query without {{version}} (CEL)",
+        with_metrics({**NO_DATA, "query": "sum(up)"}),
+        "query must select the version with {{version}}",
+    ),
+    (
+        "a placeholder the operator does not fill in",
+        with_metrics({**NO_DATA, "query": 'm{version="{{version}}",model="{{model}}"}'}),
+        "spec.rollout.analysis.metrics[0].query",
+    ),
+    (
+        "a name that is not a DNS label",
+        with_metrics({**NO_DATA, "name": "No Data"}),
+        "spec.rollout.analysis.metrics[0].name",
+    ),
+    (
+        "more than 8",
+        with_metrics(*({**NO_DATA, "name": f"m{i}"} for i in range(9))),
+        "spec.rollout.analysis.metrics",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_the_api_server_refuses_metrics_that_cannot_be_judged(
+    cluster: Cluster, namespace: str, body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ApiException) as excinfo:
+        cluster.create_md(namespace, body)
+    assert excinfo.value.status == 422
+    assert field in excinfo.value.body, excinfo.value.body
+
+
+def test_the_api_server_accepts_metrics_with_promql_braces(cluster: Cluster, namespace: str) -> None:
+    created = cluster.create_md(namespace, with_metrics(OK_RATIO, NO_DATA))
+    metrics = created["spec"]["rollout"]["analysis"]["metrics"]
+    assert [m["name"] for m in metrics] == ["ok-ratio", "no-data"]
+    assert metrics[0]["query"] == OK_RATIO["query"]
 
 
 def last_check(cluster: Cluster, namespace: str) -> dict[str, Any]:
