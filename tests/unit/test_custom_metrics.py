@@ -228,11 +228,19 @@ def test_passing_metrics_pass_and_the_message_stays_bounded() -> None:
 # --- reading Prometheus --------------------------------------------------------------------
 
 
-@pytest.fixture
-def replies() -> Iterator[ScriptedServer]:
+@pytest.fixture(scope="module")
+def prometheus_double() -> Iterator[ScriptedServer]:
     server = ScriptedServer()
     yield server
-    server.stop()
+    server.stop()  # polls for half a second: once for the module, not once a test
+
+
+@pytest.fixture
+def replies(prometheus_double: ScriptedServer) -> ScriptedServer:
+    """The module's scripted Prometheus, its script reset for each test."""
+    prometheus_double.queries, prometheus_double.bodies = {}, {}
+    prometheus_double.default, prometheus_double.status, prometheus_double.drip_seconds = b"", 200, 0.0
+    return prometheus_double
 
 
 def vector(*values: str) -> bytes:
