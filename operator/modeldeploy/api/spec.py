@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .affinity import Affinity
 from .base import CamelModel
+from .custom_metric import MAX_METRICS, METRICS_CEL_RULES, CustomMetric
 from .fetch_protocol import DIGEST_PATTERN
 from .placement import (
     LABEL_KEY_PATTERN,
@@ -335,6 +336,9 @@ class Analysis(CamelModel):
     webhooks: list[WebhookGate] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
     """HTTP checks at named points of a canary that must answer 2xx to go on; only to URLs the
     operator's admin allows."""
+    metrics: list[CustomMetric] = Field(default_factory=list, max_length=MAX_METRICS)
+    """Custom PromQL metrics judged at every check beside the built-in ones (needs prometheus);
+    a failing one fails the check, one without data makes it Inconclusive."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
         (
@@ -342,6 +346,7 @@ class Analysis(CamelModel):
             "webhooks names must be unique",
             ".webhooks",
         ),
+        *METRICS_CEL_RULES,
     ]
 
     @field_validator("webhooks")
@@ -351,6 +356,17 @@ class Analysis(CamelModel):
         if len(set(names)) != len(names):
             raise ValueError("analysis.webhooks names must be unique")
         return webhooks
+
+    @model_validator(mode="after")
+    def _metrics_asked_of_prometheus(self) -> Analysis:
+        if self.metrics and self.prometheus is None:
+            raise ValueError(
+                "analysis.metrics need analysis.prometheus: their queries are asked of Prometheus"
+            )
+        names = [metric.name for metric in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("analysis.metrics names must be unique")
+        return self
 
     @property
     def interval_time(self) -> timedelta:

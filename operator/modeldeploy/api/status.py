@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .base import CamelModel
+from .custom_metric import MAX_METRICS
 from .times import parse_optional_time, parse_time
 from .webhook_gates import WebhookStatus
 
@@ -77,6 +78,25 @@ class VersionStatus(CamelModel):
     )
 
 
+class MetricResult(CamelModel):
+    """One custom metric at one check: the canary's value, the stable's (maxDropVsStable),
+    and its verdict."""
+
+    name: str = Field(max_length=63)
+    """The metric's name in the spec."""
+    value: float | None = None
+    """The canary's value; absent when the query answered none (or NaN, an infinity)."""
+    stable_value: float | None = None
+    """The stable's value for maxDropVsStable."""
+    result: Verdict
+    """Passed, Failed or Inconclusive (no data, or no answer)."""
+
+    @field_validator("value", "stable_value")
+    @classmethod
+    def _measured(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
+
+
 class CheckResult(CamelModel):
     """The outcome of one analysis check."""
 
@@ -93,6 +113,8 @@ class CheckResult(CamelModel):
     """99th percentile latency in milliseconds."""
     message: str = ""
     """The verdict's reason."""
+    metrics: list[MetricResult] | None = Field(default=None, max_length=MAX_METRICS)
+    """Each custom metric's value and verdict (analysis.metrics)."""
 
     @field_validator("requests", "success_rate", "latency_p99_ms")
     @classmethod

@@ -156,6 +156,8 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
             head.add_row(
                 "Last check", f"{last.get('verdict')} at {last.get('at')}: {last.get('message', '')}"
             )
+            if last.get("metrics"):
+                head.add_row("Metrics", metrics_summary(last["metrics"]))
     for label, text in webhook_rows((canary or {}).get("analysis") or {}):
         head.add_row(label, text)
     conditions = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None, pad_edge=False)
@@ -193,6 +195,18 @@ def history_table(md: Body) -> Table:
     for entry in (md.get("status") or {}).get("history") or []:
         table.add_row(entry["at"], str(entry["version"]), entry["result"], entry.get("reason", ""))
     return table
+
+
+def metrics_summary(metrics: list[Body]) -> str:
+    """The custom metrics of a check: each one's value (and the stable's) and verdict."""
+
+    def one(metric: Body) -> str:
+        value, stable = metric.get("value"), metric.get("stableValue")
+        shown = "no data" if value is None else f"{value:.4g}"
+        against = "" if stable is None else f" vs stable {stable:.4g}"
+        return f"{metric.get('name')} {shown}{against} {metric.get('result')}"
+
+    return ", ".join(one(metric) for metric in metrics)
 
 
 def _pre_traffic_lines(pre: Body | None) -> list[str]:
@@ -248,6 +262,8 @@ def status_text(md: Body) -> str:
         last = analysis.get("lastCheck")
         if last:
             lines.append(f"    last check {last.get('at')}: {last.get('verdict')}: {last.get('message', '')}")
+            if last.get("metrics"):
+                lines.append(f"    metrics: {metrics_summary(last['metrics'])}")
         lines += _pre_traffic_lines(canary.get("preTraffic"))
         lines += [f"    {label.lower()}: {text}" for label, text in webhook_rows(analysis)]
     for cond in status.get("conditions") or []:

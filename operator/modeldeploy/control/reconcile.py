@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
-from ..api.status import CheckResult, Counters, ModelDeploymentStatus, RolloutResult, Verdict
+from ..api.status import CheckResult, Counters, ModelDeploymentStatus, RolloutResult, Verdict, VersionStatus
 from ..api.times import parse_time, utc_now
 from ..children.deployment import BuildOptions
 from ..children.desired import desired_state
@@ -27,10 +27,12 @@ from ..children.validation import spec_problem
 from ..kube.cache import ObjectCache
 from ..kube.transport import ApiError
 from ..kube.workqueue import RetryLaterError
-from ..probes import analysis, modelgate
+from ..probes import analysis, custom_metrics, modelgate
+from ..probes.custom_metrics import Subjects
 from ..probes.pretraffic import PreTrafficRunner
 from ..probes.providers import DirectScrape, Target, prometheus_refusal
 from ..rollout.canary import analysis_due
+from ..rollout.custom_metrics import Subject
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
@@ -53,6 +55,7 @@ GATE_PROBES_AT_ONCE = 16
 
 Gate = Callable[[str, str, int], bool]  # (pod IP, model, version) -> AVAILABLE?
 Analyse = Callable[[Analysis, Target, Counters | None, str], Check]
+CustomMetrics = Callable[[Analysis, Subjects, Check], Check]
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Reconciler:
     clock: Callable[[], str] = utc_now
     gate: Gate = modelgate.version_available
     analyse: Analyse = analysis.check
+    judge_metrics: CustomMetrics = custom_metrics.with_custom_metrics
     pre_traffic: PreTrafficGate = field(
         default_factory=lambda: PreTrafficGate(PreTrafficRunner(scrape=DirectScrape().scrape))
     )
@@ -291,7 +295,8 @@ class Reconciler:
             spec.interval_time.total_seconds(),
             spec.window_time.total_seconds(),
         )
-        return self.analyse(spec, target, previous.canary.analysis.counters, now)
+        check = self.analyse(spec, target, previous.canary.analysis.counters, now)
+        return self.judge_metrics(spec, _metric_subjects(md, previous.stable, version, spec), check)
 
     def _write_status(
         self,
@@ -362,6 +367,19 @@ def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
         plan.target_version,
         plan.canary.version if plan.canary else None,
         plan.route_weight,
+    )
+
+
+def _metric_subjects(
+    md: ModelDeployment, stable: VersionStatus | None, version: int, spec: Analysis
+) -> Subjects:
+    """What the custom metrics' placeholders name: the canary's ``version`` and, where another
+    version serves as the stable, the stable's."""
+    window = spec.window_time.total_seconds()
+    serving = stable.version if stable is not None and stable.version != version else None
+    return Subjects(
+        Subject(md.namespace, md.name, version, window),
+        None if serving is None else Subject(md.namespace, md.name, serving, window),
     )
 
 
