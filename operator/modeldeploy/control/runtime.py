@@ -28,7 +28,7 @@ from .kinds import BY_KIND, CHILD_WATCHES, new_cache
 from .notice_delivery import Notifier
 from .notices import load_config
 from .pod_checks import PreTrafficGate
-from .reconcile import Reconciler
+from .reconcile import Reconciler, unplaced
 from .settings import Settings
 from .sharding import Shards, pass_for
 from .watches import (
@@ -185,6 +185,7 @@ def build_operator(settings: Settings) -> Operator:
         leading=leading,
         notifier=_notifier(settings),
         prometheus_allowed=settings.prometheus_allowed,
+        placement=shards.placement if shards is not None else unplaced,
     )
     router = EventRouter(cache, queue, reconciler.forget)
     watches = NamespaceWatches(client, cache, router, stopping)

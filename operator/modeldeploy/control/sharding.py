@@ -51,5 +51,9 @@ class Shards:
         key = CURRENT_PASS.get()
         return key is not None and self.holds_key(key)
 
+    def placement(self, namespace: str, name: str) -> tuple[int | None, str | None]:
+        """What this replica records in the status it writes: the shard, and itself."""
+        return self.shard((namespace, name)), self.identity
+
     def held_count(self) -> int:
         return len(self.holder.held())
