@@ -133,7 +133,8 @@ def test_the_shard_rights_come_with_more_than_one_shard_only(cluster: Cluster, n
     sharded = template(cluster, namespace, "--set=leaderElection.shards=4")
     (role,) = [r for r in by_kind(sharded, "Role") if r["metadata"]["name"].endswith("-shards")]
     assert role["rules"] == by_kind(manifests, "Role")[0]["rules"]
-    assert [b["roleRef"]["name"] for b in by_kind(sharded, "RoleBinding")].count(role["metadata"]["name"]) == 1
+    bound = [b["roleRef"]["name"] for b in by_kind(sharded, "RoleBinding")]
+    assert bound.count(role["metadata"]["name"]) == 1
     names = [r["metadata"]["name"] for r in by_kind(template(cluster, namespace), "Role")]
     assert not [name for name in names if name.endswith("-shards")]
 

@@ -611,4 +611,5 @@ def test_one_shard_writes_no_shard_into_the_status() -> None:
     cache.upsert(KIND, resource())
     rec, kube, _, _ = reconciler(cache)
     rec.reconcile("ml", "mnist")
-    assert "shard" not in kube.statuses[-1] and "shardHolder" not in kube.statuses[-1]
+    assert "shard" not in kube.statuses[-1]
+    assert "shardHolder" not in kube.statuses[-1]

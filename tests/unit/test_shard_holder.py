@@ -216,3 +216,17 @@ def test_health_fails_only_for_shards_held_past_the_renew_deadline() -> None:
     cut_off.down = False
     rounds(clock, [a], 1)
     assert Shards(a).health() == f"a: holds {SHARDS} of {SHARDS} shards"
+
+
+def test_a_shard_renewed_past_its_renew_deadline_counts_as_taken_again() -> None:
+    leases, clock = MemoryLeases(), Clock()
+    taken: list[frozenset[int]] = []
+    a = holder(leases, "a", clock, on_taken=taken.append)
+    rounds(clock, [a], 2)
+    assert taken == [frozenset(range(SHARDS))]
+    clock.now += TIMINGS.renew_deadline  # a stall: for a moment a held none, and skipped passes
+    assert a.held() == frozenset()
+    rounds(clock, [a], 1)
+    assert taken[1:] == [frozenset(range(SHARDS))]  # owed: every pass over them runs again
+    rounds(clock, [a], 2)
+    assert len(taken) == 2  # renewed in time: nothing more

@@ -171,7 +171,10 @@ def build_operator(settings: Settings) -> Operator:
     # leader left half done, what this one skipped while standing by), each confirmed first.
     taking_over = partial(confirm_and_queue_everything, client, cache, queue)
     elector = _elector(settings, client, on_started_leading=taking_over)
-    shards = _shards(settings, client, on_taken=lambda _: taking_over())
+    # Off the holder's thread: relisting every namespace takes long, and the holder must
+    # renew its shards meanwhile (a late renewal is a lapse, and the passes start over).
+    confirming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards-taken")
+    shards = _shards(settings, client, on_taken=lambda _: _in_background(confirming, taking_over))
     leading = elector.is_leader if elector is not None else lambda: True
     if shards is not None:
         leading = shards.leading
@@ -203,6 +206,18 @@ def _elector(
     return LeaderElector(
         lease, settings.identity, settings.lease_timings, on_started_leading=on_started_leading
     )
+
+
+def _in_background(executor: ThreadPoolExecutor, work: Callable[[], None]) -> None:
+    """``work`` on ``executor``'s one thread; errors are logged there, never raised here."""
+
+    def logged() -> None:
+        try:
+            work()
+        except Exception:
+            LOG.warning("passing over the shards taken failed", exc_info=True)
+
+    executor.submit(logged)
 
 
 def _shards(settings: Settings, client: Kube, on_taken: Callable[[frozenset[int]], None]) -> Shards | None:
