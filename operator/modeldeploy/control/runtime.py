@@ -18,6 +18,7 @@ from ..kube.cache import ObjectCache
 from ..kube.client import Kube, load_client_config
 from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.shard_holder import LeaseCollection, ShardHolder
+from ..kube.shards import shard_of
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
 from ..probes.pretraffic import PreTrafficRunner
@@ -174,7 +175,14 @@ def build_operator(settings: Settings) -> Operator:
     # Off the holder's thread: relisting every namespace takes long, and the holder must
     # renew its shards meanwhile (a late renewal is a lapse, and the passes start over).
     confirming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards-taken")
-    shards = _shards(settings, client, on_taken=lambda _: _in_background(confirming, taking_over))
+
+    def shards_taken(shards: frozenset[int]) -> None:  # only their resources: not the others'
+        def taken(key: tuple[str, str]) -> bool:
+            return shard_of(*key, settings.shard_count) in shards
+
+        _in_background(confirming, partial(confirm_and_queue_everything, client, cache, queue, taken))
+
+    shards = _shards(settings, client, on_taken=shards_taken)
     leading = elector.is_leader if elector is not None else lambda: True
     if shards is not None:
         leading = shards.leading
