@@ -33,6 +33,7 @@ from .placement import (
 )
 from .quantity import QUANTITY_PATTERN
 from .times import DURATION_PATTERN, duration, parse_duration
+from .webhook_gates import MAX_WEBHOOKS, WebhookGate
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
@@ -331,6 +332,25 @@ class Analysis(CamelModel):
     """What a canary whose checks stay Inconclusive (too little traffic) meets at the progress
     deadline: Rollback, or Pause (hold the step, with a WaitingForTraffic reason, until traffic
     arrives or someone promotes or aborts)."""
+    webhooks: list[WebhookGate] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+    """HTTP checks at named points of a canary that must answer 2xx to go on; only to URLs the
+    operator's admin allows."""
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "!has(self.webhooks) || self.webhooks.all(a, self.webhooks.exists_one(b, b.name == a.name))",
+            "webhooks names must be unique",
+            ".webhooks",
+        ),
+    ]
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_names(cls, webhooks: list[WebhookGate]) -> list[WebhookGate]:
+        names = [w.name for w in webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError("analysis.webhooks names must be unique")
+        return webhooks
 
     @property
     def interval_time(self) -> timedelta:
@@ -458,6 +478,21 @@ class RolloutSpec(CamelModel):
             "analysis.interval must be shorter than progressDeadlineSeconds, or no check can pass in time",
             ".analysis.interval",
         ),
+        (
+            "!has(self.analysis) || !has(self.analysis.webhooks) || "
+            "self.analysis.webhooks.all(w, !has(w.timeoutSeconds) || "
+            "w.timeoutSeconds < self.progressDeadlineSeconds)",
+            "analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds, or a slow "
+            "answer always rolls back",
+            ".analysis.webhooks",
+        ),
+        (
+            # Gates stand at points of a canary: under Immediate they would never be asked.
+            "!has(self.analysis) || !has(self.analysis.webhooks) || size(self.analysis.webhooks) == 0 || "
+            "!has(self.strategy) || self.strategy != 'Immediate'",
+            "analysis.webhooks gate canaries: strategy Immediate never asks them",
+            ".analysis.webhooks",
+        ),
     ]
 
     @field_validator("steps")
@@ -475,6 +510,10 @@ class RolloutSpec(CamelModel):
             raise ValueError("every step's pause must be shorter than progressDeadlineSeconds")
         if self.analysis is not None and parse_duration(self.analysis.interval) >= deadline:
             raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")
+        if self.analysis is not None and any(w.timeout_seconds >= deadline for w in self.analysis.webhooks):
+            raise ValueError("analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds")
+        if self.analysis is not None and self.analysis.webhooks and self.strategy is Strategy.IMMEDIATE:
+            raise ValueError("analysis.webhooks gate canaries: strategy Immediate never asks them")
         return self
 
 

@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from .base import CamelModel
 from .times import parse_optional_time, parse_time
+from .webhook_gates import WebhookStatus
 
 _Counts = TypeVar("_Counts", float, dict[str, float])
 
@@ -170,6 +171,8 @@ class AnalysisStatus(CamelModel):
     """The latest check."""
     counters: Counters | None = None
     """Counters the next check is measured from."""
+    webhooks: list[WebhookStatus] = Field(default_factory=list)
+    """The latest answer of each webhook gate asked in this canary."""
 
 
 class SignatureResult(StrEnum):
