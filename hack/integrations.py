@@ -7,6 +7,7 @@
   chart's files/rules.yaml carry the same groups, so promtool's tests hold for every way of
   installing them;
 - manifests/rbac.yaml: the chart's ClusterRole and leader-election Role rules;
+- manifests/rbac-shards.yaml: the chart's shard Role rules (leaderElection.shards above 1);
 - manifests/aggregate-roles.yaml: the rules of the chart's view/edit/admin ClusterRoles;
 - crds/ (generated from the pydantic models): the chart's templates/crd.yaml, a template so
   `helm upgrade` updates it (helm never upgrades a chart's crds/ folder);
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "integrations" / "prometheus" / "rules.yaml"
 PROMETHEUS_RULE = REPO / "manifests" / "monitoring" / "prometheusrule.yaml"
 RBAC = REPO / "manifests" / "rbac.yaml"
+RBAC_SHARDS = REPO / "manifests" / "rbac-shards.yaml"
 AGGREGATE_ROLES = REPO / "manifests" / "aggregate-roles.yaml"
 CRD = REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.yaml"
 DASHBOARD = REPO / "integrations" / "grafana" / "modeldeploy.json"
@@ -67,8 +69,8 @@ def prometheus_rule() -> str:
     return generated_from(RULES) + dump(body)
 
 
-def rbac_rules(kind: str) -> list[dict[str, Any]]:
-    document = next(d for d in yaml.safe_load_all(RBAC.read_text()) if d and d["kind"] == kind)
+def rbac_rules(kind: str, source: Path = RBAC) -> list[dict[str, Any]]:
+    document = next(d for d in yaml.safe_load_all(source.read_text()) if d and d["kind"] == kind)
     rules: list[dict[str, Any]] = document["rules"]
     return rules
 
@@ -145,6 +147,8 @@ def chart_files() -> dict[Path, str]:
         CHART / "files" / "clusterrole-rules.yaml": generated_from(RBAC) + dump(cluster_rules),
         CHART / "files" / "cluster-scoped-rules.yaml": generated_from(RBAC) + dump(cluster_scoped),
         CHART / "files" / "leader-election-rules.yaml": generated_from(RBAC) + dump(rbac_rules("Role")),
+        CHART / "files" / "shard-rules.yaml": generated_from(RBAC_SHARDS)
+        + dump(rbac_rules("Role", RBAC_SHARDS)),
         CHART / "files" / "rules.yaml": generated_from(RULES) + dump({"groups": alert_groups()}),
         CHART / "files" / DASHBOARD.name: DASHBOARD.read_text(),
     }

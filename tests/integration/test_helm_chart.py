@@ -128,6 +128,17 @@ def test_the_charts_rights_and_rules_are_the_manifests(cluster: Cluster, namespa
     )
 
 
+def test_the_shard_rights_come_with_more_than_one_shard_only(cluster: Cluster, namespace: str) -> None:
+    manifests = [d for d in yaml.safe_load_all((REPO / "manifests" / "rbac-shards.yaml").read_text()) if d]
+    sharded = template(cluster, namespace, "--set=leaderElection.shards=4")
+    (role,) = [r for r in by_kind(sharded, "Role") if r["metadata"]["name"].endswith("-shards")]
+    assert role["rules"] == by_kind(manifests, "Role")[0]["rules"]
+    bound = [b["roleRef"]["name"] for b in by_kind(sharded, "RoleBinding")]
+    assert bound.count(role["metadata"]["name"]) == 1
+    names = [r["metadata"]["name"] for r in by_kind(template(cluster, namespace), "Role")]
+    assert not [name for name in names if name.endswith("-shards")]
+
+
 def test_the_charts_notifications_file_is_one_the_operator_reads(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:

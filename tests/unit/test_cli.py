@@ -175,6 +175,12 @@ def test_the_live_view_shows_versions_step_share_pause_checks_and_pod_gates() ->
     assert rows["mnist-v2-a"][-1] == "2m"
 
 
+def test_the_view_names_the_shard_and_its_holder_only_when_sharded() -> None:
+    sharded = md(phase="Ready", stable={"version": 2}, shard=7, shardHolder="modeldeploy-operator-1")
+    assert "7, held by modeldeploy-operator-1" in render(rollout_view(sharded, [], NOW))
+    assert "Shard" not in render(rollout_view(md(phase="Ready", stable={"version": 2}), [], NOW))
+
+
 def test_list_has_one_line_per_resource_with_its_namespace_under_all_namespaces() -> None:
     other = md(phase="Degraded")
     other["metadata"] = {**other["metadata"], "name": "resnet", "namespace": "vision"}

@@ -586,3 +586,30 @@ def test_an_abort_acts_before_any_pod_is_asked_anything() -> None:
     rec.reconcile("ml", "mnist")
     assert kube.statuses[0]["history"][-1]["result"] == "Aborted"
     assert ("delete", "Deployment", "mnist-v3") in kube.calls
+
+
+def test_a_sharded_pass_records_its_shard_and_holder_and_a_takeover_once() -> None:
+    cache = new_cache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.placement = lambda namespace, name: (5, "replica-a")
+    rec.reconcile("ml", "mnist")
+    assert (kube.statuses[-1]["shard"], kube.statuses[-1]["shardHolder"]) == (5, "replica-a")
+    assert ("event", "Normal", "ShardTakenOver") not in kube.calls  # nobody held it before
+    rec.placement = lambda namespace, name: (5, "replica-b")
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist")
+    assert kube.calls[before:] == [("status", "mnist"), ("event", "Normal", "ShardTakenOver")]
+    assert kube.statuses[-1]["shardHolder"] == "replica-b"
+    before = len(kube.calls)
+    rec.reconcile("ml", "mnist")
+    assert kube.calls[before:] == []  # the holder's next pass writes nothing: no event again
+
+
+def test_one_shard_writes_no_shard_into_the_status() -> None:
+    cache = new_cache()
+    cache.upsert(KIND, resource())
+    rec, kube, _, _ = reconciler(cache)
+    rec.reconcile("ml", "mnist")
+    assert "shard" not in kube.statuses[-1]
+    assert "shardHolder" not in kube.statuses[-1]

@@ -111,3 +111,22 @@ def test_a_replica_taking_the_lease_acts_only_on_the_status_the_old_leader_left(
     assert held is not None
     assert held["status"] == {"phase": "Degraded"}
     assert len(queue) == 1
+
+
+def test_a_replica_taking_shards_confirms_and_queues_only_their_resources() -> None:
+    from modeldeploy.control.watches import confirm_and_queue_everything
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    cache = new_cache()
+    cache.upsert(KIND, md("mine", "10", "Progressing"))
+    cache.upsert(KIND, md("theirs", "20", "Progressing"))
+    server = LiveModelDeployments(
+        {"mine": md("mine", "11", "Degraded"), "theirs": md("theirs", "20", "Ready")}
+    )
+    queue = WorkQueue()
+    confirm_and_queue_everything(server, cache, queue, lambda key: key == ("ml", "mine"))  # type: ignore[arg-type]
+    assert len(queue) == 1
+    assert queue.get() == ("ml", "mine")
+    mine = cache.get(KIND, "ml", "mine")
+    assert mine is not None
+    assert mine["status"] == {"phase": "Degraded"}

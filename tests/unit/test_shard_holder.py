@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.control.sharding import Shards, pass_for
+from modeldeploy.control.sharding import Shards, ShardsUnhealthyError, pass_for
 from modeldeploy.kube.lease import LeaseTimings
 from modeldeploy.kube.shard_holder import ShardHolder
 from modeldeploy.kube.shards import assigned_shards, shard_of
@@ -183,3 +183,50 @@ def test_a_pass_may_write_only_while_its_resources_shard_is_held() -> None:
     with pass_for(("ns", mine)):
         clock.now += TIMINGS.renew_deadline  # a stalls past its renew deadline
         assert not shards_a.leading()
+
+
+class Unreachable(MemoryLeases):
+    """The same Leases seen by a replica cut off from the API server whenever ``down``."""
+
+    def __init__(self, leases: MemoryLeases) -> None:
+        self.__dict__ = leases.__dict__  # one namespace of Leases, two views of it
+        self.down = False
+
+    def list(self) -> list[dict[str, Any]]:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return super().list()
+
+
+def test_health_fails_only_for_shards_held_past_the_renew_deadline() -> None:
+    leases, clock = MemoryLeases(), Clock()
+    cut_off = Unreachable(leases)
+    a, idle = holder(cut_off, "a", clock), holder(leases, "idle", clock, shards=1)
+    rounds(clock, [holder(leases, "b", clock, shards=1)])  # the one-shard Lease is b's: idle holds nothing
+    rounds(clock, [idle, a], 1)
+    assert Shards(idle).health() == "idle: holds 0 of 1 shards"  # standing by is healthy
+    assert Shards(a).health() == f"a: holds {SHARDS} of {SHARDS} shards"
+    cut_off.down = True
+    for _ in range(int(TIMINGS.renew_deadline / TIMINGS.retry_period) + 1):
+        with pytest.raises(ConnectionError):
+            a.tick()
+        clock.now += TIMINGS.retry_period
+    with pytest.raises(ShardsUnhealthyError, match="a holds shards it has not renewed in time"):
+        Shards(a).health()
+    cut_off.down = False
+    rounds(clock, [a], 1)
+    assert Shards(a).health() == f"a: holds {SHARDS} of {SHARDS} shards"
+
+
+def test_a_shard_renewed_past_its_renew_deadline_counts_as_taken_again() -> None:
+    leases, clock = MemoryLeases(), Clock()
+    taken: list[frozenset[int]] = []
+    a = holder(leases, "a", clock, on_taken=taken.append)
+    rounds(clock, [a], 2)
+    assert taken == [frozenset(range(SHARDS))]
+    clock.now += TIMINGS.renew_deadline  # a stall: for a moment a held none, and skipped passes
+    assert a.held() == frozenset()
+    rounds(clock, [a], 1)
+    assert taken[1:] == [frozenset(range(SHARDS))]  # owed: every pass over them runs again
+    rounds(clock, [a], 2)
+    assert len(taken) == 2  # renewed in time: nothing more

@@ -68,6 +68,7 @@ class EventReason(StrEnum):
     CANARY_STEP = "CanaryStep"
     ARTIFACT_CHANGED = "ArtifactChanged"
     VERSION_ROLLED = "VersionRolled"
+    SHARD_TAKEN_OVER = "ShardTakenOver"
 
 
 class EventType(StrEnum):

@@ -363,3 +363,9 @@ class ModelDeploymentStatus(CamelModel):
     selector: str | None = None
     """Label selector of the serving version's pods, as the scale subresource reports it: the pods
     a HorizontalPodAutoscaler targeting this resource averages its metrics over."""
+    shard: int | None = Field(default=None, ge=0)
+    """With several operator replicas sharing the work (MODELDEPLOY_SHARDS above 1): the shard
+    this resource belongs to, a stable hash of its namespace and name."""
+    shard_holder: str | None = None
+    """With several operator replicas: the replica that held the shard when it last wrote this
+    status. A replica writes it on its first pass after taking the shard over."""

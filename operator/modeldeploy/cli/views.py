@@ -124,6 +124,8 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
         f"{rollout.get('strategy', 'Canary')}" + (", paused" if rollout.get("paused") else ""),
     )
     head.add_row("Requested", f"version {(spec.get('model') or {}).get('version')}")
+    if status.get("shard") is not None:  # several operator replicas share the work
+        head.add_row("Shard", f"{status['shard']}, held by {status.get('shardHolder') or '-'}")
     stable = status.get("stable")
     if stable:
         head.add_row("Stable", _serving(stable))

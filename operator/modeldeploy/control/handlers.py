@@ -27,6 +27,7 @@ from ..kube import credentials
 from .kinds import MODEL_DEPLOYMENT
 from .runtime import Operator, build_operator
 from .settings import Settings
+from .sharding import ShardsUnhealthyError
 
 LOG = logging.getLogger(__name__)
 # The key of the running operator in kopf's memo.
@@ -102,9 +103,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.probe(id="leader")
 async def leader(memo: kopf.Memo, **_: Any) -> str:
-    """Who this replica is and whether it leads; unhealthy (so /healthz fails) when it
-    leads but could not renew its Lease in time."""
-    elector = running(memo).elector
+    """Who this replica is and whether it leads (or how many shards it holds); unhealthy
+    (so /healthz fails) when it leads, or holds shards, but could not renew in time."""
+    shards, elector = running(memo).shards, running(memo).elector
+    if shards is not None:
+        try:
+            return shards.health()
+        except ShardsUnhealthyError as exc:
+            raise kopf.PermanentError(str(exc)) from None
     if elector is None:
         return "no leader election"
     if not elector.healthy():

@@ -36,7 +36,7 @@ from ..rollout.custom_metrics import Subject
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
-from ..rollout.report import derive_status, invalid_spec_status, transition_events
+from ..rollout.report import derive_status, invalid_spec_status, placed, transition_events
 from ..rollout.types import Check, PassFacts, Plan, PlanInputs, PreTrafficVerdict
 from ..rollout.webhooks import traffic_allowed
 from . import operator_metrics
@@ -56,6 +56,11 @@ GATE_PROBES_AT_ONCE = 16
 Gate = Callable[[str, str, int], bool]  # (pod IP, model, version) -> AVAILABLE?
 Analyse = Callable[[Analysis, Target, Counters | None, str], Check]
 CustomMetrics = Callable[[Analysis, Subjects, Check], Check]
+
+
+def unplaced(namespace: str, name: str) -> tuple[int | None, str | None]:
+    """One shard: no shard nor holder in the status, as before shards."""
+    return None, None
 
 
 @dataclass
@@ -82,6 +87,9 @@ class Reconciler:
     # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
     # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
     notifier: Notifier | None = None
+    # With several shards: the resource's shard and this replica's identity, recorded in the
+    # status it writes (status.shard, status.shardHolder). With one: (None, None), nothing.
+    placement: Callable[[str, str], tuple[int | None, str | None]] = unplaced
     # The canaries' webhook gates (MODELDEPLOY_WEBHOOK_ALLOWED): called off the pass, read later.
     webhooks: WebhookCalls = field(default_factory=WebhookCalls)
 
@@ -105,6 +113,7 @@ class Reconciler:
         except ValidationError as exc:
             generation = int(body["metadata"].get("generation", 1))
             invalid = invalid_spec_status(written, spec_error_message(exc), generation, parse_time(now))
+            invalid = placed(invalid, *self.placement(namespace, name))
             self._write_status(body, written, invalid, None)
             return None
         world = observe(self.cache, md, body)
@@ -137,13 +146,13 @@ class Reconciler:
             # is recorded (fenced by resourceVersion) before any child changes, so a write
             # refused by a concurrent edit or a lost lease leaves the children untouched,
             # and no later pass can bring back what this one removed.
-            recorded = derive_status(md, plan, previous, facts)
+            recorded = placed(derive_status(md, plan, previous, facts), *self.placement(namespace, name))
             self._write_status(body, written, recorded, check)
             body, written, check = self._current_body(body), recorded, None
         rejected = self._apply(md, plan, facts.spec_problem)
         if rejected is not None:
             facts = replace(facts, rejected=str(rejected), rejected_reason=rejected.reason)
-        status = derive_status(md, plan, previous, facts)
+        status = placed(derive_status(md, plan, previous, facts), *self.placement(namespace, name))
         if not self.leading():
             return None
         self._write_status(body, written, status, check)

@@ -18,6 +18,7 @@ from ..kube.cache import ObjectCache
 from ..kube.client import Kube, load_client_config
 from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.shard_holder import LeaseCollection, ShardHolder
+from ..kube.shards import shard_of
 from ..kube.transport import ApiClient
 from ..kube.workqueue import RetryLaterError, WorkQueue, run_workers
 from ..probes.pretraffic import PreTrafficRunner
@@ -28,7 +29,7 @@ from .kinds import BY_KIND, CHILD_WATCHES, new_cache
 from .notice_delivery import Notifier
 from .notices import load_config
 from .pod_checks import PreTrafficGate
-from .reconcile import Reconciler
+from .reconcile import Reconciler, unplaced
 from .settings import Settings
 from .sharding import Shards, pass_for
 from .watches import (
@@ -175,7 +176,17 @@ def build_operator(settings: Settings) -> Operator:
     # leader left half done, what this one skipped while standing by), each confirmed first.
     taking_over = partial(confirm_and_queue_everything, client, cache, queue)
     elector = _elector(settings, client, on_started_leading=taking_over)
-    shards = _shards(settings, client, on_taken=lambda _: taking_over())
+    # Off the holder's thread: relisting every namespace takes long, and the holder must
+    # renew its shards meanwhile (a late renewal is a lapse, and the passes start over).
+    confirming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards-taken")
+
+    def shards_taken(shards: frozenset[int]) -> None:  # only their resources: not the others'
+        def taken(key: tuple[str, str]) -> bool:
+            return shard_of(*key, settings.shard_count) in shards
+
+        _in_background(confirming, partial(confirm_and_queue_everything, client, cache, queue, taken))
+
+    shards = _shards(settings, client, on_taken=shards_taken)
     leading = elector.is_leader if elector is not None else lambda: True
     if shards is not None:
         leading = shards.leading
@@ -189,6 +200,7 @@ def build_operator(settings: Settings) -> Operator:
         leading=leading,
         notifier=_notifier(settings),
         prometheus_allowed=settings.prometheus_allowed,
+        placement=shards.placement if shards is not None else unplaced,
         webhooks=_webhooks(settings, queue, writes.now),
     )
     router = EventRouter(cache, queue, reconciler.forget)
@@ -207,6 +219,18 @@ def _elector(
     return LeaderElector(
         lease, settings.identity, settings.lease_timings, on_started_leading=on_started_leading
     )
+
+
+def _in_background(executor: ThreadPoolExecutor, work: Callable[[], None]) -> None:
+    """``work`` on ``executor``'s one thread; errors are logged there, never raised here."""
+
+    def logged() -> None:
+        try:
+            work()
+        except Exception:
+            LOG.warning("passing over the shards taken failed", exc_info=True)
+
+    executor.submit(logged)
 
 
 def _shards(settings: Settings, client: Kube, on_taken: Callable[[frozenset[int]], None]) -> Shards | None:

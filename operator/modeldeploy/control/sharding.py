@@ -51,5 +51,22 @@ class Shards:
         key = CURRENT_PASS.get()
         return key is not None and self.holds_key(key)
 
+    def placement(self, namespace: str, name: str) -> tuple[int | None, str | None]:
+        """What this replica records in the status it writes: the shard, and itself."""
+        return self.shard((namespace, name)), self.identity
+
     def held_count(self) -> int:
         return len(self.holder.held())
+
+    def health(self) -> str:
+        """What /healthz says of this replica's shards. A replica that holds none is healthy:
+        it stands by for the shards of a replica that goes. Raises ``ShardsUnhealthyError``
+        when it holds shards it has not renewed within the renew deadline (the API server
+        out of its reach): a restart, as for a leader that cannot renew, clears the way."""
+        if not self.holder.healthy():
+            raise ShardsUnhealthyError(f"{self.identity} holds shards it has not renewed in time")
+        return f"{self.identity}: holds {self.held_count()} of {self.holder.shard_count} shards"
+
+
+class ShardsUnhealthyError(Exception):
+    """A replica holds shards whose Leases it could not renew in time."""

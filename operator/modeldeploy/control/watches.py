@@ -68,16 +68,22 @@ def queue_everything(cache: ObjectCache, queue: WorkQueue) -> None:
         queue.add(key)
 
 
-def confirm_and_queue_everything(client: Kube, cache: ObjectCache, queue: WorkQueue) -> None:
+def confirm_and_queue_everything(
+    client: Kube, cache: ObjectCache, queue: WorkQueue, taken: Callable[[Key], bool] = lambda key: True
+) -> None:
     """What a replica does as it starts leading: relist the ModelDeployments it holds, so no
     pass acts on a status older than the last one the previous leader wrote (its watch may
-    still be behind), then a pass over every one of them."""
-    for namespace in sorted({namespace for namespace, _ in cache.owner_keys()}):
+    still be behind), then a pass over every one of them. With shards, ``taken`` says which
+    resources it has just taken: only their namespaces are relisted, only they are queued."""
+    keys = [key for key in cache.owner_keys() if taken(key)]
+    for namespace in sorted({namespace for namespace, _ in keys}):
         try:
             relist(client, cache, namespace)
         except Exception:  # the status writes stay fenced; the passes still run
             LOG.warning("confirming namespace %s on taking the lease failed", namespace, exc_info=True)
-    queue_everything(cache, queue)
+    for key in cache.owner_keys():
+        if taken(key):
+            queue.add(key)
 
 
 def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:

@@ -125,6 +125,9 @@ class LeaderElector:
     _leading: bool = False
     # Stepped down because renewals failed, and has not reached the lease since.
     _cut_off: bool = False
+    # Terms led so far: one more each time it starts leading, or renews after its renew
+    # deadline passed (is_leader() was False meanwhile, and what it skipped then is owed).
+    terms: int = 0
 
     def is_leader(self) -> bool:
         with self._lock:
@@ -224,6 +227,9 @@ class LeaderElector:
     def _became_leader(self, now: float) -> None:
         with self._lock:
             started = not self._leading
+            lapsed = self.clock() - self._last_renew >= self.timings.renew_deadline
+            if started or lapsed:
+                self.terms += 1
             self._leading = True
             self._last_renew = now
         if started:

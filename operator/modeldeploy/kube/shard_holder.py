@@ -93,6 +93,7 @@ class ShardHolder:
     clock: Callable[[], float] = time.monotonic
     _electors: dict[int, LeaderElector] = field(default_factory=dict)
     _held: frozenset[int] = frozenset()
+    _terms: dict[int, int] = field(default_factory=dict)  # each held shard's elector's terms
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -152,10 +153,19 @@ class ShardHolder:
 
     def _report(self, now_held: frozenset[int]) -> None:
         before, self._held = self._held, now_held
+        terms = {shard: self._electors[shard].terms for shard in now_held}
+        # Held before and now, but renewed past the renew deadline: passes skipped meanwhile
+        # (holds() was False) are owed, so the shard counts as taken again.
+        lapsed = frozenset(shard for shard in before & now_held if terms[shard] != self._terms.get(shard))
+        self._terms = terms
+        if lapsed:
+            LOG.info(
+                "shards: %s renewed shard(s) %s late; passing over them again", self.identity, sorted(lapsed)
+            )
         if before - now_held:
             self.on_lost(before - now_held)
-        if now_held - before:
-            self.on_taken(now_held - before)
+        if (now_held - before) | lapsed:
+            self.on_taken((now_held - before) | lapsed)
 
     def _elector_on(self, name: str) -> LeaderElector:
         return LeaderElector(self.leases.named(name), self.identity, self.timings, clock=self.clock)

@@ -222,7 +222,24 @@ def transition_events(previous: ModelDeploymentStatus, current: ModelDeploymentS
     events = _phase_events(previous, current) + _recovery_events(previous, current)
     events += _canary_events(previous, current)
     events += _rollback_events(previous, current, events)
-    return events + _stable_events(previous, current)
+    return events + _stable_events(previous, current) + _shard_events(previous, current)
+
+
+def placed(status: ModelDeploymentStatus, shard: int | None, holder: str | None) -> ModelDeploymentStatus:
+    """``status`` with the shard it belongs to and the replica writing it (both None with one
+    shard: the status stays what it was before shards). A new holder changes the status, so a
+    replica's first pass after taking a shard over writes once, and says so in an Event."""
+    if status.shard == shard and status.shard_holder == holder:
+        return status
+    return status.model_copy(update={"shard": shard, "shard_holder": holder})
+
+
+def _shard_events(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> list[Event]:
+    before, now = previous.shard_holder, current.shard_holder
+    if not before or not now or before == now:
+        return []  # a first sharded write names its holder without anyone to take over from
+    message = f"replica {now} took over shard {current.shard} from replica {before}"
+    return [Event(EventType.NORMAL, EventReason.SHARD_TAKEN_OVER, message)]
 
 
 def _condition(status: ModelDeploymentStatus, type_: ConditionType) -> Condition | None:
