@@ -29,7 +29,7 @@ from ..kube.transport import ApiError
 from ..kube.workqueue import RetryLaterError
 from ..probes import analysis, modelgate
 from ..probes.pretraffic import PreTrafficRunner
-from ..probes.providers import DirectScrape, Target, prometheus_refusal
+from ..probes.providers import DirectScrape, StableTarget, Target, prometheus_refusal
 from ..rollout.canary import analysis_due
 from ..rollout.golden import GoldenFileError
 from ..rollout.plan import plan as make_plan
@@ -274,6 +274,7 @@ class Reconciler:
             world.serving_pods(version),
             spec.interval_time.total_seconds(),
             spec.window_time.total_seconds(),
+            stable=_stable_target(spec, previous, world),
         )
         return self.analyse(spec, target, previous.canary.analysis.counters, now)
 
@@ -347,6 +348,17 @@ def _fingerprint(md: ModelDeployment, plan: Plan) -> tuple[Any, ...]:
         plan.canary.version if plan.canary else None,
         plan.route_weight,
     )
+
+
+def _stable_target(
+    spec: Analysis, previous: ModelDeploymentStatus, world: Observation
+) -> StableTarget | None:
+    """What a relative check compares the canary with: the stable version's serving pods."""
+    stable, canary = previous.stable, previous.canary
+    if spec.relative is None or stable is None or canary is None or stable.version == canary.version:
+        return None
+    pods = world.serving_pods(stable.version)
+    return StableTarget(stable.version, pods, canary.analysis.stable_counters) if pods else None
 
 
 def parse_status(raw: dict[str, Any] | None) -> tuple[ModelDeploymentStatus, tuple[str, ...]]:
