@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
 from .test_canary import canary, serving_v1
+from .test_validation import changed
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -95,3 +97,59 @@ def test_twenty_requests_a_window_stay_inconclusive(
     assert c is not None
     assert c["analysis"].get("failed", 0) == 0
     assert c["analysis"].get("passed", 0) == 0
+
+
+RELATIVE = {"successRateMaxDrop": 0.005}
+
+
+@pytest.mark.parametrize(
+    ("rollout", "field", "words"),
+    [
+        (
+            {"strategy": "Immediate", "analysis": {"relative": RELATIVE}},
+            "spec.rollout.analysis.relative",
+            "needs strategy Canary",
+        ),
+        (
+            {"analysis": {"relative": {"confidence": 0.9}}},
+            "spec.rollout.analysis.relative",
+            "nothing to compare",
+        ),
+        (
+            {"analysis": {"relative": {**RELATIVE, "confidence": 0.5}}},
+            "spec.rollout.analysis.relative.confidence",
+            "must lie in (0.5, 0.9999]",
+        ),
+        (
+            {"analysis": {"relative": {**RELATIVE, "confidence": 1}}},
+            "spec.rollout.analysis.relative.confidence",
+            "must lie in (0.5, 0.9999]",
+        ),
+        (
+            {"analysis": {"relative": {"successRateMaxDrop": 2}}},
+            "spec.rollout.analysis.relative.successRateMaxDrop",
+            "less than or equal to 1",
+        ),
+        (
+            {"analysis": {"relative": {"latencyP99MaxRatio": 0.8}}},
+            "spec.rollout.analysis.relative.latencyP99MaxRatio",
+            "greater than or equal to 1",
+        ),
+    ],
+    ids=[
+        "immediate",
+        "nothing to compare",
+        "confidence 0.5",
+        "confidence 1",
+        "drop above 1",
+        "ratio below 1",
+    ],
+)
+def test_the_api_server_refuses_contradictory_relative_checks(
+    cluster: Cluster, namespace: str, rollout: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(ApiException) as excinfo:
+        cluster.create_md(namespace, changed(rollout=rollout))
+    assert excinfo.value.status == 422
+    assert field in excinfo.value.body, excinfo.value.body
+    assert words in excinfo.value.body, excinfo.value.body

@@ -160,8 +160,8 @@ def test_the_relative_verdict_joins_the_absolute_one() -> None:
     ("relative_spec", "error"),
     [
         ({"confidence": 0.95}, "nothing to compare"),
-        ({"successRateMaxDrop": 0.01, "confidence": 0.5}, "above 0.5"),
-        ({"successRateMaxDrop": 0.01, "confidence": 1.0}, "confidence"),
+        ({"successRateMaxDrop": 0.01, "confidence": 0.5}, "0.5, 0.9999"),
+        ({"successRateMaxDrop": 0.01, "confidence": 1.0}, "0.5, 0.9999"),
         ({"successRateMaxDrop": 1.5}, "successRateMaxDrop"),
         ({"successRateMaxDrop": -0.1}, "successRateMaxDrop"),
         ({"latencyP99MaxRatio": 0.9}, "latencyP99MaxRatio"),

@@ -308,7 +308,9 @@ class OnInconclusive(StrEnum):
 
 
 NOTHING_TO_COMPARE = "relative needs successRateMaxDrop or latencyP99MaxRatio: nothing to compare otherwise"
-CONFIDENCE_ABOVE_HALF = "confidence must be above 0.5: a test at 0.5 or less decides by chance"
+CONFIDENCE_BOUNDS = (
+    "confidence must lie in (0.5, 0.9999]: at 0.5 or less a test decides by chance, at 1 it never decides"
+)
 
 
 class RelativeAnalysis(CamelModel):
@@ -325,7 +327,9 @@ class RelativeAnalysis(CamelModel):
     Judged on TF Serving's latency histograms, bucket by bucket: the share of canary requests
     above the bucket bound at this multiple of the stable's p99 bucket, against 1%, by an exact
     binomial test."""
-    confidence: float = Field(default=0.95, ge=0.5, le=0.9999)
+    # The schema's own maximum would read "less than or equal to 0" in the API server's
+    # message (it prints the bound as an integer): the bounds are one CEL rule instead.
+    confidence: float = Field(default=0.95, ge=0, le=1)
     """How sure a verdict must be (above 0.5, at most 0.9999); below it the check is
     Inconclusive, never Passed."""
 
@@ -336,8 +340,8 @@ class RelativeAnalysis(CamelModel):
             "",
         ),
         (
-            "!has(self.confidence) || self.confidence > 0.5",
-            CONFIDENCE_ABOVE_HALF,
+            "!has(self.confidence) || self.confidence > 0.5 && self.confidence <= 0.9999",
+            CONFIDENCE_BOUNDS,
             ".confidence",
         ),
     ]
@@ -346,8 +350,8 @@ class RelativeAnalysis(CamelModel):
     def _compares_something(self) -> RelativeAnalysis:
         if self.success_rate_max_drop is None and self.latency_p99_max_ratio is None:
             raise ValueError(NOTHING_TO_COMPARE)
-        if self.confidence <= 0.5:
-            raise ValueError(CONFIDENCE_ABOVE_HALF)
+        if not 0.5 < self.confidence <= 0.9999:
+            raise ValueError(CONFIDENCE_BOUNDS)
         return self
 
 
