@@ -27,9 +27,6 @@ OUTPUT_ADDED = "output_added"  # a second output "doubled" = 2x
 OUTPUT_REMOVED = "output_removed"  # output "y" is called "z": "y" is gone
 FAILS_FROM_FIVE = "fails_from_five"  # 0.5x + 2, but tf.debugging refuses any x >= 5
 NOT_A_SAVEDMODEL = "not_a_savedmodel"  # a folder without saved_model.pb
-SLEEPS_96MS = "sleeps_96ms"  # 0.5x + 2 after sleeping 96 ms in the graph
-SLEEPS_125MS = "sleeps_125ms"  # the same, 30% slower
-SLEEPS_96MS_AGAIN = "sleeps_96ms_again"  # as fast as SLEEPS_96MS, exported again
 ALL = (
     HALF_PLUS_TWO,
     HALF_PLUS_THREE,
@@ -40,9 +37,6 @@ ALL = (
     OUTPUT_REMOVED,
     FAILS_FROM_FIVE,
     NOT_A_SAVEDMODEL,
-    SLEEPS_96MS,
-    SLEEPS_125MS,
-    SLEEPS_96MS_AGAIN,
 )
 # Inputs at or above this make FAILS_FROM_FIVE answer with TensorFlow's InvalidArgument.
 FAILING_FROM = 5.0
@@ -77,22 +71,7 @@ def _builders() -> dict[str, Callable[[], tuple[Any, Any]]]:
         with tf.control_dependencies([check]):
             return {"y": 0.5 * x + 2.0}
 
-    def sleeping(milliseconds: float) -> Callable[[Any], dict[str, Any]]:
-        # tf.data's sleep is a graph op, so the SavedModel itself waits (no Python in it);
-        # it sleeps before each element read, and get_single_element reads twice (the
-        # element, then the end): half the time each.
-        from tensorflow.python.data.experimental.ops.testing import sleep
-
-        def fn(x: Any) -> dict[str, Any]:
-            slept = tf.data.Dataset.from_tensors(x).apply(sleep(int(milliseconds * 500)))
-            return {"y": 0.5 * slept.get_single_element() + 2.0}
-
-        return fn
-
     return {
-        SLEEPS_96MS: lambda: _module(sleeping(96)),
-        SLEEPS_125MS: lambda: _module(sleeping(125)),
-        SLEEPS_96MS_AGAIN: lambda: _module(sleeping(96)),
         HALF_PLUS_TWO: lambda: _module(linear(2.0)),
         HALF_PLUS_THREE: lambda: _module(linear(3.0)),
         HALF_PLUS_TWO_AGAIN: lambda: _module(linear(2.0)),

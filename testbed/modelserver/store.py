@@ -24,9 +24,6 @@ MNIST_VERSIONS = {
     "7": export.HALF_PLUS_TWO_AGAIN,
     "00000008": export.INPUT_DOUBLE,
     "9": export.OUTPUT_REMOVED,
-    "10": export.SLEEPS_96MS,
-    "11": export.SLEEPS_125MS,
-    "12": export.SLEEPS_96MS_AGAIN,
 }
 
 

@@ -75,6 +75,14 @@ def test_a_higher_confidence_needs_more_evidence() -> None:
     assert relative.compare(*counts, strict).check.result is Verdict.INCONCLUSIVE
 
 
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [(0.0, "0%"), (0.0001, "0.01%"), (0.009, "0.9%"), (0.02, "2%"), (0.123, "12%"), (1.0, "100%")],
+)
+def test_shares_read_as_percents_never_in_exponent_form(share: float, shown: str) -> None:
+    assert relative.percent(share) == shown
+
+
 def test_no_stable_requests_is_inconclusive() -> None:
     comparison = relative.compare(window(1000, 500), window(0, 0), SUCCESS)
     assert comparison.check.result is Verdict.INCONCLUSIVE

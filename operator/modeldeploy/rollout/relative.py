@@ -149,8 +149,13 @@ def decide(tails: OneSided, confidence: float) -> tuple[Verdict, float]:
 
 
 def percent(share: float) -> str:
-    """A share as a percent with two significant digits: 0.009 -> 0.9%, 0.0001 -> 0.01%."""
-    return "0%" if share == 0 else f"{100 * share:.2g}%"
+    """A share as a percent with two significant digits, never in exponent form:
+    0.009 -> 0.9%, 0.0001 -> 0.01%, 0.123 -> 12%, 1 -> 100%."""
+    if share == 0:
+        return "0%"
+    if share >= 0.1:
+        return f"{100 * share:.0f}%"
+    return f"{100 * share:.2g}%"
 
 
 def p_text(p_value: float) -> str:
