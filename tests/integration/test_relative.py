@@ -99,6 +99,30 @@ def test_twenty_requests_a_window_stay_inconclusive(
     assert c["analysis"].get("passed", 0) == 0
 
 
+def test_the_prometheus_source_compares_the_stable_over_the_same_window(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    prometheus: str,
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    rollout = relative_rollout("5s", 100)
+    # 20 s of 1 s scrapes: about a thousand requests a version at 100 a second, half each.
+    rollout["analysis"] |= {"prometheus": {"address": prometheus}, "window": "20s"}
+    serving_v1(cluster, namespace, sample("mnist", rollout=rollout))
+    traffic(rps=100, inputs=TWO_PERCENT_FAILING)
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
+    md = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=120)
+    entry = md["status"]["history"][-1]
+    assert entry["result"] == "RolledBack"
+    # increase() extrapolates: near 2%, not exact; the stable's zero stays zero.
+    match = re.search(
+        r"canary (\d\.?\d*)% errors vs stable 0%: worse by more than 0\.5%, p ", entry["reason"]
+    )
+    assert match is not None, entry
+    assert 1.0 <= float(match.group(1)) <= 3.0
+
+
 RELATIVE = {"successRateMaxDrop": 0.005}
 
 
