@@ -43,7 +43,10 @@ rules:
 - level: Metadata
 """
 AUDIT_LOG_MAX_MB = 1 << 20  # 1 TiB: the audit log of a run is never rotated
-POD_CIDR = "127.1.0.1/16"  # kwok hands out pod IPs from here: loopback, bindable by tests
+# kwok hands out pod IPs from here: loopback, bindable by tests. Two clusters on one machine
+# (two people's test runs) hand out the same first IPs, and their model servers then fight
+# over the same ports: MODELDEPLOY_TEST_POD_CIDR gives a run a range of its own.
+POD_CIDR = os.environ.get("MODELDEPLOY_TEST_POD_CIDR", "127.1.0.1/16")
 NODE_IP = "127.0.0.2"
 NODE_NAME = "kwok-node-0"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

@@ -212,8 +212,9 @@ def test_helm_install_confined_to_a_namespace(cluster: Cluster, namespace: str, 
         ("--set=workers=many", "workers"),
         ("--set=image.tag=5", "tag"),
         ("--set=leaderElection.shards=0", "shards"),
+        ("--set=webhookAllowed={http://user@hooks.example}", "webhookAllowed"),
     ],
-    ids=["unknown-key", "wrong-type", "numeric-tag", "no-shards"],
+    ids=["unknown-key", "wrong-type", "numeric-tag", "no-shards", "webhook-credentials"],
 )
 @pytest.mark.parametrize("command", ["lint", "template", "install"])
 def test_values_the_schema_refuses_are_refused_naming_the_key(
@@ -229,6 +230,19 @@ def test_values_the_schema_refuses_are_refused_naming_the_key(
     output = result.stdout + result.stderr
     assert "values don't meet the specifications of the schema" in output, output
     assert named in output, output
+
+
+def test_the_webhook_allow_list_reaches_the_operator(cluster: Cluster, namespace: str) -> None:
+    def allowed(*options: str) -> str:
+        (deployment,) = by_kind(template(cluster, namespace, *options), "Deployment")
+        env = {
+            e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        return str(env["MODELDEPLOY_WEBHOOK_ALLOWED"])
+
+    assert allowed() == "", "no gate may be called by default"
+    listed = "--set=webhookAllowed={https://gates.example/ci/,http://127.0.0.1:}"
+    assert allowed(listed) == "https://gates.example/ci/,http://127.0.0.1:"
 
 
 def test_a_numeric_tag_given_as_a_string_is_the_image_tag(cluster: Cluster, namespace: str) -> None:

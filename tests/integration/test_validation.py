@@ -195,6 +195,60 @@ CASES = [
         changed(rollout={"progressDeadlineSeconds": 20, "analysis": {"interval": "30s"}}),
         "spec.rollout.analysis.interval",
     ),
+    (
+        "a webhook URL that is not http(s)",
+        changed(
+            rollout={"analysis": {"webhooks": [{"name": "a", "url": "file:///etc/passwd", "at": "Step"}]}}
+        ),
+        "spec.rollout.analysis.webhooks[0].url",
+    ),
+    (
+        "a webhook URL with credentials",
+        changed(rollout={"analysis": {"webhooks": [{"name": "a", "url": "http://u:p@h/x", "at": "Step"}]}}),
+        "spec.rollout.analysis.webhooks[0].url",
+    ),
+    (
+        "an unknown webhook point",
+        changed(rollout={"analysis": {"webhooks": [{"name": "a", "url": "http://h/x", "at": "Later"}]}}),
+        "spec.rollout.analysis.webhooks[0].at",
+    ),
+    (
+        "two webhooks of one name (CEL)",
+        changed(
+            rollout={
+                "analysis": {
+                    "webhooks": [
+                        {"name": "a", "url": "http://h/x", "at": "Step"},
+                        {"name": "a", "url": "http://h/y", "at": "PrePromotion"},
+                    ]
+                }
+            }
+        ),
+        "webhooks names must be unique",
+    ),
+    (
+        "a webhook timeout as long as the deadline (CEL)",
+        changed(
+            rollout={
+                "progressDeadlineSeconds": 30,
+                "analysis": {
+                    "interval": "5s",
+                    "webhooks": [{"name": "a", "url": "http://h/x", "at": "Step", "timeoutSeconds": 30}],
+                },
+            }
+        ),
+        "timeoutSeconds must be shorter than progressDeadlineSeconds",
+    ),
+    (
+        "webhooks under strategy Immediate (CEL)",
+        changed(
+            rollout={
+                "strategy": "Immediate",
+                "analysis": {"webhooks": [{"name": "a", "url": "http://h/x", "at": "PrePromotion"}]},
+            }
+        ),
+        "analysis.webhooks gate canaries",
+    ),
 ]
 
 

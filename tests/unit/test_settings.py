@@ -58,6 +58,10 @@ def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
             {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://user@prometheus:9090"},
             r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'http://user@prometheus:9090' is not",
         ),
+        (
+            {"MODELDEPLOY_WEBHOOK_ALLOWED": "https://hooks.example/ci, 10.0.0.1"},
+            r"MODELDEPLOY_WEBHOOK_ALLOWED: '10.0.0.1' is not",
+        ),
     ],
 )
 def test_unsafe_settings_stop_the_start_naming_the_setting(env: dict[str, str], named: str) -> None:
@@ -67,11 +71,13 @@ def test_unsafe_settings_stop_the_start_naming_the_setting(env: dict[str, str], 
 
 def test_the_defaults_and_client_go_s_own_timings_are_valid() -> None:
     assert Settings.from_env({}).validate().prometheus_allowed == ()
+    assert Settings.from_env({}).validate().webhook_allowed == ()
     client_go = {
         "MODELDEPLOY_LEASE_DURATION_SECONDS": "15",
         "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "10",
         "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "2",
         "MODELDEPLOY_PROMETHEUS_ALLOWED": "http://prometheus.monitoring:9090,https://metrics.example/prom/",
+        "MODELDEPLOY_WEBHOOK_ALLOWED": "https://hooks.example/ci/",
     }
     settings = Settings.from_env(client_go).validate()
     assert settings.lease_timings == LeaseTimings(15, 10, 2)
@@ -79,3 +85,4 @@ def test_the_defaults_and_client_go_s_own_timings_are_valid() -> None:
         "http://prometheus.monitoring:9090",
         "https://metrics.example/prom/",
     )
+    assert settings.webhook_allowed == ("https://hooks.example/ci/",)

@@ -76,7 +76,8 @@ def test_a_hanging_gate_is_cut_at_its_timeout(gates: list[Gate]) -> None:
     took = time.monotonic() - started
     assert not answer.allowed
     assert "0.5s" in answer.detail
-    assert took < 3, f"the call took {took:.1f}s past a 0.5 s timeout"
+    # the receiver never answers: any bound well under its hang proves the cut, even on a busy machine
+    assert took < 10, f"the call took {took:.1f}s past a 0.5 s timeout"
 
 
 def test_a_url_the_admin_did_not_allow_is_refused_by_name() -> None:

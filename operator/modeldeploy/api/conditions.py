@@ -37,6 +37,9 @@ class Reason(StrEnum):
     WAITING_FOR_TRAFFIC = "WaitingForTraffic"
     WAITING_FOR_PROMOTE = "WaitingForPromote"
     WAITING_FOR_COMPARISON = "WaitingForComparison"
+    WAITING_FOR_WEBHOOK = "WaitingForWebhook"
+    WEBHOOK_REFUSED = "WebhookRefused"  # also a rollback's reason
+    WEBHOOK_NOT_ALLOWED = "WebhookNotAllowed"  # also a rollback's reason
     PAUSED = "Paused"
     CANARY_PROGRESSING = "CanaryProgressing"
     CANARY_IN_PROGRESS = "CanaryInProgress"

@@ -33,6 +33,7 @@ from .placement import (
 )
 from .quantity import QUANTITY_PATTERN
 from .times import DURATION_PATTERN, duration, parse_duration
+from .webhook_gates import MAX_WEBHOOKS, WebhookGate
 
 # TF Serving pinned to a release tag; never `latest`, so a node pull is reproducible.
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.18.0"
@@ -382,6 +383,25 @@ class Analysis(CamelModel):
     relative: RelativeAnalysis | None = None
     """Judge the canary against the stable version over the same window, from the same source
     (the stable's pods, or Prometheus), beside the absolute bounds above."""
+    webhooks: list[WebhookGate] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+    """HTTP checks at named points of a canary that must answer 2xx to go on; only to URLs the
+    operator's admin allows."""
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "!has(self.webhooks) || self.webhooks.all(a, self.webhooks.exists_one(b, b.name == a.name))",
+            "webhooks names must be unique",
+            ".webhooks",
+        ),
+    ]
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_names(cls, webhooks: list[WebhookGate]) -> list[WebhookGate]:
+        names = [w.name for w in webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError("analysis.webhooks names must be unique")
+        return webhooks
 
     @property
     def interval_time(self) -> timedelta:
@@ -522,6 +542,21 @@ class RolloutSpec(CamelModel):
             RELATIVE_NEEDS_CANARY,
             ".analysis.relative",
         ),
+        (
+            "!has(self.analysis) || !has(self.analysis.webhooks) || "
+            "self.analysis.webhooks.all(w, !has(w.timeoutSeconds) || "
+            "w.timeoutSeconds < self.progressDeadlineSeconds)",
+            "analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds, or a slow "
+            "answer always rolls back",
+            ".analysis.webhooks",
+        ),
+        (
+            # Gates stand at points of a canary: under Immediate they would never be asked.
+            "!has(self.analysis) || !has(self.analysis.webhooks) || size(self.analysis.webhooks) == 0 || "
+            "!has(self.strategy) || self.strategy != 'Immediate'",
+            "analysis.webhooks gate canaries: strategy Immediate never asks them",
+            ".analysis.webhooks",
+        ),
     ]
 
     @field_validator("steps")
@@ -541,6 +576,10 @@ class RolloutSpec(CamelModel):
             raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")
         if self.strategy is Strategy.IMMEDIATE and self.analysis is not None and self.analysis.relative:
             raise ValueError(RELATIVE_NEEDS_CANARY)
+        if self.analysis is not None and any(w.timeout_seconds >= deadline for w in self.analysis.webhooks):
+            raise ValueError("analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds")
+        if self.analysis is not None and self.analysis.webhooks and self.strategy is Strategy.IMMEDIATE:
+            raise ValueError("analysis.webhooks gate canaries: strategy Immediate never asks them")
         return self
 
 

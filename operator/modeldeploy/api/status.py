@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from .base import CamelModel
 from .times import parse_optional_time, parse_time
+from .webhook_gates import WebhookStatus
 
 _Counts = TypeVar("_Counts", float, dict[str, float])
 
@@ -209,6 +210,8 @@ class AnalysisStatus(CamelModel):
     """Counters the next check is measured from."""
     stable_counters: Counters | None = None
     """The stable's counters the next relative check is measured from (pods scrape)."""
+    webhooks: list[WebhookStatus] = Field(default_factory=list)
+    """The latest answer of each webhook gate asked in this canary."""
 
 
 class SignatureResult(StrEnum):

@@ -16,6 +16,7 @@ from rich.text import Text
 from ..api.names import CONDITION_MODEL_AVAILABLE, LABEL_VERSION
 from ..api.spec import RolloutSpec
 from ..api.times import parse_duration, parse_time
+from .webhook_view import webhook_rows
 
 Body = dict[str, Any]
 
@@ -157,6 +158,8 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
             )
             if last.get("relative"):
                 head.add_row("Vs stable", relative_line(last["relative"]))
+    for label, text in webhook_rows((canary or {}).get("analysis") or {}):
+        head.add_row(label, text)
     conditions = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None, pad_edge=False)
     for cond in status.get("conditions") or []:
         conditions.add_row(cond["type"], cond["status"], cond.get("reason", ""), cond.get("message", ""))
@@ -268,6 +271,7 @@ def status_text(md: Body) -> str:
             if last.get("relative"):
                 lines.append(f"    vs stable: {relative_line(last['relative'])}")
         lines += _pre_traffic_lines(canary.get("preTraffic"))
+        lines += [f"    {label.lower()}: {text}" for label, text in webhook_rows(analysis)]
     for cond in status.get("conditions") or []:
         lines.append(
             f"  {cond['type']:<14} {cond['status']:<6} {cond.get('reason', '')}: {cond.get('message', '')}"

@@ -36,11 +36,13 @@ from ..rollout.plan import plan as make_plan
 from ..rollout.recovery import needs_recovery, recover
 from ..rollout.report import derive_status, invalid_spec_status, transition_events
 from ..rollout.types import Check, PassFacts, Plan, PlanInputs, PreTrafficVerdict
+from ..rollout.webhooks import traffic_allowed
 from . import operator_metrics
 from .apply import Applier, ApplyRejectedError, NotLeadingError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
+from .webhook_calls import WebhookCalls
 from .writes import Writes
 
 LOG = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class Reconciler:
     # The admin's webhooks (MODELDEPLOY_NOTIFICATIONS_CONFIG): told of every status write that
     # landed, so a refused write (a hand-over) notifies nobody and its redo notifies once.
     notifier: Notifier | None = None
+    # The canaries' webhook gates (MODELDEPLOY_WEBHOOK_ALLOWED): called off the pass, read later.
+    webhooks: WebhookCalls = field(default_factory=WebhookCalls)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """One pass; returns seconds until this resource wants another, if it does."""
@@ -109,8 +113,9 @@ class Reconciler:
         plan = self._ending_canary(md, previous, world, moment)
         closed_gates, check, verdict = 0, None, None
         if plan is None:  # only a pass that may go on asks the pods anything
+            answers = self.webhooks.answers(namespace, name)
             closed_gates, check, verdict = self._probe(md, previous, world, now)
-            inputs = PlanInputs(check, world.actions, verdict)
+            inputs = PlanInputs(check, world.actions, verdict, answers)
             plan = make_plan(md, previous, world.deployments, moment, inputs)
         facts = PassFacts(
             world.deployments,
@@ -138,6 +143,8 @@ class Reconciler:
         if not self.leading():
             return None
         self._write_status(body, written, status, check)
+        # After the write: a pass refused on the way (a lost lease, a concurrent edit) asks nothing.
+        self.webhooks.start(namespace, name, plan.webhook_calls)
         if rejected is not None:
             raise RetryLaterError(str(rejected))  # status says why; the work queue backs off
         waits = [
@@ -153,7 +160,7 @@ class Reconciler:
         check, and what the pre-traffic checks found."""
         serving_version = previous.stable.version if previous.stable is not None else None
         checks = self.pre_traffic.prepare(md, world, serving_version, self._read_golden(md.namespace))
-        closed_gates = self._open_gates(md, world, checks)
+        closed_gates = self._open_gates(md, previous, world, checks)
         return closed_gates, self._check_if_due(md, previous, world, now), checks.verdict()
 
     def _ending_canary(
@@ -188,6 +195,7 @@ class Reconciler:
         self.applier.forget(namespace, name)
         operator_metrics.forget(namespace, name)
         self.pre_traffic.forget(namespace, name)
+        self.webhooks.forget(namespace, name)
 
     def _read_golden(self, namespace: str) -> Callable[[str, str], tuple[str | None, str]]:
         def read(name: str, key: str) -> tuple[str | None, str]:
@@ -203,9 +211,13 @@ class Reconciler:
 
         return read
 
-    def _open_gates(self, md: ModelDeployment, world: Observation, checks: PodChecks) -> int:
+    def _open_gates(
+        self, md: ModelDeployment, previous: ModelDeploymentStatus, world: Observation, checks: PodChecks
+    ) -> int:
         """Close the gate of pods whose serving container restarted; open the gate of pods
-        whose exact version TF Serving reports AVAILABLE; how many are closed. Pods are
+        whose exact version TF Serving reports AVAILABLE; how many are closed (a canary's pods
+        held for its PreTraffic webhook gates are not: the gates' answers queue the resource,
+        and until then nothing is asked of those pods). Pods are
         asked at once: each answer may take the probe's whole timeout, and one after
         another twenty slow pods held a worker for twenty seconds."""
         # A serving container that restarted lost the model the gate was opened for.
@@ -219,6 +231,10 @@ class Reconciler:
             LOG.info("model gate of pod %s closed: its serving container restarted", name)
         waiting = world.gates_to_check()
         pods = [p for p in waiting if p["metadata"]["labels"].get(LABEL_VERSION, "").isdigit()]
+        unheld = [
+            p for p in pods if traffic_allowed(md, previous, int(p["metadata"]["labels"][LABEL_VERSION]))
+        ]
+        held, pods = len(pods) - len(unheld), unheld
 
         def available(pod: dict[str, Any]) -> bool:
             version = int(pod["metadata"]["labels"][LABEL_VERSION])
@@ -239,7 +255,7 @@ class Reconciler:
                 opened = self.writes.open_model_gate(md.namespace, name, message, seen)
                 self._gate_written(opened)
                 LOG.info("model %s v%s available on pod %s", md.model_name, version, pod["metadata"]["name"])
-        return len(closing) + len(waiting) - sum(answers)
+        return len(closing) + len(waiting) - held - sum(answers)
 
     def _ensure_leading(self, pod: str) -> None:
         """Asked before each gate write: the probes before it may take seconds, and a

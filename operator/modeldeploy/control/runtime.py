@@ -39,11 +39,14 @@ from .watches import (
     relist,
     user_acted,
 )
+from .webhook_calls import WebhookCalls
 from .writes import Writes
 
 LOG = logging.getLogger(__name__)
 # Pods whose pre-traffic checks run at once, over every resource.
 PRE_TRAFFIC_THREADS = 4
+# Webhook gate calls at once, over every resource; each is bounded by its gate's timeoutSeconds.
+WEBHOOK_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Operator:
         if self.reconciler.notifier is not None:
             self.reconciler.notifier.close()
         self.reconciler.pre_traffic.close()
+        self.reconciler.webhooks.close()
         if self.elector is not None:
             self.elector.release()
         if self.shards is not None:
@@ -185,6 +189,7 @@ def build_operator(settings: Settings) -> Operator:
         leading=leading,
         notifier=_notifier(settings),
         prometheus_allowed=settings.prometheus_allowed,
+        webhooks=_webhooks(settings, queue, writes.now),
     )
     router = EventRouter(cache, queue, reconciler.forget)
     watches = NamespaceWatches(client, cache, router, stopping)
@@ -227,6 +232,18 @@ def _pre_traffic(queue: WorkQueue) -> PreTrafficGate:
     pool = ThreadPoolExecutor(max_workers=PRE_TRAFFIC_THREADS, thread_name_prefix="pre-traffic")
     runner = PreTrafficRunner(scrape=DirectScrape().scrape)
     return PreTrafficGate(runner, executor=pool, on_done=lambda namespace, name: queue.add((namespace, name)))
+
+
+def _webhooks(settings: Settings, queue: WorkQueue, clock: Callable[[], str]) -> WebhookCalls:
+    """Webhook gate calls on threads of their own: a gate may take its whole timeout (minutes),
+    and the reconcile workers must stay free. When a call ends, the resource's next pass reads it."""
+    pool = ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="webhook-gate")
+    return WebhookCalls(
+        settings.webhook_allowed,
+        executor=pool,
+        on_done=lambda namespace, name: queue.add((namespace, name)),
+        clock=clock,
+    )
 
 
 def _notifier(settings: Settings) -> Notifier | None:

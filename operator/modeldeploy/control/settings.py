@@ -75,6 +75,12 @@ class Settings:
     # Inconclusive. The operator asks these from its own pod, so a tenant's address must
     # never reach metadata or cluster-internal services the admin did not list.
     prometheus_allowed: tuple[str, ...] = ()
+    # MODELDEPLOY_WEBHOOK_ALLOWED: the URLs a ModelDeployment's analysis.webhooks may call,
+    # comma-separated base URLs admitting as MODELDEPLOY_PROMETHEUS_ALLOWED's do (scheme, host,
+    # port, and a path at or below the entry's). Empty (the default): none; a gate whose URL no
+    # entry admits is refused with reason WebhookNotAllowed and never called, for the same
+    # reason: the operator's pod reaches what a tenant must not.
+    webhook_allowed: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -115,6 +121,7 @@ class Settings:
             ),
             retry_period_seconds=number("MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS", cls.retry_period_seconds),
             prometheus_allowed=_listed(env.get("MODELDEPLOY_PROMETHEUS_ALLOWED", "")),
+            webhook_allowed=_listed(env.get("MODELDEPLOY_WEBHOOK_ALLOWED", "")),
         )
 
     def validate(self) -> Settings:
@@ -127,6 +134,11 @@ class Settings:
         problems += [
             f"MODELDEPLOY_PROMETHEUS_ALLOWED: {entry!r} is not an http(s)://host[:port][/path] base URL"
             for entry in self.prometheus_allowed
+            if not base_url(entry)
+        ]
+        problems += [
+            f"MODELDEPLOY_WEBHOOK_ALLOWED: {entry!r} is not an http(s)://host[:port][/path] base URL"
+            for entry in self.webhook_allowed
             if not base_url(entry)
         ]
         if problems:

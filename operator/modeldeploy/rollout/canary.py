@@ -31,10 +31,12 @@ from ..api.status import (
     RolloutResult,
     Verdict,
 )
+from ..api.webhook_gates import GatePoint, GateResult, OnFailure
 from .child_state import ObservedDeployment
 from .metrics import with_baselines
 from .sizing import canary_replicas, sized, stable_replicas
 from .types import CanaryState, Check, Outcome, Plan, PreTrafficVerdict, VersionPlan
+from .webhooks import GateOutcome, GatePlace, WebhookAnswer, WebhookCall, judge
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -60,6 +62,8 @@ class CanaryPass:
     handled: ActionValues
     check: Check | None = None  # consumed by the first step planned in this pass
     actions: ActionValues = field(default_factory=ActionValues)
+    answers: tuple[WebhookAnswer, ...] = ()  # webhook gate calls that ended since the last pass
+    calls: list[WebhookCall] = field(default_factory=list)  # webhook gates to ask now
     steps: tuple[CanaryStep, ...] = field(init=False)
     stable_apply: int | None = field(init=False)  # what the stable Deployment is applied with
     stable_size: int = field(init=False)  # how many pods the stable runs
@@ -152,18 +156,33 @@ def advance_canary(ctx: CanaryPass) -> Plan:
 
 def _step(ctx: CanaryPass) -> Plan | None:
     """Plan the current step; None when it ended and the next step is to be planned."""
+    if _before_traffic(ctx):
+        # The canary's pods stay out of service (their model gates shut) until these pass.
+        gate = _gate(ctx, GatePoint.PRE_TRAFFIC, 0)
+        if gate.rollback is not None:
+            return ctx.ended(RolloutResult.ROLLED_BACK, gate.rollback)
     versions = _replicas(ctx)
     route_weight = ctx.canary.weight if _step_serving(ctx) else 0
     ended = _analysis(ctx)
     if ended is not None:
         return ended
-    if _advance(ctx):
-        if ctx.canary.step < len(ctx.steps):
-            return None
-        # Past the last step the "steps passed" status stays a write of its own (webhooks
-        # hear StepPassed for every step, with the check that passed it); the promotion
-        # (the canary grown to the stable's size) follows at once.
-        requeue: float | None = 0.0
+    requeue: float | None
+    if _step_done(ctx):
+        following = ctx.canary.step + 1
+        at = GatePoint.STEP if following < len(ctx.steps) else GatePoint.PRE_PROMOTION
+        gate = _gate(ctx, at, following)
+        if gate.rollback is not None:
+            return ctx.ended(RolloutResult.ROLLED_BACK, gate.rollback)
+        if gate.open:
+            ctx.next_step(step=following, analysis=_with(ctx.canary.analysis, step_passed=0))
+            if following < len(ctx.steps):
+                return None
+            # Past the last step the "steps passed" status stays a write of its own (webhooks
+            # hear StepPassed for every step, with the check that passed it); the promotion
+            # (the canary grown to the stable's size) follows at once.
+            requeue = 0.0
+        else:
+            requeue = gate.retry_in if gate.retry_in is not None else _wait(ctx)
     else:
         requeue = _wait(ctx)
     return Plan(
@@ -176,7 +195,25 @@ def _step(ctx: CanaryPass) -> Plan | None:
         failed_versions=ctx.failed,
         handled=ctx.handled,
         requeue_after=requeue,
+        webhook_calls=tuple(ctx.calls),
     )
+
+
+def _before_traffic(ctx: CanaryPass) -> bool:
+    """The canary has taken no traffic yet: its first step has not started."""
+    return ctx.canary.step == 0 and ctx.canary.step_started_at is None
+
+
+def _gate(ctx: CanaryPass, at: GatePoint, step: int) -> GateOutcome:
+    """Judge the webhook gates at ``at`` before ``step``: their answers go to status, the
+    gates to ask to the plan, and a hold to the conditions."""
+    weight = ctx.steps[step].weight if step < len(ctx.steps) else 100
+    place = GatePlace(at, step, ctx.stable, ctx.target, weight, len(ctx.steps))
+    outcome = judge(ctx.md, place, ctx.canary.analysis.webhooks, ctx.answers, ctx.now)
+    wait = (outcome.wait.reason, outcome.wait.message) if outcome.wait is not None else None
+    ctx.update(analysis=_with(ctx.canary.analysis, webhooks=outcome.records), webhook_wait=wait)
+    ctx.calls.extend(outcome.calls)
+    return outcome
 
 
 def _actions(ctx: CanaryPass) -> Plan | None:
@@ -201,8 +238,9 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
     canary = ctx.canary
     since = canary.last_progress_at or ctx.now
     overdue = ctx.now - since > timedelta(seconds=rollout.progress_deadline_seconds)
-    if canary.waiting_for_promote and not rollout.count_manual_pauses:
-        overdue = False  # waiting for a person is not a stall, unless the spec says it is
+    if (canary.waiting_for_promote or _held_by_webhook(ctx)) and not rollout.count_manual_pauses:
+        # Waiting for a person, or for a Hold gate's yes, is not a stall unless the spec says so.
+        overdue = False
     if rollout.paused:
         ctx.update(paused=True)
     elif canary.paused:
@@ -219,6 +257,23 @@ def _deadline(ctx: CanaryPass) -> Plan | None:
             f"{rollout.progress_deadline_seconds}s ({ctx.canary_ready} canary pod(s) serving){detail}",
         )
     return None
+
+
+def _held_by_webhook(ctx: CanaryPass) -> bool:
+    """A Hold gate refused the canary at the point it waits at: it holds for that gate's yes."""
+    analysis = ctx.md.spec.rollout.analysis
+    if analysis is None or not analysis.webhooks:
+        return False
+    if _before_traffic(ctx):
+        at, step = GatePoint.PRE_TRAFFIC, 0
+    else:
+        step = ctx.canary.step + 1
+        at = GatePoint.STEP if step < len(ctx.steps) else GatePoint.PRE_PROMOTION
+    holding = {g.name for g in analysis.webhooks if g.at is at and g.on_failure is OnFailure.HOLD}
+    return any(
+        r.name in holding and r.at is at and r.step == step and r.result is GateResult.FAILED
+        for r in ctx.canary.analysis.webhooks
+    )
 
 
 def _holds_for_traffic(md: ModelDeployment, canary: CanaryState) -> bool:
@@ -323,16 +378,14 @@ def _held(ctx: CanaryPass) -> timedelta:
     return ctx.now - started if started is not None else timedelta(0)
 
 
-def _advance(ctx: CanaryPass) -> bool:
-    """A running step ends once its pause has passed and analysis passed in it at least once."""
+def _step_done(ctx: CanaryPass) -> bool:
+    """A running step is done once its pause has passed and analysis passed in it at least
+    once; it ends when the webhook gates before the next one (or promotion) pass too."""
     if not _running(ctx):
         return False
     pause = ctx.steps[ctx.canary.step].pause_time
     analysed = ctx.md.spec.rollout.analysis is None or ctx.canary.analysis.step_passed >= 1
-    if _held(ctx) < pause or not analysed:
-        return False
-    ctx.next_step(step=ctx.canary.step + 1, analysis=_with(ctx.canary.analysis, step_passed=0))
-    return True
+    return _held(ctx) >= pause and analysed
 
 
 def _wait(ctx: CanaryPass) -> float | None:

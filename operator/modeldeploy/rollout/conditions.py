@@ -175,6 +175,10 @@ def progressing(s: Situation) -> Judgement:
         summary = canary_summary(canary, s.steps)
         message = f"pre-traffic checks of version {canary.version}: {waiting}; {summary}"
         return Judgement(ConditionType.PROGRESSING, True, Reason.WAITING_FOR_COMPARISON, message)
+    if canary is not None and canary.webhook_wait is not None and not canary.paused:
+        reason, said = canary.webhook_wait
+        message = f"{said}; {canary_summary(canary, s.steps)}"
+        return Judgement(ConditionType.PROGRESSING, True, reason, message)
     if canary is not None and canary.waiting_for_promote and not canary.paused:
         message = f"waiting for promote at step {canary.step + 1}; {canary_summary(canary, s.steps)}"
         return Judgement(ConditionType.PROGRESSING, True, Reason.WAITING_FOR_PROMOTE, message)

@@ -104,6 +104,7 @@ def plan(
         handled=r.handled,
         check=inputs.check,
         actions=inputs.actions,
+        answers=inputs.webhook_answers,
     )
     return advance_canary(canary)
 

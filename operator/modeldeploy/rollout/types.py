@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..api.status import (
     ActionValues,
@@ -21,6 +22,9 @@ from ..api.status import (
 )
 from ..api.times import format_seconds
 from .child_state import FetchFailure, ObservedDeployment
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookAnswer, WebhookCall
 
 # A rollback's reason text may open with a code ("SignatureChanged: input 'x' removed"):
 # conditions and events take it as their reason.
@@ -97,6 +101,8 @@ class CanaryState:
     waiting_for_promote: bool = False  # held at a Manual step
     pre_traffic: PreTrafficStatus | None = None
     steps_hash: str | None = None
+    # Held at a webhook gate this pass: (condition reason, message). Derived, never in status.
+    webhook_wait: tuple[str, str] | None = None
 
     @classmethod
     def from_status(cls, status: CanaryStatus) -> CanaryState:
@@ -122,11 +128,13 @@ class CanaryState:
 @dataclass(frozen=True)
 class PlanInputs:
     """What a pass brings the plan besides the children: this pass's analysis check, the
-    one-shot annotations' values, and the pre-traffic checks' verdict."""
+    one-shot annotations' values, the pre-traffic checks' verdict, and the webhook gates'
+    answers."""
 
     check: Check | None = None
     actions: ActionValues = field(default_factory=ActionValues)
     pre_traffic: PreTrafficVerdict | None = None
+    webhook_answers: tuple[WebhookAnswer, ...] = ()  # webhook gate calls that ended since
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,8 @@ class Plan:
     handled: ActionValues = field(default_factory=ActionValues)
     held_back: str | None = None  # why the target is not being rolled out
     requeue_after: float | None = None
+    # Webhook gates to ask now (off the pass); their answers come back in a later pass.
+    webhook_calls: tuple[WebhookCall, ...] = ()
 
     @property
     def rolling(self) -> bool:
