@@ -20,7 +20,15 @@ from modeldeploy.cli.connection import context_namespace
 from modeldeploy.cli.errors import describe
 from modeldeploy.cli.main import main
 from modeldeploy.cli.outcomes import ExitCode, UndoError, rollout_outcome, undo_target
-from modeldeploy.cli.views import age, document, list_document, list_table, pause_left, rollout_view
+from modeldeploy.cli.views import (
+    age,
+    document,
+    list_document,
+    list_table,
+    pause_left,
+    rollout_view,
+    status_text,
+)
 
 from .objects import model_deployment_body, pod, pod_status
 
@@ -311,3 +319,35 @@ def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_missing_kubeconfig_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["list", f"--kubeconfig={tmp_path / 'none'}"]) == ExitCode.API_ERROR
     assert capsys.readouterr().err == f"error: kubeconfig: {tmp_path / 'none'}: no such file\n"
+
+
+def test_the_live_view_and_status_show_the_relative_check_with_both_versions() -> None:
+    relative_check = {
+        "result": "Failed",
+        "canarySuccessRate": 0.98,
+        "stableSuccessRate": 1.0,
+        "pValue": 0.0002,
+        "canaryLatencyP99Ms": 130.5,
+        "stableLatencyP99Ms": 99.0,
+        "latencyPValue": 0.2,
+    }
+    message = "canary 2% errors vs stable 0%: worse by more than 0.5%, p < 0.001 at 0.95"
+    body = md(
+        phase="Progressing",
+        stable={"version": 2, "replicas": 2, "readyReplicas": 2},
+        canary={
+            "version": 3,
+            "analysis": {
+                "failed": 1,
+                "lastCheck": {"verdict": "Failed", "at": "t", "message": message, "relative": relative_check},
+            },
+        },
+    )
+    shown = (
+        "Failed, success canary 98.00% vs stable 100.00% (p < 0.001), "
+        "p99 canary 130.5ms vs stable 99ms (p = 0.200)"
+    )
+    view = " ".join(render(rollout_view(body, [], NOW)).split())
+    assert f"Vs stable {shown}" in view
+    assert message in view
+    assert f"vs stable: {shown}" in status_text(body)

@@ -309,6 +309,54 @@ class OnInconclusive(StrEnum):
     PAUSE = "Pause"
 
 
+NOTHING_TO_COMPARE = "relative needs successRateMaxDrop or latencyP99MaxRatio: nothing to compare otherwise"
+CONFIDENCE_BOUNDS = (
+    "confidence must lie in (0.5, 0.9999]: at 0.5 or less a test decides by chance, at 1 it never decides"
+)
+
+
+class RelativeAnalysis(CamelModel):
+    """The canary judged against the stable over the same window, by a statistical test at
+    ``confidence``: Failed only when the canary is worse beyond the allowance with that
+    confidence, Passed only when it is within the allowance with that confidence, else
+    Inconclusive (too few requests to tell)."""
+
+    success_rate_max_drop: float | None = Field(default=None, ge=0, le=1)
+    """How far the canary's success rate may fall below the stable's (0.005: half a point).
+    Judged by a one-sided two-proportion test of the error counts (Agresti-Caffo)."""
+    latency_p99_max_ratio: float | None = Field(default=None, ge=1, le=100, alias="latencyP99MaxRatio")
+    """How many times the stable's p99 latency the canary's may reach (1.2: 20% slower).
+    Judged on TF Serving's latency histograms, bucket by bucket: the share of canary requests
+    above the bucket bound at this multiple of the stable's p99 bucket, against 1%, by an exact
+    binomial test."""
+    # The schema's own maximum would read "less than or equal to 0" in the API server's
+    # message (it prints the bound as an integer): the bounds are one CEL rule instead.
+    confidence: float = Field(default=0.95, ge=0, le=1)
+    """How sure a verdict must be (above 0.5, at most 0.9999); below it the check is
+    Inconclusive, never Passed."""
+
+    cel_rules: ClassVar[list[tuple[str, str, str]]] = [
+        (
+            "has(self.successRateMaxDrop) || has(self.latencyP99MaxRatio)",
+            NOTHING_TO_COMPARE,
+            "",
+        ),
+        (
+            "!has(self.confidence) || self.confidence > 0.5 && self.confidence <= 0.9999",
+            CONFIDENCE_BOUNDS,
+            ".confidence",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _compares_something(self) -> RelativeAnalysis:
+        if self.success_rate_max_drop is None and self.latency_p99_max_ratio is None:
+            raise ValueError(NOTHING_TO_COMPARE)
+        if not 0.5 < self.confidence <= 0.9999:
+            raise ValueError(CONFIDENCE_BOUNDS)
+        return self
+
+
 class Analysis(CamelModel):
     """Automated analysis of the canary during its steps: a check every interval on the
     canary's own traffic; failureLimit failed checks roll it back."""
@@ -333,6 +381,9 @@ class Analysis(CamelModel):
     """What a canary whose checks stay Inconclusive (too little traffic) meets at the progress
     deadline: Rollback, or Pause (hold the step, with a WaitingForTraffic reason, until traffic
     arrives or someone promotes or aborts)."""
+    relative: RelativeAnalysis | None = None
+    """Judge the canary against the stable version over the same window, from the same source
+    (the stable's pods, or Prometheus), beside the absolute bounds above."""
     webhooks: list[WebhookGate] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
     """HTTP checks at named points of a canary that must answer 2xx to go on; only to URLs the
     operator's admin allows."""
@@ -445,6 +496,13 @@ class PreTraffic(CamelModel):
     """Requests each new pod must answer as expected before it takes traffic."""
 
 
+# An Immediate rollout replaces the stable at once: no two versions serve side by side.
+RELATIVE_NEEDS_CANARY = (
+    "analysis.relative needs strategy Canary: with Immediate no stable serves beside the new version "
+    "to compare it with"
+)
+
+
 class RolloutSpec(CamelModel):
     """How a new version replaces the serving one."""
 
@@ -495,6 +553,12 @@ class RolloutSpec(CamelModel):
             ".analysis.interval",
         ),
         (
+            "!has(self.analysis) || !has(self.analysis.relative) || !has(self.strategy) || "
+            "self.strategy != 'Immediate'",
+            RELATIVE_NEEDS_CANARY,
+            ".analysis.relative",
+        ),
+        (
             "!has(self.analysis) || !has(self.analysis.webhooks) || "
             "self.analysis.webhooks.all(w, !has(w.timeoutSeconds) || "
             "w.timeoutSeconds < self.progressDeadlineSeconds)",
@@ -526,6 +590,8 @@ class RolloutSpec(CamelModel):
             raise ValueError("every step's pause must be shorter than progressDeadlineSeconds")
         if self.analysis is not None and parse_duration(self.analysis.interval) >= deadline:
             raise ValueError("analysis.interval must be shorter than progressDeadlineSeconds")
+        if self.strategy is Strategy.IMMEDIATE and self.analysis is not None and self.analysis.relative:
+            raise ValueError(RELATIVE_NEEDS_CANARY)
         if self.analysis is not None and any(w.timeout_seconds >= deadline for w in self.analysis.webhooks):
             raise ValueError("analysis.webhooks timeoutSeconds must be shorter than progressDeadlineSeconds")
         if self.analysis is not None and self.analysis.webhooks and self.strategy is Strategy.IMMEDIATE:

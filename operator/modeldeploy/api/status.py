@@ -97,6 +97,41 @@ class MetricResult(CamelModel):
         return value if value is None or math.isfinite(value) else None
 
 
+class RelativeCheck(CamelModel):
+    """The canary against the stable over the same window: both versions' figures and the
+    statistical test's result."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    result: Verdict
+    """Passed, Failed, or Inconclusive while the samples are too small to decide at the
+    confidence asked."""
+    canary_success_rate: float | None = None
+    """The canary's share of OK answers in the window."""
+    stable_success_rate: float | None = None
+    """The stable's share of OK answers in the same window."""
+    p_value: float | None = None
+    """The success-rate test's p-value: of "the canary is worse than allowed" when Failed or
+    Inconclusive, of "the canary is within the allowance" when Passed."""
+    canary_latency_p99_ms: float | None = Field(default=None, alias="canaryLatencyP99Ms")
+    """The canary's p99 latency in the window (Prometheus's estimate, for reading)."""
+    stable_latency_p99_ms: float | None = Field(default=None, alias="stableLatencyP99Ms")
+    """The stable's p99 latency in the same window (Prometheus's estimate, for reading)."""
+    latency_p_value: float | None = None
+    """The latency test's p-value, read as pValue is."""
+
+    @field_validator(
+        "canary_success_rate",
+        "stable_success_rate",
+        "p_value",
+        "canary_latency_p99_ms",
+        "stable_latency_p99_ms",
+        "latency_p_value",
+    )
+    @classmethod
+    def _measured(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
+
+
 class CheckResult(CamelModel):
     """The outcome of one analysis check."""
 
@@ -115,6 +150,8 @@ class CheckResult(CamelModel):
     """The verdict's reason."""
     metrics: list[MetricResult] | None = Field(default=None, max_length=MAX_METRICS)
     """Each custom metric's value and verdict (analysis.metrics)."""
+    relative: RelativeCheck | None = None
+    """The comparison with the stable (analysis.relative), when one is asked."""
 
     @field_validator("requests", "success_rate", "latency_p99_ms")
     @classmethod
@@ -193,6 +230,8 @@ class AnalysisStatus(CamelModel):
     """The latest check."""
     counters: Counters | None = None
     """Counters the next check is measured from."""
+    stable_counters: Counters | None = None
+    """The stable's counters the next relative check is measured from (pods scrape)."""
     webhooks: list[WebhookStatus] = Field(default_factory=list)
     """The latest answer of each webhook gate asked in this canary."""
 

@@ -160,12 +160,32 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
             )
             if last.get("metrics"):
                 head.add_row("Metrics", metrics_summary(last["metrics"]))
+            if last.get("relative"):
+                head.add_row("Vs stable", relative_line(last["relative"]))
     for label, text in webhook_rows((canary or {}).get("analysis") or {}):
         head.add_row(label, text)
     conditions = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None, pad_edge=False)
     for cond in status.get("conditions") or []:
         conditions.add_row(cond["type"], cond["status"], cond.get("reason", ""), cond.get("message", ""))
     return Group(head, Text(""), _pod_rows(md, pods, now), Text(""), conditions)
+
+
+def relative_line(relative: Body) -> str:
+    """The relative check's figures: both versions' success rates and p99s, the p-values."""
+    parts = [str(relative.get("result", "Inconclusive"))]
+    rates = relative.get("canarySuccessRate"), relative.get("stableSuccessRate")
+    if None not in rates:
+        parts.append(f"success canary {rates[0]:.2%} vs stable {rates[1]:.2%}" + _p(relative.get("pValue")))
+    p99s = relative.get("canaryLatencyP99Ms"), relative.get("stableLatencyP99Ms")
+    if None not in p99s:
+        parts.append(f"p99 canary {p99s[0]:g}ms vs stable {p99s[1]:g}ms" + _p(relative.get("latencyPValue")))
+    return ", ".join(parts)
+
+
+def _p(p_value: float | None) -> str:
+    if p_value is None:
+        return ""
+    return " (p < 0.001)" if p_value < 0.001 else f" (p = {p_value:.3f})"
 
 
 def list_table(items: list[Body], now: datetime.datetime, all_namespaces: bool) -> Table:
@@ -266,6 +286,8 @@ def status_text(md: Body) -> str:
             lines.append(f"    last check {last.get('at')}: {last.get('verdict')}: {last.get('message', '')}")
             if last.get("metrics"):
                 lines.append(f"    metrics: {metrics_summary(last['metrics'])}")
+            if last.get("relative"):
+                lines.append(f"    vs stable: {relative_line(last['relative'])}")
         lines += _pre_traffic_lines(canary.get("preTraffic"))
         lines += [f"    {label.lower()}: {text}" for label, text in webhook_rows(analysis)]
     for cond in status.get("conditions") or []:

@@ -30,7 +30,7 @@ from ..kube.workqueue import RetryLaterError
 from ..probes import analysis, custom_metrics, modelgate
 from ..probes.custom_metrics import Subjects
 from ..probes.pretraffic import PreTrafficRunner
-from ..probes.providers import DirectScrape, Target, prometheus_refusal
+from ..probes.providers import DirectScrape, StableTarget, Target, prometheus_refusal
 from ..rollout.canary import analysis_due
 from ..rollout.custom_metrics import Subject
 from ..rollout.golden import GoldenFileError
@@ -303,6 +303,7 @@ class Reconciler:
             world.serving_pods(version),
             spec.interval_time.total_seconds(),
             spec.window_time.total_seconds(),
+            stable=_stable_target(spec, previous, world),
         )
         check = self.analyse(spec, target, previous.canary.analysis.counters, now)
         return self.judge_metrics(spec, _metric_subjects(md, previous.stable, version, spec), check)
@@ -390,6 +391,17 @@ def _metric_subjects(
         Subject(md.namespace, md.name, version, window),
         None if serving is None else Subject(md.namespace, md.name, serving, window),
     )
+
+
+def _stable_target(
+    spec: Analysis, previous: ModelDeploymentStatus, world: Observation
+) -> StableTarget | None:
+    """What a relative check compares the canary with: the stable version's serving pods."""
+    stable, canary = previous.stable, previous.canary
+    if spec.relative is None or stable is None or canary is None or stable.version == canary.version:
+        return None
+    pods = world.serving_pods(stable.version)
+    return StableTarget(stable.version, pods, canary.analysis.stable_counters) if pods else None
 
 
 def parse_status(raw: dict[str, Any] | None) -> tuple[ModelDeploymentStatus, tuple[str, ...]]:

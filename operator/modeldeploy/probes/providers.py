@@ -12,7 +12,7 @@ import math
 import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..api.names import METRICS_PATH, REST_PORT
@@ -46,6 +46,15 @@ class MetricsUnavailableError(Exception):
 
 
 @dataclass(frozen=True)
+class StableTarget:
+    """The stable version a relative check compares the canary with."""
+
+    version: int
+    pods: tuple[tuple[str, str], ...]  # (pod name, pod IP) of the stable pods that serve
+    previous: Counters | None = None  # its counters at the last check (pods scrape)
+
+
+@dataclass(frozen=True)
 class Target:
     namespace: str
     model: str
@@ -54,6 +63,11 @@ class Target:
     interval_seconds: float
     # The Prometheus queries' range (analysis.window); the pods provider counts between checks.
     window_seconds: float | None = None
+    stable: StableTarget | None = None  # with analysis.relative, when a stable serves
+
+    def of_stable(self, stable: StableTarget) -> Target:
+        """The same read for the stable's pods or version, over the same window."""
+        return replace(self, version=stable.version, pods=stable.pods, stable=None)
 
 
 class Provider(Protocol):
@@ -64,7 +78,8 @@ def scrape_pods(per_pod: dict[str, PodCounters], previous: Counters | None) -> t
     """The interval's window from each pod's cumulative counters, and the counters to keep."""
     delta = window_counts(per_pod, previous)
     p99_us = quantile(0.99, delta.buckets)
-    return Window(delta.requests, delta.errors, None if p99_us is None else p99_us / 1000.0), totals(per_pod)
+    p99_ms = None if p99_us is None else p99_us / 1000.0
+    return Window(delta.requests, delta.errors, p99_ms, delta.buckets), totals(per_pod)
 
 
 class DirectScrape:
@@ -120,6 +135,27 @@ def _sample(body: Any) -> float | None:
     return number
 
 
+def _buckets(body: Any) -> dict[str, float]:
+    """A by-le vector answer as cumulative buckets; a series without le or a count that is
+    not a count makes the histogram unreadable."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise MetricsUnavailableError(NOT_A_SUCCESS)
+    data = body.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        raise MetricsUnavailableError("Prometheus answered without data.result")
+    buckets: dict[str, float] = {}
+    for series in result:
+        try:
+            le = str(series["metric"]["le"])
+            count = _count(float(series["value"][1]), "latency buckets")
+            float(le)  # "+Inf" reads as infinity
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise MetricsUnavailableError("Prometheus answered a histogram bucket that is not one") from None
+        buckets[le] = count
+    return buckets
+
+
 def _count(value: float | None, what: str) -> float:
     """A request count: none is 0; NaN, an infinity or a negative number cannot be judged."""
     if value is None:
@@ -142,11 +178,17 @@ def _latency(value: float | None) -> float | None:
 class PrometheusApi:
     """Reads the interval's traffic from Prometheus's HTTP API."""
 
-    def __init__(self, address: str, version_label: str = "version") -> None:
+    def __init__(self, address: str, version_label: str = "version", histogram: bool = False) -> None:
         self.address = address.rstrip("/")
         self.version_label = version_label
+        # Also read the window's latency histogram (the relative latency test needs it).
+        self.histogram = histogram
 
     def _query(self, promql: str) -> float | None:
+        return _sample(self._answer(promql))
+
+    def _answer(self, promql: str) -> Any:
+        """The decoded JSON answer to an instant query."""
         url = f"{self.address}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
             status, raw = bounded_http.get(url, SCRAPE_TIMEOUT_SECONDS, MAX_REPLY_BYTES)
@@ -157,7 +199,7 @@ class PrometheusApi:
             raise MetricsUnavailableError(f"Prometheus at {self.address}: {exc}") from None
         except ValueError:
             raise MetricsUnavailableError(f"Prometheus at {self.address} did not answer JSON") from None
-        return _sample(body)
+        return body
 
     def window(self, target: Target, previous: Counters | None) -> tuple[Window, Counters | None]:
         matchers = (
@@ -173,7 +215,11 @@ class PrometheusApi:
         )
         rates = f"sum by (le) (rate({REQUEST_LATENCY_BUCKET}{{{matchers}}}[{span}]))"
         p99_us = _latency(self._query(f"histogram_quantile(0.99, {rates})"))
-        return Window(requests, errors, None if p99_us is None else p99_us / 1000.0), None
+        buckets: dict[str, float] = {}
+        if self.histogram:
+            increases = f"sum by (le) (increase({REQUEST_LATENCY_BUCKET}{{{matchers}}}[{span}]))"
+            buckets = _buckets(self._answer(increases))
+        return Window(requests, errors, None if p99_us is None else p99_us / 1000.0, buckets), None
 
 
 # What a query answered without success says: never the answer's own text, which the
@@ -244,5 +290,6 @@ def _path_below(base: str, path: str) -> bool:
 
 def provider_for(spec: Analysis) -> Provider:
     if spec.prometheus is not None:
-        return PrometheusApi(spec.prometheus.address, spec.prometheus.version_label)
+        histogram = spec.relative is not None and spec.relative.latency_p99_max_ratio is not None
+        return PrometheusApi(spec.prometheus.address, spec.prometheus.version_label, histogram)
     return DirectScrape()

@@ -427,7 +427,8 @@ def _record(analysis: AnalysisStatus, check: Check) -> AnalysisStatus:
     """Count a check, and keep the counters the next one measures from."""
     result = check.result
     counters = check.counters if check.counters is not None else analysis.counters
-    recorded = _with(analysis, last_check=result, counters=counters)
+    stable = check.stable_counters if check.stable_counters is not None else analysis.stable_counters
+    recorded = _with(analysis, last_check=result, counters=counters, stable_counters=stable)
     if result.verdict is Verdict.PASSED:
         return _with(recorded, passed=analysis.passed + 1, step_passed=analysis.step_passed + 1)
     if result.verdict is Verdict.FAILED:

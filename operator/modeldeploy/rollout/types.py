@@ -73,11 +73,13 @@ class PreTrafficVerdict:
 
 @dataclass(frozen=True)
 class Check:
-    """One analysis check: its result, and the cumulative counters to measure the next
-    check from (None: the provider keeps none, e.g. Prometheus)."""
+    """One analysis check: its result, and the cumulative counters (the canary's, and the
+    stable's for a relative check) to measure the next check from (None: the provider
+    keeps none, e.g. Prometheus)."""
 
     result: CheckResult
     counters: Counters | None = None
+    stable_counters: Counters | None = None  # the stable's, for a relative check (pods scrape)
 
 
 @dataclass(frozen=True)

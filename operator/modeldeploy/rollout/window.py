@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # Longest message a check carries into status.
 MESSAGE_LIMIT = 200
@@ -15,3 +16,6 @@ class Window:
     requests: float
     errors: float
     p99_ms: float | None
+    # The interval's cumulative latency histogram (bucket bound in microseconds -> requests at
+    # or below it), for the relative latency test; empty when the source gave none.
+    buckets: Mapping[str, float] = field(default_factory=dict)
