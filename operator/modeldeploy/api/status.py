@@ -92,6 +92,8 @@ class CheckResult(CamelModel):
     """99th percentile latency in milliseconds."""
     message: str = ""
     """The verdict's reason."""
+    reason: str | None = Field(default=None, max_length=64)
+    """Why no check could be sent (`PrometheusNotAllowed`): the CanaryHealthy reason then."""
 
     @field_validator("requests", "success_rate", "latency_p99_ms")
     @classmethod
