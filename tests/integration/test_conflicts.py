@@ -16,6 +16,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from testbed.support.wait import holds_for, wait_for
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1
+from .test_leader_election import audit_entries
+from .test_rbac import SA_NAME, SA_NAMESPACE, service_account_kubeconfig
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,18 +44,27 @@ def _records_a_rollback(review: dict[str, Any]) -> bool:
     return len(new) > len(old) and new[-1].get("result") == "RolledBack"
 
 
+def _starts_a_canary(review: dict[str, Any]) -> bool:
+    """Whether this status write records a canary where there was none."""
+    request = review["request"]
+    new = ((request.get("object") or {}).get("status") or {}).get("canary")
+    old = ((request.get("oldObject") or {}).get("status") or {}).get("canary")
+    return new is not None and old is None
+
+
 @dataclass
 class ConflictWebhook:
-    """Answers the first ``conflicts`` status writes that record a rollback with 409."""
+    """Answers the first ``conflicts`` status writes that ``refuses`` picks with 409."""
 
     conflicts: int = 1
+    refuses: Callable[[dict[str, Any]], bool] = _records_a_rollback
     refused: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, review: dict[str, Any]) -> dict[str, Any]:
         response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": True}
         with self._lock:
-            if _records_a_rollback(review) and len(self.refused) < self.conflicts:
+            if self.refuses(review) and len(self.refused) < self.conflicts:
                 self.refused.append(review["request"]["object"]["status"])
                 response = {
                     "uid": review["request"]["uid"],
@@ -202,3 +214,55 @@ def test_a_conflict_on_the_rollback_s_status_write_never_brings_the_canary_back(
     assert not deployments.came_back("mnist-v3"), deployments.seen
     assert driver.counts().get(3, 0) == served_by_v3, "version 3 served again after its rollback"
     assert md["status"]["failedVersions"] == [3]
+
+
+def test_the_operator_under_the_manifest_s_rbac_gets_through_a_conflict_and_relists(
+    cluster: Cluster,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    conflict_webhook: ConflictWebhook,
+    tmp_path: Path,
+    traffic: Callable[..., TrafficDriver],
+) -> None:
+    """The operator as manifests/rbac.yaml's ServiceAccount, leading through a Lease and
+    relisting every second: the status write that starts the canary meets a 409, the
+    resource is read again (``get``, which the ClusterRole once lacked) and the rollout ends.
+    The audit log shows what the API server answered that identity: never a 403."""
+    conflict_webhook.refuses = _starts_a_canary
+    started = datetime.now(UTC)
+    start_operator(
+        kubeconfig=service_account_kubeconfig(cluster, tmp_path / "sa-kubeconfig"),
+        MODELDEPLOY_LEADER_ELECTION="true",
+        MODELDEPLOY_LEASE_NAMESPACE=SA_NAMESPACE,
+        MODELDEPLOY_RELIST_SECONDS="1",
+        POD_NAME=f"rbac-{namespace}",
+    )
+    serving_v1(cluster, namespace, canary_sample())
+    traffic()
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 7}}})  # version 1 again
+    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=90)
+    assert md["status"]["stable"]["version"] == 7
+    assert len(conflict_webhook.refused) == 1, "the canary's first status write met a 409"
+    user = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
+    asked = [
+        e
+        for e in audit_entries(cluster, started)
+        if e["user"]["username"] == user and (e.get("objectRef") or {}).get("namespace") in (namespace, None)
+    ]
+    forbidden = [(e["verb"], e["requestURI"]) for e in asked if e["responseStatus"]["code"] == 403]
+    assert forbidden == []
+
+    def answered(verb: str, code: int) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in asked
+            if e["verb"] == verb
+            and (e.get("objectRef") or {}).get("resource") == PLURAL
+            and e["responseStatus"]["code"] == code
+        ]
+
+    refused_write = answered("patch", 409)
+    assert refused_write, "the refused status write"
+    reread = [e for e in answered("get", 200) if e["stageTimestamp"] >= refused_write[0]["stageTimestamp"]]
+    assert reread, "the resource read again after the 409"
+    assert len(answered("list", 200)) >= 3, "relisted every second"
