@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -43,10 +44,16 @@ rules:
 - level: Metadata
 """
 AUDIT_LOG_MAX_MB = 1 << 20  # 1 TiB: the audit log of a run is never rotated
-# kwok hands out pod IPs from here: loopback, bindable by tests. Two clusters on one machine
-# (two people's test runs) hand out the same first IPs, and their model servers then fight
-# over the same ports: MODELDEPLOY_TEST_POD_CIDR gives a run a range of its own.
-POD_CIDR = os.environ.get("MODELDEPLOY_TEST_POD_CIDR", "127.1.0.1/16")
+
+
+def random_pod_cidr() -> str:
+    """Where kwok hands out pod IPs: loopback, bindable by the model servers standing in for
+    the pods. A /16 of its own per cluster: two clusters on one machine (engineers' runs side
+    by side) would otherwise give pods the same addresses, and one's model server found the
+    other's port taken. MODELDEPLOY_TEST_POD_CIDR picks one by hand."""
+    return os.environ.get("MODELDEPLOY_TEST_POD_CIDR") or f"127.{random.randint(10, 250)}.0.1/16"
+
+
 NODE_IP = "127.0.0.2"
 NODE_NAME = "kwok-node-0"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -235,6 +242,7 @@ class LocalCluster:
     # More addresses the API server's certificate names: the real node's pods reach it on
     # the bridge (through a forward, see realnode), never on loopback.
     serving_ips: tuple[str, ...] = ()
+    pod_cidr: str = field(default_factory=random_pod_cidr)  # the same across kwok's restarts
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -395,7 +403,7 @@ class LocalCluster:
                 f"--config={self.root / 'kwok.yaml'}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={self.pod_cidr}",
                 f"--node-ip={NODE_IP}",
                 "--node-lease-duration-seconds=40",
                 "--server-address=127.0.0.1:0",

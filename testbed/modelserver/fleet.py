@@ -13,7 +13,8 @@ models are shared, so memory grows with the distinct models, not the pods.
 this machine (as a node's own folders would hold it). ``--control`` (JSON, read when
 a pod starts) maps ``"<model>/<version>"`` or ``"*"`` to ``{"load_seconds": N}``: extra
 time before the load starts, as a large model takes; and ``{"metrics": FAULT}``: a broken
-metrics page (``nan``, ``garbage``, ``non_utf8``, ``drip``) for the operator's fault tests.
+metrics page (``nan``, ``garbage``, ``non_utf8``, ``drip``) for the operator's fault tests;
+and ``{"predict_seconds": N}``: each prediction takes at least that long, as a heavy model's.
 """
 
 from __future__ import annotations
@@ -141,13 +142,14 @@ class Fleet:
         try:
             flags = parse(list(serving.get("args") or []))
             model_version = _served(pod)
-            fault = control_entry(self.control, *model_version).get("metrics") if model_version else None
+            entry = control_entry(self.control, *model_version) if model_version else {}
             server = ModelServer(
                 flags,
                 self.registry,
                 paths,
                 lambda model, version: load_delay(self.control, model, version),
-                metrics_fault=fault,
+                metrics_fault=entry.get("metrics"),
+                predict_seconds=float(entry.get("predict_seconds", 0.0)),
             )
             self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, self.grpc_enabled)
         except Exception as exc:  # a bad flag, config or bind: the container would crash, no server

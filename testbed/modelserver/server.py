@@ -96,8 +96,11 @@ class ModelServer:
         paths: PathMap = PathMap(),
         load_delay: Callable[[str, int], float] = lambda model, version: 0.0,
         metrics_fault: str | None = None,
+        predict_seconds: float = 0.0,
     ) -> None:
         self.flags = flags
+        # A test's slow model: each prediction takes at least this long.
+        self.predict_seconds = predict_seconds
         self.registry = registry
         self.paths = paths
         self.load_delay = load_delay
@@ -208,6 +211,8 @@ class ModelServer:
         self.predict_log.append({"at": time.time(), "inputs": {k: _first(v) for k, v in inputs.items()}})
         try:
             served, servable = self.servable(name, version)
+            if self.predict_seconds:
+                time.sleep(self.predict_seconds)  # a heavier model's compute time
             return served, servable.predict(signature_name, inputs)
         except ServingError as exc:
             status = exc.code

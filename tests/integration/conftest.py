@@ -244,6 +244,10 @@ class ModelServers:
         """Pods of ``version`` that start from now on wait this long before their model loads."""
         self._set(model, version, load_seconds=load_seconds)
 
+    def slow_predictions(self, version: int, seconds: float, model: str = "mnist") -> None:
+        """Pods of ``version`` that start from now on take this long per prediction."""
+        self._set(model, version, predict_seconds=seconds)
+
     def break_metrics(self, version: int, fault: str, model: str = "mnist") -> None:
         """Pods of ``version`` that start from now on serve a broken metrics page (nan, negative, garbage,
         non_utf8, drip)."""

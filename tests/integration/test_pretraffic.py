@@ -6,6 +6,7 @@ exported again."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from testbed.modelserver.rest import PREDICT_LOG
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import holds_for, wait_for
 
-from .conftest import Cluster, Operator
+from .conftest import Cluster, ModelServers, Operator
 from .test_canary import canary, canary_sample, plugin, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
@@ -220,3 +221,75 @@ def test_immediate_never_switches_to_a_version_with_a_changed_signature(
     assert status["stable"]["version"] == 1
     wait_for(lambda: not pod_ips(cluster, namespace, 4), 60, what="version 4's pods removed")
     assert driver.counts().get(4, 0) == 0
+
+
+def test_the_only_stable_pod_killed_while_a_canary_loads_keeps_the_canary_shut_until_compared(
+    cluster: Cluster, namespace: str, operator: Operator, modelservers: ModelServers
+) -> None:
+    """Golden requests compared with the stable, whose only pod is killed while the canary's
+    model loads: with no stable pod to compare with, the canary's checks wait (never pass
+    unchecked) and its gate stays shut; once the stable's new pod serves, the comparison
+    runs against it and version 2's different answers roll it back.
+
+    kwok gives the stable's next pod the killed one's address: checks that
+    ask that address again after the kill ask the new pod, by the version in the URL."""
+    golden_config_map(cluster, namespace, "\n".join(json.dumps({"instances": [x]}) for x in (1.0, 3.0)))
+    serving_v1(cluster, namespace, with_checks(goldenRequests=golden(compareTo="Stable")))
+    modelservers.slow(2, load_seconds=3)
+    modelservers.slow(1, load_seconds=12)  # the stable's next pod: serving long after the canary
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
+    wait_for(lambda: pod_ips(cluster, namespace, 2), 30, what="the canary pod running, its model loading")
+    (stable_pod,) = cluster.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_VERSION}=1").items
+    cluster.core.delete_namespaced_pod(stable_pod.metadata.name, namespace, grace_period_seconds=0)
+
+    def checks_wait() -> str | None:
+        waiting: str | None = ((canary(cluster, namespace) or {}).get("preTraffic") or {}).get("waitingFor")
+        return waiting
+
+    assert "waiting for a serving pod of version 1" in wait_for(checks_wait, 30, what="checks waiting")
+
+    def shut_while_no_stable_serves() -> bool:
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_VERSION}=2").items
+        assert all((p.metadata.labels or {}).get(LABEL_MODEL_AVAILABLE) != "true" for p in pods), (
+            "gate opened"
+        )
+        return True
+
+    holds_for(shut_while_no_stable_serves, 5, what="the canary's gate shut with no stable to compare with")
+    entry = ended(cluster, namespace, 2)
+    assert entry["reason"].startswith("GoldenRequestsFailed: version 2: agreement 0.00 with version 1"), entry
+
+
+def test_a_slow_model_s_warm_up_never_delays_another_resource_s_abort(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator], modelservers: ModelServers
+) -> None:
+    """One reconcile worker; resource ``slow``'s canary warms up with 2000 requests of 50 ms
+    each (100 s, within its 120 s budget). Run on the worker, they would hold it and every
+    other resource's pass; off it, ``quick``'s abort is recorded within 10 s."""
+    start_operator(MODELDEPLOY_WORKERS="1")
+    modelservers.slow_predictions(2, seconds=0.05, model="slow")  # the model is named after it
+    serving_v1(cluster, namespace, with_checks("slow", warmupRequests=2000))
+    quick = canary_sample("quick", steps=[{"weight": 50, "pause": "5m"}], progressDeadlineSeconds=600)
+    quick["spec"]["replicas"] = 1
+    serving_v1(cluster, namespace, quick)
+    cluster.patch_md(namespace, "quick", {"spec": {"model": {"version": 7}}})
+    wait_for(lambda: canary(cluster, namespace, "quick"), 30, what="quick's canary")
+    cluster.patch_md(namespace, "slow", {"spec": {"model": {"version": 2}}})
+
+    def warming_up() -> bool:
+        ips = pod_ips(cluster, namespace, 2)
+        try:
+            return bool(ips) and len(predict_log(ips[0])) >= 20
+        except OSError:  # its server not listening yet
+            return False
+
+    wait_for(warming_up, 60, what="slow's canary pod receiving its warm-up requests")
+    asked = time.monotonic()  # the plugin's own start and exit count too
+    plugin(cluster, namespace, "abort", "quick")
+    md = cluster.wait_phase(namespace, "quick", "Degraded", timeout=30)
+    took = time.monotonic() - asked
+    assert md["status"]["history"][-1]["result"] == "Aborted"
+    assert took < 10, f"the abort took {took:.1f}s"
+    (ip,) = pod_ips(cluster, namespace, 2)
+    assert len(predict_log(ip)) < 2000, "the warm-up was still under way when the abort landed"
+    print(f"abort recorded {took:.1f}s after it was asked, during the other resource's warm-up")

@@ -246,3 +246,76 @@ def test_a_resource_named_like_another_owners_service_does_not_take_it(
         assert not kube.writes_to("services", "web")
     finally:
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web")
+
+
+# Names a second resource may take beside ``<base>`` at version n: its children's names and
+# names that start or end like them.
+SUFFIXES = st.sampled_from(("", "-v{n}", "-v{n}-config", "-config", "-v", "-v{n}0", "-x-v{n}", "-v{n}-x"))
+
+
+CHILD_PLURALS = {
+    "deployments",
+    "services",
+    "configmaps",
+    "httproutes",
+    "horizontalpodautoscalers",
+    "networkpolicies",
+}
+
+
+def written_children(kube: DryRunKube) -> set[tuple[str, str]]:
+    """(plural, name) of every child a pass wrote (not the resource's own status or events)."""
+    return {
+        (parts[-2], parts[-1]) for _, path in kube.writes if (parts := path.split("/"))[-2] in CHILD_PLURALS
+    }
+
+
+def test_two_resources_drawn_together_never_write_the_same_child(cluster: Cluster, namespace: str) -> None:
+    """Two resources at once, the second named from the first's name and version: either
+    admission refuses one, or the children their passes write share no name."""
+
+    @settings(max_examples=max(EXAMPLES // 5, 10), deadline=None, derandomize=True, database=None)
+    @given(
+        base=SERVICE_NAMES.filter(lambda n: len(n) <= 30),
+        version=st.integers(1, 99),
+        other_version=st.integers(1, 99),
+        suffix=SUFFIXES,
+        gateway=st.booleans(),
+    )
+    def one_pair(base: str, version: int, other_version: int, suffix: str, gateway: bool) -> None:
+        spec = GATEWAY_SPEC if gateway else MINIMAL
+        names = (base, base + suffix.format(n=version))
+        if names[0] == names[1]:
+            return
+        bodies = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": name},
+                "spec": {**spec, "model": {**MINIMAL["model"], "version": v}},
+            }
+            for name, v in zip(names, (version, other_version), strict=True)
+        ]
+        created = [create(cluster, namespace, body)[0] for body in bodies]
+        try:
+            if None in created:
+                return  # admission refused one: nothing can be shared
+            children = []
+            for body in created:
+                assert body is not None
+                kube = DryRunKube(load_client_config(4, str(cluster.kubeconfig)))
+                cache = new_cache()
+                cache.upsert(KIND, body)
+                Reconciler(Writes(kube), cache, Applier(kube, cache)).reconcile(
+                    namespace, body["metadata"]["name"]
+                )
+                children.append(written_children(kube))
+            assert children[0], "the first resource's pass wrote its children"
+            assert not children[0] & children[1], f"{names} share {children[0] & children[1]}"
+        finally:
+            for body in created:
+                if body is not None:
+                    name = body["metadata"]["name"]
+                    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    one_pair()

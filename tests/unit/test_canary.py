@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.api.spec import Analysis, Threshold
+from modeldeploy.api.spec import Analysis, LatencyThreshold, ShareThreshold
 from modeldeploy.api.status import (
     ActionValues,
     CanaryStatus,
@@ -309,7 +309,9 @@ def test_canary_share_is_within_one_pod_of_the_weight(stable: int, weight: int) 
 
 # ----- analysis -----
 
-SPEC = Analysis(min_requests=10, success_rate=Threshold(min=0.95), latency_p99_ms=Threshold(max=250))
+SPEC = Analysis(
+    min_requests=10, success_rate=ShareThreshold(min=0.95), latency_p99_ms=LatencyThreshold(max=250)
+)
 
 
 def test_verdicts() -> None:

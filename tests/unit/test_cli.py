@@ -23,6 +23,7 @@ from modeldeploy.cli.outcomes import ExitCode, UndoError, rollout_outcome, undo_
 from modeldeploy.cli.views import (
     age,
     document,
+    history_table,
     list_document,
     list_table,
     pause_left,
@@ -199,6 +200,39 @@ def test_list_has_one_line_per_resource_with_its_namespace_under_all_namespaces(
         ["ml", "mnist", "Ready"],
         ["vision", "resnet", "Degraded"],
     ]
+
+
+# Server text a tenant can write (a status message, a reason): rich markup in it must show
+# as typed, neither crash the view ("[/]" closes nothing) nor become a hyperlink.
+MARKUP = "closed [/] and [link=https://evil.example]click[/link] and [bold red]loud[/]"
+
+
+def markup_body() -> dict[str, Any]:
+    body = md(
+        phase="Degraded",
+        stable={"version": 2},
+        conditions=[{"type": "Degraded", "status": "True", "reason": "[b]Odd[/b]", "message": MARKUP}],
+        history=[{"at": "t", "version": 3, "result": "RolledBack", "reason": MARKUP}],
+    )
+    body["metadata"] = {**body["metadata"], "name": "m[i]x"}
+    return body
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        pytest.param(lambda body: rollout_view(body, [gated_pod("p[/]", "2", "True")], NOW), id="get"),
+        pytest.param(lambda body: list_table([body], NOW, all_namespaces=True), id="list"),
+        pytest.param(history_table, id="history"),
+    ],
+)
+def test_server_text_is_shown_as_written_never_as_markup(view: Any) -> None:
+    console = Console(width=400, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(view(markup_body()))
+    text = console.export_text()
+    assert MARKUP in text
+    assert "m[i]x" in text or view is history_table
+    assert not any(segment.style and segment.style.link for segment in console._record_buffer)
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [(5, "5s"), (125, "2m"), (7300, "2h"), (200000, "2d")])

@@ -112,6 +112,35 @@ def test_every_field_has_a_description_for_kubectl_explain() -> None:
     assert list(_undescribed(schema, "")) == [".metadata"]
 
 
+def _unbounded(node: dict[str, Any], path: str) -> Iterator[str]:
+    """Every field of ``node`` whose size or value the schema leaves open: a string without
+    maxLength (or enum), a list without maxItems, a map without maxProperties, a number
+    without minimum and maximum."""
+    kind = node.get("type")
+    if kind == "string" and "maxLength" not in node and "enum" not in node:
+        yield path
+    if kind == "array" and "maxItems" not in node:
+        yield path
+    if kind in ("integer", "number") and not {"minimum", "maximum"} <= node.keys():
+        yield path
+    if kind == "object" and "properties" not in node and "maxProperties" not in node:
+        yield path
+    for key, sub in (node.get("properties") or {}).items():
+        yield from _unbounded(sub, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        yield from _unbounded(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _unbounded(node["additionalProperties"], f"{path}{{}}")
+
+
+def test_every_spec_field_is_bounded() -> None:
+    """The API server estimates each CEL rule's cost from these bounds and stores whatever
+    they admit: a field added without one fails here. Only runtime.resources' contents are
+    open (core/v1 ResourceRequirements, checked by the API server on the Deployment)."""
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert list(_unbounded(spec, "spec")) == []
+
+
 NAME_MATCH = re.compile(r"^(!?)self\.metadata\.name\.matches\('([^']*)'\)$")
 
 

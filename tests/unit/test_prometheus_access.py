@@ -81,6 +81,8 @@ def test_a_pass_never_asks_an_address_outside_the_list_and_says_why() -> None:
     last = kube.statuses[-1]["canary"]["analysis"]["lastCheck"]
     assert last["verdict"] == "Inconclusive"
     assert last["message"].startswith("PrometheusNotAllowed: http://169.254.169.254/latest")
+    healthy = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "CanaryHealthy")
+    assert (healthy["status"], healthy["reason"]) == ("True", "PrometheusNotAllowed")
 
 
 def test_a_listed_address_is_asked() -> None:

@@ -55,6 +55,7 @@ class Reason(StrEnum):
     INCONCLUSIVE = "Inconclusive"
     NO_CHECKS_YET = "NoChecksYet"
     NO_CANARY = "NoCanary"
+    PROMETHEUS_NOT_ALLOWED = "PrometheusNotAllowed"  # no check sent: the address is not the admin's
     # StatusRecovered
     REBUILT_FROM_CHILDREN = "RebuiltFromChildren"
 

@@ -60,7 +60,7 @@ class Toleration(CamelModel):
     """The taint's value, with operator Equal."""
     effect: TaintEffect | None = None
     """The taint effect tolerated; empty tolerates every effect."""
-    toleration_seconds: int | None = Field(default=None, ge=0)
+    toleration_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)  # 68 years
     """With effect NoExecute: how long the pod stays on a node after the taint appears."""
 
     cel_rules: ClassVar[list[tuple[str, str, str]]] = [
@@ -106,13 +106,13 @@ class TopologySpread(CamelModel):
     """A core/v1 TopologySpreadConstraint over the pods of this model version (the operator
     sets the labelSelector)."""
 
-    max_skew: int = Field(ge=1)
+    max_skew: int = Field(ge=1, le=2**31 - 1)  # core/v1's int32
     """The most the number of pods may differ between two topology domains."""
     topology_key: str = Field(max_length=316, pattern=LABEL_KEY_PATTERN)
     """The node label whose values are the domains (topology.kubernetes.io/zone, say)."""
     when_unsatisfiable: WhenUnsatisfiable
     """DoNotSchedule (a hard rule) or ScheduleAnyway (a preference)."""
-    min_domains: int | None = Field(default=None, ge=1)
+    min_domains: int | None = Field(default=None, ge=1, le=2**31 - 1)
     """With DoNotSchedule: the fewest eligible domains."""
     node_affinity_policy: InclusionPolicy | None = None
     """Whether the pods' node affinity and selector decide which nodes count."""

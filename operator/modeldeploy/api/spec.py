@@ -71,6 +71,7 @@ class ModelSpec(CamelModel):
     name: str | None = Field(
         default=None,
         description="TF Serving model name; defaults to metadata.name.",
+        max_length=63,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
     )
     storage_uri: str = Field(
@@ -78,7 +79,10 @@ class ModelSpec(CamelModel):
         pattern=STORAGE_URI_PATTERN,
         max_length=2048,
     )
-    version: int = Field(ge=1, description="The model version this resource must serve.")
+    # TF Serving's versions are int64, but the API server reads a schema's maximum as a float:
+    # 2**63 - 1 rounds past int64 and refused every version. 2**53 - 1 is also the largest
+    # integer every JSON client reads exactly.
+    version: int = Field(ge=1, le=2**53 - 1, description="The model version this resource must serve.")
     storage_secret_name: str | None = Field(
         default=None,
         description="Secret with credentials for the model fetch.",
@@ -87,6 +91,7 @@ class ModelSpec(CamelModel):
     )
     digest: str | None = Field(
         default=None,
+        max_length=71,
         pattern=DIGEST_PATTERN,
         description="The digest the fetched version must have (sha256:<64 hex>, as the fetcher reports "
         "it in status); a version with another is refused, so an artifact overwritten in storage "
@@ -97,13 +102,13 @@ class ModelSpec(CamelModel):
 class Batching(CamelModel):
     """TF Serving's server-side batching (--enable_batching with a batching parameters file)."""
 
-    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_size: int = Field(default=32, ge=1, le=1_000_000)
     """The largest batch TF Serving forms."""
-    batch_timeout_micros: int = Field(default=1000, ge=0)
+    batch_timeout_micros: int = Field(default=1000, ge=0, le=60_000_000)
     """How long a partial batch waits for more requests."""
-    max_enqueued_batches: int = Field(default=100, ge=1)
+    max_enqueued_batches: int = Field(default=100, ge=1, le=1_000_000)
     """Batches queued before requests are refused."""
-    num_batch_threads: int = Field(default=4, ge=1)
+    num_batch_threads: int = Field(default=4, ge=1, le=1024)
     """Threads processing batches."""
 
 
@@ -114,11 +119,16 @@ class RuntimeSpec(CamelModel):
     """The TF Serving image of the serving container (a release tag by default, never latest); a
     digest pins it exactly: ``tensorflow/serving:2.18.0@sha256:<64 hex>``."""
     resources: dict[str, Any] = Field(
-        default_factory=dict, description="core/v1 ResourceRequirements (GPUs included)."
+        # limits, requests and claims: the API server checks what is inside on the Deployment.
+        default_factory=dict,
+        max_length=3,
+        description="core/v1 ResourceRequirements (GPUs included).",
     )
     batching: Batching | None = None
     """Server-side batching; off when absent."""
-    args: list[str] = Field(default_factory=list, description="Extra tensorflow_model_server flags.")
+    args: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=list, max_length=64, description="Extra tensorflow_model_server flags."
+    )
     network_policy: bool = Field(
         default=False, description="Add a NetworkPolicy admitting only the gRPC and REST ports."
     )
@@ -221,9 +231,9 @@ class RuntimeSpec(CamelModel):
 class Autoscaling(CamelModel):
     """A HorizontalPodAutoscaler for the stable version, on CPU utilisation."""
 
-    min_replicas: int = Field(default=1, ge=1)
+    min_replicas: int = Field(default=1, ge=1, le=1000)
     """The fewest pods of the stable version."""
-    max_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1, le=1000)
     """The most pods of the stable version."""
     target_cpu_utilization_percentage: int = Field(default=70, ge=1, le=100)
     """Average CPU utilisation the HPA aims for."""
@@ -287,6 +297,24 @@ class Threshold(CamelModel):
     """The highest value allowed."""
 
 
+class ShareThreshold(Threshold):
+    """Bounds of a share (0 to 1); an absent bound is not checked."""
+
+    min: float | None = Field(default=None, ge=0, le=1)
+    """The lowest share allowed."""
+    max: float | None = Field(default=None, ge=0, le=1)
+    """The highest share allowed."""
+
+
+class LatencyThreshold(Threshold):
+    """Bounds of a latency in milliseconds, at most an hour; an absent bound is not checked."""
+
+    min: float | None = Field(default=None, ge=0, le=3_600_000)
+    """The lowest latency allowed."""
+    max: float | None = Field(default=None, ge=0, le=3_600_000)
+    """The highest latency allowed."""
+
+
 class PrometheusSource(CamelModel):
     """Read the canary's metrics from Prometheus instead of scraping its pods."""
 
@@ -299,6 +327,7 @@ class PrometheusSource(CamelModel):
     )
     version_label: str = Field(
         default="version",
+        max_length=128,
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
         description="Prometheus label carrying the pod's serving.modeldeploy.dev/version.",
     )
@@ -363,13 +392,13 @@ class Analysis(CamelModel):
 
     interval: str = Field(default="30s", pattern=DURATION_PATTERN, max_length=32)
     """How often the canary is checked (a duration: 30s, 2m)."""
-    failure_limit: int = Field(default=2, ge=1)
+    failure_limit: int = Field(default=2, ge=1, le=1000)
     """Failed checks that roll the canary back."""
-    min_requests: int = Field(default=100, ge=0)
+    min_requests: int = Field(default=100, ge=0, le=1_000_000_000)
     """Requests a check needs to judge; with fewer it is Inconclusive, never Passed."""
-    success_rate: Threshold | None = None
+    success_rate: ShareThreshold | None = None
     """Bounds of the canary's share of OK answers (0 to 1)."""
-    latency_p99_ms: Threshold | None = Field(default=None, alias="latencyP99Ms")
+    latency_p99_ms: LatencyThreshold | None = Field(default=None, alias="latencyP99Ms")
     """Bounds of the canary's 99th percentile latency, in milliseconds."""
     prometheus: PrometheusSource | None = None
     """Read metrics from Prometheus; without it the operator scrapes the canary's pods."""
@@ -451,9 +480,9 @@ class ConfigMapKeyRef(CamelModel):
 class Tolerance(CamelModel):
     """Two numbers match when |got - expected| <= absolute + relative * |expected|."""
 
-    absolute: float = Field(default=1e-6, ge=0)
+    absolute: float = Field(default=1e-6, ge=0, le=1_000_000)
     """Absolute difference allowed."""
-    relative: float = Field(default=1e-4, ge=0)
+    relative: float = Field(default=1e-4, ge=0, le=1)
     """Difference allowed relative to the expected value."""
 
 

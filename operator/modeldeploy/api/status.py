@@ -152,6 +152,8 @@ class CheckResult(CamelModel):
     """Each custom metric's value and verdict (analysis.metrics)."""
     relative: RelativeCheck | None = None
     """The comparison with the stable (analysis.relative), when one is asked."""
+    reason: str | None = Field(default=None, max_length=64)
+    """Why no check could be sent (`PrometheusNotAllowed`): the CanaryHealthy reason then."""
 
     @field_validator("requests", "success_rate", "latency_p99_ms")
     @classmethod

@@ -21,6 +21,13 @@ from .webhook_view import webhook_rows
 Body = dict[str, Any]
 
 
+def _plain_row(table: Table, *cells: str) -> None:
+    """Add a row whose cells are shown as written: rich would read server text (a status
+    message, a reason, a pod name) as markup, so ``[/]`` would crash the view and
+    ``[link=...]`` would put a hyperlink of the tenant's choosing on the admin's terminal."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def age(since: str | None, now: datetime.datetime) -> str:
     """kubectl's short age: 45s, 12m, 3h, 2d."""
     if not since:
@@ -92,7 +99,8 @@ def _pod_rows(md: Body, pods: list[Body], now: datetime.datetime) -> Table:
         # endpoints are already withdrawn: it serves nothing.
         terminating = bool(meta.get("deletionTimestamp"))
         gate = {"True": "open", "False": "shut"}.get(conditions.get(CONDITION_MODEL_AVAILABLE, ""), "-")
-        table.add_row(
+        _plain_row(
+            table,
             meta["name"],
             version,
             track,
@@ -113,28 +121,31 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
     head.add_column(style="bold")
     head.add_column()
     stale = status.get("observedGeneration") != meta.get("generation")
-    head.add_row("Name", f"{meta['namespace']}/{meta['name']}")
-    head.add_row(
+    _plain_row(head, "Name", f"{meta['namespace']}/{meta['name']}")
+    _plain_row(
+        head,
         "Phase",
         f"{status.get('phase', '-')}" + (" (status not yet at the latest spec)" if stale else ""),
     )
-    head.add_row("Message", headline(md))
-    head.add_row(
+    _plain_row(head, "Message", headline(md))
+    _plain_row(
+        head,
         "Strategy",
         f"{rollout.get('strategy', 'Canary')}" + (", paused" if rollout.get("paused") else ""),
     )
-    head.add_row("Requested", f"version {(spec.get('model') or {}).get('version')}")
+    _plain_row(head, "Requested", f"version {(spec.get('model') or {}).get('version')}")
     if status.get("shard") is not None:  # several operator replicas share the work
-        head.add_row("Shard", f"{status['shard']}, held by {status.get('shardHolder') or '-'}")
+        _plain_row(head, "Shard", f"{status['shard']}, held by {status.get('shardHolder') or '-'}")
     stable = status.get("stable")
     if stable:
-        head.add_row("Stable", _serving(stable))
+        _plain_row(head, "Stable", _serving(stable))
     canary = status.get("canary")
     if canary:
         steps = RolloutSpec.model_validate(rollout).effective_steps()
         left = pause_left(md, now)
-        head.add_row("Canary", _serving(canary))
-        head.add_row(
+        _plain_row(head, "Canary", _serving(canary))
+        _plain_row(
+            head,
             "Step",
             f"{canary.get('step', 0) + 1}/{len(steps)}, weight {canary.get('weight', 0)}%, "
             f"actual share {_share(canary)}, "
@@ -148,25 +159,26 @@ def rollout_view(md: Body, pods: list[Body], now: datetime.datetime) -> Renderab
             + (", waiting for traffic" if canary.get("waitingForTraffic") else ""),
         )
         analysis = canary.get("analysis") or {}
-        head.add_row(
+        _plain_row(
+            head,
             "Analysis",
             f"{analysis.get('passed', 0)} passed, {analysis.get('failed', 0)} failed, "
             f"{analysis.get('inconclusive', 0)} inconclusive",
         )
         last = analysis.get("lastCheck")
         if last:
-            head.add_row(
-                "Last check", f"{last.get('verdict')} at {last.get('at')}: {last.get('message', '')}"
+            _plain_row(
+                head, "Last check", f"{last.get('verdict')} at {last.get('at')}: {last.get('message', '')}"
             )
             if last.get("metrics"):
-                head.add_row("Metrics", metrics_summary(last["metrics"]))
+                _plain_row(head, "Metrics", metrics_summary(last["metrics"]))
             if last.get("relative"):
-                head.add_row("Vs stable", relative_line(last["relative"]))
+                _plain_row(head, "Vs stable", relative_line(last["relative"]))
     for label, text in webhook_rows((canary or {}).get("analysis") or {}):
-        head.add_row(label, text)
+        _plain_row(head, label, text)
     conditions = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None, pad_edge=False)
     for cond in status.get("conditions") or []:
-        conditions.add_row(cond["type"], cond["status"], cond.get("reason", ""), cond.get("message", ""))
+        _plain_row(conditions, cond["type"], cond["status"], cond.get("reason", ""), cond.get("message", ""))
     return Group(head, Text(""), _pod_rows(md, pods, now), Text(""), conditions)
 
 
@@ -207,7 +219,7 @@ def list_table(items: list[Body], now: datetime.datetime, all_namespaces: bool) 
             age(meta.get("creationTimestamp"), now),
             headline(md),
         ]
-        table.add_row(*([meta["namespace"], *row] if all_namespaces else row))
+        _plain_row(table, *([meta["namespace"], *row] if all_namespaces else row))
     return table
 
 
@@ -215,7 +227,7 @@ def history_table(md: Body) -> Table:
     """``history``: every version change the status remembers, oldest first."""
     table = Table("WHEN", "VERSION", "RESULT", "REASON", box=None, pad_edge=False)
     for entry in (md.get("status") or {}).get("history") or []:
-        table.add_row(entry["at"], str(entry["version"]), entry["result"], entry.get("reason", ""))
+        _plain_row(table, entry["at"], str(entry["version"]), entry["result"], entry.get("reason", ""))
     return table
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..api.conditions import Reason
 from ..api.names import KIND, LABEL_VERSION
 from ..api.spec import Analysis, ModelDeployment, spec_error_message
 from ..api.status import CheckResult, Counters, ModelDeploymentStatus, RolloutResult, Verdict, VersionStatus
@@ -294,7 +295,9 @@ class Reconciler:
             prometheus_refusal(spec.prometheus.address, self.prometheus_allowed) if spec.prometheus else None
         )
         if refusal is not None:  # never a request to an address the admin did not list
-            result = CheckResult(at=now, verdict=Verdict.INCONCLUSIVE, message=refusal)
+            result = CheckResult(
+                at=now, verdict=Verdict.INCONCLUSIVE, message=refusal, reason=Reason.PROMETHEUS_NOT_ALLOWED
+            )
             return Check(result, previous.canary.analysis.counters)
         target = Target(
             md.namespace,

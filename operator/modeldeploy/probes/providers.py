@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from ..api.conditions import Reason
 from ..api.names import METRICS_PATH, REST_PORT
 from ..api.spec import Analysis
 from ..api.status import Counters, PodCounters
@@ -242,12 +243,9 @@ def prometheus_refusal(address: str, allowed: Sequence[str]) -> str | None:
     if url_admitted(address, allowed):
         return None
     return (
-        f"{PROMETHEUS_NOT_ALLOWED}: {address[:200]} is not among the Prometheus servers the operator "
+        f"{Reason.PROMETHEUS_NOT_ALLOWED}: {address[:200]} is not among the Prometheus servers the operator "
         "may ask (MODELDEPLOY_PROMETHEUS_ALLOWED); no query was sent"
     )
-
-
-PROMETHEUS_NOT_ALLOWED = "PrometheusNotAllowed"
 
 
 def url_admitted(address: str, allowed: Sequence[str]) -> bool:

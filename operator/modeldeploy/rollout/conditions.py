@@ -228,6 +228,8 @@ def canary_healthy(s: Situation) -> Judgement:
         return Judgement(kind, True, Reason.NO_CHECKS_YET, "waiting for the first check")
     if last.verdict is Verdict.FAILED:
         return Judgement(kind, False, Reason.ANALYSIS_FAILED, last.message)
+    if last.reason:
+        return Judgement(kind, True, last.reason, last.message)
     reason = Reason.ANALYSIS_PASSING if last.verdict is Verdict.PASSED else Reason.INCONCLUSIVE
     return Judgement(kind, True, reason, last.message)
 
