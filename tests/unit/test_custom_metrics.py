@@ -102,7 +102,7 @@ def test_the_window_is_a_promql_duration(seconds: float, duration: str) -> None:
         ({"min": 2, "max": 1}, "min must not exceed max"),
         ({"maxDropVsStable": -0.1}, "maxDropVsStable"),
         ({"name": "Accuracy!", "min": 1}, "name"),
-        ({"min": math.inf}, "finite"),
+        ({"min": math.inf}, "less than or equal to"),
     ],
 )
 def test_a_metric_spec_that_cannot_be_judged_is_refused(fields: dict[str, Any], why: str) -> None:

@@ -25,6 +25,11 @@ MAX_METRICS = 8
 MAX_QUERY_LENGTH = 2048
 
 
+# Bounds on a metric's thresholds: wide enough for any figure a query answers in its own
+# units, and finite so the API server can estimate the cost of the rules that compare them.
+METRIC_BOUND = 1e15
+
+
 class CustomMetric(CamelModel):
     """A PromQL query judged at every check: absolute bounds on the canary's value, and/or the
     largest drop below the same query's value for the stable version. A query that answers
@@ -37,11 +42,11 @@ class CustomMetric(CamelModel):
     double-quoted label value except the window: {{namespace}}, {{name}} (the
     ModelDeployment's), {{version}} (required: the canary's, or the stable's for
     maxDropVsStable), {{window}} (analysis.window as a PromQL duration, e.g. 120s)."""
-    min: float | None = None
+    min: float | None = Field(default=None, ge=-METRIC_BOUND, le=METRIC_BOUND)
     """The lowest value the canary may show."""
-    max: float | None = None
+    max: float | None = Field(default=None, ge=-METRIC_BOUND, le=METRIC_BOUND)
     """The highest value the canary may show."""
-    max_drop_vs_stable: float | None = Field(default=None, ge=0)
+    max_drop_vs_stable: float | None = Field(default=None, ge=0, le=METRIC_BOUND)
     """How far the canary's value may fall below the stable's (same query, the stable's
     version), in the query's own units; for a metric where lower is better, bound it with max
     or negate the query."""
