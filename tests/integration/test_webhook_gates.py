@@ -12,7 +12,7 @@ import pytest
 
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import holds_for, wait_for
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.gate_receiver import GateReceiver
 
 from .conftest import Cluster, Operator
 from .test_canary import FAST_ROLLOUT, canary, canary_sample, plugin, serving_v1
@@ -23,8 +23,8 @@ ALLOWED = "http://127.0.0.1:"  # any port of the tests' loopback receivers
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    started = WebhookReceiver()
+def receiver() -> Iterator[GateReceiver]:
+    started = GateReceiver()
     yield started
     started.stop()
 
@@ -51,7 +51,7 @@ def test_gates_that_answer_2xx_are_asked_at_each_point_and_the_canary_promotes(
     namespace: str,
     start_operator: Callable[..., Operator],
     traffic: Callable[..., TrafficDriver],
-    receiver: WebhookReceiver,
+    receiver: GateReceiver,
 ) -> None:
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED)
     body = gated(
@@ -87,7 +87,7 @@ def test_a_refusing_hold_gate_keeps_the_canary_out_of_service_until_it_says_yes(
     namespace: str,
     start_operator: Callable[..., Operator],
     traffic: Callable[..., TrafficDriver],
-    receiver: WebhookReceiver,
+    receiver: GateReceiver,
 ) -> None:
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED)
     receiver.answer("/freeze", 500, b"change freeze until 12:00\nTraceback (most recent call last): ...\n")
@@ -125,7 +125,7 @@ def test_a_refusing_rollback_gate_rolls_back_with_the_answers_first_line(
     namespace: str,
     start_operator: Callable[..., Operator],
     traffic: Callable[..., TrafficDriver],
-    receiver: WebhookReceiver,
+    receiver: GateReceiver,
 ) -> None:
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED)
     receiver.answer("/load", 500, b"load test failed: p99 900ms > 250ms\nat step 3 of the scenario\n")
@@ -150,7 +150,7 @@ def test_a_hanging_gate_is_cut_at_its_timeout_and_holds_no_worker(
     cluster: Cluster,
     namespace: str,
     start_operator: Callable[..., Operator],
-    receiver: WebhookReceiver,
+    receiver: GateReceiver,
 ) -> None:
     # One reconcile worker: were the call made on it, no other resource would move meanwhile.
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED=ALLOWED, MODELDEPLOY_WORKERS="1")
@@ -183,7 +183,7 @@ def test_a_url_the_admin_did_not_allow_is_never_called(
     cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
     start_operator(MODELDEPLOY_WEBHOOK_ALLOWED="http://127.0.0.1:")
-    elsewhere = WebhookReceiver("127.0.0.3")  # listening, so a call would be seen
+    elsewhere = GateReceiver("127.0.0.3")  # listening, so a call would be seen
     try:
         serving_v1(
             cluster, namespace, gated(gate("audit", elsewhere.url("/audit"), "PreTraffic"), steps=ONE_STEP)

@@ -1,21 +1,39 @@
-"""A loopback webhook gate: answers each POST with the status and body scripted for its path,
-or never answers; keeps the JSON bodies it was sent, in order."""
+"""A loopback webhook receiver for the notification tests: records every POST (headers and
+body), answers with scripted statuses, or hangs (never answers) until stopped."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+
+
+@dataclass(frozen=True)
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    def cloud_event(self) -> BaseCloudEvent:
+        """Parsed by the CloudEvents SDK, as a real receiver would."""
+        return from_http_event(HTTPMessage(headers=self.headers, body=self.body))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)["data"]
+        return data
+
 
 class WebhookReceiver:
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.answers: dict[str, tuple[int, bytes]] = {}  # path -> (status, body); default 200
-        self.hanging: set[str] = set()  # paths that never answer
-        self.received: list[tuple[str, dict[str, Any]]] = []  # (path, body) in order
-        self._released = threading.Event()
-        self._lock = threading.Lock()
+    def __init__(self, statuses: list[int] | None = None, hang: bool = False) -> None:
+        self.statuses = list(statuses or [])  # answered in turn; 200 once used up
+        self.hang = hang
+        self.received: list[Received] = []
+        self.released = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,36 +41,28 @@ class WebhookReceiver:
                 pass
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-                with receiver._lock:
-                    receiver.received.append((self.path, body))
-                    hang = self.path in receiver.hanging
-                    status, reply = receiver.answers.get(self.path, (200, b"ok\n"))
-                if hang:
-                    receiver._released.wait()
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                if receiver.hang:
+                    receiver.released.wait()  # the fault itself: never answer
                     return
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.wfile.write(reply)
 
-        self.http = ThreadingHTTPServer((host, 0), Handler)
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
-    def url(self, path: str) -> str:
-        host, port = self.http.server_address[:2]
-        return f"http://{host}:{port}{path}"
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}/hook"
 
-    def answer(self, path: str, status: int, reply: bytes = b"") -> None:
-        with self._lock:
-            self.answers[path] = (status, reply)
-
-    def bodies(self, path: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [body for p, body in self.received if p == path]
+    def events(self) -> list[str]:
+        return [r.data["event"] for r in self.received]
 
     def stop(self) -> None:
-        self._released.set()
+        self.released.set()
         self.http.shutdown()
         self.http.server_close()
