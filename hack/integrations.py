@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,16 @@ def crd_template() -> str:
         + "  {{- if .Values.crds.keep }}\n  annotations:\n"
         + "    # helm uninstall leaves it, and with it every ModelDeployment and its serving pods.\n"
         + "    helm.sh/resource-policy: keep\n  {{- end }}\n"
-        + body
+        + template_literal(body)
         + "{{- end }}\n"
     )
+
+
+def template_literal(text: str) -> str:
+    """``text`` as Helm prints it back: each ``{{`` and ``}}`` in it (a custom metric's
+    placeholders, in the CRD's descriptions) written as an action printing that string, in one
+    pass, so Helm does not read them as its own actions."""
+    return re.sub(r"\{\{|\}\}", lambda m: '{{ "' + m.group(0) + '" }}', text)
 
 
 def schema_rows(schema: dict[str, Any], values: Any, prefix: str = "") -> list[str]:
