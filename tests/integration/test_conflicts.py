@@ -202,6 +202,19 @@ def test_a_conflict_on_the_rollback_s_status_write_never_brings_the_canary_back(
             30,
             what="canary removed",
         )
+        # A terminating pod of version 3 may still take a request routed before it went: count
+        # from when no pod of it is left, then nothing more may reach it.
+        wait_for(
+            lambda: (
+                not [
+                    pod
+                    for pod in cluster.core.list_namespaced_pod(namespace).items
+                    if pod.metadata.name.startswith("mnist-v3-")
+                ]
+            ),
+            30,
+            what="version 3's pods gone",
+        )
         served_by_v3 = driver.counts().get(3, 0)
 
         def stays_rolled_back() -> bool:
