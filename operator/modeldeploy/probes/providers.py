@@ -116,15 +116,21 @@ class DirectScrape:
             return {name: future.result() for name, future in futures.items()}
 
 
-def _sample(body: Any) -> float | None:
-    """The one value of an instant-vector answer (NaN and infinities as Prometheus wrote them);
-    None for no series."""
+def _vector_result(body: Any) -> list[Any]:
+    """The series of a successful query's answer; anything else makes the metrics unreadable."""
     if not isinstance(body, dict) or body.get("status") != "success":
         raise MetricsUnavailableError(NOT_A_SUCCESS)
     data = body.get("data")
     result = data.get("result") if isinstance(data, dict) else None
     if not isinstance(result, list):
         raise MetricsUnavailableError("Prometheus answered without data.result")
+    return result
+
+
+def _sample(body: Any) -> float | None:
+    """The one value of an instant-vector answer (NaN and infinities as Prometheus wrote them);
+    None for no series."""
+    result = _vector_result(body)
     if not result:
         return None
     first = result[0]
@@ -139,12 +145,7 @@ def _sample(body: Any) -> float | None:
 def _buckets(body: Any) -> dict[str, float]:
     """A by-le vector answer as cumulative buckets; a series without le or a count that is
     not a count makes the histogram unreadable."""
-    if not isinstance(body, dict) or body.get("status") != "success":
-        raise MetricsUnavailableError(NOT_A_SUCCESS)
-    data = body.get("data")
-    result = data.get("result") if isinstance(data, dict) else None
-    if not isinstance(result, list):
-        raise MetricsUnavailableError("Prometheus answered without data.result")
+    result = _vector_result(body)
     buckets: dict[str, float] = {}
     for series in result:
         try:
