@@ -293,9 +293,16 @@ def traffic(cluster: Cluster, namespace: str) -> Iterator[Callable[..., TrafficD
     drivers: list[TrafficDriver] = []
 
     def start(
-        name: str = "mnist", model: str = "mnist", rps: float = 40.0, inputs: tuple[float, ...] = (1.0,)
+        name: str = "mnist",
+        model: str = "mnist",
+        rps: float = 40.0,
+        inputs: tuple[float, ...] = (1.0,),
+        workers: int = 8,
     ) -> TrafficDriver:
-        driver = TrafficDriver(cluster.api, namespace, name, model, rps=rps, inputs=inputs).start()
+        # Slow predictions need more requests in flight than the default workers hold to keep ``rps``.
+        driver = TrafficDriver(
+            cluster.api, namespace, name, model, rps=rps, workers=workers, inputs=inputs
+        ).start()
         drivers.append(driver)
         return driver
 
