@@ -71,18 +71,25 @@ test-unit: setup ## Unit tests only (no cluster)
 test-e2e: deps ## Integration tests only; MODELDEPLOY_TEST_KUBECONFIG=... runs them on another cluster
 	$(VENV)/bin/pytest tests/integration
 
-MUTATION_SESSION ?= .mutation.sqlite
+# One cosmic-ray session per group of guards, each with the unit tests that hold it
+# (hack/mutation/NAME.toml); `make mutation MUTATION_SESSIONS=canary` runs one.
+MUTATION_SESSIONS ?= fetcher verdicts relative canary pretraffic
+MUTATION_DIR ?= .mutation
 $(VENV)/.installed-mutation: $(VENV)/.installed-test
 	$(PIP) install -q -e '.[dev,test,mutation]'
 	touch $@
 
-mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's guards (minutes; not part of make test)
-	rm -f $(MUTATION_SESSION)
-	$(VENV)/bin/cosmic-ray init hack/mutation.toml $(MUTATION_SESSION)
-	$(VENV)/bin/cr-filter-operators $(MUTATION_SESSION) hack/mutation.toml
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/operator:$(CURDIR) \
-		$(VENV)/bin/cosmic-ray exec hack/mutation.toml $(MUTATION_SESSION)
-	$(VENV)/bin/cr-report --show-pending $(MUTATION_SESSION) | tail -n 40
+mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's and the rollout decisions' guards (~1 h; not in make test)
+	mkdir -p $(MUTATION_DIR)
+	set -e; for session in $(MUTATION_SESSIONS); do \
+		db=$(MUTATION_DIR)/$$session.sqlite; rm -f $$db; \
+		$(VENV)/bin/cosmic-ray init hack/mutation/$$session.toml $$db; \
+		$(VENV)/bin/cr-filter-operators $$db hack/mutation/filters.toml; \
+		PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/operator:$(CURDIR) \
+			$(VENV)/bin/cosmic-ray exec hack/mutation/$$session.toml $$db; \
+		echo "== mutation session $$session"; \
+		$(VENV)/bin/cr-report --show-pending $$db | tail -n 40; \
+	done
 
 ##@ Local control plane (no Docker needed)
 .PHONY: controlplane tools cluster-up cluster-down node-up node-down demo demo-node
@@ -154,4 +161,4 @@ bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API
 
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .mutation.sqlite $(CLUSTER_DIR) $(NODE_DIR)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .mutation $(CLUSTER_DIR) $(NODE_DIR)
