@@ -228,9 +228,34 @@ def audit_entries(cluster: Cluster, since: datetime) -> Iterator[dict[str, Any]]
 WRITES = {"create", "update", "patch", "delete"}
 
 
+# The paused leader's canary: every check fails (version 3 refuses x = 9, half the traffic),
+# and a check every 2 s leaves time to pause the leader between the last two.
+FAILURE_LIMIT = 3
+PAUSE_ANALYSIS = {"interval": "2s", "failureLimit": FAILURE_LIMIT}
+
+
+def lease_renewals(replicas: Replicas) -> Callable[[], int]:
+    """Counts the Lease's renewals from now on: the leader's own clock, one a retry period."""
+    coordination = kubernetes.client.CoordinationV1Api(replicas.cluster.api)
+    seen: set[datetime] = set()
+
+    def count() -> int:
+        renewed = coordination.read_namespaced_lease(LEASE, replicas.namespace).spec.renew_time
+        if renewed is not None:
+            seen.add(renewed)
+        return len(seen) - 1
+
+    count()
+    return count
+
+
 def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
     cluster: Cluster, namespace: str, replicas: Replicas, traffic: Callable[..., TrafficDriver]
 ) -> None:
+    """The leader is paused one failed check short of a rollback: the new leader records the
+    rollback and deletes the canary while it sleeps; woken, it holds the view of a canary
+    one check from the end. None of its writes lands: the canary's Deployment stays gone,
+    and the rollback is recorded once."""
     if cluster.local is None:
         pytest.skip("reads the suite's own API server audit log")
     # Two identities, so the audit log tells the replicas' requests apart.
@@ -238,28 +263,48 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
     replicas.start(cluster.local.standby_kubeconfig)
     users = {"replica-0": OPERATOR_USER, "replica-1": STANDBY_USER}
     body = canary_sample(steps=STEPS, progressDeadlineSeconds=120)
+    body["spec"]["rollout"]["analysis"].update(PAUSE_ANALYSIS)
     serving_v1(cluster, namespace, body)
-    traffic()
-    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
-    wait_for(
-        lambda: (cluster.get_md(namespace, "mnist").get("status") or {}).get("canary"), 30, what="a canary"
-    )
+    traffic(inputs=(1.0, 9.0))
+    cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
+
+    def failed_checks() -> int:
+        canary = (cluster.get_md(namespace, "mnist").get("status") or {}).get("canary") or {}
+        return int((canary.get("analysis") or {}).get("failed", 0)) if canary.get("version") == 3 else 0
+
+    wait_for(lambda: failed_checks() == FAILURE_LIMIT - 1, 60, interval=0.05, what="one check short")
     paused = replicas.leader()
     process = replicas.running[paused]
     os.kill(process.pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
+        assert failed_checks() == FAILURE_LIMIT - 1, "the paused leader had rolled back already"
         other = wait_for(
             lambda: replicas.holder() not in ("", paused) and replicas.holder(), 30, what="a new leader"
         )
         failover = time.monotonic() - stopped_at
-        time.sleep(2)  # the new leader moves the canary on while the old one sleeps
+        # The new leader rolls back (status first, then the canary's Deployment goes).
+        rolled_back = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=60)
+        wait_for(
+            lambda: cluster.children(namespace, "mnist")["deployments"] == ["mnist-v1"],
+            30,
+            what="the canary's Deployment deleted by the new leader",
+        )
     finally:
         woke_at = datetime.now().astimezone()
         os.kill(process.pid, signal.SIGCONT)
-    wait_for(lambda: "stopped leading" in process.log(), 30, what="the woken replica stepping down")
-    md = cluster.wait_phase(namespace, "mnist", "Ready", timeout=120)
-    assert md["status"]["history"][-1]["result"] == "Promoted"
+    assert rolled_back["status"]["history"][-1]["result"] == "RolledBack"
+    renewals = lease_renewals(replicas)
+
+    def canary_stays_gone() -> bool:
+        deployments = cluster.children(namespace, "mnist")["deployments"]
+        assert deployments == ["mnist-v1"], f"the canary came back after the rollback: {deployments}"
+        return "stopped leading" in process.log() and renewals() >= 4
+
+    # Until the woken replica stepped down, and the new leader renewed the Lease four times
+    # after that (two seconds of its retry period): every write the woken one had in hand
+    # was tried by then.
+    wait_for(canary_stays_gone, 60, interval=0.1, what="the woken replica stepping down")
     assert replicas.holder() == other
     print(f"failover after SIGSTOP (lease 4 s, retry 0.5 s): {failover:.2f}s")
     assert failover < 4 + 0.5 + 3, f"the standby took over after {failover:.1f}s"
@@ -277,6 +322,12 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
         and e["objectRef"].get("namespace") == namespace
     ]
     assert landed == [], f"the replica that lost its lease still wrote: {landed}"
+    status = cluster.get_md(namespace, "mnist")["status"]
+    results = [(h["version"], h["result"]) for h in status["history"]]
+    assert results.count((3, "RolledBack")) == 1, results
+    assert [r for _, r in results].count("RolledBack") == 1, results
+    assert status["failedVersions"] == [3]
+    assert status["stable"]["version"] == 1
 
 
 def test_a_leader_cut_off_from_the_api_server_stops_leading_and_fails_its_health_check(
