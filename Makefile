@@ -79,7 +79,7 @@ $(VENV)/.installed-mutation: $(VENV)/.installed-test
 	$(PIP) install -q -e '.[dev,test,mutation]'
 	touch $@
 
-mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's and the rollout decisions' guards (~1 h; not in make test)
+mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's and the rollout decisions' guards (~40 min; not in make test)
 	mkdir -p $(MUTATION_DIR)
 	set -e; for session in $(MUTATION_SESSIONS); do \
 		db=$(MUTATION_DIR)/$$session.sqlite; rm -f $$db; \

@@ -63,6 +63,8 @@ def test_the_bound_figures_are_those_of_the_histograms() -> None:
     assert finding.message.startswith(
         "latency: 0% of canary requests over 12.3ms (13 x stable p99 bucket 1ms)"
     )
+    signed = relative.latency_ratio(canary, {"1000": 50.0, "+5000": 100.0, "+Inf": 100.0}, 1.5, 0.95)
+    assert "(1.5 x stable p99 bucket 5ms)" in signed.message
     slower = relative.latency_ratio({"100000": 100.0, "+Inf": 100.0}, stable, 1.5, 0.95)
     assert slower.message.startswith("latency: 100% of canary requests over 1ms")
 
