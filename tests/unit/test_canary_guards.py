@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy.api.status import CanaryStatus
+from modeldeploy.api.status import CanaryStatus, PodCounters, PreTrafficStatus
 from modeldeploy.api.times import parse_time
-from modeldeploy.rollout.canary import analysis_due
-from modeldeploy.rollout.types import PlanInputs
+from modeldeploy.rollout.canary import analysis_due, opening_canary
+from modeldeploy.rollout.types import PlanInputs, PreTrafficVerdict
 
 from .objects import make_plan
 from .test_canary import STABLE_2, after, at, canary_md, failed, observed
@@ -53,3 +53,33 @@ def test_a_check_falls_due_only_for_the_running_canary_of_the_spec(
 
 def test_no_canary_has_no_check_due() -> None:
     assert analysis_due(canary_md(), STABLE_2, parse_time(at(100))) is False
+
+
+@pytest.mark.parametrize("written", [1, 4])
+def test_a_canary_of_another_version_in_status_is_replaced(written: int) -> None:
+    md = canary_md()  # version 3
+    status = STABLE_2.model_copy(update={"canary": CanaryStatus(version=written, step=1)})
+    canary = opening_canary(md, status, parse_time(at(0)), None)
+    assert (canary.version, canary.step) == (3, 0)
+
+
+CHECKED = PreTrafficStatus(warmed_up=True)
+BASELINE = {"mnist-v3-a": PodCounters(requests=7, errors=1)}
+
+
+@pytest.mark.parametrize("version", [2, 4])
+def test_pre_traffic_results_of_another_version_are_not_the_canarys(version: int) -> None:
+    verdict = PreTrafficVerdict(version=version, status=CHECKED, baselines=BASELINE)
+    canary = opening_canary(canary_md(), STABLE_2, parse_time(at(0)), verdict)
+    assert canary.pre_traffic is None
+    assert canary.analysis.counters is None
+
+
+def test_the_canarys_pre_traffic_results_and_baselines_are_kept() -> None:
+    verdict = PreTrafficVerdict(version=3, status=CHECKED, baselines=BASELINE)
+    canary = opening_canary(canary_md(), STABLE_2, parse_time(at(0)), verdict)
+    assert canary.pre_traffic == CHECKED
+    assert canary.analysis.counters is not None
+    assert canary.analysis.counters.requests == 7
+    bare = opening_canary(canary_md(), STABLE_2, parse_time(at(0)), PreTrafficVerdict(version=3))
+    assert (bare.pre_traffic, bare.analysis.counters) == (None, None)
