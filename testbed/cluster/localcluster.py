@@ -34,6 +34,14 @@ MODELDEPLOYMENT_CRD = REPO / "crds" / "serving.modeldeploy.dev_modeldeployments.
 ADMIN_TOKEN_USER = "admin"
 OPERATOR_USER = "modeldeploy-operator"
 STANDBY_USER = "modeldeploy-operator-2"  # a second replica's identity (leader election tests)
+
+
+def replica_user(index: int) -> str:
+    """The API identity of operator replica ``index``: 0 is the operator's, 1 the standby's,
+    and the next ones (``LocalCluster.replica_identities``) are numbered on from there."""
+    return OPERATOR_USER if index == 0 else f"{OPERATOR_USER}-{index + 1}"
+
+
 # Metadata of every completed request but node leases (kwok's heartbeats), for counting by user.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -243,6 +251,11 @@ class LocalCluster:
     # the bridge (through a forward, see realnode), never on loopback.
     serving_ips: tuple[str, ...] = ()
     pod_cidr: str = field(default_factory=random_pod_cidr)  # the same across kwok's restarts
+    # Operator identities with a token each (at least the operator's and the standby's), so
+    # the audit log tells every replica's requests apart (the scale benchmark runs several).
+    replica_identities: int = 2
+    # Pods the fake node admits: the scale benchmark's floor alone runs ten thousand.
+    max_pods: int = 5000
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -261,6 +274,14 @@ class LocalCluster:
     def operator_kubeconfig(self) -> Path:
         """A kubeconfig for the operator's own identity (user modeldeploy-operator)."""
         return self.root / "operator-kubeconfig"
+
+    def replica_kubeconfig(self, index: int) -> Path:
+        """The kubeconfig of operator replica ``index`` (user ``replica_user(index)``)."""
+        if not 0 <= index < max(2, self.replica_identities):
+            raise ValueError(f"replica {index}: the cluster has {self.replica_identities} identities")
+        if index < 2:
+            return (self.operator_kubeconfig, self.standby_kubeconfig)[index]
+        return self.root / f"operator-{index + 1}-kubeconfig"
 
     @property
     def audit_log(self) -> Path:
@@ -295,20 +316,21 @@ class LocalCluster:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         token = os.urandom(16).hex()
-        operator_token = os.urandom(16).hex()
-        standby_token = os.urandom(16).hex()
+        replica_tokens = [os.urandom(16).hex() for _ in range(max(2, self.replica_identities))]
         # The operator gets an identity of its own, so the audit log can tell its requests apart.
         (pki / "tokens.csv").write_text(
             f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n'
-            f'{operator_token},{OPERATOR_USER},operator-uid,"system:masters"\n'
-            f'{standby_token},{STANDBY_USER},standby-uid,"system:masters"\n'
+            + "".join(
+                f'{secret},{replica_user(i)},{replica_user(i)}-uid,"system:masters"\n'
+                for i, secret in enumerate(replica_tokens)
+            )
         )
         (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
-        write_kubeconfig(self.operator_kubeconfig, server, pki / "ca.crt", operator_token, user=OPERATOR_USER)
-        write_kubeconfig(self.standby_kubeconfig, server, pki / "ca.crt", standby_token, user=STANDBY_USER)
+        for i, secret in enumerate(replica_tokens):
+            write_kubeconfig(self.replica_kubeconfig(i), server, pki / "ca.crt", secret, user=replica_user(i))
         etcd_dir = self.root / "etcd"
         if self.fake_nodes:
             write_kwok_config(self.root / "kwok.yaml")
@@ -496,8 +518,8 @@ class LocalCluster:
                 },
             },
             "status": {
-                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
-                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "5000"},
+                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": str(self.max_pods)},
+                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": str(self.max_pods)},
             },
         }
         subprocess.run(
