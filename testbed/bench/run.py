@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,10 +103,13 @@ def spec(version: int, replicas: int, canary: bool = False) -> dict[str, Any]:
 
 
 class Audit:
-    """Reads the API server's audit log from a mark: the operator's requests by verb."""
+    """Reads the API server's audit log from a mark: the operator's requests by verb.
 
-    def __init__(self, path: Path) -> None:
+    ``users`` are the operator's identities: one, or one per replica (testbed/bench/scale.py)."""
+
+    def __init__(self, path: Path, users: Iterable[str] = (OPERATOR_USER,)) -> None:
         self.path = path
+        self.users = frozenset(users)
 
     def mark(self) -> int:
         # The API server logs in blocking mode: every answered request is already here.
@@ -127,26 +130,33 @@ class Audit:
                 return self.mark()
 
     def operator_requests(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._answered(start, end) if e.get("user", {}).get("username") == OPERATOR_USER]
+        return [e for e in self.answered(start, end) if e.get("user", {}).get("username") in self.users]
 
     def namespace_requests(self, namespace: str, start: int, end: int) -> Counter[str]:
         """Every client's requests about ``namespace``'s objects between two marks, counted
         by client, verb and resource: what one phase made the whole cluster ask."""
         return Counter(
             request_key(e)
-            for e in self._answered(start, end)
+            for e in self.answered(start, end)
             if (e.get("objectRef") or {}).get("namespace") == namespace
         )
 
-    def _answered(self, start: int, end: int | None) -> list[dict[str, Any]]:
+    def answered(self, start: int, end: int | None = None) -> Iterator[dict[str, Any]]:
+        """The answered requests between two marks, one at a time: a large run's log holds
+        millions, too many to parse into memory at once."""
         if self.mark() < max(start, end or 0):
             # Offsets into a rotated file would count some other stretch of requests.
             raise RuntimeError(f"the audit log {self.path} shrank: was it rotated?")
+        stop = self.mark() if end is None else end
         with open(self.path, "rb") as handle:
             handle.seek(start)
-            data = handle.read() if end is None else handle.read(end - start)
-        events = [json.loads(line) for line in data.splitlines()]
-        return [e for e in events if e.get("stage") == "ResponseComplete"]
+            while handle.tell() < stop:
+                line = handle.readline()
+                if not line.endswith(b"\n"):
+                    break  # a line still being written: past every mark taken so far
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete":
+                    yield event
 
 
 def request_key(event: dict[str, Any]) -> str:
