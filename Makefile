@@ -159,6 +159,11 @@ bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API
 	$(PY) -m testbed.bench.pretraffic --rounds $${ROUNDS:-5}
 	$(PY) -m testbed.bench.failover --kills $${ROUNDS:-5}
 
+.PHONY: bench-scale
+bench-scale: deps ## N=10000 ModelDeployments on REPLICAS=3 sharded replicas (SHARDS=32, CANARIES=20): time beside the floor, RSS, requests, canary reaction, a replica SIGKILLed (hours; not in make test)
+	$(PY) -m testbed.bench.scale --n $${N:-10000} --replicas $${REPLICAS:-3} --shards $${SHARDS:-32} \
+		--canaries $${CANARIES:-20} --idle $${IDLE:-60} --out $${OUT:-bench-scale.json}
+
 .PHONY: clean
 clean: ## Remove caches and the local cluster state (not the cached binaries)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .mutation $(CLUSTER_DIR) $(NODE_DIR)
