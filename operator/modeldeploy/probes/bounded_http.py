@@ -79,7 +79,8 @@ def request(
             raise FetchError(f"no whole reply within {timeout:g}s")
         return response.status, b"".join(chunks)
     except (OSError, http.client.HTTPException) as exc:
-        if expired.is_set():
+        # The socket's own timeout (the same length) may fire a moment before the timer.
+        if expired.is_set() or isinstance(exc, TimeoutError):
             raise FetchError(f"no whole reply within {timeout:g}s") from None
         raise FetchError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
     finally:
