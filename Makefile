@@ -62,8 +62,9 @@ run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 
 ##@ Tests
 .PHONY: test test-unit test-e2e mutation
-test: deps ## Every test: unit, then integration on a local control plane (built if missing)
-	$(VENV)/bin/pytest tests --durations=40
+TEST_WORKERS ?= 2
+test: deps ## Every test (unit, integration on local control planes, the real node) on TEST_WORKERS=2 workers
+	$(VENV)/bin/pytest tests -n $(TEST_WORKERS) --durations=40
 
 test-unit: setup ## Unit tests only (no cluster)
 	$(VENV)/bin/pytest tests/unit

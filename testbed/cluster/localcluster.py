@@ -11,6 +11,7 @@ lifecycle of its pods. Every server binds 127.0.0.1; pod and node IPs are in
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -20,10 +21,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -54,12 +57,38 @@ rules:
 AUDIT_LOG_MAX_MB = 1 << 20  # 1 TiB: the audit log of a run is never rotated
 
 
+# Locks on the pod ranges this process's clusters use, held until it exits.
+_RESERVED_RANGES: list[IO[str]] = []
+RANGE_LOCKS = Path(tempfile.gettempdir()) / "modeldeploy-pod-ranges"
+
+
 def random_pod_cidr() -> str:
     """Where kwok hands out pod IPs: loopback, bindable by the model servers standing in for
-    the pods. A /16 of its own per cluster: two clusters on one machine (engineers' runs side
-    by side) would otherwise give pods the same addresses, and one's model server found the
-    other's port taken. MODELDEPLOY_TEST_POD_CIDR picks one by hand."""
-    return os.environ.get("MODELDEPLOY_TEST_POD_CIDR") or f"127.{random.randint(10, 250)}.0.1/16"
+    the pods. A /16 of its own per cluster: two clusters on one machine (test workers, or
+    engineers' runs side by side) would otherwise give pods the same addresses, and one's
+    model server found the other's port taken. Each cluster takes a range by a lock file
+    its process holds; MODELDEPLOY_TEST_POD_CIDR picks one by hand."""
+    pinned = os.environ.get("MODELDEPLOY_TEST_POD_CIDR")
+    if pinned:
+        return pinned
+    octets = list(range(10, 251))
+    random.shuffle(octets)
+    for octet in octets:
+        if _reserve_range(octet):
+            return f"127.{octet}.0.1/16"
+    raise RuntimeError(f"every pod range 127.10-250.x.x is held by a cluster on this machine ({RANGE_LOCKS})")
+
+
+def _reserve_range(octet: int) -> bool:
+    RANGE_LOCKS.mkdir(exist_ok=True)
+    lock = open(RANGE_LOCKS / f"127.{octet}.lock", "w")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return False
+    _RESERVED_RANGES.append(lock)
+    return True
 
 
 NODE_IP = "127.0.0.2"

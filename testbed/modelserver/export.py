@@ -8,6 +8,7 @@ scalars; the variants differ in exactly one way, so tests can name what changed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -84,11 +85,20 @@ def _builders() -> dict[str, Callable[[], tuple[Any, Any]]]:
 
 
 def export_all(root: Path | None = None) -> Path:
-    """Export every model below ``root`` (default: the cache), skipping those present."""
-    import tensorflow as tf
-
+    """Export every model below ``root`` (default: the cache), skipping those present.
+    Test processes running side by side may export at once: a lock on the folder lets one
+    export while the others wait, then find the models present."""
     root = root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _export_missing(root)
+    return root
+
+
+def _export_missing(root: Path) -> None:
+    import tensorflow as tf
+
     for name, build in _builders().items():
         target = root / name
         if (target / "saved_model.pb").exists():
@@ -101,7 +111,6 @@ def export_all(root: Path | None = None) -> Path:
     broken = root / NOT_A_SAVEDMODEL
     broken.mkdir(exist_ok=True)
     (broken / "model.onnx").write_bytes(b"not a TensorFlow model")
-    return root
 
 
 def ensure_exported(python: str = sys.executable) -> Path:
