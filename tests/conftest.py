@@ -55,5 +55,8 @@ else:
         def _split_scope(self, nodeid: str) -> str:
             return scope_of(nodeid)
 
+    # Optional: with xdist installed but not loaded (``-p no:xdist``, as make mutation runs
+    # the unit tests) pytest would otherwise refuse a hook it has no spec for.
+    @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ScopeByFile:
         return ScopeByFile(config, log)
