@@ -87,6 +87,9 @@ mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's and t
 		$(VENV)/bin/cosmic-ray init hack/mutation/$$session.toml $$db; \
 		$(VENV)/bin/cr-filter-operators $$db hack/mutation/filters.toml; \
 		PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/operator:$(CURDIR) \
+			$(VENV)/bin/cosmic-ray baseline hack/mutation/$$session.toml \
+			|| { echo "mutation session $$session: its tests fail without a mutant"; exit 1; }; \
+		PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/operator:$(CURDIR) \
 			$(VENV)/bin/cosmic-ray exec hack/mutation/$$session.toml $$db; \
 		echo "== mutation session $$session"; \
 		$(VENV)/bin/cr-report --show-pending $$db | tail -n 40; \
