@@ -17,6 +17,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.times import parse_time
 from modeldeploy.kube.shards import assigned_shards, shard_lease_name, shard_of
@@ -184,6 +185,24 @@ def canaries_at_version_1(
         traffic(name=name, model=name, rps=20.0)
 
 
+def cached(operator: Operator, kind: str) -> int:
+    """How many objects of ``kind`` the replica's cache holds, as its /metrics says."""
+    for family in text_string_to_metric_families(operator.metrics()):
+        for point in family.samples:
+            if point.name == "modeldeploy_cached_objects" and point.labels.get("kind") == kind:
+                return int(point.value)
+    return 0
+
+
+def wait_cached_deployments(running: dict[str, Operator], expected: dict[str, int]) -> None:
+    """Each replica's cache holds the Deployments of its own shards' resources only."""
+    wait_for(
+        lambda: {name: cached(op, "Deployment") for name, op in running.items()} == expected,
+        60,
+        what=f"cached Deployments per replica {expected}",
+    )
+
+
 def assert_finished_exactly_once(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     md = cluster.wait_phase(namespace, name, "Ready", timeout=120)
     results = [(h["version"], h["result"]) for h in md["status"]["history"]]
@@ -204,6 +223,10 @@ def test_a_killed_replicas_canaries_are_taken_over_and_finished_exactly_once(
     wait_for(lambda: holders(cluster, namespace) == expected(replicas), 60, what="the shards spread")
     names = names_held_by(namespace, replicas, replicas)  # one canary on each replica
     canaries_at_version_1(cluster, namespace, names, traffic)
+    # Each replica watches its shards' children only: one Deployment each, not all three;
+    # every replica still sees every ModelDeployment.
+    wait_cached_deployments(running, {name: 1 for name in replicas})
+    assert all(cached(op, "ModelDeployment") == len(names) for op in running.values())
     victim, orphan = replicas[0], names[0]
     with Canaries(cluster, namespace, names) as seen:
         for name in names:
@@ -219,6 +242,9 @@ def test_a_killed_replicas_canaries_are_taken_over_and_finished_exactly_once(
     assert (status["shard"], status["shardHolder"]) == (shard_of(namespace, orphan, SHARDS), heir)
     taken = [m for _, reason, m in cluster.events(namespace, orphan) if reason == "ShardTakenOver"]
     assert taken == [f"replica {heir} took over shard {status['shard']} from replica {victim}"]
+    # The dead replica's children came into its heir's cache with its shard; no one else's.
+    survivors = {name: running[name] for name in replicas[1:]}
+    wait_cached_deployments(survivors, {name: 2 if name == heir else 1 for name in survivors})
 
 
 def test_a_replica_that_joins_takes_its_shards_without_pausing_the_others(

@@ -7,16 +7,18 @@ from __future__ import annotations
 import http.server
 import json
 import queue
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.api.names import LABEL_MANAGED_BY, LABEL_NAME, LABEL_SHARD, MANAGED_BY
 from modeldeploy.control.kinds import BY_KIND, new_cache
 from modeldeploy.kube import client as kube
 from modeldeploy.kube.reflector import Reflector
@@ -303,4 +305,157 @@ def test_a_namespace_s_reflectors_stop_with_its_last_model_deployment_and_start_
     finally:
         for watches in started:
             watches.stop()  # the reflectors started last: they outlive the test's ``stopping``
+        server.stop()
+
+
+def selects(selector: str, labels: dict[str, str]) -> bool:
+    """The API server's label selection, for the forms the operator sends: ``k=v``, ``!k``
+    and ``k in (a,b)``."""
+    for term in filter(None, re.split(r",(?![^(]*\))", selector)):
+        if term.startswith("!"):
+            ok = term[1:] not in labels
+        elif " in (" in term:
+            key, values = term.split(" in (")
+            ok = labels.get(key) in values.rstrip(")").split(",")
+        else:
+            key, value = term.split("=")
+            ok = labels.get(key) == value
+        if not ok:
+            return False
+    return True
+
+
+class SelectingApiServer:
+    """Answers every pod list with the pods its label selector selects, and holds every
+    watch open until the test ends; records each list's selector."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.ended = threading.Event()
+        self.selectors: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                query = {k: v[0] for k, v in urllib.parse.parse_qs(parts.query).items()}
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if query.get("watch") == "true":
+                    self.end_headers()
+                    server.ended.wait(20)
+                    return
+                selector = query.get("labelSelector", "")
+                if parts.path.endswith("/pods"):
+                    server.selectors.append(selector)
+                chosen = [p for p in pods if selects(selector, p["metadata"]["labels"])]
+                body = listing("1", *(chosen if parts.path.endswith("/pods") else []))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.ended.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def sharded_pod(name: str, shard: int | None) -> dict[str, Any]:
+    body = owned_pod(name, "5", f"md-{name}")
+    body["metadata"]["labels"][LABEL_MANAGED_BY] = MANAGED_BY
+    if shard is not None:
+        body["metadata"]["labels"][LABEL_SHARD] = str(shard)
+    return body
+
+
+def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_seen_until_gone(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    """Each replica lists and watches only its shards' children; when its shards change, its
+    cache holds exactly the new shards' children once listed. Children an install of one
+    shard made (no label) are listed apart; that watch ends once none is left."""
+    from modeldeploy.control.shard_select import held_selector
+    from modeldeploy.control.watches import EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    server = SelectingApiServer([sharded_pod("zero", 0), sharded_pod("one", 1), sharded_pod("old", None)])
+    started: list[NamespaceWatches] = []
+    try:
+        client = kube.Kube(
+            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
+            BY_KIND,
+        )
+        cache = new_cache()
+        router = EventRouter(cache, WorkQueue(), lambda *_: None)
+        watches = NamespaceWatches(client, cache, router, stopping, held_selector({0}, 3))
+        started.append(watches)
+
+        def pods() -> set[str]:
+            return {name for kind, _, name in list(cache._objects) if kind == "Pod"}
+
+        watches.fill("ml", wait_seconds=10)
+        assert pods() == {"zero", "old"}
+        assert f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in (0)" in server.selectors
+        assert f"{LABEL_MANAGED_BY}={MANAGED_BY},!{LABEL_SHARD}" in server.selectors
+        assert watches.reselect(held_selector({1}, 3))
+        assert not watches.reselect(held_selector({1}, 3)), "the same shards: nothing restarts"
+        watches.fill("ml", wait_seconds=10)
+        assert pods() == {"one", "old"}
+        assert watches.reselect(None)  # every shard held: every child, as with one shard
+        watches.fill("ml", wait_seconds=10)
+        assert pods() == {"zero", "one", "old"}
+    finally:
+        for watches in started:
+            watches.stop()
+        server.stop()
+
+
+def test_the_watch_of_unlabelled_children_ends_once_none_is_left(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    from modeldeploy.control.shard_select import UNLABELLED, combined, unlabelled
+
+    old = sharded_pod("old", None)
+    server = ScriptedApiServer(
+        [
+            ("list", listing("10", old)),
+            # The operator labelled it: it leaves this watch's selector, a deletion to it.
+            (
+                "watch",
+                events(("DELETED", {**old, "metadata": {**old["metadata"], "resourceVersion": "12"}})),
+                "close",
+            ),
+        ]
+    )
+    try:
+        cache = new_cache()
+
+        def sink(kind: str, body: dict[str, Any]) -> None:
+            if kind == "DELETED":
+                cache.remove("Pod", "ml", body["metadata"]["name"], unlabelled)
+
+        legacy = replace(POD, selector=combined(POD.selector, UNLABELLED))
+        reflector = Reflector(
+            client_of(tmp_path, server.http.server_port),
+            cache,
+            legacy,
+            "ml",
+            sink,
+            lambda _: None,
+            stopping,
+            unlabelled,
+            until_empty=True,
+        )
+        reflector.start()
+        assert reflector.synced.wait(10)
+        wait_for(lambda: not reflector._thread.is_alive(), 10, what="the reflector ended")
+        assert cache.get("Pod", "ml", "old") is None
+        assert len(server.asked) == 2, "no list or watch after the last one went"
+    finally:
         server.stop()

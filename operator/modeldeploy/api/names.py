@@ -20,6 +20,9 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_VERSION = f"{GROUP}/version"
 LABEL_TRACK = f"{GROUP}/track"
+# The shard of the child's ModelDeployment, set only with more than one shard: each replica
+# watches only the children of the shards it holds. Never in a selector (immutable).
+LABEL_SHARD = f"{GROUP}/shard"
 # The hash of the manifest the operator last applied to a child (``control.apply``). A label,
 # not an annotation: a Deployment's generation moves with its annotations (they are copied
 # to its ReplicaSets), so a changed annotation would make a promoted canary, whose relabelling

@@ -36,6 +36,9 @@ class BuildOptions:
     """Operator-wide settings that shape children (from the operator's settings)."""
 
     fetcher_image: str = "modeldeploy/fetcher:0.1.0"
+    # More than one: the operator's replicas share the resources by shards, and each child
+    # carries its resource's shard label (``control.shard_select``).
+    shard_count: int = 1
 
 
 def config_data(md: ModelDeployment, version: int) -> dict[str, str]:

@@ -8,14 +8,15 @@ delayed every new resource's pods (see docs/benchmarks.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from ..api.names import config_map_name, deployment_name, version_service_name
 from ..api.spec import ModelDeployment, Router
 from ..rollout.types import Plan
 from .deployment import BuildOptions, build_config_map, build_deployment
 from .hpa import build_hpa
-from .meta import Manifest
+from .meta import Manifest, with_labels
 from .routing import build_http_route, build_network_policy, build_service, build_version_service
 
 
@@ -31,7 +32,24 @@ class DesiredState:
     deletions: list[tuple[str, str]] = field(default_factory=list)
 
 
-def desired_state(md: ModelDeployment, plan: Plan, options: BuildOptions) -> DesiredState:
+def desired_state(
+    md: ModelDeployment, plan: Plan, options: BuildOptions, labels: Mapping[str, str] | None = None
+) -> DesiredState:
+    """``labels`` go on every child (and the pods of its Deployments) besides their own:
+    the shard label, with more than one shard."""
+    state = _desired_state(md, plan, options)
+    if not labels:
+        return state
+    extra = dict(labels)
+    deployments = {id(d): with_labels(d, extra) for d, _ in state.handovers}
+    return replace(
+        state,
+        children=[deployments.get(id(c)) or with_labels(c, extra) for c in state.children],
+        handovers=[(deployments[id(d)], size) for d, size in state.handovers],
+    )
+
+
+def _desired_state(md: ModelDeployment, plan: Plan, options: BuildOptions) -> DesiredState:
     children: list[Manifest] = []
     handovers: list[tuple[Manifest, int]] = []
     for version_plan in plan.apply:

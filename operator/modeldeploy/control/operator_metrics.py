@@ -148,6 +148,24 @@ class ResourceCollector(Collector):
         yield step
 
 
+class CacheCollector(Collector):
+    """What the cache holds, by kind, at scrape time: with shards, a replica holds only the
+    children of its shards, so this falls as replicas are added."""
+
+    def __init__(self, cache: ObjectCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cached = GaugeMetricFamily(
+            "modeldeploy_cached_objects",
+            "Objects in the operator's cache (ModelDeployments and the children it watches), by kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self.cache.counts().items()):
+            cached.add_metric([kind], float(count))
+        yield cached
+
+
 def watch(
     cache: ObjectCache,
     queue_depth: Callable[[], int],
@@ -156,6 +174,7 @@ def watch(
 ) -> None:
     """Tie the scrape-time gauges to this process's cache, queue, leader elector and shards."""
     REGISTRY.register(ResourceCollector(cache))
+    REGISTRY.register(CacheCollector(cache))
     QUEUE_DEPTH.set_function(lambda: float(queue_depth()))
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
     SHARDS_HELD.set_function(lambda: float(shards_held()))

@@ -45,6 +45,7 @@ from .apply import Applier, ApplyRejectedError, NotLeadingError
 from .notice_delivery import Notifier
 from .observe import Observation, observe
 from .pod_checks import PodChecks, PreTrafficGate
+from .shard_select import shard_labels
 from .webhook_calls import WebhookCalls
 from .writes import Writes
 
@@ -194,7 +195,10 @@ class Reconciler:
         if problem is not None:
             return None
         try:
-            self.applier.ensure(md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options))
+            labels = shard_labels(md.namespace, md.name, self.options.shard_count)
+            self.applier.ensure(
+                md, _fingerprint(md, plan), lambda: desired_state(md, plan, self.options, labels)
+            )
         except ApplyRejectedError as exc:
             return exc
         return None

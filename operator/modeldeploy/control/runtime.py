@@ -31,6 +31,7 @@ from .notices import load_config
 from .pod_checks import PreTrafficGate
 from .reconcile import Reconciler, unplaced
 from .settings import Settings
+from .shard_select import held_selector
 from .sharding import Shards, pass_for
 from .watches import (
     EventRouter,
@@ -186,7 +187,15 @@ def build_operator(settings: Settings) -> Operator:
 
         _in_background(confirming, partial(confirm_and_queue_everything, client, cache, queue, taken))
 
-    shards = _shards(settings, client, on_taken=shards_taken)
+    # The children watched follow the shards held; the watches are built last (they need
+    # the reconciler, which needs the shards), so the holder reaches them through this.
+    built: list[NamespaceWatches] = []
+
+    def shards_changed(held: frozenset[int]) -> None:
+        for watches in built:
+            watches.reselect(held_selector(held, settings.shard_count))
+
+    shards = _shards(settings, client, on_taken=shards_taken, on_changed=shards_changed)
     leading = elector.is_leader if elector is not None else lambda: True
     if shards is not None:
         leading = shards.leading
@@ -204,7 +213,10 @@ def build_operator(settings: Settings) -> Operator:
         webhooks=_webhooks(settings, queue, writes.now),
     )
     router = EventRouter(cache, queue, reconciler.forget)
-    watches = NamespaceWatches(client, cache, router, stopping)
+    # With shards, none held yet: no child is watched until the holder takes some.
+    selector = held_selector(frozenset(), settings.shard_count) if shards is not None else None
+    watches = NamespaceWatches(client, cache, router, stopping, selector)
+    built.append(watches)
     return Operator(settings, cache, queue, client, reconciler, router, watches, elector, stopping, shards)
 
 
@@ -233,7 +245,12 @@ def _in_background(executor: ThreadPoolExecutor, work: Callable[[], None]) -> No
     executor.submit(logged)
 
 
-def _shards(settings: Settings, client: Kube, on_taken: Callable[[frozenset[int]], None]) -> Shards | None:
+def _shards(
+    settings: Settings,
+    client: Kube,
+    on_taken: Callable[[frozenset[int]], None],
+    on_changed: Callable[[frozenset[int]], None],
+) -> Shards | None:
     """More than one shard: a holder contends for this replica's share (kube/shard_holder.py)."""
     if not settings.leader_election or settings.shard_count == 1:
         return None
@@ -245,6 +262,7 @@ def _shards(settings: Settings, client: Kube, on_taken: Callable[[frozenset[int]
         settings.shard_count,
         settings.lease_timings,
         on_taken=on_taken,
+        on_changed=on_changed,
     )
     return Shards(holder)
 

@@ -153,7 +153,9 @@ class Settings:
 
     @property
     def build_options(self) -> BuildOptions:
-        return BuildOptions(fetcher_image=self.fetcher_image)
+        # Shards are in force only with leader election (``runtime._shards``).
+        shards = self.shard_count if self.leader_election else 1
+        return BuildOptions(fetcher_image=self.fetcher_image, shard_count=shards)
 
 
 def _listed(text: str) -> tuple[str, ...]:

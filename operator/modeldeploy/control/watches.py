@@ -1,6 +1,7 @@
 """What the watches feed: each event into the cache and, when it matters, a pass into the
-work queue; the children's reflectors of every namespace that holds a ModelDeployment;
-and the relist that drops ModelDeployments deleted while kopf's watch was down."""
+work queue; the children's reflectors of every namespace that holds a ModelDeployment
+(with shards, only the children of the shards this replica holds); and the relist that
+drops ModelDeployments deleted while kopf's watch was down."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from ..api.names import KIND
-from ..kube.cache import ObjectCache
+from ..kube.cache import Covers, ObjectCache, covers_all
 from ..kube.client import Kube
 from ..kube.kinds import Kind
 from ..kube.reflector import Reflector
 from ..kube.workqueue import RetryLaterError, WorkQueue
 from .kinds import CHILD_WATCHES, MODEL_DEPLOYMENT
+from .shard_select import UNLABELLED, combined, is_labelled, unlabelled
 
 LOG = logging.getLogger(__name__)
 Key = tuple[str, str]  # namespace, ModelDeployment name
@@ -33,10 +36,12 @@ class EventRouter:
         self.queue = queue
         self._forget = forget  # a deleted ModelDeployment's memos go with it
 
-    def on_child_event(self, kind: str, type_: str, body: dict[str, Any]) -> None:
+    def on_child_event(
+        self, kind: str, type_: str, body: dict[str, Any], covers: Covers = covers_all
+    ) -> None:
         # Children's changes are urgent: they finish work under way (a pod waiting for its
         # model gate), which should not wait behind every new resource's first pass.
-        key = self.observe(kind, type_, body)
+        key = self.observe(kind, type_, body, covers)
         if key is not None:
             self.queue.add(key, urgent=True)
 
@@ -44,13 +49,16 @@ class EventRouter:
         for owner in owners:
             self.queue.add((namespace, owner), urgent=True)
 
-    def observe(self, kind: str, type_: str | None, body: dict[str, Any]) -> Key | None:
-        """Update the cache from one watch event; the ModelDeployment to reconcile, if any."""
+    def observe(
+        self, kind: str, type_: str | None, body: dict[str, Any], covers: Covers = covers_all
+    ) -> Key | None:
+        """Update the cache from one watch event; the ModelDeployment to reconcile, if any.
+        ``covers``: what of the cache the event's watch speaks for (see ``ObjectCache.remove``)."""
         deleted = type_ == "DELETED"
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         if deleted:
-            self.cache.remove(kind, namespace, name)
+            self.cache.remove(kind, namespace, name, covers)
         elif not self.cache.upsert(kind, body):
             return None  # our own write coming back: the pass that made it has run
         if kind == KIND:
@@ -105,15 +113,25 @@ class NamespaceWatches:
     (a CI run's) would otherwise leave their watch threads behind for good."""
 
     def __init__(
-        self, client: Kube, cache: ObjectCache, router: EventRouter, stopping: threading.Event
+        self,
+        client: Kube,
+        cache: ObjectCache,
+        router: EventRouter,
+        stopping: threading.Event,
+        selector: str | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
         self.router = router
         self.stopping = stopping
+        # The children's selector (``shard_select.held_selector``): None watches them all.
+        self.selector = selector
         # namespace -> its reflectors and the event that stops them
         self._reflectors: dict[str, tuple[threading.Event, list[Reflector]]] = {}
         self._lock = threading.Lock()  # kopf's event loop adds namespaces while others read
+        # Held while a reflector's list or event goes into the cache, and while reflectors
+        # are stopped: nothing a stopped reflector saw lands after its replacement listed.
+        self._guard = threading.Lock()
 
     def namespaces(self) -> list[str]:
         with self._lock:
@@ -127,10 +145,45 @@ class NamespaceWatches:
                 stop = threading.Event()
                 if self.stopping.is_set():
                     stop.set()
-                reflectors = [self._reflector(kind, namespace, stop).start() for kind in CHILD_WATCHES]
-                started = self._reflectors[namespace] = (stop, reflectors)
+                started = self._reflectors[namespace] = (stop, self._start(namespace, stop))
                 LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
             return started[1]
+
+    def reselect(self, selector: str | None) -> bool:
+        """Watch the children by ``selector`` from now on (the held shards changed): every
+        namespace's reflectors are replaced by ones that list and watch with it, so once
+        they have listed, the cache holds exactly the selected children. Whether it changed."""
+        with self._lock:
+            if selector == self.selector:
+                return False
+            self.selector = selector
+            for namespace, (stop, _) in list(self._reflectors.items()):
+                with self._guard:
+                    stop.set()
+                fresh = threading.Event()
+                if self.stopping.is_set():
+                    fresh.set()
+                self._reflectors[namespace] = (fresh, self._start(namespace, fresh))
+        LOG.info("watching the children selected by %s", selector or "nothing: every child")
+        return True
+
+    def _start(self, namespace: str, stop: threading.Event) -> list[Reflector]:
+        """Under the lock: the reflectors of ``namespace`` for the current selector, started.
+
+        With a selector, each kind has a second reflector for the children without any shard
+        label: those an install running one shard made. A held resource's next pass applies
+        them again with the label (their manifest, so its hash, changed), and its Deployments'
+        pods roll to labelled ones, so they leave this reflector's view one by one; it stops
+        once none is left. Until then its pass sees every child it has, labelled or not."""
+        if self.selector is None:
+            return [self._reflector(kind, namespace, stop).start() for kind in CHILD_WATCHES]
+        reflectors = []
+        for kind in CHILD_WATCHES:
+            selected = replace(kind, selector=combined(kind.selector, self.selector))
+            reflectors.append(self._reflector(selected, namespace, stop, is_labelled).start())
+            legacy = replace(kind, selector=combined(kind.selector, UNLABELLED))
+            reflectors.append(self._reflector(legacy, namespace, stop, unlabelled, until_empty=True).start())
+        return reflectors
 
     def unwatch_if_empty(self, namespace: str) -> bool:
         """Stop the reflectors of ``namespace`` and drop its children from the cache, if no
@@ -143,7 +196,8 @@ class NamespaceWatches:
             started = self._reflectors.pop(namespace, None)
             if started is None:
                 return False
-            started[0].set()
+            with self._guard:
+                started[0].set()
             since = self.cache.mark()
             for kind in CHILD_WATCHES:
                 self.cache.replace(kind.kind, namespace, [], since)
@@ -156,22 +210,36 @@ class NamespaceWatches:
             for stop, _ in self._reflectors.values():
                 stop.set()
 
-    def _reflector(self, kind: Kind, namespace: str, stop: threading.Event) -> Reflector:
+    def _reflector(
+        self,
+        kind: Kind,
+        namespace: str,
+        stop: threading.Event,
+        covers: Covers = covers_all,
+        until_empty: bool = False,
+    ) -> Reflector:
         return Reflector(
             self.client,
             self.cache,
             kind,
             namespace,
-            partial(self._deliver, stop, kind.kind),
+            partial(self._deliver, stop, kind.kind, covers),
             partial(self.router.queue_owners, namespace),
             stop,
+            covers,
+            until_empty,
+            self._guard,
         )
 
-    def _deliver(self, stop: threading.Event, kind: str, type_: str, body: dict[str, Any]) -> None:
-        """A child's event, unless its namespace's reflectors were stopped meanwhile: the
-        cache dropped that namespace and must not gain it back."""
-        if not stop.is_set():
-            self.router.on_child_event(kind, type_, body)
+    def _deliver(
+        self, stop: threading.Event, kind: str, covers: Covers, type_: str, body: dict[str, Any]
+    ) -> None:
+        """A child's event, unless its reflector was stopped meanwhile: the cache dropped
+        that namespace, or another selector's reflector took its place, and must not gain
+        back what it no longer watches."""
+        with self._guard:
+            if not stop.is_set():
+                self.router.on_child_event(kind, type_, body, covers)
 
     def fill(self, namespace: str, wait_seconds: float = FILL_WAIT_SECONDS) -> None:
         """Wait for the first list of a namespace's children before its first pass.

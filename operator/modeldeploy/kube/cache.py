@@ -19,6 +19,13 @@ Key = tuple[str, str, str]  # kind, namespace, name
 MAX_REMOVED_STAMPS = 4096
 # What of a body the cache keeps: (kind, body) -> the body to store.
 Trim = Callable[[str, dict[str, Any]], dict[str, Any]]
+# Which held objects a list (or a watch's deletion) speaks for, when several label-selected
+# watches share one kind and namespace: an object outside it is another watch's to remove.
+Covers = Callable[[dict[str, Any]], bool]
+
+
+def covers_all(body: dict[str, Any]) -> bool:
+    return True
 
 
 def keep_whole(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +104,14 @@ class ObjectCache:
         if owner is not None and key[0] != self.owner_kind:
             self._children.setdefault((key[1], owner), set()).add(key)
 
-    def remove(self, kind: str, namespace: str, name: str) -> None:
+    def remove(self, kind: str, namespace: str, name: str, covers: Covers = covers_all) -> None:
+        """Drop the object, if what the cache holds of it is ``covers``'s: a watch sees an
+        object leave its selector (a label added) as a deletion, while another watch may
+        already have stored it with the label."""
         with self._lock:
-            self._remove_locked((kind, namespace, name))
+            held = self._objects.get((kind, namespace, name))
+            if held is None or covers(held):
+                self._remove_locked((kind, namespace, name))
 
     def _remove_locked(self, key: Key) -> None:
         self._unindex_locked(key, self._objects.pop(key, None))
@@ -113,7 +125,9 @@ class ObjectCache:
             if not children:
                 del self._children[(key[1], owner or "")]
 
-    def replace(self, kind: str, namespace: str, items: list[dict[str, Any]], since: int) -> set[str]:
+    def replace(
+        self, kind: str, namespace: str, items: list[dict[str, Any]], since: int, covers: Covers = covers_all
+    ) -> set[str]:
         """Make the cache hold ``items`` for ``kind`` in ``namespace``: a fresh list is the
         truth. Objects deleted during a watch gap, which no DELETED event will ever report,
         are dropped; and a list wins over anything held, whatever its resourceVersion,
@@ -123,6 +137,9 @@ class ObjectCache:
         for): a watch event or our own write-through that came while the list was on its
         way is newer than the list. Undoing it put an older status back in the cache, and
         the next pass computed from it.
+
+        ``covers``: the held objects this list speaks for (the others, another watch's,
+        stay as they are).
 
         Returns the names of the owners whose objects were removed or changed (of an
         owner-kind list, the owners themselves).
@@ -135,7 +152,7 @@ class ObjectCache:
         with self._lock:
             held = [key for key in self._objects if key[0] == kind and key[1] == namespace]
             for key in held:
-                if key not in listed and not self._changed_after(key, since):
+                if key not in listed and covers(self._objects[key]) and not self._changed_after(key, since):
                     owner = self._owner(self._objects.get(key))
                     self._remove_locked(key)
                     if owner:
@@ -197,6 +214,21 @@ class ObjectCache:
                 ref.get("uid") == owner_uid for ref in body.get("metadata", {}).get("ownerReferences") or []
             )
         ]
+
+    def count(self, kind: str, namespace: str, covers: Covers = covers_all) -> int:
+        """How many objects of ``kind`` in ``namespace`` the cache holds that ``covers`` takes."""
+        with self._lock:
+            return sum(
+                1 for key, body in self._objects.items() if key[:2] == (kind, namespace) and covers(body)
+            )
+
+    def counts(self) -> dict[str, int]:
+        """kind -> objects held: what the cache costs, by kind."""
+        with self._lock:
+            found: dict[str, int] = {}
+            for kind, _, _ in self._objects:
+                found[kind] = found.get(kind, 0) + 1
+            return found
 
     def owner_keys(self) -> list[tuple[str, str]]:
         """(namespace, name) of every cached object of the owner kind."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import urllib3
 
-from .cache import ObjectCache
+from .cache import Covers, ObjectCache, covers_all
 from .client import Kube
 from .kinds import Kind
 from .transport import ApiError
@@ -48,6 +48,9 @@ class Reflector:
         on_event: EventSink,
         on_relisted: Callable[[set[str]], None],
         stopping: threading.Event,
+        covers: Covers = covers_all,
+        until_empty: bool = False,
+        guard: threading.Lock | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -56,6 +59,16 @@ class Reflector:
         self.on_event = on_event  # (type, object) of every ADDED, MODIFIED, DELETED
         self.on_relisted = on_relisted  # owners whose objects a relist found changed
         self.stopping = stopping
+        # The cached objects this reflector's lists speak for (its kind's selector, when
+        # another reflector watches the same kind and namespace with another one).
+        self.covers = covers
+        # Ends once the cache holds none of its objects: a watch of objects that only ever
+        # go (children made before a label, which the operator adds) costs nothing after.
+        self.until_empty = until_empty
+        # Held while a list goes into the cache, and by whoever stops this reflector to put
+        # another in its place: a list of the old selector that lands after the stop would
+        # undo the new reflector's.
+        self.guard = guard or threading.Lock()
         # Set once the first list is in the cache: readers wait for it rather than take
         # a cache not filled yet for a namespace without objects.
         self.synced = threading.Event()
@@ -75,7 +88,11 @@ class Reflector:
                     self.stopping.wait(UNSERVED_RECHECK_SECONDS)
                     continue
                 backoff = BACKOFF_FIRST_SECONDS
+                if self._emptied():
+                    return
                 self._watch_from(version)
+                if self._emptied():
+                    return
             except Exception as error:  # the API server may be down: list again after a wait
                 LOG.warning("listing %s in %s failed: %s", self.kind.plural, self.namespace, error)
                 self.stopping.wait(backoff)
@@ -88,7 +105,10 @@ class Reflector:
         items, version = self.client.list_with_version(
             self.kind, self.namespace, each=partial(self.cache.trim, self.kind.kind)
         )
-        touched = self.cache.replace(self.kind.kind, self.namespace, items, since)
+        with self.guard:
+            if self.stopping.is_set():
+                return version  # replaced meanwhile: the list is no longer this reflector's
+            touched = self.cache.replace(self.kind.kind, self.namespace, items, since, self.covers)
         self.lists += 1
         if self.synced.is_set() and touched:
             # A relist after a gap: what changed meanwhile needs a pass. (The first list
@@ -97,6 +117,19 @@ class Reflector:
             self.on_relisted(touched)
         self.synced.set()
         return version
+
+    def _emptied(self) -> bool:
+        """Whether this reflector ends here: it runs until empty, and the cache holds none
+        of its objects."""
+        if not self.until_empty or self.cache.count(self.kind.kind, self.namespace, self.covers):
+            return False
+        LOG.info(
+            "%s of %s (%s): none left, not watched any more",
+            self.kind.plural,
+            self.namespace,
+            self.kind.selector,
+        )
+        return True
 
     def _watch_from(self, version: str) -> None:
         """Watch from ``version`` until the server no longer has it (410 Gone): then the
@@ -116,7 +149,7 @@ class Reflector:
                     version = (body.get("metadata") or {}).get("resourceVersion") or version
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
                         self.on_event(kind, body)
-                    if self.stopping.is_set():
+                    if self.stopping.is_set() or (kind == "DELETED" and self._emptied()):
                         return
                 backoff = BACKOFF_FIRST_SECONDS
             except ApiError as error:

@@ -90,6 +90,9 @@ class ShardHolder:
     # all: a replica taking ten shards at once relists its resources once, not ten times.
     on_taken: Callable[[frozenset[int]], None] = lambda shards: None
     on_lost: Callable[[frozenset[int]], None] = lambda shards: None
+    # Called first, with every shard now held, after a tick that changed them (the children
+    # watched follow the held set, and must before the passes over the taken ones start).
+    on_changed: Callable[[frozenset[int]], None] = lambda shards: None
     clock: Callable[[], float] = time.monotonic
     _electors: dict[int, LeaderElector] = field(default_factory=dict)
     _held: frozenset[int] = frozenset()
@@ -162,6 +165,8 @@ class ShardHolder:
             LOG.info(
                 "shards: %s renewed shard(s) %s late; passing over them again", self.identity, sorted(lapsed)
             )
+        if before != now_held:
+            self.on_changed(now_held)
         if before - now_held:
             self.on_lost(before - now_held)
         if (now_held - before) | lapsed:
