@@ -19,6 +19,7 @@ import kubernetes
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeldeploy.api.names import LABEL_NAME, LABEL_SHARD
 from modeldeploy.api.times import parse_time
 from modeldeploy.kube.shards import assigned_shards, shard_lease_name, shard_of
 from testbed.cluster.localcluster import OPERATOR_USER
@@ -292,6 +293,78 @@ def test_a_replica_that_joins_takes_its_shards_without_pausing_the_others(
     assert seen.problems == []
     assert finished[moved]["status"]["shardHolder"] == joining
     assert finished[kept]["status"]["shardHolder"] == staying[min(staying)]
+
+
+def test_children_made_under_one_shard_are_labelled_and_watched_after_scaling_out(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """An install going from one shard to several: the children its one replica made carry
+    no shard label, which no shard selector sees. The replica holding the resource's shard
+    sees them from its first pass and labels them (the pods roll once), the resource never
+    seen without its children; then only that replica caches them. An HPA turned off
+    meanwhile is one no pass applies again (so labels): it is still found, and deleted."""
+    alone = start_operator(
+        MODELDEPLOY_LEADER_ELECTION="true", MODELDEPLOY_LEASE_NAMESPACE=namespace, POD_NAME="alone", **TIMINGS
+    )
+    cluster.create_md(
+        namespace, sample("mnist", replicas=None, autoscaling={"minReplicas": 1, "maxReplicas": 2})
+    )
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    autoscaling = kubernetes.client.AutoscalingV2Api(cluster.api)
+    assert (
+        LABEL_SHARD
+        not in autoscaling.read_namespaced_horizontal_pod_autoscaler("mnist", namespace).metadata.labels
+    )
+    before = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
+    assert LABEL_SHARD not in before.metadata.labels
+    assert LABEL_SHARD not in before.spec.template.metadata.labels
+    alone.stop()
+    cluster.patch_md(namespace, "mnist", {"spec": {"autoscaling": None}})
+    replicas = ["replica-a", "replica-b", "replica-c"]
+    shard = str(shard_of(namespace, "mnist", SHARDS))
+    heir = expected(replicas)[int(shard)]
+    seen: list[tuple[str, int]] = []  # (phase, stable ready replicas) as the status said
+    stop = threading.Event()
+
+    def sample_status() -> None:  # every 100 ms
+        while not stop.wait(0.1):
+            status = cluster.get_md(namespace, "mnist").get("status") or {}
+            seen.append(
+                (str(status.get("phase")), int((status.get("stable") or {}).get("readyReplicas") or 0))
+            )
+
+    sampler = threading.Thread(target=sample_status, daemon=True)
+    sampler.start()
+    try:
+        running = start_replicas(start_operator, namespace, replicas)
+
+        def labelled() -> bool:
+            deployment = cluster.apps.read_namespaced_deployment("mnist-v1", namespace)
+            pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_NAME}=mnist").items
+            return (
+                deployment.metadata.labels.get(LABEL_SHARD) == shard
+                and deployment.spec.template.metadata.labels.get(LABEL_SHARD) == shard
+                and LABEL_SHARD not in deployment.spec.selector.match_labels
+                and bool(pods)
+                and all((p.metadata.labels or {}).get(LABEL_SHARD) == shard for p in pods)
+            )
+
+        wait_for(labelled, 90, what=f"mnist's Deployment and pods labelled with shard {shard}")
+        wait_for(
+            lambda: not autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items,
+            60,
+            what="the HPA made under one shard, turned off since, deleted",
+        )
+        cluster.wait_phase(namespace, "mnist", "Ready")
+        wait_cached_deployments(running, {name: 1 if name == heir else 0 for name in replicas})
+    finally:
+        stop.set()
+        sampler.join(timeout=5)
+    # Progressing while its pods roll to labelled ones, as for any template change; never a
+    # phase or a count that says its children went missing (Pending, Degraded, no pod ready).
+    assert seen
+    assert {phase for phase, _ in seen} <= {"Ready", "Progressing"}, sorted(set(seen))
+    assert min(ready for _, ready in seen) >= 1, sorted(set(seen))
 
 
 def shard_holder(cluster: Cluster, namespace: str, name: str) -> str:
