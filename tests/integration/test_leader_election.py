@@ -1,6 +1,7 @@
 """Two operator replicas: real `kopf run` processes electing a leader on a Lease
-of the real API server. The leader is killed or paused at random points of canaries; the
-rollouts still end as they should, and no write of a replica that lost the lease lands.
+of the real API server. The leader is killed at random points of canaries, or paused inside
+the check that decides a rollback; the rollouts still end as they should, and no write of a
+replica that lost the lease lands.
 
 The Lease lives in the test's namespace and its timings are a fraction of the defaults,
 so a failover takes seconds.
@@ -37,6 +38,7 @@ from testbed.cluster.localcluster import OPERATOR_USER, STANDBY_USER
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.tcp_proxy import TcpProxy
 from testbed.support.wait import wait_for
+from tests.support.scripted_http import ScriptedServer
 
 from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1
@@ -228,34 +230,82 @@ def audit_entries(cluster: Cluster, since: datetime) -> Iterator[dict[str, Any]]
 WRITES = {"create", "update", "patch", "delete"}
 
 
-# The paused leader's canary: every check fails (version 3 refuses x = 9, half the traffic),
-# and a check every 2 s leaves time to pause the leader between the last two.
+# The paused leader's canary: a scripted Prometheus answers every check that half of the
+# canary's requests failed, and a check every 2 s leaves time to arm the pause between two.
 FAILURE_LIMIT = 3
-PAUSE_ANALYSIS = {"interval": "2s", "failureLimit": FAILURE_LIMIT}
+# Only the custom metric's query names it: the last request of each check (the built-in
+# queries come first), where the leader is paused. Not at a built-in query: the pause
+# outlasts each query's 2 s deadline, and a built-in query cut short makes the whole check
+# Inconclusive (no rollback to write); a custom metric cut short leaves a Failed check Failed.
+PAUSE_METRIC = "canary_answers_agreeing"
+PAUSE_ANALYSIS: dict[str, Any] = {
+    "interval": "2s",
+    "failureLimit": FAILURE_LIMIT,
+    "metrics": [
+        {"name": "agreement", "query": f'sum({PAUSE_METRIC}{{version="{{{{version}}}}"}})', "min": 0.9}
+    ],
+}
 
 
-def lease_renewals(replicas: Replicas) -> Callable[[], int]:
-    """Counts the Lease's renewals from now on: the leader's own clock, one a retry period."""
-    coordination = kubernetes.client.CoordinationV1Api(replicas.cluster.api)
-    seen: set[datetime] = set()
+def prometheus_vector(value: str) -> bytes:
+    """A Prometheus instant-query answer of one series holding ``value``."""
+    return json.dumps(
+        {
+            "status": "success",
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, value]}]},
+        }
+    ).encode()
 
-    def count() -> int:
-        renewed = coordination.read_namespaced_lease(LEASE, replicas.namespace).spec.renew_time
-        if renewed is not None:
-            seen.add(renewed)
-        return len(seen) - 1
 
-    count()
-    return count
+@pytest.fixture
+def failing_prometheus() -> Iterator[ScriptedServer]:
+    """Every check it answers fails: 50 errors in 100 requests, a custom metric below its min."""
+    server = ScriptedServer(default=prometheus_vector("100"))  # the requests in the window
+    server.queries['status!="OK"'] = prometheus_vector("50")  # the errors among them
+    server.queries["histogram_quantile"] = prometheus_vector("1000")  # p99: 1 ms, in microseconds
+    server.queries[PAUSE_METRIC] = prometheus_vector("0")
+    yield server
+    server.stop()
+
+
+def passes_finished(operator: Operator) -> float:
+    """Passes the replica has finished (its modeldeploy_reconcile_total, every result). A
+    standby's worker returns before a pass is counted, so after a replica stopped leading only
+    the passes it was inside when it lost the lease still add to it."""
+    families = text_string_to_metric_families(operator.metrics())
+    return sum(s.value for f in families for s in f.samples if s.name == "modeldeploy_reconcile_total")
+
+
+@dataclass
+class PauseInCheck:
+    """A one-shot ScriptedServer hook: SIGSTOPs a replica when its pass asks the custom
+    metric's query, before the answer is sent. The built-in queries of that check have
+    failed already, so its verdict is Failed whatever the cut-short query comes to."""
+
+    operator: Operator
+    passes_before: float = -1.0  # passes finished when it was paused: the paused one is not
+    at: float = 0.0  # monotonic time of the SIGSTOP
+    paused: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, query: str) -> bool:
+        if PAUSE_METRIC not in query:
+            return False
+        self.passes_before = passes_finished(self.operator)
+        os.kill(self.operator.pid, signal.SIGSTOP)
+        self.at = time.monotonic()
+        self.paused.set()
+        return True
 
 
 def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
-    cluster: Cluster, namespace: str, replicas: Replicas, traffic: Callable[..., TrafficDriver]
+    cluster: Cluster, namespace: str, replicas: Replicas, failing_prometheus: ScriptedServer
 ) -> None:
-    """The leader is paused one failed check short of a rollback: the new leader records the
-    rollback and deletes the canary while it sleeps; woken, it holds the view of a canary
-    one check from the end. None of its writes lands: the canary's Deployment stays gone,
-    and the rollback is recorded once."""
+    """The leader is paused inside the check that reaches failureLimit, at its last query:
+    the new leader records the rollback and deletes the canary while it sleeps. Woken, the
+    paused pass ends its check (Failed: the cut-short query only adds an Inconclusive metric)
+    holding a rollback computed from a canary the new leader has ended, next to be written:
+    status, then the canary's children. Only fencing stops those writes (the leadership
+    check after the probes, the resourceVersion preconditions): none of them may land."""
     if cluster.local is None:
         pytest.skip("reads the suite's own API server audit log")
     # Two identities, so the audit log tells the replicas' requests apart.
@@ -263,9 +313,9 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
     replicas.start(cluster.local.standby_kubeconfig)
     users = {"replica-0": OPERATOR_USER, "replica-1": STANDBY_USER}
     body = canary_sample(steps=STEPS, progressDeadlineSeconds=120)
-    body["spec"]["rollout"]["analysis"].update(PAUSE_ANALYSIS)
+    analysis = body["spec"]["rollout"]["analysis"]
+    analysis.update(PAUSE_ANALYSIS, prometheus={"address": failing_prometheus.address})
     serving_v1(cluster, namespace, body)
-    traffic(inputs=(1.0, 9.0))
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 3}}})
 
     def failed_checks() -> int:
@@ -273,16 +323,17 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
         return int((canary.get("analysis") or {}).get("failed", 0)) if canary.get("version") == 3 else 0
 
     wait_for(lambda: failed_checks() == FAILURE_LIMIT - 1, 60, interval=0.05, what="one check short")
-    paused = replicas.leader()
+    paused = replicas.leader()  # only the leader's workers run passes, so only it asks Prometheus
     process = replicas.running[paused]
-    os.kill(process.pid, signal.SIGSTOP)
-    stopped_at = time.monotonic()
+    pause = PauseInCheck(process)
+    failing_prometheus.on_request = pause  # armed now: the next check is the one that fails last
     try:
+        wait_for(pause.paused.is_set, 30, interval=0.05, what="the leader paused inside its check")
         assert failed_checks() == FAILURE_LIMIT - 1, "the paused leader had rolled back already"
         other = wait_for(
             lambda: replicas.holder() not in ("", paused) and replicas.holder(), 30, what="a new leader"
         )
-        failover = time.monotonic() - stopped_at
+        failover = time.monotonic() - pause.at
         # The new leader rolls back (status first, then the canary's Deployment goes).
         rolled_back = cluster.wait_phase(namespace, "mnist", "Degraded", timeout=60)
         wait_for(
@@ -291,24 +342,27 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
             what="the canary's Deployment deleted by the new leader",
         )
     finally:
+        failing_prometheus.on_request = None  # never armed past this test's pause
         woke_at = datetime.now().astimezone()
         os.kill(process.pid, signal.SIGCONT)
+    woken_seconds = time.monotonic()
     assert rolled_back["status"]["history"][-1]["result"] == "RolledBack"
-    renewals = lease_renewals(replicas)
 
-    def canary_stays_gone() -> bool:
+    def paused_pass_ended() -> bool:
         deployments = cluster.children(namespace, "mnist")["deployments"]
         assert deployments == ["mnist-v1"], f"the canary came back after the rollback: {deployments}"
-        return "stopped leading" in process.log() and renewals() >= 4
+        return passes_finished(process) > pause.passes_before and "stopped leading" in process.log()
 
-    # Until the woken replica stepped down, and the new leader renewed the Lease four times
-    # after that (two seconds of its retry period): every write the woken one had in hand
-    # was tried by then.
-    wait_for(canary_stays_gone, 60, interval=0.1, what="the woken replica stepping down")
+    # Until the pass it was paused in has ended (every write it held was tried by then) and
+    # the woken replica has stepped down.
+    wait_for(paused_pass_ended, 60, interval=0.1, what="the paused pass ending, the replica stepping down")
     assert replicas.holder() == other
-    print(f"failover after SIGSTOP (lease 4 s, retry 0.5 s): {failover:.2f}s")
+    print(
+        f"failover after SIGSTOP inside a check (lease 4 s, retry 0.5 s): {failover:.2f}s; "
+        f"paused pass ended {time.monotonic() - woken_seconds:.2f}s after SIGCONT"
+    )
     assert failover < 4 + 0.5 + 3, f"the standby took over after {failover:.1f}s"
-    landed = [
+    sent = [
         (
             e["verb"],
             e["objectRef"].get("resource"),
@@ -318,14 +372,21 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing_when_it_wakes(
         for e in audit_entries(cluster, woke_at)
         if e["user"]["username"] == users[paused]
         and e["verb"] in WRITES
-        and e["responseStatus"]["code"] < 300
         and e["objectRef"].get("namespace") == namespace
     ]
+    landed = [write for write in sent if write[3] < 300]
     assert landed == [], f"the replica that lost its lease still wrote: {landed}"
+    # Not even refused ones: a replica past its renew deadline knows it no longer leads and asks
+    # before writing. The resourceVersion preconditions guard the moment between that question
+    # and the request; the stale-view test below and tests/unit/test_fencing.py cover them.
+    assert sent == [], f"the replica that lost its lease sent writes (the server refused them): {sent}"
     status = cluster.get_md(namespace, "mnist")["status"]
     results = [(h["version"], h["result"]) for h in status["history"]]
     assert results.count((3, "RolledBack")) == 1, results
     assert [r for _, r in results].count("RolledBack") == 1, results
+    # The rollback on record is the new leader's, at its time: not one the woken replica
+    # computed from its own view and wrote over it.
+    assert status["history"] == rolled_back["status"]["history"], status["history"]
     assert status["failedVersions"] == [3]
     assert status["stable"]["version"] == 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +19,10 @@ class ScriptedServer:
         self.queries: dict[str, bytes] = {}
         self.drip_seconds = 0.0  # > 0: four bytes at a time, this long apart
         self.status = 200  # every answer's HTTP status
+        # Called with each request's decoded query before it is answered, until it returns
+        # True once: a fault that must strike one chosen request (pause the caller), not all.
+        self.on_request: Callable[[str], bool] | None = None
+        self._hook_lock = threading.Lock()
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,6 +31,7 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 query = urllib.parse.unquote_plus(self.path.partition("?")[2])
+                scripted._run_hook(query)
                 matched = [b for fragment, b in scripted.queries.items() if fragment in query]
                 body = (
                     matched[0] if matched else scripted.bodies.get(self.path.split("?")[0], scripted.default)
@@ -44,6 +50,12 @@ class ScriptedServer:
         # shutdown() waits for the loop's next poll: a short one keeps each test's teardown
         # from costing half a second (the mutation run repeats these tests per mutant).
         threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def _run_hook(self, query: str) -> None:
+        # Under a lock: of requests arriving together, one alone may see the hook fire.
+        with self._hook_lock:
+            if self.on_request is not None and self.on_request(query):
+                self.on_request = None
 
     @property
     def port(self) -> int:
