@@ -212,25 +212,29 @@ def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
 
 
 class HoldingApiServer:
-    """Answers every list with ``items`` of its namespace (empty elsewhere) and holds every
-    watch open until ``end_watches``, as an idle namespace's watches stay open."""
+    """Answers every list with the pods ``pods_listed`` gives (those of ``items`` in the
+    list's namespace) and holds every watch open until ``end_watches``, as an idle
+    namespace's watches stay open."""
 
     def __init__(self, items: dict[str, list[dict[str, Any]]]) -> None:
+        self.items = items
         self.ended = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
+                query = {k: v[0] for k, v in urllib.parse.parse_qs(parts.query).items()}
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                if "watch=true" in parts.query:
+                if query.get("watch") == "true":
                     self.end_headers()  # no length: the watch runs until the connection closes
                     server.ended.wait(20)
                     return
                 namespace = parts.path.split("/namespaces/")[1].split("/")[0]
-                kind = parts.path.rsplit("/", 1)[1]
-                body = listing("1", *(items.get(namespace, []) if kind == "pods" else []))
+                is_pods = parts.path.endswith("/pods")
+                chosen = server.pods_listed(namespace, query.get("labelSelector", "")) if is_pods else []
+                body = listing("1", *chosen)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -241,6 +245,9 @@ class HoldingApiServer:
         self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def pods_listed(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.items.get(namespace, [])
 
     def end_watches(self) -> None:
         self.ended.set()
@@ -325,45 +332,18 @@ def selects(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-class SelectingApiServer:
+class SelectingApiServer(HoldingApiServer):
     """Answers every pod list with the pods its label selector selects, and holds every
     watch open until the test ends; records each list's selector."""
 
     def __init__(self, pods: list[dict[str, Any]]) -> None:
-        self.ended = threading.Event()
+        self.pods = pods
         self.selectors: list[str] = []
-        server = self
+        super().__init__({})
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urllib.parse.urlsplit(self.path)
-                query = {k: v[0] for k, v in urllib.parse.parse_qs(parts.query).items()}
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                if query.get("watch") == "true":
-                    self.end_headers()
-                    server.ended.wait(20)
-                    return
-                selector = query.get("labelSelector", "")
-                if parts.path.endswith("/pods"):
-                    server.selectors.append(selector)
-                chosen = [p for p in pods if selects(selector, p["metadata"]["labels"])]
-                body = listing("1", *(chosen if parts.path.endswith("/pods") else []))
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.ended.set()
-        self.http.shutdown()
-        self.http.server_close()
+    def pods_listed(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.selectors.append(selector)
+        return [p for p in self.pods if selects(selector, p["metadata"]["labels"])]
 
 
 def sharded_pod(name: str, shard: int | None) -> dict[str, Any]:
