@@ -14,7 +14,7 @@ import pytest
 from modeldeploy.api.spec import Analysis
 from modeldeploy.api.status import CheckResult, Counters, PodCounters, Verdict
 from modeldeploy.probes import analysis as probe_analysis
-from modeldeploy.probes.providers import Target
+from modeldeploy.probes.providers import MetricsUnavailableError, PrometheusApi, Target
 from modeldeploy.rollout import analysis
 from modeldeploy.rollout.metrics import quantile
 from modeldeploy.rollout.types import Check
@@ -196,6 +196,33 @@ def test_a_non_finite_prometheus_error_count_is_inconclusive(replies: ScriptedSe
     check = probe_analysis.check(spec, Target("ml", "mnist", 2, (), 5.0), None, NOW)
     assert check.result.verdict is Verdict.INCONCLUSIVE
     json.dumps(check.result.model_dump(by_alias=True), allow_nan=False)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-Inf", "-3"])
+@pytest.mark.parametrize(("query", "what"), [("status!=", "errors"), ("sum(increase(", "requests")])
+def test_a_prometheus_count_that_is_not_a_count_is_refused_where_it_is_read(
+    replies: ScriptedServer, bad: str, query: str, what: str
+) -> None:
+    """The window is refused as it is read: the verdict's own guard sees only the canary's
+    window, and a stable window read by the same code feeds the relative comparison."""
+    replies.queries = {query: prometheus_answer(bad), "histogram_quantile": prometheus_answer("5000")}
+    replies.bodies["/api/v1/query"] = prometheus_answer("100")
+    api = PrometheusApi(f"http://127.0.0.1:{replies.port}")
+    with pytest.raises(MetricsUnavailableError, match=f"for the {what}: not a count"):
+        api.window(Target("ml", "mnist", 2, (), 5.0), None)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-1"])
+def test_a_prometheus_bucket_count_that_is_not_a_count_makes_the_histogram_unreadable(
+    replies: ScriptedServer, bad: str
+) -> None:
+    bucket = {"metric": {"le": "+Inf"}, "value": [1, bad]}
+    answer = json.dumps({"status": "success", "data": {"result": [bucket]}}).encode()
+    replies.queries = {"sum by (le) (increase(": answer, "histogram_quantile": prometheus_answer("5000")}
+    replies.bodies["/api/v1/query"] = prometheus_answer("100")
+    api = PrometheusApi(f"http://127.0.0.1:{replies.port}", histogram=True)
+    with pytest.raises(MetricsUnavailableError, match="for the latency buckets: not a count"):
+        api.window(Target("ml", "mnist", 2, (), 5.0), None)
 
 
 @pytest.mark.parametrize("bad", ["NaN", "+Inf"])
