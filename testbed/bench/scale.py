@@ -404,7 +404,10 @@ class Run:
             )
         wait_for(lambda: steps.under_way(orphans, 3), 300, 0.05, what=f"{victim}'s canaries under way")
         held = {shard for shard, holder in replicas.holders(self.api).items() if holder == victim}
-        footprint = replicas.footprint(victim)  # its peak, read before it goes
+        # Every replica's peak so far: the split of the work before a kill moves shards
+        # (the heirs then hold, and cache, more).
+        before = {name: replicas.footprint(name) for name in replicas.running}
+        footprint = before[victim]  # its peak, read before it goes
         replicas.running[victim].stop(kill=True)
         killed_at = time.monotonic()
         survivors = set(replicas.running) - {victim}
@@ -417,6 +420,7 @@ class Run:
         self.results["kill"] = {
             "victim": victim,
             "victim_footprint": footprint,
+            "footprints_before": before,
             "shards": sorted(held),
             "canaries_on_victim": len(orphans),
             "held_again_s": round(time.monotonic() - killed_at, 2),
@@ -553,6 +557,10 @@ def table(results: dict[str, Any]) -> str:
     ]
     for name, used in results["replicas_footprint"].items():
         rows.append((f"{name} peak RSS / CPU", f"{used['peak_rss_mib']} MiB / {used['cpu_seconds']} s"))
+    if "kill" in results:
+        before = results["kill"]["footprints_before"]
+        peaks = ", ".join(f"{name} {used['peak_rss_mib']}" for name, used in sorted(before.items()))
+        rows.append(("replicas' peak RSS before the kill (MiB)", peaks))
     rows.append(
         ("other processes' peak RSS (MiB)", ", ".join(f"{k} {v}" for k, v in results["peak_rss_mib"].items()))
     )
