@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -177,3 +178,20 @@ def test_metrics_count_real_requests(start_server: StartServer) -> None:
     assert f":tensorflow:serving:request_latency_count{{{labels}}} 4" in text
     assert f':tensorflow:serving:request_latency_bucket{{{labels},le="10"}}' in text
     assert f':tensorflow:serving:request_latency_bucket{{{labels},le="+Inf"}} 4' in text
+
+
+def test_stop_ends_the_serving_loop_and_frees_the_port(start_server: StartServer) -> None:
+    # The loop waits without polling: stop() must wake it, or it would hang here for good.
+    endpoints, port, _ = start_server(1, grpc=False)
+    wait_for(lambda: available(port, 1), 30, what="AVAILABLE")
+    assert endpoints.rest is not None
+    thread = endpoints.rest.thread
+    endpoints.rest.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((ADDRESS, port), timeout=2).close()
+    with socket.socket() as again:  # as the next server on this address binds it
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind((ADDRESS, port))
+        again.listen()
