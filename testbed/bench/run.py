@@ -276,6 +276,7 @@ def run_floor(
     replicas: int,
     workers: int,
     namespace: str = "bench-floor",
+    ready_timeout: float = 600.0,
 ) -> dict[str, Any]:
     """The same children the operator would make, applied directly by the operator's own
     client: the floor."""
@@ -305,8 +306,8 @@ def run_floor(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(apply_one, range(n)))
-    if not watch.finished.wait(600):
-        raise TimeoutError(f"floor: {len(watch.done_at)}/{n} Deployments available after 600s")
+    if not watch.finished.wait(ready_timeout):
+        raise TimeoutError(f"floor: {len(watch.done_at)}/{n} Deployments available after {ready_timeout}s")
     return timings(watch, start)
 
 

@@ -304,7 +304,8 @@ class Run:
         """Times a phase's wall clock, for the estimate of a larger run."""
         start = time.monotonic()
         yield
-        self.results.setdefault("wall_s", {})[name] = round(time.monotonic() - start, 1)
+        took = self.results.setdefault("wall_s", {})[name] = round(time.monotonic() - start, 1)
+        print(f"{name}: {took}s", flush=True)  # a run of hours shows where it is
 
     def pids(self) -> dict[str, int]:
         pids = self.cluster.pids() | {f"modelservers-{i}": p.pid for i, p in enumerate(self.fleets)}
@@ -318,7 +319,9 @@ class Run:
         with self.phase("floor"):
             settle(pids)
             before, mark = cpu_seconds(pids), audit.mark()
-            floor = run_floor(self.api, self.cluster.kubeconfig, n, 1, self.options.workers, FLOOR)
+            floor = run_floor(
+                self.api, self.cluster.kubeconfig, n, 1, self.options.workers, FLOOR, READY_TIMEOUT
+            )
             floor["cpu_s"] = cpu_delta(before, cpu_seconds(pids))
             floor["requests"] = cluster_requests(audit.namespace_requests(FLOOR, mark, audit.mark()), n)
         self.results["floor"] = floor
@@ -502,6 +505,8 @@ def run(options: ScaleOptions, root: Path) -> dict[str, Any]:
         with bench.phase("checks"):
             bench.results["checks"] = checks(bench, audit, start, steps, versions)
     finally:
+        # What a run that fails after an hour has measured is kept beside its logs.
+        (root / "results-so-far.json").write_text(json.dumps(bench.results, indent=2) + "\n")
         bench.stop()
         cluster.down()
     return bench.results
