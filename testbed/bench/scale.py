@@ -504,9 +504,11 @@ def run(options: ScaleOptions, root: Path) -> dict[str, Any]:
         bench.footprint()
         with bench.phase("checks"):
             bench.results["checks"] = checks(bench, audit, start, steps, versions)
-    finally:
+    except BaseException:
         # What a run that fails after an hour has measured is kept beside its logs.
         (root / "results-so-far.json").write_text(json.dumps(bench.results, indent=2) + "\n")
+        raise
+    finally:
         bench.stop()
         cluster.down()
     return bench.results
