@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.children import tfconfig
-from testbed.cluster.localcluster import free_port
+from testbed.cluster.localcluster import free_ports
 from testbed.modelserver.store import make_store
 from testbed.support.wait import wait_for
 
@@ -56,14 +56,14 @@ def _available(address: str, port: int) -> bool:
 def start_to_available(store: Path, work: Path) -> float:
     """Seconds from starting a model server process until REST reports version 1 AVAILABLE."""
     _write_config(work, store)
-    rest = free_port()
+    rest, grpc = free_ports(2)
     started = time.monotonic()
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "testbed.modelserver",
-            f"--port={free_port()}",
+            f"--port={grpc}",
             f"--rest_api_port={rest}",
             f"--model_config_file={work / tfconfig.MODEL_CONFIG_FILE}",
             f"--monitoring_config_file={work / tfconfig.MONITORING_CONFIG_FILE}",

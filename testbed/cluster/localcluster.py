@@ -11,6 +11,7 @@ lifecycle of its pods. Every server binds 127.0.0.1; pod and node IPs are in
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -179,10 +180,19 @@ def _honour_readiness_gates(stage: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports. Each socket stays bound until all are chosen:
+    a port freed by one call is often the next call's answer, and two parts given
+    the same port fail in ways that look like something else (a REST call
+    answered by a gRPC server)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -355,7 +365,7 @@ class LocalCluster:
             )
         )
         (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
-        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+        etcd_port, etcd_peer, api_port = free_ports(3)
         server = f"https://127.0.0.1:{api_port}"
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
         for i, secret in enumerate(replica_tokens):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import Image, busybox_image, pause_image
-from .localcluster import LocalCluster, _alive, _terminate, build_binaries, free_port
+from .localcluster import LocalCluster, _alive, _terminate, build_binaries, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO / ".cluster-node"
@@ -212,6 +212,7 @@ state = "{self.root / "containerd-state"}"
         return path
 
     def _write_kubelet_config(self) -> Path:
+        kubelet_port, healthz_port = free_ports(2)
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -219,10 +220,10 @@ state = "{self.root / "containerd-state"}"
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
             "address": BRIDGE_ADDRESS,
-            "port": free_port(),
+            "port": kubelet_port,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": free_port(),
+            "healthzPort": healthz_port,
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             "cgroupDriver": "cgroupfs",
             "failSwapOn": False,

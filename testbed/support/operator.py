@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.cluster.localcluster import free_port
+from testbed.cluster.localcluster import free_ports
 
 from .wait import wait_for
 
@@ -40,7 +40,7 @@ class OperatorProcess:
         return [sys.executable, "-m", OPERATOR, "--standalone", scope, liveness, *self.options]
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
-        self.port, self.metrics_port = free_port(), free_port()
+        self.port, self.metrics_port = free_ports(2)
         metrics = {
             "MODELDEPLOY_METRICS_ADDRESS": "127.0.0.1",
             "MODELDEPLOY_METRICS_PORT": str(self.metrics_port),

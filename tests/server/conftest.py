@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.children import tfconfig
-from testbed.cluster.localcluster import free_port
+from testbed.cluster.localcluster import free_ports
 from testbed.modelserver.export import ensure_exported
 from testbed.modelserver.flags import parse
 from testbed.modelserver.process import ServingEndpoints
@@ -56,7 +56,7 @@ def start_server(tmp_path: Path, store: Path, registry: Registry) -> Iterator[St
         (config / tfconfig.MONITORING_CONFIG_FILE).write_text(
             tfconfig.monitoring_config_text(tfconfig.MonitoringConfig())
         )
-        grpc_port, rest_port = free_port(), free_port()
+        grpc_port, rest_port = free_ports(2)
         args = [
             a.replace(f"--port={tfconfig.GRPC_PORT}", f"--port={grpc_port}").replace(
                 f"--rest_api_port={tfconfig.REST_PORT}", f"--rest_api_port={rest_port}"
