@@ -63,7 +63,7 @@ run: venv ## Run the operator against the cluster in KUBECONFIG (all namespaces)
 ##@ Tests
 .PHONY: test test-unit test-e2e mutation
 TEST_WORKERS ?= 2
-test: deps ## Every test (unit, integration on local control planes, the real node) on TEST_WORKERS=2 workers
+test: deps peer ## Every test (unit, integration on local control planes, the real node) on TEST_WORKERS=2 workers
 	$(VENV)/bin/pytest tests -n $(TEST_WORKERS) --durations=40
 
 test-unit: setup ## Unit tests only (no cluster)
@@ -96,12 +96,15 @@ mutation: $(VENV)/.installed-mutation ## Mutation testing of the fetcher's and t
 	done
 
 ##@ Local control plane (no Docker needed)
-.PHONY: controlplane tools cluster-up cluster-down node-up node-down demo demo-node
+.PHONY: controlplane tools peer cluster-up cluster-down node-up node-down demo demo-node
 controlplane: ## Build (or reuse) kube-apiserver, etcd, controller-manager, scheduler, kubelet, kubectl, kwok
 	bash hack/controlplane/build.sh
 
 tools: ## Build (or reuse) helm, kstatus and Argo CD's Lua VM, the real consumers of charts/ and integrations/
 	bash hack/tools/build.sh
+
+peer: ## Build (or reuse) Argo Rollouts' controller, the benchmark's peer (make test and make bench)
+	bash hack/argo-rollouts/build.sh
 
 cluster-up: venv ## Start the local control plane in .cluster/ and print the kubeconfig path
 	$(PY) testbed/cluster/localcluster.py up $(CLUSTER_DIR)
@@ -157,7 +160,7 @@ kind-down: ## Delete the kind cluster
 
 ##@ Benchmarks
 .PHONY: bench
-bench: deps ## Convergence (median of ROUNDS=5) split by the contract floor, API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
+bench: deps peer ## Convergence (median of ROUNDS=5) split by the contract floor, API economy, footprint, canary reaction (N=200; N=1000 works); model server costs; pre-traffic checks per pod; failover
 	$(PY) -m testbed.bench.run --n $${N:-200} --rounds $${ROUNDS:-5}
 	$(PY) -m testbed.bench.modelserver --rounds $${ROUNDS:-5}
 	$(PY) -m testbed.bench.pretraffic --rounds $${ROUNDS:-5}

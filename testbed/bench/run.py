@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,16 +51,29 @@ from modeldeploy.children.routing import build_service
 from modeldeploy.control.kinds import BY_KIND
 from modeldeploy.kube.client import Kube, load_client_config
 from modeldeploy.kube.transport import ApiClient
-from testbed.bench import apiserver_profile
-from testbed.bench.contract_floor import WATCHES, ContractClient, deployment_available
-from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, OPERATOR_USER, LocalCluster
+from testbed.bench import apiserver_profile, peer
+from testbed.bench.contract_floor import WATCHES, ContractClient
+from testbed.bench.measure import (
+    WRITE_VERBS,
+    Audit,
+    ReadyWatch,
+    cluster_requests,
+    cpu_delta,
+    cpu_seconds,
+    matching,
+    percentile,
+    proc_usage,
+    settle,
+    timings,
+)
+from testbed.bench.peer import PeerSettings
+from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 from testbed.modelserver.store import NODE_PATH, make_store
-from testbed.support.kube import create_namespace, kubectl_path
+from testbed.support.kube import create_namespace, kubectl_path, namespace_exists
 from testbed.support.operator import OperatorProcess
 from testbed.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 @dataclass(frozen=True)
@@ -72,17 +85,11 @@ class BenchOptions:
     workers: int = 32  # the operator's workers, the floor's threads, the contract client's
     profile_seconds: int = 0  # the API server's CPU profile over each phase's first seconds
     contract: bool = True  # the contract floor phase, after the operator's
+    peer: bool = True  # Argo Rollouts doing the same work, between the floor and the operator
+    peer_settings: PeerSettings = field(default_factory=PeerSettings)
 
 
 CANARY_PAUSE_SECONDS = 3
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def spec(version: int, replicas: int, canary: bool = False) -> dict[str, Any]:
@@ -100,173 +107,6 @@ def spec(version: int, replicas: int, canary: bool = False) -> dict[str, Any]:
             ],
         }
     return body
-
-
-class Audit:
-    """Reads the API server's audit log from a mark: the operator's requests by verb.
-
-    ``users`` are the operator's identities: one, or one per replica (testbed/bench/scale.py)."""
-
-    def __init__(self, path: Path, users: Iterable[str] = (OPERATOR_USER,)) -> None:
-        self.path = path
-        self.users = frozenset(users)
-
-    def mark(self) -> int:
-        # The API server logs in blocking mode: every answered request is already here.
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def settled(self, quiet: float = 1.0, timeout: float = 30.0) -> int:
-        """A mark taken once the operator sent nothing for ``quiet`` seconds (or at the timeout).
-
-        Convergence ends with a status write and then its Event; the idle window starts
-        after both, not between them. An operator that never goes quiet still gets its
-        idle window at the timeout, and every write in it is counted.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            mark = self.mark()
-            time.sleep(quiet)  # the quiet period itself
-            if not self.operator_requests(mark) or time.monotonic() > deadline:
-                return self.mark()
-
-    def operator_requests(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.answered(start, end) if e.get("user", {}).get("username") in self.users]
-
-    def namespace_requests(self, namespace: str, start: int, end: int) -> Counter[str]:
-        """Every client's requests about ``namespace``'s objects between two marks, counted
-        by client, verb and resource: what one phase made the whole cluster ask."""
-        return Counter(
-            request_key(e)
-            for e in self.answered(start, end)
-            if (e.get("objectRef") or {}).get("namespace") == namespace
-        )
-
-    def answered(self, start: int, end: int | None = None) -> Iterator[dict[str, Any]]:
-        """The answered requests between two marks, one at a time: a large run's log holds
-        millions, too many to parse into memory at once."""
-        if self.mark() < max(start, end or 0):
-            # Offsets into a rotated file would count some other stretch of requests.
-            raise RuntimeError(f"the audit log {self.path} shrank: was it rotated?")
-        stop = self.mark() if end is None else end
-        with open(self.path, "rb") as handle:
-            handle.seek(start)
-            while handle.tell() < stop:
-                line = handle.readline()
-                if not line.endswith(b"\n"):
-                    break  # a line still being written: past every mark taken so far
-                event = json.loads(line)
-                if event.get("stage") == "ResponseComplete":
-                    yield event
-
-
-def request_key(event: dict[str, Any]) -> str:
-    """ "client verb resource[/subresource]"; the controller-manager's controllers by name."""
-    user = str(event.get("user", {}).get("username", "?")).removeprefix("system:serviceaccount:kube-system:")
-    ref = event.get("objectRef") or {}
-    resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-    return f"{user} {event.get('verb')} {resource}"
-
-
-def matching(
-    events: list[dict[str, Any]], verb: str, resource: str, subresource: str | None = None
-) -> list[dict[str, Any]]:
-    """The audit events of one kind of request. A pod's model gate is a status patch too:
-    told apart from a ModelDeployment's status write by resource."""
-    return [
-        e
-        for e in events
-        if e["verb"] == verb
-        and (e.get("objectRef") or {}).get("resource") == resource
-        and (e.get("objectRef") or {}).get("subresource") == subresource
-    ]
-
-
-def cluster_requests(counts: Counter[str], n: int) -> dict[str, Any]:
-    """A phase's requests from every client, per object, in total and by client/verb/resource."""
-    return {
-        "per_object": round(sum(counts.values()) / n, 2),
-        "per_object_by_request": {k: round(v / n, 2) for k, v in counts.most_common()},
-    }
-
-
-@dataclass
-class ReadyWatch:
-    """Records when each object of a namespace is first seen done (by a predicate on its body)."""
-
-    api: kubernetes.client.ApiClient
-    namespace: str
-    kind: str  # "md" or "deployment"
-    expected: int
-    done_at: dict[str, float] = field(default_factory=dict)
-    finished: threading.Event = field(default_factory=threading.Event)
-
-    def _done(self, obj: dict[str, Any]) -> bool:
-        if self.kind == "deployment":
-            return deployment_available(obj)
-        status = obj.get("status") or {}
-        return (
-            status.get("phase") == "Ready"
-            and status.get("observedGeneration") == obj["metadata"]["generation"]
-        )
-
-    def run(self) -> None:
-        if self.kind == "deployment":
-            lister: Any = kubernetes.client.AppsV1Api(self.api).list_namespaced_deployment
-            args: tuple[Any, ...] = (self.namespace,)
-        else:
-            lister = kubernetes.client.CustomObjectsApi(self.api).list_namespaced_custom_object
-            args = (GROUP, VERSION, self.namespace, PLURAL)
-        while not self.finished.is_set():
-            watch = kubernetes.watch.Watch()
-            for event in watch.stream(lister, *args, timeout_seconds=30, _preload_content=False):
-                obj = event["raw_object"]
-                name = obj["metadata"]["name"]
-                if name not in self.done_at and self._done(obj):
-                    self.done_at[name] = time.monotonic()
-                    if len(self.done_at) >= self.expected:
-                        self.finished.set()
-                        watch.stop()
-                        break
-
-    def start(self) -> ReadyWatch:
-        threading.Thread(target=self.run, daemon=True).start()
-        return self
-
-
-def proc_usage(pid: int) -> tuple[float, float]:
-    """(peak RSS MiB, CPU seconds) of a process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return hwm_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process (this one as "bench")."""
-    used = {name: proc_usage(pid)[1] for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
-    times = os.times()
-    used["bench"] = times.user + times.system
-    return used
-
-
-def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
-
-
-def settle(pids: dict[str, int], busy: float = 0.25, timeout: float = 60.0) -> None:
-    """Wait until the processes together use under ``busy`` cores over a second.
-
-    Both phases share two cores with the control plane: without this, start-up work
-    (CRD OpenAPI publishing, informer syncs, the operator's imports) or the previous
-    phase's tail lands inside a timed phase and moves the ratio by tens of percent.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = sum(cpu_seconds(pids).values())
-        time.sleep(1.0)  # the measuring window itself
-        if sum(cpu_seconds(pids).values()) - before < busy:
-            return
 
 
 def run_floor(
@@ -358,14 +198,34 @@ def run_contract_phase(
     }
 
 
-def namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
-    try:
-        core.read_namespace(name)
-        return True
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
+PEER_RATIOS = (
+    "operator_over_peer",
+    "operator_over_peer_cpu",
+    "operator_over_peer_cpu_controller",
+    "operator_over_peer_requests",
+    "operator_over_peer_own_requests",
+    "operator_over_peer_rss",
+)
+
+
+def peer_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """The operator over Argo Rollouts doing the same work: wall; CPU seconds of every process
+    but the model servers (the pods' own work, which Argo Rollouts' pods have none of); the
+    controller's own CPU; requests per object from every client and from the controller; RSS."""
+
+    def cpu(phase: str) -> float:
+        return float(sum(v for k, v in results[phase]["cpu_s"].items() if k != "modelservers"))
+
+    operator, argo = results["operator"], results["peer"]
+    return {
+        "operator_over_peer": operator["total_s"] / argo["total_s"],
+        "operator_over_peer_cpu": cpu("operator") / cpu("peer"),
+        "operator_over_peer_cpu_controller": operator["cpu_s"]["operator"] / argo["cpu_s"][peer.USER],
+        "operator_over_peer_requests": operator["requests"]["per_object"] / argo["requests"]["per_object"],
+        "operator_over_peer_own_requests": results["api"]["per_object_total"]
+        / argo["own"]["per_object_total"],
+        "operator_over_peer_rss": results["footprint"]["peak_rss_mib"] / argo["footprint"]["peak_rss_mib"],
+    }
 
 
 def contract_ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -381,16 +241,6 @@ def contract_ratios(results: dict[str, Any]) -> dict[str, float]:
         "operator_over_contract_cpu": cpu("operator") / cpu("contract"),
         "contract_over_floor": contract["total_s"] / floor["total_s"],
         "contract_over_floor_cpu": cpu("contract") / cpu("floor"),
-    }
-
-
-def timings(watch: ReadyWatch, start: float) -> dict[str, float]:
-    """How long from ``start`` until the last object was done, and the median and p99 object."""
-    durations = [t - start for t in watch.done_at.values()]
-    return {
-        "total_s": max(durations),
-        "p50_s": percentile(durations, 0.5),
-        "p99_s": percentile(durations, 0.99),
     }
 
 
@@ -524,11 +374,11 @@ def run_rounds(options: BenchOptions, rounds: int, root: Path) -> dict[str, Any]
             "operator": r["operator"],
             "ratio_total": r["ratio_total"],
             "cpu_ratio": r["cpu_ratio"],
-            **{k: r[k] for k in ("contract", *CONTRACT_RATIOS) if k in r},
+            **{k: r[k] for k in ("contract", *CONTRACT_RATIOS, "peer", *PEER_RATIOS) if k in r},
         }
         for r in done
     ]
-    for key in ("ratio_total", "cpu_ratio", *CONTRACT_RATIOS):
+    for key in ("ratio_total", "cpu_ratio", *CONTRACT_RATIOS, *PEER_RATIOS):
         if key in results:
             results[f"{key.removesuffix('_total')}_median"] = statistics.median(r[key] for r in done)
     return results
@@ -539,7 +389,8 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
     The idle window and the canary reaction only when ``first``."""
     n, m, replicas, workers = options.n, options.m, options.replicas, options.workers
     idle = options.idle if first else 0.0
-    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD,))
+    peer_crds = peer.crd_files() if options.peer else ()
+    cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD, *peer_crds), peer_users=(peer.USER,))
     cluster.up()
     results: dict[str, Any] = {
         "n": n,
@@ -565,6 +416,18 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         results["floor"]["requests"] = cluster_requests(floor_requests, n)
         if profile is not None:
             results["floor"]["apiserver_profile"] = str(profile.join())
+        names = [f"m{i}" for i in range(n)]
+        canary_names = names[:m]
+        if options.peer:
+            peer_run = peer.PeerRun(
+                names=names,
+                canary_names=canary_names if first else [],
+                md_spec=spec(1, replicas, canary=True),
+                workers=workers,
+                idle=idle,
+                settings=options.peer_settings,
+            )
+            results["peer"] = peer.run_peer_phase(api, cluster, peer_run, root)
 
         namespace = "bench-operator"
         core = kubernetes.client.CoreV1Api(api)
@@ -593,8 +456,6 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
         pids |= {"operator": operator.pid, "modelservers": processes[0].pid}
         mark = audit.mark()
         watch = ReadyWatch(api, namespace, "md", n).start()
-        names = [f"m{i}" for i in range(n)]
-        canary_names = names[:m]
         settle(pids)
         cpu_before = cpu_seconds(pids)
         profile = _profile(api, root / "apiserver-operator.pprof", options.profile_seconds)
@@ -644,6 +505,8 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             stop_processes(processes)
             results["contract"] = run_contract_phase(api, cluster, options, names)
             results.update(contract_ratios(results))
+        if options.peer:
+            results.update(peer_ratios(results))
     finally:
         if operator is not None:
             operator.stop()
@@ -812,7 +675,9 @@ def table(results: dict[str, Any]) -> str:
                     f"{q['gate_patches_per_rollout']}",
                 )
             )
-    for phase in ("floor", "operator", "contract"):
+    if "peer" in results:
+        rows += peer_rows(results)
+    for phase in ("floor", "peer", "operator", "contract"):
         if "cpu_s" in results.get(phase, {}):
             used = results[phase]["cpu_s"]
             rows.append(
@@ -823,6 +688,72 @@ def table(results: dict[str, Any]) -> str:
             )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def peer_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """Argo Rollouts beside the operator, each figure as peer, operator and their ratio."""
+    argo, op, r = results["peer"], results["operator"], results
+    rows = [
+        (
+            "peer: Argo Rollouts " + peer.version(),
+            f"{argo['settings']}; its Healthy is pods Ready, ours waits for TF Serving's AVAILABLE",
+        ),
+        (
+            "peer: all Healthy / operator: all Ready",
+            f"{argo['total_s']:.1f}s / {op['total_s']:.1f}s: operator/peer {r['operator_over_peer']:.2f}",
+        ),
+        (
+            "CPU-seconds operator/peer: every process but the model servers; the controller's",
+            f"{r['operator_over_peer_cpu']:.2f}; {r['operator_over_peer_cpu_controller']:.2f}",
+        ),
+        (
+            "requests per object, every client: peer / operator",
+            f"{argo['requests']['per_object']:.1f} / {op['requests']['per_object']:.1f}"
+            f" ({r['operator_over_peer_requests']:.2f})",
+        ),
+        (
+            "the controller's own requests per object: peer / operator",
+            f"{argo['own']['per_object_total']} / {r['api']['per_object_total']}"
+            f" ({r['operator_over_peer_own_requests']:.2f}); peer {argo['own']['per_object_by_verb']}",
+        ),
+        (
+            "controller peak RSS: peer / operator",
+            f"{argo['footprint']['peak_rss_mib']} MiB / {r['footprint']['peak_rss_mib']} MiB"
+            f" ({r['operator_over_peer_rss']:.2f})",
+        ),
+        (f"peer writes in {r['idle_s']:g}s idle", f"{argo['idle_writes']}"),
+    ]
+    if "canary_reaction" in argo and "canary_reaction" in r:
+        theirs, ours = argo["canary_reaction"], r["canary_reaction"]
+        rows.append(
+            (
+                "canary step reaction p50 / p99, from each step's own due time: peer; operator",
+                f"{theirs['p50_s'] * 1000:.0f} / {theirs['p99_s'] * 1000:.0f}ms over {theirs['transitions']}"
+                f" steps; {ours['p50_s'] * 1000:.0f} / {ours['p99_s'] * 1000:.0f}ms",
+            )
+        )
+        if "requests" in theirs and "requests" in ours:
+            rows.append(
+                (
+                    "per canary rollout, every client / controller: peer; operator",
+                    f"{theirs['requests']['per_object']:.1f} / {theirs['requests']['own_per_rollout']:.1f}; "
+                    f"{ours['requests']['per_object']:.1f} / {ours['requests']['operator_per_rollout']:.1f}",
+                )
+            )
+    rounds = r.get("rounds", [])
+    if len(rounds) > 1 and "operator_over_peer_median" in r:
+        rows.append(
+            (
+                f"operator/peer over {len(rounds)} rounds: median wall, CPU, requests",
+                f"{r['operator_over_peer_median']:.2f}, {r['operator_over_peer_cpu_median']:.2f}, "
+                f"{r['operator_over_peer_requests_median']:.2f} ("
+                + ", ".join(
+                    f"{x['operator_over_peer']:.2f}/{x['operator_over_peer_cpu']:.2f}" for x in rounds
+                )
+                + ")",
+            )
+        )
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -849,6 +780,11 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="skip the third phase (the operator's requests sent by a client that decides nothing)",
     )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the peer phase (Argo Rollouts doing the operator's work, built from its Go module)",
+    )
     args = parser.parse_args(argv)
     if args.profile_seconds and args.keep is None:
         parser.error("--profile-seconds needs --keep: the profiles are written there")
@@ -860,6 +796,7 @@ def main(argv: list[str]) -> int:
         workers=args.workers,
         profile_seconds=args.profile_seconds,
         contract=not args.no_contract_floor,
+        peer=not args.no_peer,
     )
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -293,6 +293,9 @@ class LocalCluster:
     # Operator identities with a token each (at least the operator's and the standby's), so
     # the audit log tells every replica's requests apart (the scale benchmark runs several).
     replica_identities: int = 2
+    # Other controllers' identities, each with a token and a kubeconfig (``peer_kubeconfig``):
+    # the benchmark's peer, Argo Rollouts, is counted apart from everything else.
+    peer_users: tuple[str, ...] = ()
     # Pods the fake node admits: the scale benchmark's floor alone runs ten thousand.
     max_pods: int = 5000
 
@@ -321,6 +324,12 @@ class LocalCluster:
         if index < 2:
             return (self.operator_kubeconfig, self.standby_kubeconfig)[index]
         return self.root / f"operator-{index + 1}-kubeconfig"
+
+    def peer_kubeconfig(self, user: str) -> Path:
+        """The kubeconfig of ``user``, one of ``peer_users``."""
+        if user not in self.peer_users:
+            raise ValueError(f"{user}: not one of the cluster's peer users {self.peer_users}")
+        return self.root / f"{user}-kubeconfig"
 
     @property
     def audit_log(self) -> Path:
@@ -356,12 +365,14 @@ class LocalCluster:
         logs.mkdir(exist_ok=True)
         token = os.urandom(16).hex()
         replica_tokens = [os.urandom(16).hex() for _ in range(max(2, self.replica_identities))]
+        peer_tokens = {user: os.urandom(16).hex() for user in self.peer_users}
+        identities = [(replica_user(i), secret) for i, secret in enumerate(replica_tokens)]
         # The operator gets an identity of its own, so the audit log can tell its requests apart.
         (pki / "tokens.csv").write_text(
             f'{token},{ADMIN_TOKEN_USER},admin-uid,"system:masters"\n'
             + "".join(
-                f'{secret},{replica_user(i)},{replica_user(i)}-uid,"system:masters"\n'
-                for i, secret in enumerate(replica_tokens)
+                f'{secret},{user},{user}-uid,"system:masters"\n'
+                for user, secret in [*identities, *peer_tokens.items()]
             )
         )
         (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
@@ -370,6 +381,8 @@ class LocalCluster:
         write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", token)
         for i, secret in enumerate(replica_tokens):
             write_kubeconfig(self.replica_kubeconfig(i), server, pki / "ca.crt", secret, user=replica_user(i))
+        for user, secret in peer_tokens.items():
+            write_kubeconfig(self.peer_kubeconfig(user), server, pki / "ca.crt", secret, user=user)
         etcd_dir = self.root / "etcd"
         if self.fake_nodes:
             write_kwok_config(self.root / "kwok.yaml")

@@ -43,6 +43,16 @@ def create_namespace(core: kubernetes.client.CoreV1Api, name: str, timeout: floa
     wait_for(lambda: core.list_namespaced_service_account(name).items, timeout, what=f"{name}'s default SA")
 
 
+def namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+        return True
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
 @contextmanager
 def temporary_namespace(core: kubernetes.client.CoreV1Api, prefix: str) -> Iterator[str]:
     """A fresh namespace ``<prefix>-<random>`` for one test, deleted afterwards."""

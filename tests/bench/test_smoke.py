@@ -10,7 +10,7 @@ import pytest
 
 from testbed.bench import contract_price, floor_repeat, modelserver, relist_cost
 from testbed.bench.request_costs import CHILD_KINDS, measure
-from testbed.bench.run import CONTRACT_RATIOS, BenchOptions, run_rounds, table
+from testbed.bench.run import CONTRACT_RATIOS, PEER_RATIOS, BenchOptions, run_rounds, table
 from testbed.cluster.localcluster import OPERATOR_USER
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,7 +24,7 @@ def model_deployment_requests(phase: dict[str, Any]) -> float:
     )
 
 
-@pytest.mark.timeout(480)  # three phases per round, two rounds, each on a fresh control plane
+@pytest.mark.timeout(720)  # four phases per round, two rounds, each on a fresh control plane
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     results = run_rounds(BenchOptions(n=6, m=2, idle=3, replicas=1, workers=2), rounds=2, root=tmp_path)
     assert math.isfinite(results["ratio_total"])
@@ -81,6 +81,22 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         by_request = r["operator"]["requests"]["per_object_by_request"]
         assert by_request[f"{OPERATOR_USER} patch modeldeployments/status"] >= 1
     assert "API requests per object, every client" in table(results)
+    # The peer: Argo Rollouts' controller, built from its module, brought the same objects to
+    # Healthy in each round, then walked both canaries through both pauses, timed per pause.
+    for r in results["rounds"]:
+        argo = r["peer"]
+        assert argo["total_s"] > 0
+        assert argo["cpu_s"]["argo-rollouts"] > 0
+        assert argo["own"]["per_object_by_verb"].get("create", 0) >= 1  # its ReplicaSets
+        assert argo["requests"]["per_object"] > argo["own"]["per_object_total"] > 0
+        assert all(math.isfinite(r[key]) and r[key] > 0 for key in PEER_RATIOS)
+    reaction = results["peer"]["canary_reaction"]
+    assert reaction["transitions"] == 2 * 2
+    assert {k: len(v) for k, v in reaction["delays_ms_by_step"].items()} == {"1": 2, "2": 2}
+    assert reaction["requests"]["own_per_rollout"] > 0
+    assert isinstance(results["peer"]["idle_writes"], int)
+    assert "peer: Argo Rollouts v" in table(results)
+    assert "operator/peer over 2 rounds: median" in table(results)
 
 
 def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
