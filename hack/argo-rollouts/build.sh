@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Argo Rollouts' controller from its Go module (no release downloads reach these
 # machines) and caches it by version. Prints the bin directory; its CRDs are the module's
-# manifests/crds (testbed/bench/argo_rollouts.py applies them). Builds only what is missing.
+# manifests/crds (testbed/bench/peer.py installs them with the control plane). Builds only what is missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -10,6 +10,10 @@ cache="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}/argo-rollouts/${ARGO_ROLLO
 bin="$cache/bin"
 mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+if [ -x "$bin/rollouts-controller" ]; then echo "$bin"; exit 0; fi
+# One build at a time (the benchmark and a test may ask at once); the second reuses it.
+exec 9>"$cache/.build.lock"
+flock 9
 if [ -x "$bin/rollouts-controller" ]; then echo "$bin"; exit 0; fi
 echo "building rollouts-controller ${ARGO_ROLLOUTS_VERSION} into $bin" >&2
 start=$(date +%s)
@@ -30,7 +34,14 @@ mkdir -p "$src"
   echo "require ${module} ${ARGO_ROLLOUTS_VERSION}"
   echo
   echo "replace ("
-  awk '/^replace \(/{inside=1; next} inside && /^\)/{inside=0} inside && /=>/ && $3 !~ /^\./' "$gomod"
+  # Every replace by a module version (a local path would not exist here).
+  go mod edit -json "$gomod" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    old, new = r["Old"], r["New"]
+    if new.get("Version"):
+        print("\t" + " ".join(filter(None, [old["Path"], old.get("Version"), "=>", new["Path"], new["Version"]])))
+'
   echo ")"
 } > "$src/go.mod"
 cat > "$src/tools.go" <<'GO'

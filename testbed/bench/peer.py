@@ -18,7 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import kubernetes
 
@@ -66,7 +66,8 @@ def version() -> str:
 
 
 def build_controller() -> Path:
-    """The controller binary, built (or reused) from its Go module."""
+    """The controller binary, built (or reused) from its Go module: before a round's control
+    plane starts, so a first build is never inside a round."""
     out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
     return Path(out.strip().splitlines()[-1]) / "rollouts-controller"
 
@@ -85,6 +86,7 @@ class RolloutsController:
     settings: PeerSettings
     process: subprocess.Popen[bytes] | None = None
     healthz_port: int = 0
+    log: IO[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> RolloutsController:
         metrics_port, self.healthz_port = free_ports(2)
@@ -103,9 +105,9 @@ class RolloutsController:
             f"--burst={self.settings.burst}",
             f"--rollout-threads={self.settings.threads}",
         ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - the child process writes it until stop()
         self.process = subprocess.Popen(
-            command, env={**os.environ, "POD_NAMESPACE": NAMESPACE}, stdout=log, stderr=subprocess.STDOUT
+            command, env={**os.environ, "POD_NAMESPACE": NAMESPACE}, stdout=self.log, stderr=subprocess.STDOUT
         )
         wait_for(self.healthy, timeout, what="Argo Rollouts' healthz")
         return self
@@ -129,14 +131,15 @@ class RolloutsController:
             return False
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log is not None:
+            self.log.close()
 
 
 def create(api: kubernetes.client.ApiClient, manifest: Manifest) -> None:
@@ -272,6 +275,7 @@ def own_requests(audit: Audit, start: int, end: int, n: int) -> dict[str, Any]:
 class PeerRun:
     """What one peer phase is asked to do: the operator phase's objects and canaries."""
 
+    binary: Path  # build_controller()'s
     names: list[str]
     canary_names: list[str]
     md_spec: Manifest  # the canaries' spec: the Rollouts' steps
@@ -289,9 +293,10 @@ def run_peer_phase(
     core = kubernetes.client.CoreV1Api(api)
     create_namespace(core, NAMESPACE)
     controller = RolloutsController(
-        build_controller(), cluster.peer_kubeconfig(USER), root / "argo-rollouts.log", run.settings
-    ).start()
+        run.binary, cluster.peer_kubeconfig(USER), root / "argo-rollouts.log", run.settings
+    )
     try:
+        controller.start()
         pids = cluster.pids() | {USER: controller.pid}
         audit = Audit(cluster.audit_log, users=(USER,))
         watch = ReadyWatch(api, NAMESPACE, "rollout", n).start()

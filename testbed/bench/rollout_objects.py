@@ -8,6 +8,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE
 from modeldeploy.api.spec import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.times import parse_duration
 from modeldeploy.children.deployment import build_config_map, build_deployment
@@ -47,10 +48,12 @@ def unowned(manifest: Manifest) -> Manifest:
 
 def pod_template(md: ModelDeployment, version: int) -> Manifest:
     """The operator's pod template of ``version``, without the model gate: Argo Rollouts
-    knows nothing of models, and nothing would open the gate."""
+    knows nothing of models, and nothing would open the gate. Its pods carry from the start
+    the label the operator sets once a pod serves its model, which the Service selects."""
     deployment = build_deployment(md, version, md.spec.replicas, "stable")
     template: Manifest = deployment["spec"]["template"]
     template["spec"].pop("readinessGates", None)
+    template["metadata"]["labels"][LABEL_MODEL_AVAILABLE] = "true"
     return template
 
 
@@ -79,7 +82,8 @@ def rollout(md: ModelDeployment, version: int) -> Manifest:
             "selector": {"matchLabels": child_labels(md)},
             "revisionHistoryLimit": 2,
             "template": pod_template(md, version),
-            "strategy": {"canary": {"steps": canary_steps(md)}},
+            # The operator's surge: the stable keeps every pod while canary pods start.
+            "strategy": {"canary": {"maxUnavailable": 0, "maxSurge": "25%", "steps": canary_steps(md)}},
         },
     }
 

@@ -389,6 +389,7 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
     The idle window and the canary reaction only when ``first``."""
     n, m, replicas, workers = options.n, options.m, options.replicas, options.workers
     idle = options.idle if first else 0.0
+    peer_binary = peer.build_controller() if options.peer else None
     peer_crds = peer.crd_files() if options.peer else ()
     cluster = LocalCluster(root, crds=(MODELDEPLOYMENT_CRD, *peer_crds), peer_users=(peer.USER,))
     cluster.up()
@@ -418,8 +419,9 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             results["floor"]["apiserver_profile"] = str(profile.join())
         names = [f"m{i}" for i in range(n)]
         canary_names = names[:m]
-        if options.peer:
+        if peer_binary is not None:
             peer_run = peer.PeerRun(
+                binary=peer_binary,
                 names=names,
                 canary_names=canary_names if first else [],
                 md_spec=spec(1, replicas, canary=True),
@@ -714,7 +716,9 @@ def peer_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "the controller's own requests per object: peer / operator",
             f"{argo['own']['per_object_total']} / {r['api']['per_object_total']}"
-            f" ({r['operator_over_peer_own_requests']:.2f}); peer {argo['own']['per_object_by_verb']}",
+            f" ({r['operator_over_peer_own_requests']:.2f}; without the model gate's pod patches"
+            f" {r['api']['per_object_total'] - r['api']['gate_patches_per_object']:.2f});"
+            f" peer {argo['own']['per_object_by_verb']}",
         ),
         (
             "controller peak RSS: peer / operator",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.api.names import LABEL_VERSION
+from modeldeploy.api.names import LABEL_MODEL_AVAILABLE, LABEL_VERSION
 from modeldeploy.children.deployment import build_deployment
 from testbed.bench import rollout_objects
 from testbed.bench.peer import StepTimes
@@ -24,7 +24,9 @@ def canary_md() -> Any:
 def test_the_rollout_walks_the_operators_steps_with_its_pod_template_but_the_model_gate() -> None:
     md = canary_md()
     rollout = rollout_objects.rollout(md, 2)
-    assert rollout["spec"]["strategy"]["canary"]["steps"] == [
+    canary = rollout["spec"]["strategy"]["canary"]
+    assert (canary["maxUnavailable"], canary["maxSurge"]) == (0, "25%")  # the operator's surge
+    assert canary["steps"] == [
         {"setWeight": 20},
         {"pause": {"duration": "3s"}},
         {"setWeight": 50},
@@ -32,7 +34,11 @@ def test_the_rollout_walks_the_operators_steps_with_its_pod_template_but_the_mod
     ]
     operators = copy.deepcopy(build_deployment(md, 2, 1, "stable")["spec"]["template"])
     assert operators["spec"].pop("readinessGates")  # the operator's pods wait for the model gate
+    # ... and get the label its Service selects once they serve; the peer's have it at once.
+    operators["metadata"]["labels"][LABEL_MODEL_AVAILABLE] = "true"
     assert rollout["spec"]["template"] == operators
+    service = rollout_objects.children(md, 2)[1]
+    assert service["spec"]["selector"].items() <= rollout["spec"]["template"]["metadata"]["labels"].items()
     # The selector spans versions, so a new template is the same Rollout's canary.
     selector = rollout["spec"]["selector"]["matchLabels"]
     assert LABEL_VERSION not in selector
