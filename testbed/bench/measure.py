@@ -167,6 +167,26 @@ class ReadyWatch:
         return self
 
 
+def per_object_by_verb(requests: list[dict[str, Any]], n: int) -> dict[str, float]:
+    """One client's requests per object, by verb."""
+    by_verb = Counter(e["verb"] for e in requests)
+    return {verb: round(count / n, 2) for verb, count in sorted(by_verb.items())}
+
+
+def reaction_summary(m: int, by_step: dict[int, list[float]]) -> dict[str, Any]:
+    """The canary step reaction of ``m`` rollouts from each step's delays: p50, p99, max, and
+    every delay kept by the step it reached, to see where a tail comes from."""
+    delays = [d for step in by_step.values() for d in step]
+    return {
+        "m": m,
+        "transitions": len(delays),
+        "p50_s": percentile(delays, 0.5),
+        "p99_s": percentile(delays, 0.99),
+        "max_s": max(delays) if delays else float("nan"),
+        "delays_ms_by_step": {str(k): sorted(round(d * 1000) for d in v) for k, v in sorted(by_step.items())},
+    }
+
+
 def proc_usage(pid: int) -> tuple[float, float]:
     """(peak RSS MiB, CPU seconds) of a process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()

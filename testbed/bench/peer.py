@@ -14,9 +14,8 @@ import os
 import subprocess
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,14 +29,15 @@ from testbed.bench.measure import (
     cluster_requests,
     cpu_delta,
     cpu_seconds,
-    percentile,
+    per_object_by_verb,
     proc_usage,
+    reaction_summary,
     settle,
     timings,
 )
-from testbed.cluster.localcluster import LocalCluster, free_ports, go_module_dir
+from testbed.cluster.localcluster import LocalCluster, free_ports, go_module_dir, versions
 from testbed.support.kube import create_namespace, namespace_exists
-from testbed.support.wait import wait_for
+from testbed.support.wait import answers_ok, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "argo-rollouts" / "build.sh"
@@ -59,10 +59,7 @@ class PeerSettings:
 
 
 def version() -> str:
-    for line in VERSIONS.read_text().splitlines():
-        if line.startswith("ARGO_ROLLOUTS_VERSION="):
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError(f"{VERSIONS} names no ARGO_ROLLOUTS_VERSION")
+    return versions(VERSIONS)["ARGO_ROLLOUTS_VERSION"]
 
 
 def build_controller() -> Path:
@@ -122,13 +119,7 @@ class RolloutsController:
         if self.process.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise AssertionError(f"rollouts-controller exited with {self.process.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.healthz_port}/healthz", timeout=2
-            ) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"http://127.0.0.1:{self.healthz_port}/healthz")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -172,10 +163,14 @@ class StepTimes:
     ended, the delay from its due time (its stored start plus its duration) to the status
     that moved past it, keyed by the operator's step number."""
 
-    delays: list[float]
-    by_step: dict[int, list[float]]
-    seen: dict[str, int]
-    pauses: dict[str, tuple[int, float]]  # name -> (step index of the pause, its due time)
+    by_step: dict[int, list[float]] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    # name -> (step index of the pause, its due time)
+    pauses: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def delays(self) -> list[float]:
+        return [d for step in self.by_step.values() for d in step]
 
     def observe(self, obj: Manifest, now: float) -> None:
         name = obj["metadata"]["name"]
@@ -185,10 +180,8 @@ class StepTimes:
         previous = self.seen.get(name)
         pause = self.pauses.get(name)
         if previous is not None and index > previous and pause is not None and pause[0] == previous:
-            delay = now - pause[1]
-            self.delays.append(delay)
             # Steps are setWeight, pause, setWeight, pause...: pause 2k-1 ends the operator's step k.
-            self.by_step.setdefault((previous + 1) // 2, []).append(delay)
+            self.by_step.setdefault((previous + 1) // 2, []).append(now - pause[1])
             del self.pauses[name]
         started = rollout_objects.pause_started(obj)
         if started is not None and name not in self.pauses:
@@ -208,7 +201,7 @@ def canary_reaction(
     time to the status that left it, as the operator's canary reaction is timed."""
     custom = kubernetes.client.CustomObjectsApi(api)
     group, api_version, plural = rollout_objects.RESOURCE
-    times = StepTimes([], {}, {}, {})
+    times = StepTimes()
     done: set[str] = set()
     listed: set[str] = set()
     watching, finished = threading.Event(), threading.Event()
@@ -244,27 +237,15 @@ def canary_reaction(
         )
     if not finished.wait(300):
         raise TimeoutError(f"peer canary reaction: {len(done)}/{len(names)} promoted after 300s")
-    return {
-        "m": len(names),
-        "transitions": len(times.delays),
-        "p50_s": percentile(times.delays, 0.5),
-        "p99_s": percentile(times.delays, 0.99),
-        "max_s": max(times.delays) if times.delays else float("nan"),
-        "delays_ms_by_step": {
-            str(k): sorted(round(d * 1000) for d in v) for k, v in sorted(times.by_step.items())
-        },
-    }
+    return reaction_summary(len(names), times.by_step)
 
 
 def own_requests(audit: Audit, start: int, end: int, n: int) -> dict[str, Any]:
     """The controller's own requests per object, by verb."""
     requests = audit.operator_requests(start, end)  # the audit's users: the controller's alone
-    verbs: dict[str, int] = {}
-    for event in requests:
-        verbs[event["verb"]] = verbs.get(event["verb"], 0) + 1
     return {
         "per_object_total": round(len(requests) / n, 2),
-        "per_object_by_verb": {verb: round(count / n, 2) for verb, count in sorted(verbs.items())},
+        "per_object_by_verb": per_object_by_verb(requests, n),
         "status_writes_per_object": round(
             sum(1 for e in requests if (e.get("objectRef") or {}).get("subresource") == "status") / n, 2
         ),

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -61,8 +60,9 @@ from testbed.bench.measure import (
     cpu_delta,
     cpu_seconds,
     matching,
-    percentile,
+    per_object_by_verb,
     proc_usage,
+    reaction_summary,
     settle,
     timings,
 )
@@ -284,8 +284,7 @@ def start_process(args: list[str], log: Path, env: dict[str, str] | None = None)
 def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: list[str]) -> dict[str, Any]:
     """Patch M resources to a new version; per step, delay from due (start + pause) to the next write."""
     custom = kubernetes.client.CustomObjectsApi(api)
-    delays: list[float] = []
-    by_step: dict[int, list[float]] = {}  # the step reached -> its delays, to see where a tail is
+    by_step: dict[int, list[float]] = {}  # the step reached -> its delays
     seen: dict[str, int] = {}
     done: set[str] = set()
     finished = threading.Event()
@@ -312,7 +311,6 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
                 step = int(canary["step"])
                 if previous is not None and step == previous + 1 and previous_start.get(name):
                     due = parse_time(previous_start[name]).timestamp() + CANARY_PAUSE_SECONDS
-                    delays.append(now - due)
                     by_step.setdefault(step, []).append(now - due)
                 seen[name] = step
                 if canary.get("stepStartedAt"):
@@ -333,14 +331,7 @@ def canary_reaction(api: kubernetes.client.ApiClient, namespace: str, names: lis
         )
     if not finished.wait(300):
         raise TimeoutError(f"canary reaction: {len(done)}/{len(names)} promoted after 300s")
-    return {
-        "m": len(names),
-        "transitions": len(delays),
-        "p50_s": percentile(delays, 0.5),
-        "p99_s": percentile(delays, 0.99),
-        "max_s": max(delays) if delays else float("nan"),
-        "delays_ms_by_step": {str(k): sorted(round(d * 1000) for d in v) for k, v in sorted(by_step.items())},
-    }
+    return reaction_summary(len(names), by_step)
 
 
 def canary_requests(audit: Audit, namespace: str, start: int, m: int) -> dict[str, Any]:
@@ -479,12 +470,11 @@ def run(options: BenchOptions, root: Path, first: bool = True) -> dict[str, Any]
             audit.namespace_requests(namespace, mark, converged), n
         )
         requests = audit.operator_requests(mark, converged)
-        by_verb = Counter(e["verb"] for e in requests)
         # Every request counts, the ones the server refused (a fenced status write's 409) among them.
         md_writes = matching(requests, "patch", "modeldeployments", "status")
         refused = [e for e in md_writes if e.get("responseStatus", {}).get("code", 0) >= 400]
         results["api"] = {
-            "per_object_by_verb": {verb: round(count / n, 2) for verb, count in sorted(by_verb.items())},
+            "per_object_by_verb": per_object_by_verb(requests, n),
             "per_object_total": round(len(requests) / n, 2),
             "status_writes_per_object": round(len(md_writes) / n, 2),
             "refused_status_writes_per_object": round(len(refused) / n, 2),

@@ -117,9 +117,10 @@ KWOK_STAGE_FILES = (
 )
 
 
-def versions() -> dict[str, str]:
+def versions(path: Path = REPO / "hack" / "controlplane" / "versions.env") -> dict[str, str]:
+    """The KEY=value lines of a versions.env: the control plane's, or another build's."""
     env = {}
-    for line in (REPO / "hack" / "controlplane" / "versions.env").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
             env[key.strip()] = value.strip()

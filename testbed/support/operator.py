@@ -12,7 +12,7 @@ from pathlib import Path
 
 from testbed.cluster.localcluster import free_ports
 
-from .wait import wait_for
+from .wait import answers_ok, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # `kopf run` with the handlers, as the image runs it (modeldeploy/control/__main__.py).
@@ -67,11 +67,7 @@ class OperatorProcess:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()[-5000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"http://127.0.0.1:{self.port}/healthz")
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None or self.process.poll() is not None:

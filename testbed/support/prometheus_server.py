@@ -17,7 +17,7 @@ from pathlib import Path
 import kubernetes
 
 from testbed.cluster.localcluster import free_port
-from testbed.support.wait import wait_for
+from testbed.support.wait import answers_ok, wait_for
 
 
 class PodTargets(threading.Thread):
@@ -108,12 +108,10 @@ def start_prometheus(config: Path, workdir: Path) -> tuple[subprocess.Popen[byte
     address = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{address}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            assert proc.poll() is None, log_path.read_text()
-            return False
+        if answers_ok(f"{address}/-/ready"):
+            return True
+        assert proc.poll() is None, log_path.read_text()
+        return False
 
     wait_for(ready, 60, what="Prometheus ready")
     return proc, address

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
+
+
+def answers_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether a local health or readiness endpoint answers 200 now (not reachable: False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:

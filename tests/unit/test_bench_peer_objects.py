@@ -70,7 +70,7 @@ def rollout_at(index: int, pause_start: str | None) -> dict[str, Any]:
 
 
 def test_each_pause_is_timed_from_its_stored_start_plus_its_duration() -> None:
-    times = StepTimes([], {}, {}, {})
+    times = StepTimes()
     start = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
     times.observe(rollout_at(0, None), start - 1)  # setWeight 20: no pause to time
     times.observe(rollout_at(1, "2026-01-01T12:00:00Z"), start + 0.4)
