@@ -4,9 +4,10 @@ control plane, between the floor and the operator, measured the same way.
 Per object a user applies the operator's ConfigMap and Service and a Rollout with the
 operator's pod template (without the model gate) and canary steps, weights by replica
 count. Argo Rollouts' Healthy means its pods are Ready; the operator's Ready waits for
-TF Serving to report the version AVAILABLE. Its controller runs under its own token user,
-watching only its namespace, with the client rate and workers in ``PeerSettings``: its
-defaults (40 requests/s, 10 workers) would measure its throttle, not its work."""
+TF Serving to report the version AVAILABLE. Its controller (built to listen on loopback
+only) runs under its own token user, watching only its namespace, with the client rate and
+workers in ``PeerSettings``: its defaults (40 requests/s, 10 workers) would measure its
+throttle, not its work."""
 
 from __future__ import annotations
 
