@@ -217,14 +217,14 @@ def test_slow_loading_model_gets_no_traffic_until_available(
     driver = traffic()
     modelservers.slow(2, load_seconds=6)
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
-    # Canary pods are Running and Ready (kwok), but TF Serving says LOADING.
+    # Canary pods are Running and Ready (kwok), but TF Serving says LOADING. The pods may
+    # appear before the status write that starts the canary lands: wait for both.
     wait_for(lambda: pods_of(cluster, namespace, 2), 30, what="canary pods")
+    c = wait_for(lambda: canary(cluster, namespace), 30, what="the canary on the status")
     pods = cluster.core.list_namespaced_pod(
         namespace, label_selector="serving.modeldeploy.dev/version=2"
     ).items
     assert all("serving.modeldeploy.dev/model-available" not in (p.metadata.labels or {}) for p in pods)
-    c = canary(cluster, namespace)
-    assert c is not None
     assert c["readyReplicas"] == 0
     assert "stepStartedAt" not in c
     assert driver.counts().get(2, 0) == 0
