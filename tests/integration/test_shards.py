@@ -195,6 +195,25 @@ def cached(operator: Operator, kind: str) -> int:
     return 0
 
 
+def reported(operator: Operator) -> set[str]:
+    """The resources whose phase the replica reports: those it holds whole in its cache."""
+    return {
+        point.labels["name"]
+        for family in text_string_to_metric_families(operator.metrics())
+        for point in family.samples
+        if point.name == "modeldeploy_phase"
+    }
+
+
+def wait_whole_only_where_held(running: dict[str, Operator], expected: dict[str, set[str]]) -> None:
+    """Each replica holds whole (and reports) only the resources of its own shards."""
+    wait_for(
+        lambda: {name: reported(op) for name, op in running.items()} == expected,
+        60,
+        what=f"resources held whole per replica {expected}",
+    )
+
+
 def wait_cached_deployments(running: dict[str, Operator], expected: dict[str, int]) -> None:
     """Each replica's cache holds the Deployments of its own shards' resources only."""
     wait_for(
@@ -225,9 +244,12 @@ def test_a_killed_replicas_canaries_are_taken_over_and_finished_exactly_once(
     names = names_held_by(namespace, replicas, replicas)  # one canary on each replica
     canaries_at_version_1(cluster, namespace, names, traffic)
     # Each replica watches its shards' children only: one Deployment each, not all three;
-    # every replica still sees every ModelDeployment.
+    # every replica still knows every ModelDeployment, but holds whole only its own.
     wait_cached_deployments(running, {name: 1 for name in replicas})
     assert all(cached(op, "ModelDeployment") == len(names) for op in running.values())
+    wait_whole_only_where_held(
+        running, {replica: {name} for replica, name in zip(replicas, names, strict=True)}
+    )
     victim, orphan = replicas[0], names[0]
     with Canaries(cluster, namespace, names) as seen:
         for name in names:
@@ -243,9 +265,17 @@ def test_a_killed_replicas_canaries_are_taken_over_and_finished_exactly_once(
     assert (status["shard"], status["shardHolder"]) == (shard_of(namespace, orphan, SHARDS), heir)
     taken = [m for _, reason, m in cluster.events(namespace, orphan) if reason == "ShardTakenOver"]
     assert taken == [f"replica {heir} took over shard {status['shard']} from replica {victim}"]
-    # The dead replica's children came into its heir's cache with its shard; no one else's.
+    # The dead replica's children came into its heir's cache with its shard, and its
+    # resource whole; no one else's.
     survivors = {name: running[name] for name in replicas[1:]}
     wait_cached_deployments(survivors, {name: 2 if name == heir else 1 for name in survivors})
+    wait_whole_only_where_held(
+        survivors,
+        {
+            replica: {name, orphan} if replica == heir else {name}
+            for replica, name in zip(replicas[1:], names[1:], strict=True)
+        },
+    )
 
 
 def test_a_replica_that_joins_takes_its_shards_without_pausing_the_others(

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.api.names import LABEL_NAME
+from modeldeploy.api.names import KIND, LABEL_NAME
 from modeldeploy.control.apply import owns_replicas
 from modeldeploy.control.kinds import new_cache
-from modeldeploy.kube.cache import MAX_REMOVED_STAMPS
+from modeldeploy.control.watches import keep_identity_of
+from modeldeploy.kube.cache import MAX_REMOVED_STAMPS, PARTIAL, is_partial
 
 from .objects import deployment, model_deployment_body, pod, pod_status
 
@@ -199,3 +200,68 @@ def test_stamps_of_removed_objects_stay_bounded_and_a_stale_list_resurrects_none
     cache.replace("Pod", "ml", [pod("mnist-v1-0", resource_version="9")], cache.mark())
     assert cache.get("Pod", "ml", "mnist-v1-0") is not None
     assert len(cache._changed) == 1
+
+
+def test_another_replicas_resources_are_cached_as_their_identity_alone() -> None:
+    holding = {"mine"}
+    cache = new_cache(lambda namespace, name: name in holding)
+    spec = {"model": {"name": "mnist", "version": 1}}
+    for name in ("mine", "theirs"):
+        cache.upsert(
+            KIND, model_deployment_body(name, resource_version="10", spec=spec, status={"phase": "Ready"})
+        )
+    mine, theirs = cache.get(KIND, "ml", "mine"), cache.get(KIND, "ml", "theirs")
+    assert mine is not None
+    assert not is_partial(mine)
+    assert mine["status"] == {"phase": "Ready"}
+    assert theirs is not None
+    assert is_partial(theirs)
+    assert set(theirs) == {"apiVersion", "kind", "metadata", PARTIAL}
+    assert theirs["metadata"]["resourceVersion"] == "10"
+    assert cache.partial_names(KIND, "ml") == ["theirs"]
+    assert sorted(cache.owner_keys()) == [("ml", "mine"), ("ml", "theirs")]  # both still known
+    # Children are kept whatever their owner's shard: their watches select them.
+    cache.upsert("Pod", pod("theirs-v1-a", labels={LABEL_NAME: "theirs"}))
+    assert cache.labelled("Pod", "ml", "theirs")
+
+
+def test_a_whole_body_completes_a_partial_one_of_the_same_version() -> None:
+    holding: set[str] = set()
+    cache = new_cache(lambda namespace, name: name in holding)
+    body = model_deployment_body("m", resource_version="10", spec={}, status={"phase": "Ready"})
+    cache.upsert(KIND, body)
+    holding.add("m")  # its shard taken: the same version, read whole, is news
+    assert cache.upsert(KIND, body)
+    held = cache.get(KIND, "ml", "m")
+    assert held is not None
+    assert not is_partial(held)
+    # ... and an identity of the same version never replaces the whole body held.
+    holding.clear()
+    assert not cache.upsert(KIND, body)
+    assert not is_partial(cache.get(KIND, "ml", "m"))
+    # A list completes a partial body too.
+    other = new_cache(lambda namespace, name: name in holding)
+    other.upsert(KIND, body)
+    holding.add("m")
+    since = other.mark()
+    assert other.replace(KIND, "ml", [body], since) == {"m"}
+    assert not is_partial(other.get(KIND, "ml", "m"))
+
+
+def test_handing_a_shard_over_keeps_only_the_identity_of_its_resources() -> None:
+    holding = {"given", "kept"}
+    cache = new_cache(lambda namespace, name: name in holding)
+    for name in ("given", "kept"):
+        cache.upsert(
+            KIND, model_deployment_body(name, resource_version="10", spec={}, status={"phase": "Ready"})
+        )
+    holding.discard("given")
+    keep_identity_of(cache, lambda key: key == ("ml", "given"))
+    given, kept = cache.get(KIND, "ml", "given"), cache.get(KIND, "ml", "kept")
+    assert is_partial(given)
+    assert given is not None
+    assert given["metadata"]["resourceVersion"] == "10"
+    assert not is_partial(kept)  # still held: left whole
+    # A resource still held is never trimmed, whatever it was named for.
+    keep_identity_of(cache, lambda key: True)
+    assert not is_partial(cache.get(KIND, "ml", "kept"))

@@ -1,14 +1,20 @@
 """The ModelDeployments' relist: names and versions are listed; a body is read only where
-the cache holds another version or none, and what the list lacks (a ghost) leaves the cache."""
+the cache holds another version or none (or, for the shards a replica takes, only part of
+it), and what the list lacks (a ghost) leaves the cache."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from modeldeploy.api.names import KIND
 from modeldeploy.control.kinds import new_cache
-from modeldeploy.control.watches import relist
+from modeldeploy.control.watches import WHOLE_LIST_OVER, confirm_and_queue_everything, relist
+from modeldeploy.kube.cache import is_partial
 from modeldeploy.kube.kinds import Kind
+from modeldeploy.kube.workqueue import WorkQueue
 
 from .objects import model_deployment_body
 
@@ -130,3 +136,54 @@ def test_a_replica_taking_shards_confirms_and_queues_only_their_resources() -> N
     mine = cache.get(KIND, "ml", "mine")
     assert mine is not None
     assert mine["status"] == {"phase": "Degraded"}
+
+
+class ListingModelDeployments(LiveModelDeployments):
+    """Also answers a list of whole bodies, page by page through ``each`` as the client does."""
+
+    def __init__(self, live: dict[str, dict[str, Any]]) -> None:
+        super().__init__(live)
+        self.whole_lists = 0
+
+    def list_with_version(
+        self, kind: Kind, namespace: str, each: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str]:
+        assert kind.kind == KIND
+        self.whole_lists += 1
+        return [each(body) for body in self.live.values()], "99"
+
+
+@pytest.mark.parametrize("taken_count", [3, WHOLE_LIST_OVER + 5])
+def test_a_replica_taking_shards_reads_whole_the_resources_it_held_in_part(taken_count: int) -> None:
+    """Another replica's resources are cached as their identity alone; taking their shard
+    reads them whole: one read each for a few, one list of whole bodies for many."""
+    holding: set[str] = set()
+    cache = new_cache(lambda namespace, name: name in holding)
+    live = {f"m{i}": md(f"m{i}", str(10 + i), "Progressing") for i in range(taken_count + 2)}
+    for body in live.values():
+        cache.upsert(KIND, body)
+    assert all(is_partial(cache.get(KIND, "ml", name)) for name in live)
+    taken = set(list(live)[:taken_count])
+    holding |= taken
+    server = ListingModelDeployments(live)
+    queue = WorkQueue()
+    confirm_and_queue_everything(server, cache, queue, lambda key: key[1] in taken)  # type: ignore[arg-type]
+    for name in live:
+        held = cache.get(KIND, "ml", name)
+        assert held is not None
+        if name in taken:
+            assert not is_partial(held), name
+            assert held["status"] == {"phase": "Progressing"}
+        else:  # still another replica's: never read, still in part
+            assert is_partial(held), name
+            assert "status" not in held, name
+    assert len(queue) == taken_count
+    if taken_count > WHOLE_LIST_OVER:
+        assert (server.whole_lists, server.read) == (1, [])
+    else:
+        assert (server.whole_lists, sorted(server.read)) == (0, sorted(taken))
+    # Held whole now, a steady relist reads nothing again.
+    server.read.clear()
+    assert relist(server, cache, "ml") == set()
+    assert server.read == []
+    assert server.whole_lists == (1 if taken_count > WHOLE_LIST_OVER else 0)

@@ -8,10 +8,11 @@ Adding a child kind is one constant here (in the tuples it belongs to), one buil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..api.names import FIELD_MANAGER, GROUP, KIND, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, PLURAL, VERSION
-from ..kube.cache import ObjectCache
+from ..kube.cache import PARTIAL, ObjectCache, Trim
 from ..kube.kinds import Kind
 
 # Children are watched only where they carry the managed-by label.
@@ -68,7 +69,36 @@ def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": slimmed}
 
 
-def new_cache() -> ObjectCache:
+def identity(body: dict[str, Any]) -> dict[str, Any]:
+    """What the cache keeps of a ModelDeployment whose passes another replica runs: enough
+    to know it exists, at which version, and whose shard it is. Its whole body is read
+    again when this replica takes the shard: with every replica holding every resource
+    whole (status included), the resources it does not run were most of its memory."""
+    meta = body.get("metadata") or {}
+    kept = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation") if k in meta}
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept, PARTIAL: True}
+
+
+def trimmer(keeps_whole: Callable[[str, str], bool]) -> Trim:
+    """``slim``, and a ModelDeployment that ``keeps_whole`` (namespace, name) refuses kept
+    as its ``identity`` alone."""
+
+    def trim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        if kind == KIND:
+            meta = body.get("metadata") or {}
+            if not keeps_whole(meta.get("namespace", ""), meta.get("name", "")):
+                return identity(body)
+        return slim(kind, body)
+
+    return trim
+
+
+def keep_every_body(namespace: str, name: str) -> bool:
+    return True
+
+
+def new_cache(keeps_whole: Callable[[str, str], bool] = keep_every_body) -> ObjectCache:
     """The operator's cache: children indexed by the name label of their ModelDeployment,
-    every body slimmed as it is stored."""
-    return ObjectCache(owner_label=LABEL_NAME, owner_kind=KIND, trim=slim)
+    every body slimmed as it is stored, and the ModelDeployments ``keeps_whole`` refuses
+    kept as their identity alone."""
+    return ObjectCache(owner_label=LABEL_NAME, owner_kind=KIND, trim=trimmer(keeps_whole))

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from ..api.names import KIND
-from ..kube.cache import ObjectCache
+from ..kube.cache import ObjectCache, is_partial
 from ..kube.client import Kube, load_client_config
 from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.shard_holder import LeaseCollection, ShardHolder
@@ -37,6 +37,7 @@ from .watches import (
     EventRouter,
     NamespaceWatches,
     confirm_and_queue_everything,
+    keep_identity_of,
     queue_everything,
     relist,
     user_acted,
@@ -131,6 +132,7 @@ class Operator:
         result = "error"
         try:
             self.watches.fill(namespace)
+            self._hold_whole(namespace, name)
             with pass_for((namespace, name)):
                 again = self.reconciler.reconcile(namespace, name)
             result = "success"
@@ -143,6 +145,14 @@ class Operator:
             # result that the histogram does not hold yet.
             operator_metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             operator_metrics.RECONCILES.labels(result).inc()
+
+    def _hold_whole(self, namespace: str, name: str) -> None:
+        """Read the resource whole if the cache holds only its identity: an event trimmed
+        while its shard was another replica's, stored after this one took it over."""
+        if is_partial(self.cache.get(KIND, namespace, name)):
+            body = self.client.get(KIND, namespace, name)
+            if body is not None:  # None: deleted meanwhile; its watch event removes it
+                self.cache.upsert(KIND, body)
 
     def _resync_loop(self) -> None:
         """Re-run every ModelDeployment now and then: repairs drift no watch reports."""
@@ -173,7 +183,14 @@ def build_operator(settings: Settings) -> Operator:
     api = load_client_config(connections=settings.workers)
     # Watches hold a connection for minutes: given their own pool, they never take the workers'.
     client = Kube(api, BY_KIND, watch_api=ApiClient(api.credentials, connections=len(CHILD_WATCHES)))
-    cache, queue, stopping = new_cache(), WorkQueue(), threading.Event()
+    # With shards, a ModelDeployment of a shard this replica does not hold is cached as its
+    # identity alone; the shards are built below, and the cache reaches them through this.
+    holders: list[Shards] = []
+
+    def keeps_whole(namespace: str, name: str) -> bool:
+        return all(shards.holds_key((namespace, name)) for shards in holders)
+
+    cache, queue, stopping = new_cache(keeps_whole), WorkQueue(), threading.Event()
     writes = Writes(client)
     # A replica that starts leading passes over every resource it has cached (what the old
     # leader left half done, what this one skipped while standing by), each confirmed first.
@@ -184,10 +201,13 @@ def build_operator(settings: Settings) -> Operator:
     confirming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards-taken")
 
     def shards_taken(shards: frozenset[int]) -> None:  # only their resources: not the others'
-        def taken(key: tuple[str, str]) -> bool:
-            return shard_of(*key, settings.shard_count) in shards
+        taken = partial(_in_shards, shards, settings.shard_count)
+        work = partial(confirm_and_queue_everything, client, cache, queue, taken)
+        _in_background(confirming, work, "passing over the shards taken")
 
-        _in_background(confirming, partial(confirm_and_queue_everything, client, cache, queue, taken))
+    def shards_lost(shards: frozenset[int]) -> None:
+        given = partial(_in_shards, shards, settings.shard_count)
+        _in_background(confirming, partial(keep_identity_of, cache, given), "trimming the shards handed over")
 
     # The children watched follow the shards held; the watches are built last (they need
     # the reconciler, which needs the shards), so the holder reaches them through this.
@@ -197,10 +217,11 @@ def build_operator(settings: Settings) -> Operator:
         for watches in built:
             watches.reselect(held_selector(held, settings.shard_count))
 
-    shards = _shards(settings, client, on_taken=shards_taken, on_changed=shards_changed)
+    shards = _shards(settings, client, on_taken=shards_taken, on_lost=shards_lost, on_changed=shards_changed)
     leading = elector.is_leader if elector is not None else lambda: True
     if shards is not None:
         leading = shards.leading
+        holders.append(shards)
     reconciler = Reconciler(
         writes,
         cache,
@@ -235,14 +256,18 @@ def _elector(
     )
 
 
-def _in_background(executor: ThreadPoolExecutor, work: Callable[[], None]) -> None:
+def _in_shards(shards: frozenset[int], shard_count: int, key: tuple[str, str]) -> bool:
+    return shard_of(*key, shard_count) in shards
+
+
+def _in_background(executor: ThreadPoolExecutor, work: Callable[[], None], what: str) -> None:
     """``work`` on ``executor``'s one thread; errors are logged there, never raised here."""
 
     def logged() -> None:
         try:
             work()
         except Exception:
-            LOG.warning("passing over the shards taken failed", exc_info=True)
+            LOG.warning("%s failed", what, exc_info=True)
 
     executor.submit(logged)
 
@@ -251,6 +276,7 @@ def _shards(
     settings: Settings,
     client: Kube,
     on_taken: Callable[[frozenset[int]], None],
+    on_lost: Callable[[frozenset[int]], None],
     on_changed: Callable[[frozenset[int]], None],
 ) -> Shards | None:
     """More than one shard: a holder contends for this replica's share (kube/shard_holder.py)."""
@@ -264,6 +290,7 @@ def _shards(
         settings.shard_count,
         settings.lease_timings,
         on_taken=on_taken,
+        on_lost=on_lost,
         on_changed=on_changed,
     )
     return Shards(holder)

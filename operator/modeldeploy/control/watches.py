@@ -26,6 +26,8 @@ LOG = logging.getLogger(__name__)
 Key = tuple[str, str]  # namespace, ModelDeployment name
 # How long a pass waits for its namespace's first lists before it is tried again later.
 FILL_WAIT_SECONDS = 30.0
+# Partial ModelDeployments of a namespace read whole one by one at most; beyond, one list.
+WHOLE_LIST_OVER = 20
 
 
 class EventRouter:
@@ -86,12 +88,24 @@ def confirm_and_queue_everything(
     keys = [key for key in cache.owner_keys() if taken(key)]
     for namespace in sorted({namespace for namespace, _ in keys}):
         try:
-            relist(client, cache, namespace)
+            relist(client, cache, namespace, whole=partial(_taken_in, taken, namespace))
         except Exception:  # the status writes stay fenced; the passes still run
             LOG.warning("confirming namespace %s on taking the lease failed", namespace, exc_info=True)
     for key in cache.owner_keys():
         if taken(key):
             queue.add(key)
+
+
+def keep_identity_of(cache: ObjectCache, given: Callable[[Key], bool]) -> None:
+    """What a replica does as it hands shards over: the cache keeps of their resources
+    only what it keeps of every other replica's."""
+    for namespace, name in cache.owner_keys():
+        if given((namespace, name)):
+            cache.trim_again(KIND, namespace, name)
+
+
+def _taken_in(taken: Callable[[Key], bool], namespace: str, name: str) -> bool:
+    return taken((namespace, name))
 
 
 def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
@@ -252,7 +266,9 @@ class NamespaceWatches:
                 raise RetryLaterError(f"{reflector.kind.plural} of namespace {namespace} not listed yet")
 
 
-def relist(client: Kube, cache: ObjectCache, namespace: str) -> set[str]:
+def relist(
+    client: Kube, cache: ObjectCache, namespace: str, whole: Callable[[str], bool] = lambda name: False
+) -> set[str]:
     """Replace the cache's ModelDeployments of ``namespace`` by a fresh list; the names of
     those that changed or went.
 
@@ -260,19 +276,36 @@ def relist(client: Kube, cache: ObjectCache, namespace: str) -> set[str]:
     none or another version, which on a steady cluster is never: a list of whole bodies,
     every relist, would cost the API server and the workers' cores far more. Nor is a
     body read where the cache changed while the list was on its way (our own status
-    write, a watch event): the cache is newer than the list there, and keeps it."""
+    write, a watch event): the cache is newer than the list there, and keeps it.
+
+    ``whole``: the names whose bodies the cache holds only part of and needs whole now
+    (the resources of shards just taken). More than WHOLE_LIST_OVER of them are read with
+    one list of whole bodies, page by page, rather than one read each."""
     since = cache.mark()
+    wanted = {name for name in cache.partial_names(KIND, namespace) if whole(name)}
+    if len(wanted) > WHOLE_LIST_OVER:
+        items = client.list_with_version(MODEL_DEPLOYMENT, namespace, each=partial(cache.trim, KIND))[0]
+    else:
+        items = _listed_bodies(client, cache, namespace, since, wanted)
+    touched = cache.replace(KIND, namespace, items, since)
+    if touched - wanted:
+        LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched - wanted))
+    return touched
+
+
+def _listed_bodies(
+    client: Kube, cache: ObjectCache, namespace: str, since: int, wanted: set[str]
+) -> list[dict[str, Any]]:
+    """The bodies of a list of names and versions: the cache's where it holds that version
+    (and, of the ``wanted`` names, holds it whole), else one read each."""
     items: list[dict[str, Any]] = []
     for name, version in client.list_versions(MODEL_DEPLOYMENT, namespace).items():
         held = cache.get(KIND, namespace, name)
-        differs = held is None or held["metadata"].get("resourceVersion") != version
+        differs = held is None or held["metadata"].get("resourceVersion") != version or name in wanted
         # Changed since the mark: newer than the list, and replace() keeps it.
         if differs and not cache.changed_since(KIND, namespace, name, since):
             held = client.get(KIND, namespace, name)  # None: deleted meanwhile
             held = cache.trim(KIND, held) if held is not None else None
         if held is not None:
             items.append(held)
-    touched = cache.replace(KIND, namespace, items, since)
-    if touched:
-        LOG.info("relist of %s found changes no watch reported for %s", namespace, sorted(touched))
-    return touched
+    return items

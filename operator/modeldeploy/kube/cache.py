@@ -24,8 +24,19 @@ Trim = Callable[[str, dict[str, Any]], dict[str, Any]]
 Covers = Callable[[dict[str, Any]], bool]
 
 
+# The key a trim sets on a body it kept only part of (see ``is_partial``).
+PARTIAL = "partial"
+
+
 def covers_all(body: dict[str, Any]) -> bool:
     return True
+
+
+def is_partial(body: dict[str, Any] | None) -> bool:
+    """Whether the cache holds only part of this body: a trim may keep an object's identity
+    alone (a ModelDeployment of a shard another replica holds). A whole body of the same
+    version replaces it, where an echo of a whole stored body changes nothing."""
+    return bool(body and body.get(PARTIAL))
 
 
 def keep_whole(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +100,7 @@ class ObjectCache:
     def _upsert_locked(self, kind: str, body: dict[str, Any]) -> bool:
         key = _key(kind, body)
         held = self._objects.get(key)
-        if held is not None and _same_version(held, body):
+        if held is not None and _same_version(held, body) and not _completes(held, body):
             return False
         if held is not None and _newer(held, body):
             return True
@@ -159,7 +170,9 @@ class ObjectCache:
                         touched.add(owner)
             for key, item in listed.items():
                 old = self._objects.get(key)
-                if self._changed_after(key, since) or (old is not None and _same_version(old, item)):
+                if self._changed_after(key, since) or (
+                    old is not None and _same_version(old, item) and not _completes(old, item)
+                ):
                     continue
                 self._store_locked(key, item)  # the list wins, whatever its version
                 owner = self._owner(item) if kind != self.owner_kind else key[2]
@@ -230,6 +243,28 @@ class ObjectCache:
                 found[kind] = found.get(kind, 0) + 1
             return found
 
+    def trim_again(self, kind: str, namespace: str, name: str) -> None:
+        """Hold only part of a whole body if the trim keeps only part of it now (its shard
+        handed to another replica): what it kept whole otherwise stays until its next event."""
+        held = self.get(kind, namespace, name)
+        if held is None or is_partial(held):
+            return
+        trimmed = self._trim(kind, held)  # outside the lock: a trim may ask who holds what
+        if not is_partial(trimmed):
+            return
+        with self._lock:
+            if self._objects.get((kind, namespace, name)) is held:  # else it changed meanwhile
+                self._store_locked((kind, namespace, name), trimmed)
+
+    def partial_names(self, kind: str, namespace: str) -> list[str]:
+        """Names of the objects of ``kind`` in ``namespace`` held only in part."""
+        with self._lock:
+            return [
+                key[2]
+                for key, body in self._objects.items()
+                if key[:2] == (kind, namespace) and is_partial(body)
+            ]
+
     def owner_keys(self) -> list[tuple[str, str]]:
         """(namespace, name) of every cached object of the owner kind."""
         with self._lock:
@@ -252,6 +287,11 @@ def _key(kind: str, body: dict[str, Any], namespace: str | None = None) -> Key:
 def _same_version(held: dict[str, Any], incoming: dict[str, Any]) -> bool:
     version = held.get("metadata", {}).get("resourceVersion")
     return version is not None and version == incoming.get("metadata", {}).get("resourceVersion")
+
+
+def _completes(held: dict[str, Any], incoming: dict[str, Any]) -> bool:
+    """Whether ``incoming`` is the whole of a body the cache holds only part of."""
+    return is_partial(held) and not is_partial(incoming)
 
 
 def _newer(held: dict[str, Any], incoming: dict[str, Any]) -> bool:
