@@ -27,6 +27,8 @@ class RecordingKube:
         self.existing: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> live object
         self.reads: list[tuple[str, str]] = []
         self.deleted: list[tuple[str, str, dict[str, str] | None]] = []
+        self.version_reads: list[tuple[str, str]] = []
+        self.versions = 8  # the last resourceVersion handed out
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.reads.append((kind, name))
@@ -38,9 +40,20 @@ class RecordingKube:
         self.deleted.append((kind, name, preconditions))
         return self.existing.pop((kind, name), None) is not None
 
+    def version(self, kind: str, namespace: str, name: str) -> str | None:
+        self.version_reads.append((kind, name))
+        live = self.existing.get((kind, name))
+        return None if live is None else str(live["metadata"].get("resourceVersion", ""))
+
     def apply(self, manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
         self.applied.append(copy.deepcopy(manifest))
-        return {**copy.deepcopy(manifest), "metadata": {**manifest["metadata"], "resourceVersion": "9"}}
+        self.versions += 1
+        result = {
+            **copy.deepcopy(manifest),
+            "metadata": {**manifest["metadata"], "resourceVersion": str(self.versions)},
+        }
+        self.existing[(manifest["kind"], manifest["metadata"]["name"])] = copy.deepcopy(result)
+        return result
 
 
 def applier() -> tuple[Applier, RecordingKube, ObjectCache]:
@@ -122,10 +135,51 @@ def test_a_child_nobody_controls_is_taken_only_when_labelled_as_ours(md: ModelDe
 def test_a_child_is_looked_at_once_not_at_every_resync(md: ModelDeployment) -> None:
     apply, kube, _ = applier()
     apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
-    apply.clear()  # a resync re-applies everything once
+    kube.existing[("Service", md.name)]["metadata"]["resourceVersion"] = "20"  # edited by hand
+    apply.recheck()
     apply.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
     assert len(kube.applied) == 2
     assert kube.reads == [("Service", md.name)]
+
+
+def test_a_resync_reads_the_unwatched_childrens_versions_and_writes_nothing_unchanged(
+    md: ModelDeployment,
+) -> None:
+    apply, kube, _ = applier()
+    children = [build_service(md), build_config_map(md, 1), build_deployment(md, 1, 1, "stable")]
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert len(kube.applied) == 3
+    apply.recheck()
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    # Reads of the two unwatched children alone (the Deployment's watch reports it), no write.
+    assert len(kube.applied) == 3
+    assert sorted(kube.version_reads) == [("ConfigMap", f"{md.name}-v1-config"), ("Service", md.name)]
+    # Without a resync asked for, a pass reads nothing.
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert len(kube.version_reads) == 2
+
+
+@pytest.mark.parametrize("drift", ["edited", "deleted"])
+def test_a_resync_applies_again_an_unwatched_child_changed_since_our_apply(
+    md: ModelDeployment, drift: str
+) -> None:
+    apply, kube, _ = applier()
+    children = [build_service(md), build_config_map(md, 1)]
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    config = ("ConfigMap", f"{md.name}-v1-config")
+    if drift == "edited":
+        kube.existing[config]["data"] = {"models.config": "changed by hand"}
+        kube.existing[config]["metadata"]["resourceVersion"] = "30"
+    else:
+        del kube.existing[config]
+    apply.recheck()
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert [(m["kind"], m["metadata"]["name"]) for m in kube.applied[2:]] == [config]
+    assert kube.existing[config]["data"] == children[1]["data"]
+    # Converged again: the next resync writes nothing.
+    apply.recheck()
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert len(kube.applied) == 3
 
 
 def test_a_delete_names_the_uid_and_spares_another_owners_namesake(md: ModelDeployment) -> None:

@@ -6,6 +6,11 @@ memo (unwatched kinds) carries the same hash is skipped, so a converged resource
 costs no request. Passes that plan the same children as the last complete apply
 skip building them altogether, unless a watched child drifted since.
 
+No watch reports a change to an unwatched child (a ConfigMap, a Service): now and then
+(``recheck``) each resource's next pass reads their versions, and applies again those
+that someone changed or deleted since our apply. A converged cluster gets reads, never a
+write.
+
 Fenced against a replica that no longer leads: leadership is asked before every write,
 and the update of a child the cache holds is conditional on the version seen (``_fence``).
 """
@@ -154,24 +159,29 @@ class Applier:
         # each is looked at once, not at every resync (server-side apply by force would
         # take a namesake from whoever holds it).
         self._claimed: dict[Owner, set[ChildKey]] = {}
+        # owner -> (kind, name) -> the resourceVersion our last apply of an unwatched
+        # child left; and the owners whose next pass compares them with the live ones.
+        self._versions: dict[Owner, dict[ChildKey, str]] = {}
+        self._unchecked: set[Owner] = set()
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the memo of a deleted ModelDeployment's children."""
         with self._lock:
-            self._applied.pop((namespace, name), None)
-            self._planned.pop((namespace, name), None)
-            self._claimed.pop((namespace, name), None)
+            for memo in (self._applied, self._planned, self._claimed, self._versions):
+                memo.pop((namespace, name), None)
+            self._unchecked.discard((namespace, name))
 
-    def clear(self) -> None:
-        """Periodic resync: re-apply everything once, repairing drift in unwatched kinds."""
+    def recheck(self) -> None:
+        """Periodic resync: each resource's next pass reads its unwatched children's
+        versions, and applies again what drifted (see ``_check_unwatched``)."""
         with self._lock:
-            self._applied.clear()
-            self._planned.clear()
+            self._unchecked = set(self._versions)
 
     def ensure(self, md: ModelDeployment, fingerprint: Hashable, desire: Callable[[], DesiredState]) -> None:
         """Make the cluster hold ``desire()``, unless it already holds what the same
         ``fingerprint`` (everything the desired state is built from) made last time."""
         owner = (md.namespace, md.name)
+        self._check_unwatched(owner)
         with self._lock:
             planned = self._planned.get(owner)
         if planned is not None and planned[0] == fingerprint and self._intact(planned[1]):
@@ -179,6 +189,34 @@ class Applier:
         applied = self._apply_state(md, desire())
         with self._lock:
             self._planned[owner] = (fingerprint, applied)
+
+    def _check_unwatched(self, owner: Owner) -> None:
+        """If a resync asked for it: forget what we applied of each unwatched child whose
+        live version is not the one our apply left (changed by hand, deleted), so this
+        pass applies it again. One metadata read per child; kept asked on a failed read."""
+        with self._lock:
+            if owner not in self._unchecked:
+                return
+            self._unchecked.discard(owner)
+            versions = dict(self._versions.get(owner, {}))
+        try:
+            drifted = [
+                key for key, seen in versions.items() if self.kube.version(key[0], owner[0], key[1]) != seen
+            ]
+        except Exception:
+            with self._lock:
+                self._unchecked.add(owner)
+            raise
+        if not drifted:
+            return
+        LOG.info(
+            "%s/%s: %s changed since applied; applying again", *owner, ", ".join(" ".join(k) for k in drifted)
+        )
+        with self._lock:
+            self._planned.pop(owner, None)
+            for key in drifted:
+                self._applied.get(owner, {}).pop(key, None)
+                self._versions.get(owner, {}).pop(key, None)
 
     def _intact(self, children: list[AppliedChild]) -> bool:
         """Every watched child is live and still carries the hash and labels we applied."""
@@ -248,6 +286,9 @@ class Applier:
         LOG.info("applied %s %s/%s", kind, owner[0], name)
         with self._lock:
             self._applied.setdefault(owner, {})[(kind, name)] = digest
+            if kind not in WATCHED_CHILDREN:
+                version = str((result.get("metadata") or {}).get("resourceVersion") or "")
+                self._versions.setdefault(owner, {})[(kind, name)] = version
         return digest
 
     def _fence(self, manifest: Manifest, live: dict[str, Any] | None) -> Manifest:
@@ -312,6 +353,7 @@ class Applier:
                 break
         with self._lock:
             self._applied.get(owner, {}).pop((kind, name), None)
+            self._versions.get(owner, {}).pop((kind, name), None)
             self._claimed.get(owner, set()).discard((kind, name))
 
     def _read_for_delete(self, kind: str, namespace: str, name: str) -> tuple[dict[str, Any] | None, bool]:

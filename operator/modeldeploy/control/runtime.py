@@ -155,9 +155,10 @@ class Operator:
                 self.cache.upsert(KIND, body)
 
     def _resync_loop(self) -> None:
-        """Re-run every ModelDeployment now and then: repairs drift no watch reports."""
+        """Re-run every ModelDeployment now and then, its unwatched children checked: repairs
+        drift no watch reports."""
         while not self.stopping.wait(self.settings.resync_seconds):
-            self.reconciler.applier.clear()
+            self.reconciler.applier.recheck()
             queue_everything(self.cache, self.queue)
 
     def _relist_loop(self) -> None:

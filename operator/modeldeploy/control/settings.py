@@ -27,8 +27,8 @@ class Settings:
     # checks): threads overlap the waits, and a busy API server that creates Services
     # one at a time still has requests queued from the others.
     workers: int = 32
-    # MODELDEPLOY_RESYNC_SECONDS: every resource is re-applied this often, repairing drift
-    # in kinds no watch reports.
+    # MODELDEPLOY_RESYNC_SECONDS: every resource's unwatched children (ConfigMaps, Services)
+    # are checked this often, and those changed or deleted since applied are applied again.
     resync_seconds: float = 600.0
     # MODELDEPLOY_RELIST_SECONDS: the ModelDeployments are listed again this often: one
     # deleted while kopf's watch was down (no DELETED event ever comes for it) leaves the

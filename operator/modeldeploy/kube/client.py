@@ -27,6 +27,7 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 LIST_PAGE = 250
 # A list of the objects' metadata only (PartialObjectMetadataList), served for every kind.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 # Seconds a watch may stay silent before it is dropped and resumed: the API server sends a
 # bookmark about every minute, so only a dead connection stays silent this long.
 WATCH_READ_TIMEOUT = 120.0
@@ -136,6 +137,17 @@ class Kube:
                 return None
             raise
         return result
+
+    def version(self, kind: str, namespace: str, name: str) -> str | None:
+        """An object's resourceVersion, read with its metadata alone; None when it does not
+        exist. Any change to the object, by anyone, moves it."""
+        try:
+            result = self._call("GET", self._path(kind, namespace, name), accept=METADATA)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str((result.get("metadata") or {}).get("resourceVersion") or "")
 
     def apply(self, manifest: dict[str, Any], field_manager: str) -> dict[str, Any]:
         """Server-side apply, forced: ``field_manager`` takes every field the manifest sets."""
