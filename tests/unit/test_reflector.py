@@ -358,14 +358,19 @@ def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_see
     tmp_path: Path, stopping: threading.Event
 ) -> None:
     """Each replica lists and watches only its shards' children; when its shards change, its
-    cache holds exactly the new shards' children once listed. Children an install of one
-    shard made (no label) are listed apart; that watch ends once none is left."""
-    from modeldeploy.control.shard_select import held_selector
+    cache holds exactly the new shards' children once listed. Shards taken beside those held
+    are listed alone; letting one go lists the held ones again and drops its children.
+    Children an install of one shard made (no label) are listed apart; that watch ends once
+    none is left."""
     from modeldeploy.control.watches import EventRouter, NamespaceWatches
     from modeldeploy.kube.workqueue import WorkQueue
 
-    server = SelectingApiServer([sharded_pod("zero", 0), sharded_pod("one", 1), sharded_pod("old", None)])
+    server = SelectingApiServer(
+        [sharded_pod("zero", 0), sharded_pod("one", 1), sharded_pod("two", 2), sharded_pod("old", None)]
+    )
     started: list[NamespaceWatches] = []
+    selected = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in "
+    legacy = f"{LABEL_MANAGED_BY}={MANAGED_BY},!{LABEL_SHARD}"
     try:
         client = kube.Kube(
             kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
@@ -373,23 +378,34 @@ def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_see
         )
         cache = new_cache()
         router = EventRouter(cache, WorkQueue(), lambda *_: None)
-        watches = NamespaceWatches(client, cache, router, stopping, held_selector({0}, 3))
+        watches = NamespaceWatches(client, cache, router, stopping, shard_count=4)
         started.append(watches)
 
         def pods() -> set[str]:
             return {name for kind, _, name in list(cache._objects) if kind == "Pod"}
 
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"zero", "old"}
-        assert f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in (0)" in server.selectors
-        assert f"{LABEL_MANAGED_BY}={MANAGED_BY},!{LABEL_SHARD}" in server.selectors
-        assert watches.reselect(held_selector({1}, 3))
-        assert not watches.reselect(held_selector({1}, 3)), "the same shards: nothing restarts"
+        assert pods() == {"old"}, "no shard held yet: only the unlabelled children"
+        assert watches.reselect(frozenset({0}))
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"one", "old"}
-        assert watches.reselect(None)  # every shard held: every child, as with one shard
+        assert pods() == {"zero", "old"}
+        assert {f"{selected}(0)", legacy} <= set(server.selectors)
+        # A shard taken beside: only its children are listed; the running watches go on.
+        server.selectors.clear()
+        assert watches.reselect(frozenset({0, 1}))
+        assert not watches.reselect(frozenset({0, 1})), "the same shards: nothing restarts"
         watches.fill("ml", wait_seconds=10)
         assert pods() == {"zero", "one", "old"}
+        assert server.selectors == [f"{selected}(1)"]
+        # A shard let go: the held ones listed again, and its children leave the cache.
+        server.selectors.clear()
+        assert watches.reselect(frozenset({1}))
+        watches.fill("ml", wait_seconds=10)
+        assert pods() == {"one", "old"}
+        assert sorted(server.selectors) == sorted([f"{selected}(1)", legacy])
+        assert watches.reselect(frozenset({0, 1, 2, 3}))  # every shard held: every child
+        watches.fill("ml", wait_seconds=10)
+        assert pods() == {"zero", "one", "two", "old"}
     finally:
         for watches in started:
             watches.stop()

@@ -16,7 +16,14 @@ from modeldeploy.children.desired import desired_state
 from modeldeploy.control.kinds import new_cache
 from modeldeploy.control.operator_metrics import CacheCollector
 from modeldeploy.control.settings import Settings
-from modeldeploy.control.shard_select import held_selector, is_labelled, shard_labels, unlabelled
+from modeldeploy.control.shard_select import (
+    held_selector,
+    is_labelled,
+    labelled_in,
+    labelled_outside,
+    shard_labels,
+    unlabelled,
+)
 from modeldeploy.kube.shards import shard_of
 from modeldeploy.rollout.types import Plan, VersionPlan
 
@@ -114,6 +121,22 @@ def test_each_watchs_list_replaces_only_its_share_of_a_kind() -> None:
     assert cache.get("Pod", "ml", "newer") is not None
     assert cache.count("Pod", "ml", unlabelled) == 0
     assert cache.count("Pod", "ml") == 1
+
+
+def test_watches_of_two_sets_of_shards_each_replace_only_their_own_children() -> None:
+    """A replica that took shards beside those it held watches them apart: a list of either
+    (a watch started again after a break) drops none of the other's children; letting
+    shards go drops exactly theirs."""
+    cache = new_cache()
+    for body in (child_pod("held", 1), child_pod("taken", 2), child_pod("old", None)):
+        cache.upsert("Pod", body)
+    cache.replace("Pod", "ml", [child_pod("held", 1)], cache.mark(), labelled_in(frozenset({0, 1})))
+    assert cache.get("Pod", "ml", "taken") is not None, "shard 2's child is the other watch's"
+    cache.replace("Pod", "ml", [], cache.mark(), labelled_in(frozenset({2})))
+    assert cache.get("Pod", "ml", "taken") is None
+    cache.upsert("Pod", child_pod("taken", 2))
+    cache.replace("Pod", "ml", [], cache.mark(), labelled_outside(frozenset({2})))
+    assert {name for name in ("held", "taken", "old") if cache.get("Pod", "ml", name)} == {"taken", "old"}
 
 
 def test_a_child_labelled_leaves_the_unlabelled_watch_without_leaving_the_cache() -> None:

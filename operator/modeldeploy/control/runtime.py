@@ -31,7 +31,6 @@ from .notices import load_config
 from .pod_checks import PreTrafficGate
 from .reconcile import Reconciler, unplaced
 from .settings import Settings
-from .shard_select import held_selector
 from .sharding import Shards, pass_for
 from .watches import (
     EventRouter,
@@ -216,7 +215,7 @@ def build_operator(settings: Settings) -> Operator:
 
     def shards_changed(held: frozenset[int]) -> None:
         for watches in built:
-            watches.reselect(held_selector(held, settings.shard_count))
+            watches.reselect(held)
 
     shards = _shards(settings, client, on_taken=shards_taken, on_lost=shards_lost, on_changed=shards_changed)
     leading = elector.is_leader if elector is not None else lambda: True
@@ -238,8 +237,9 @@ def build_operator(settings: Settings) -> Operator:
     )
     router = EventRouter(cache, queue, reconciler.forget)
     # With shards, none held yet: no child is watched until the holder takes some.
-    selector = held_selector(frozenset(), settings.shard_count) if shards is not None else None
-    watches = NamespaceWatches(client, cache, router, stopping, selector)
+    watches = NamespaceWatches(
+        client, cache, router, stopping, settings.shard_count if shards is not None else 1
+    )
     built.append(watches)
     return Operator(settings, cache, queue, client, reconciler, router, watches, elector, stopping, shards)
 

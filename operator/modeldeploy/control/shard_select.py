@@ -5,7 +5,7 @@ before shards."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..api.names import LABEL_SHARD
@@ -59,3 +59,22 @@ def unlabelled(body: dict[str, Any] | None) -> bool:
     """A child without the label: made while the install ran one shard. The pass applies it
     again with the label; until then it is watched apart (``NamespaceWatches``)."""
     return not is_labelled(body)
+
+
+def shard_label(body: dict[str, Any] | None) -> str | None:
+    """The shard label a child carries, if any."""
+    labels: dict[str, str] = ((body or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_SHARD)
+
+
+def labelled_in(shards: frozenset[int]) -> Callable[[dict[str, Any] | None], bool]:
+    """Whether a child carries the label of one of ``shards``: what a watch of those
+    shards' children speaks for (its lists remove no other shard's child)."""
+    values = frozenset(shard_label_value(s) for s in shards)
+    return lambda body: shard_label(body) in values
+
+
+def labelled_outside(shards: frozenset[int]) -> Callable[[dict[str, Any] | None], bool]:
+    """Whether a child carries the label of a shard not in ``shards``: one let go."""
+    values = frozenset(shard_label_value(s) for s in shards)
+    return lambda body: (label := shard_label(body)) is not None and label not in values

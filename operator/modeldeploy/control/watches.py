@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..kube.kinds import Kind
 from ..kube.reflector import Reflector
 from ..kube.workqueue import RetryLaterError, WorkQueue
 from .kinds import CHILD_WATCHES, MODEL_DEPLOYMENT
-from .shard_select import UNLABELLED, combined, is_labelled, unlabelled
+from .shard_select import UNLABELLED, combined, held_selector, labelled_in, labelled_outside, unlabelled
 
 LOG = logging.getLogger(__name__)
 Key = tuple[str, str]  # namespace, ModelDeployment name
@@ -119,6 +119,14 @@ def user_acted(held: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
     )
 
 
+@dataclass
+class WatchGroup:
+    """The reflectors of one namespace for one set of shards, and the event that stops them."""
+
+    stop: threading.Event
+    reflectors: list[Reflector]
+
+
 class NamespaceWatches:
     """The children's reflectors, per namespace that holds a ModelDeployment, started on its
     first event: an operator confined to some namespaces needs no cluster-wide rights, and a
@@ -132,16 +140,19 @@ class NamespaceWatches:
         cache: ObjectCache,
         router: EventRouter,
         stopping: threading.Event,
-        selector: str | None = None,
+        shard_count: int = 1,
     ) -> None:
         self.client = client
         self.cache = cache
         self.router = router
         self.stopping = stopping
-        # The children's selector (``shard_select.held_selector``): None watches them all.
-        self.selector = selector
-        # namespace -> its reflectors and the event that stops them
-        self._reflectors: dict[str, tuple[threading.Event, list[Reflector]]] = {}
+        self.shard_count = shard_count
+        # The shards whose children are watched; None: every child, labelled or not (one
+        # shard, or every shard held). With shards, none until the holder takes some.
+        self.held: frozenset[int] | None = None if shard_count <= 1 else frozenset()
+        # namespace -> its watch groups: the first for the shards held when it was (re)started,
+        # then one for each set of shards taken since, beside it.
+        self._groups: dict[str, list[WatchGroup]] = {}
         self._lock = threading.Lock()  # kopf's event loop adds namespaces while others read
         # Held while a reflector's list or event goes into the cache, and while reflectors
         # are stopped: nothing a stopped reflector saw lands after its replacement listed.
@@ -149,55 +160,82 @@ class NamespaceWatches:
 
     def namespaces(self) -> list[str]:
         with self._lock:
-            return sorted(self._reflectors)
+            return sorted(self._groups)
 
     def watch(self, namespace: str) -> list[Reflector]:
-        """Start listing and watching the children of ``namespace``, once."""
+        """Start listing and watching the children of ``namespace``, once; its reflectors."""
         with self._lock:
-            started = self._reflectors.get(namespace)
-            if started is None:
-                stop = threading.Event()
-                if self.stopping.is_set():
-                    stop.set()
-                started = self._reflectors[namespace] = (stop, self._start(namespace, stop))
+            groups = self._groups.get(namespace)
+            if groups is None:
+                groups = self._groups[namespace] = [self._start(namespace, self.held, unlabelled_too=True)]
                 LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
-            return started[1]
+            return [reflector for group in groups for reflector in group.reflectors]
 
-    def reselect(self, selector: str | None) -> bool:
-        """Watch the children by ``selector`` from now on (the held shards changed): every
-        namespace's reflectors are replaced by ones that list and watch with it, so once
-        they have listed, the cache holds exactly the selected children. Whether it changed."""
+    def reselect(self, held: frozenset[int]) -> bool:
+        """Watch the children of the ``held`` shards from now on; whether that changed.
+
+        Shards taken beside those already held get reflectors of their own in every
+        namespace, beside the running ones: only their children are listed (a replica that
+        takes a dead one's shards does not list its own children again). Any other change
+        (a shard let go, every shard held, the first shards taken) replaces every
+        namespace's reflectors by ones for the whole held set, and the children of the
+        shards let go leave the cache."""
+        selected = None if self.shard_count <= 1 or len(held) >= self.shard_count else frozenset(held)
         with self._lock:
-            if selector == self.selector:
+            before, self.held = self.held, selected
+            if selected == before:
                 return False
-            self.selector = selector
-            for namespace, (stop, _) in list(self._reflectors.items()):
-                with self._guard:
-                    stop.set()
-                fresh = threading.Event()
-                if self.stopping.is_set():
-                    fresh.set()
-                self._reflectors[namespace] = (fresh, self._start(namespace, fresh))
-        LOG.info("watching the children selected by %s", selector or "nothing: every child")
+            # Shards taken beside a non-empty held set, none let go: watched beside.
+            gained = selected - before if before and selected is not None and before < selected else None
+            for namespace, groups in self._groups.items():
+                if gained:
+                    groups.append(self._start(namespace, gained, unlabelled_too=False))
+                else:
+                    self._restart(namespace, groups)
+        what = f"shards {sorted(selected)}" if selected is not None else "every child"
+        LOG.info("watching the children of %s%s", what, f" ({sorted(gained)} beside)" if gained else "")
         return True
 
-    def _start(self, namespace: str, stop: threading.Event) -> list[Reflector]:
-        """Under the lock: the reflectors of ``namespace`` for the current selector, started.
+    def _restart(self, namespace: str, groups: list[WatchGroup]) -> None:
+        """Under the lock: replace the namespace's reflectors by one group for the held shards."""
+        with self._guard:
+            for group in groups:
+                group.stop.set()
+            if self.held is not None:
+                since, let_go = self.cache.mark(), labelled_outside(self.held)
+                for kind in CHILD_WATCHES:
+                    self.cache.replace(kind.kind, namespace, [], since, let_go)
+        groups[:] = [self._start(namespace, self.held, unlabelled_too=True)]
 
-        With a selector, each kind has a second reflector for the children without any shard
-        label: those an install running one shard made. A held resource's next pass applies
-        them again with the label (their manifest, so its hash, changed), and its Deployments'
-        pods roll to labelled ones, so they leave this reflector's view one by one; it stops
-        once none is left. Until then its pass sees every child it has, labelled or not."""
-        if self.selector is None:
-            return [self._reflector(kind, namespace, stop).start() for kind in CHILD_WATCHES]
+    def _start(self, namespace: str, shards: frozenset[int] | None, unlabelled_too: bool) -> WatchGroup:
+        """Under the lock: the reflectors of ``namespace`` for ``shards`` (None: every child),
+        started. Each lists and watches by its shards' selector, and speaks for their children
+        only (its lists remove no other group's).
+
+        ``unlabelled_too``: each kind has a second reflector for the children without any
+        shard label: those an install running one shard made. A held resource's next pass
+        applies them again with the label (their manifest, so its hash, changed), and its
+        Deployments' pods roll to labelled ones, so they leave this reflector's view one by
+        one; it stops once none is left. Until then its pass sees every child it has,
+        labelled or not."""
+        stop = threading.Event()
+        if self.stopping.is_set():
+            stop.set()
+        if shards is None:
+            return WatchGroup(
+                stop, [self._reflector(kind, namespace, stop).start() for kind in CHILD_WATCHES]
+            )
         reflectors = []
+        selector, covers = held_selector(shards, self.shard_count), labelled_in(shards)
         for kind in CHILD_WATCHES:
-            selected = replace(kind, selector=combined(kind.selector, self.selector))
-            reflectors.append(self._reflector(selected, namespace, stop, is_labelled).start())
-            legacy = replace(kind, selector=combined(kind.selector, UNLABELLED))
-            reflectors.append(self._reflector(legacy, namespace, stop, unlabelled, until_empty=True).start())
-        return reflectors
+            selected = replace(kind, selector=combined(kind.selector, selector))
+            reflectors.append(self._reflector(selected, namespace, stop, covers).start())
+            if unlabelled_too:
+                legacy = replace(kind, selector=combined(kind.selector, UNLABELLED))
+                reflectors.append(
+                    self._reflector(legacy, namespace, stop, unlabelled, until_empty=True).start()
+                )
+        return WatchGroup(stop, reflectors)
 
     def unwatch_if_empty(self, namespace: str) -> bool:
         """Stop the reflectors of ``namespace`` and drop its children from the cache, if no
@@ -207,11 +245,12 @@ class NamespaceWatches:
         with self._lock:
             if any(held == namespace for held, _ in self.cache.owner_keys()):
                 return False
-            started = self._reflectors.pop(namespace, None)
-            if started is None:
+            groups = self._groups.pop(namespace, None)
+            if groups is None:
                 return False
             with self._guard:
-                started[0].set()
+                for group in groups:
+                    group.stop.set()
             since = self.cache.mark()
             for kind in CHILD_WATCHES:
                 self.cache.replace(kind.kind, namespace, [], since)
@@ -221,8 +260,9 @@ class NamespaceWatches:
     def stop(self) -> None:
         """Stop every namespace's reflectors (the operator is stopping)."""
         with self._lock:
-            for stop, _ in self._reflectors.values():
-                stop.set()
+            for groups in self._groups.values():
+                for group in groups:
+                    group.stop.set()
 
     def _reflector(
         self,
