@@ -3,6 +3,7 @@ when each object is first seen done, the processes' CPU seconds and peak RSS."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
@@ -194,6 +195,39 @@ def proc_usage(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return hwm_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def listening_addresses(pid: int) -> list[str]:
+    """ "address:port" of every TCP socket the process listens on, from /proc: its socket
+    inodes (its fds) matched against the kernel's tables in LISTEN state."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = []
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == LISTEN and inode in inodes:
+                address, port = local.split(":")
+                found.append(f"{kernel_address(address, width)}:{int(port, 16)}")
+    return sorted(found)
+
+
+# /proc/net/tcp's state of a listening socket.
+LISTEN = "0A"
+
+
+def kernel_address(hex_address: str, width: int) -> str:
+    """An address as /proc/net/tcp{,6} writes it (32-bit words in host order, little-endian
+    here), in the usual notation."""
+    raw = b"".join(bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, width, 8))
+    return str(ipaddress.ip_address(raw))
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from testbed.bench.measure import (
     cluster_requests,
     cpu_delta,
     cpu_seconds,
+    listening_addresses,
     per_object_by_verb,
     proc_usage,
     reaction_summary,
@@ -300,6 +301,8 @@ def run_peer_phase(
         )
         rss, cpu = proc_usage(controller.pid)
         results["footprint"] = {"peak_rss_mib": round(rss, 1), "cpu_seconds": round(cpu, 1)}
+        # Its metrics and health servers: built to listen on loopback alone (build.sh).
+        results["listening"] = listening_addresses(controller.pid)
         if run.canary_names:
             canary_mark = audit.mark()
             results["canary_reaction"] = canary_reaction(api, run.canary_names, run.md_spec)

@@ -96,6 +96,9 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert argo["total_s"] > 0
         assert argo["cpu_s"]["argo-rollouts"] > 0
         assert argo["own"]["per_object_by_verb"].get("create", 0) >= 1  # its ReplicaSets
+        # Its metrics and health servers, and nothing else, listen, on loopback alone.
+        assert len(argo["listening"]) == 2, argo["listening"]
+        assert all(address.startswith("127.0.0.1:") for address in argo["listening"]), argo["listening"]
         assert argo["requests"]["per_object"] > argo["own"]["per_object_total"] > 0
         assert all(math.isfinite(r[key]) and r[key] > 0 for key in PEER_RATIOS)
     reaction = results["peer"]["canary_reaction"]
