@@ -8,8 +8,9 @@ delayed every new resource's pods (see docs/benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 
 from ..api.names import config_map_name, deployment_name, version_service_name
 from ..api.spec import ModelDeployment, Router
@@ -36,40 +37,56 @@ def desired_state(
     md: ModelDeployment, plan: Plan, options: BuildOptions, labels: Mapping[str, str] | None = None
 ) -> DesiredState:
     """``labels`` go on every child (and the pods of its Deployments) besides their own:
-    the shard label, with more than one shard."""
-    state = _desired_state(md, plan, options)
-    if not labels:
-        return state
-    extra = dict(labels)
-    deployments = {id(d): with_labels(d, extra) for d, _ in state.handovers}
-    return replace(
-        state,
-        children=[deployments.get(id(c)) or with_labels(c, extra) for c in state.children],
-        handovers=[(deployments[id(d)], size) for d, size in state.handovers],
+    the shard label, with more than one shard. Each child is labelled as it is built, so a
+    Deployment handed over is the very one applied."""
+    label = partial(_labelled, dict(labels or {}))
+    children, handovers = _version_children(md, plan, options, label)
+    children.append(label(build_service(md)))
+    gateway = md.spec.traffic.router is Router.GATEWAY_API
+    if gateway:
+        children += [label(build_version_service(md, v)) for v in sorted({vp.version for vp in plan.apply})]
+    optional = _optional_children(md, plan, gateway)
+    children += [label(manifest) for manifest in optional.values() if manifest is not None]
+    return DesiredState(
+        children=children,
+        handovers=handovers,
+        absent_kinds=[kind for kind, manifest in optional.items() if manifest is None],
+        deletions=_deletions(md, plan, gateway),
     )
 
 
-def _desired_state(md: ModelDeployment, plan: Plan, options: BuildOptions) -> DesiredState:
+def _labelled(labels: dict[str, str], manifest: Manifest) -> Manifest:
+    return with_labels(manifest, labels)
+
+
+def _version_children(
+    md: ModelDeployment, plan: Plan, options: BuildOptions, label: Callable[[Manifest], Manifest]
+) -> tuple[list[Manifest], list[tuple[Manifest, int]]]:
+    """Each version's ConfigMap and Deployment, pods first; the Deployments handed over."""
     children: list[Manifest] = []
     handovers: list[tuple[Manifest, int]] = []
     for version_plan in plan.apply:
-        children.append(build_config_map(md, version_plan.version))
-        deployment = build_deployment(
-            md, version_plan.version, version_plan.replicas, version_plan.track, options
+        children.append(label(build_config_map(md, version_plan.version)))
+        deployment = label(
+            build_deployment(md, version_plan.version, version_plan.replicas, version_plan.track, options)
         )
         children.append(deployment)
         if version_plan.initial_replicas is not None:
             handovers.append((deployment, version_plan.initial_replicas))
-    children.append(build_service(md))
-    gateway = md.spec.traffic.router is Router.GATEWAY_API
-    if gateway:
-        children += [build_version_service(md, v) for v in sorted({vp.version for vp in plan.apply})]
-    optional = {
+    return children, handovers
+
+
+def _optional_children(md: ModelDeployment, plan: Plan, gateway: bool) -> dict[str, Manifest | None]:
+    """The children the spec may turn off, by kind (None: turned off)."""
+    return {
         "HorizontalPodAutoscaler": build_hpa(md, plan.serving_version or plan.target_version),
         "NetworkPolicy": build_network_policy(md),
         "HTTPRoute": build_http_route(md, plan.route_weights()) if gateway else None,
     }
-    children += [manifest for manifest in optional.values() if manifest is not None]
+
+
+def _deletions(md: ModelDeployment, plan: Plan, gateway: bool) -> list[tuple[str, str]]:
+    """(kind, name) of the children of versions the plan no longer runs."""
     deletions: list[tuple[str, str]] = []
     for version in plan.delete:
         deletions += [
@@ -78,9 +95,4 @@ def _desired_state(md: ModelDeployment, plan: Plan, options: BuildOptions) -> De
         ]
         if gateway:
             deletions.append(("Service", version_service_name(md.name, version)))
-    return DesiredState(
-        children=children,
-        handovers=handovers,
-        absent_kinds=[kind for kind, manifest in optional.items() if manifest is None],
-        deletions=deletions,
-    )
+    return deletions
