@@ -412,6 +412,46 @@ def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_see
         server.stop()
 
 
+def test_shards_taken_beside_again_and_again_are_watched_as_one_set_past_a_few_groups(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    from modeldeploy.control.watches import MAX_WATCH_GROUPS, EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    server = SelectingApiServer([sharded_pod(f"p{shard}", shard) for shard in range(8)])
+    selected = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in "
+    started: list[NamespaceWatches] = []
+    try:
+        client = kube.Kube(
+            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
+            BY_KIND,
+        )
+        cache = new_cache()
+        watches = NamespaceWatches(
+            client, cache, EventRouter(cache, WorkQueue(), lambda *_: None), stopping, 8
+        )
+        started.append(watches)
+        watches.reselect(frozenset({0}))
+        watches.fill("ml", wait_seconds=10)
+        for last in range(1, MAX_WATCH_GROUPS):  # each taken beside: listed alone
+            server.selectors.clear()
+            watches.reselect(frozenset(range(last + 1)))
+            watches.fill("ml", wait_seconds=10)
+            assert server.selectors == [f"{selected}({last})"]
+        server.selectors.clear()
+        watches.reselect(frozenset(range(MAX_WATCH_GROUPS + 1)))
+        watches.fill("ml", wait_seconds=10)
+        held = ",".join(str(s) for s in range(MAX_WATCH_GROUPS + 1))
+        assert f"{selected}({held})" in server.selectors, server.selectors
+        assert {name for kind, _, name in list(cache._objects) if kind == "Pod"} == {
+            f"p{s}" for s in range(MAX_WATCH_GROUPS + 1)
+        }
+    finally:
+        for watches in started:
+            watches.stop()
+        server.stop()
+
+
 def test_the_watch_of_unlabelled_children_ends_once_none_is_left(
     tmp_path: Path, stopping: threading.Event
 ) -> None:

@@ -28,6 +28,9 @@ Key = tuple[str, str]  # namespace, ModelDeployment name
 FILL_WAIT_SECONDS = 30.0
 # Partial ModelDeployments of a namespace read whole one by one at most; beyond, one list.
 WHOLE_LIST_OVER = 20
+# Watch groups of one namespace at most (shards taken beside the held ones several times
+# over): each holds a thread and a watch per kind, and past a few one relist costs less.
+MAX_WATCH_GROUPS = 3
 
 
 class EventRouter:
@@ -176,10 +179,10 @@ class NamespaceWatches:
 
         Shards taken beside those already held get reflectors of their own in every
         namespace, beside the running ones: only their children are listed (a replica that
-        takes a dead one's shards does not list its own children again). Any other change
-        (a shard let go, every shard held, the first shards taken) replaces every
-        namespace's reflectors by ones for the whole held set, and the children of the
-        shards let go leave the cache."""
+        takes a dead one's shards does not list its own children again), up to
+        MAX_WATCH_GROUPS per namespace. Any other change (a shard let go, every shard held,
+        the first shards taken) replaces every namespace's reflectors by ones for the whole
+        held set, and the children of the shards let go leave the cache."""
         selected = None if self.shard_count <= 1 or len(held) >= self.shard_count else frozenset(held)
         with self._lock:
             before, self.held = self.held, selected
@@ -188,7 +191,7 @@ class NamespaceWatches:
             # Shards taken beside a non-empty held set, none let go: watched beside.
             gained = selected - before if before and selected is not None and before < selected else None
             for namespace, groups in self._groups.items():
-                if gained:
+                if gained and len(groups) < MAX_WATCH_GROUPS:
                     groups.append(self._start(namespace, gained, unlabelled_too=False))
                 else:
                     self._restart(namespace, groups)
