@@ -22,17 +22,12 @@ def shard_label_value(shard: int) -> str:
     return str(shard)
 
 
-def resource_shard(namespace: str, name: str, shard_count: int) -> int:
-    """The shard of the ModelDeployment ``namespace/name``, which its children share."""
-    return shard_of(namespace, name, shard_count)
-
-
 def shard_labels(namespace: str, name: str, shard_count: int) -> dict[str, str]:
     """The label the children of ``namespace/name`` carry: none with one shard, so a
     default install's pod templates (and so its pods) stay as they were."""
     if shard_count <= 1:
         return {}
-    return {LABEL_SHARD: shard_label_value(resource_shard(namespace, name, shard_count))}
+    return {LABEL_SHARD: shard_label_value(shard_of(namespace, name, shard_count))}
 
 
 def held_selector(held: Iterable[int], shard_count: int) -> str | None:
