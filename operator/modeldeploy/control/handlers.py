@@ -24,6 +24,7 @@ import kopf
 
 from ..api.names import KIND
 from ..kube import credentials
+from ..kube.client import LIST_PAGE
 from .kinds import MODEL_DEPLOYMENT
 from .runtime import Operator, build_operator
 from .settings import Settings
@@ -86,6 +87,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # kopf logs every event handler's success at INFO: thousands of lines an hour.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
+    # kopf lists every ModelDeployment in one response by default: with thousands, each
+    # replica would hold them all at once, decoded, at every start; in pages as our lists.
+    settings.watching.chunk_size = LIST_PAGE
     try:
         ours = Settings.from_env().validate()
     except ValueError as exc:  # a setting no retry can mend: stop, naming it

@@ -1,6 +1,7 @@
-"""The periodic resync on the real control plane: no watch reports the ConfigMaps and
-Services, so now and then each resource's pass reads their versions and applies again
-what someone changed or deleted; on a converged cluster it reads and writes nothing."""
+"""What the operator reads on the real control plane, from the audit log: kopf's first list
+of the ModelDeployments comes in pages; and the periodic resync. No watch reports the
+ConfigMaps and Services, so now and then each resource's pass reads their versions and
+applies again what someone changed or deleted; on a converged cluster it writes nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from modeldeploy.kube.client import LIST_PAGE
 from testbed.cluster.localcluster import OPERATOR_USER
 from testbed.support.wait import wait_for
 
@@ -65,3 +67,24 @@ def test_a_resync_reads_unwatched_children_and_repairs_only_what_drifted(
     # Writes went to exactly the two children that drifted.
     written = {r for r in operator_requests(cluster, namespace, since, unwatched) if r.split()[0] in WRITES}
     assert written == {f"patch configmaps {config_name}", "patch services mnist"}, written
+
+
+def test_the_operator_lists_model_deployments_in_pages(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """kopf's first list of the ModelDeployments, like the operator's own lists, asks for pages:
+    a replica starting beside thousands never holds them all decoded at once."""
+    assert cluster.local is not None
+    since = datetime.now(UTC)
+    start_operator(kubeconfig=cluster.local.operator_kubeconfig)
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    lists = [
+        entry["requestURI"]
+        for entry in audit_entries(cluster, since)
+        if entry.get("user", {}).get("username") == OPERATOR_USER
+        and entry.get("verb") == "list"
+        and (entry.get("objectRef") or {}).get("resource") == "modeldeployments"
+    ]
+    assert lists, "the operator never listed the ModelDeployments"
+    assert all(f"limit={LIST_PAGE}" in uri for uri in lists), lists
