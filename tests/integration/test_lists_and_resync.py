@@ -88,3 +88,26 @@ def test_the_operator_lists_model_deployments_in_pages(
     ]
     assert lists, "the operator never listed the ModelDeployments"
     assert all(f"limit={LIST_PAGE}" in uri for uri in lists), lists
+
+
+def test_a_restarted_operator_writes_none_of_the_children_it_finds_applied(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """A new process has no memo of its applies: it reads each unwatched child to claim it,
+    and takes one carrying this manifest's hash and fields as applied, writing nothing."""
+    assert cluster.local is not None
+    first = start_operator(kubeconfig=cluster.local.operator_kubeconfig)
+    cluster.create_md(namespace, sample())
+    cluster.wait_phase(namespace, "mnist", "Ready")
+    first.stop()
+    since = datetime.now(UTC)
+    start_operator(kubeconfig=cluster.local.operator_kubeconfig)
+    unwatched = {"configmaps", "services"}
+    claimed = {"get configmaps mnist-v1-config", "get services mnist"}
+    wait_for(
+        lambda: claimed <= set(operator_requests(cluster, namespace, since, unwatched)),
+        30,
+        what="the restarted operator reading its unwatched children",
+    )
+    requests = operator_requests(cluster, namespace, since, unwatched)
+    assert [r for r in requests if r.split()[0] in WRITES] == [], requests

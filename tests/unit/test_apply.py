@@ -13,7 +13,7 @@ from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.children.deployment import build_config_map, build_deployment
 from modeldeploy.children.desired import DesiredState
 from modeldeploy.children.routing import build_service
-from modeldeploy.control.apply import Applier, ChildOwnedByAnotherError, manifest_hash
+from modeldeploy.control.apply import Applier, ChildOwnedByAnotherError, holds_all, manifest_hash
 from modeldeploy.control.kinds import new_cache
 from modeldeploy.kube.cache import ObjectCache
 
@@ -205,3 +205,41 @@ def test_a_watched_child_is_deleted_by_the_uid_the_cache_holds(md: ModelDeployme
     apply.ensure(md, "first", lambda: DesiredState(deletions=[("Deployment", f"{md.name}-v2")]))
     assert kube.deleted == [("Deployment", f"{md.name}-v2", {"uid": "d-2"})]
     assert kube.reads == []
+
+
+def test_a_restarted_operator_takes_unwatched_children_as_applied_without_writing(
+    md: ModelDeployment,
+) -> None:
+    """A new process (a restart, a shard taken over) has no memo: the unwatched children it
+    reads to claim them, if they carry this manifest's hash and every field of it, are
+    taken as applied; one edited by hand since is applied again."""
+    apply, kube, _ = applier()
+    children = [build_service(md), build_config_map(md, 1)]
+    apply.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert len(kube.applied) == 2
+    config = ("ConfigMap", f"{md.name}-v1-config")
+    kube.existing[config]["metadata"]["resourceVersion"] = "40"
+    kube.existing[config]["data"] = {**kube.existing[config]["data"], "models.config": "edited by hand"}
+    restarted = Applier(kube, new_cache())  # type: ignore[arg-type]
+    restarted.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert [(m["kind"], m["metadata"]["name"]) for m in kube.applied[2:]] == [config]
+    # The Service was taken as it was: a resync finds its version unchanged and writes nothing.
+    restarted.recheck()
+    restarted.ensure(md, "first", lambda: DesiredState(children=copy.deepcopy(children)))
+    assert len(kube.applied) == 3
+
+
+def test_holds_all_ignores_the_servers_defaults_and_nothing_else() -> None:
+    desired = {"spec": {"ports": [{"port": 8500, "name": "grpc"}], "selector": {"app": "m"}}}
+    live = {
+        "spec": {
+            "ports": [{"port": 8500, "name": "grpc", "protocol": "TCP", "targetPort": 8500}],
+            "selector": {"app": "m"},
+            "clusterIP": "10.0.0.1",
+        }
+    }
+    assert holds_all(live, desired)
+    assert not holds_all(live, {"spec": {"ports": [{"port": 8501, "name": "grpc"}]}})
+    assert not holds_all(live, {"spec": {"ports": [{"port": 8500}, {"port": 8501}]}})  # one port gone
+    assert not holds_all(live, {"spec": {"type": "NodePort"}})
+    assert not holds_all({"data": None}, {"data": {"a": "b"}})

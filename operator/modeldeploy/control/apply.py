@@ -73,6 +73,20 @@ def labels_kept(live: dict[str, Any] | None, labels: Mapping[str, str]) -> bool:
     return all(live_labels.get(key) == value for key, value in labels.items())
 
 
+def holds_all(live: Any, desired: Any) -> bool:
+    """Whether ``live`` holds every field of ``desired`` with its value (lists item by item,
+    the server's defaults beside them ignored): applying ``desired`` would change none."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and holds_all(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(holds_all(item, wanted) for item, wanted in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
 def owns_replicas(deployment: dict[str, Any] | None) -> bool:
     """Whether the operator's own apply still owns spec.replicas of a live Deployment."""
     for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
@@ -265,7 +279,9 @@ class Applier:
                 remembered = False  # gone, or changed since: apply again
         if remembered:
             return digest
-        self._claim(owner, manifest)
+        live = self._claim(owner, manifest)
+        if kind not in WATCHED_CHILDREN and live is not None and self._adopt(owner, manifest, digest, live):
+            return digest
         meta = manifest["metadata"]
         # A copy: a builder's labels dict may be another field's too (a selector).
         meta["labels"] = {**(meta.get("labels") or {}), LABEL_APPLIED_HASH: digest}
@@ -316,14 +332,15 @@ class Applier:
         meta = deployment["metadata"]
         LOG.info("replicas of %s/%s handed over to the HPA at %d", meta["namespace"], meta["name"], replicas)
 
-    def _claim(self, owner: Owner, manifest: Manifest) -> None:
+    def _claim(self, owner: Owner, manifest: Manifest) -> dict[str, Any] | None:
         """Refuse (ChildOwnedByAnotherError) a child whose name another owner's object holds.
         A child not claimed before is read: from the cache if it holds it, else from the API
-        server (the watches see only children labelled as the operator's)."""
+        server (the watches see only children labelled as the operator's). What was read,
+        if it was."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         with self._lock:
             if (kind, name) in self._claimed.get(owner, set()):
-                return
+                return None
         live = self.cache.get(kind, owner[0], name) if kind in WATCHED_CHILDREN else None
         if live is None:
             live = self.kube.get(kind, owner[0], name)
@@ -332,6 +349,20 @@ class Applier:
             raise ChildOwnedByAnotherError(kind, name, holder)
         with self._lock:
             self._claimed.setdefault(owner, set()).add((kind, name))
+        return live
+
+    def _adopt(self, owner: Owner, manifest: Manifest, digest: str, live: dict[str, Any]) -> bool:
+        """Take an unwatched child just read as applied, without applying it, if our last
+        apply was this very manifest (its hash label) and it still holds every field of it:
+        a replica that restarts, or takes a shard over, then re-applies none of them."""
+        if applied_hash(live) != digest or not holds_all(live, manifest):
+            return False
+        version = str((live.get("metadata") or {}).get("resourceVersion") or "")
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        with self._lock:
+            self._applied.setdefault(owner, {})[key] = digest
+            self._versions.setdefault(owner, {})[key] = version
+        return True
 
     def _delete(self, owner: Owner, owner_uid: str, kind: str, name: str) -> None:
         """Delete a child the owner controls, by uid: never a namesake someone made since.
