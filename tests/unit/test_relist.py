@@ -187,3 +187,21 @@ def test_a_replica_taking_shards_reads_whole_the_resources_it_held_in_part(taken
     assert relist(server, cache, "ml") == set()
     assert server.read == []
     assert server.whole_lists == (1 if taken_count > WHOLE_LIST_OVER else 0)
+
+
+def test_a_replica_taking_shards_passes_over_rollouts_under_way_first() -> None:
+    cache = new_cache()
+    live = {
+        "ready-a": md("ready-a", "10"),
+        "canary": md("canary", "11", "Ready"),
+        "ready-b": md("ready-b", "12"),
+        "first": md("first", "13", "Progressing"),
+    }
+    live["canary"]["status"]["canary"] = {"version": 2, "step": 1}
+    for body in live.values():
+        cache.upsert(KIND, body)
+    queue = WorkQueue()
+    confirm_and_queue_everything(LiveModelDeployments(live), cache, queue)  # type: ignore[arg-type]
+    order = [queue.get() for _ in range(len(live))]
+    assert set(order[:2]) == {("ml", "canary"), ("ml", "first")}, order
+    assert set(order[2:]) == {("ml", "ready-a"), ("ml", "ready-b")}, order

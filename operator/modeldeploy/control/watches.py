@@ -86,8 +86,9 @@ def confirm_and_queue_everything(
 ) -> None:
     """What a replica does as it starts leading: relist the ModelDeployments it holds, so no
     pass acts on a status older than the last one the previous leader wrote (its watch may
-    still be behind), then a pass over every one of them. With shards, ``taken`` says which
-    resources it has just taken: only their namespaces are relisted, only they are queued."""
+    still be behind), then a pass over every one of them, rollouts under way first. With
+    shards, ``taken`` says which resources it has just taken: only their namespaces are
+    relisted, only they are queued."""
     keys = [key for key in cache.owner_keys() if taken(key)]
     for namespace in sorted({namespace for namespace, _ in keys}):
         try:
@@ -96,7 +97,14 @@ def confirm_and_queue_everything(
             LOG.warning("confirming namespace %s on taking the lease failed", namespace, exc_info=True)
     for key in cache.owner_keys():
         if taken(key):
-            queue.add(key)
+            # Rollouts under way first: a dead replica's canaries wait for no first pass.
+            queue.add(key, urgent=under_way(cache.get(KIND, *key)))
+
+
+def under_way(body: dict[str, Any] | None) -> bool:
+    """Whether a resource's last written status shows a rollout in progress."""
+    status = (body or {}).get("status") or {}
+    return bool(status.get("canary")) or status.get("phase") == "Progressing"
 
 
 def keep_identity_of(cache: ObjectCache, given: Callable[[Key], bool]) -> None:
