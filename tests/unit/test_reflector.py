@@ -11,6 +11,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -354,6 +355,37 @@ def sharded_pod(name: str, shard: int | None) -> dict[str, Any]:
     return body
 
 
+@contextmanager
+def sharded_watches(
+    pods: list[dict[str, Any]], shard_count: int, tmp_path: Path, stopping: threading.Event
+) -> Iterator[tuple[Any, Any, SelectingApiServer]]:
+    """A replica's children watches over ``shard_count`` shards against a server holding
+    ``pods``: (the watches, their cache, the server); all stopped at the end."""
+    from modeldeploy.control.watches import EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    server = SelectingApiServer(pods)
+    watches = None
+    try:
+        client = kube.Kube(
+            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
+            BY_KIND,
+        )
+        cache = new_cache()
+        watches = NamespaceWatches(
+            client, cache, EventRouter(cache, WorkQueue(), lambda *_: None), stopping, shard_count
+        )
+        yield watches, cache, server
+    finally:
+        if watches is not None:
+            watches.stop()  # the reflectors started last: they outlive the test's ``stopping``
+        server.stop()
+
+
+def pods_cached(cache: Any) -> set[str]:
+    return {name for kind, _, name in list(cache._objects) if kind == "Pod"}
+
+
 def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_seen_until_gone(
     tmp_path: Path, stopping: threading.Event
 ) -> None:
@@ -362,75 +394,42 @@ def test_the_children_watched_follow_the_held_shards_and_unlabelled_ones_are_see
     are listed alone; letting one go lists the held ones again and drops its children.
     Children an install of one shard made (no label) are listed apart; that watch ends once
     none is left."""
-    from modeldeploy.control.watches import EventRouter, NamespaceWatches
-    from modeldeploy.kube.workqueue import WorkQueue
-
-    server = SelectingApiServer(
-        [sharded_pod("zero", 0), sharded_pod("one", 1), sharded_pod("two", 2), sharded_pod("old", None)]
-    )
-    started: list[NamespaceWatches] = []
+    pods = [sharded_pod("zero", 0), sharded_pod("one", 1), sharded_pod("two", 2), sharded_pod("old", None)]
     selected = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in "
     legacy = f"{LABEL_MANAGED_BY}={MANAGED_BY},!{LABEL_SHARD}"
-    try:
-        client = kube.Kube(
-            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
-            BY_KIND,
-        )
-        cache = new_cache()
-        router = EventRouter(cache, WorkQueue(), lambda *_: None)
-        watches = NamespaceWatches(client, cache, router, stopping, shard_count=4)
-        started.append(watches)
-
-        def pods() -> set[str]:
-            return {name for kind, _, name in list(cache._objects) if kind == "Pod"}
-
+    with sharded_watches(pods, 4, tmp_path, stopping) as (watches, cache, server):
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"old"}, "no shard held yet: only the unlabelled children"
+        assert pods_cached(cache) == {"old"}, "no shard held yet: only the unlabelled children"
         assert watches.reselect(frozenset({0}))
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"zero", "old"}
+        assert pods_cached(cache) == {"zero", "old"}
         assert {f"{selected}(0)", legacy} <= set(server.selectors)
         # A shard taken beside: only its children are listed; the running watches go on.
         server.selectors.clear()
         assert watches.reselect(frozenset({0, 1}))
         assert not watches.reselect(frozenset({0, 1})), "the same shards: nothing restarts"
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"zero", "one", "old"}
+        assert pods_cached(cache) == {"zero", "one", "old"}
         assert server.selectors == [f"{selected}(1)"]
         # A shard let go: the held ones listed again, and its children leave the cache.
         server.selectors.clear()
         assert watches.reselect(frozenset({1}))
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"one", "old"}
+        assert pods_cached(cache) == {"one", "old"}
         assert sorted(server.selectors) == sorted([f"{selected}(1)", legacy])
         assert watches.reselect(frozenset({0, 1, 2, 3}))  # every shard held: every child
         watches.fill("ml", wait_seconds=10)
-        assert pods() == {"zero", "one", "two", "old"}
-    finally:
-        for watches in started:
-            watches.stop()
-        server.stop()
+        assert pods_cached(cache) == {"zero", "one", "two", "old"}
 
 
 def test_shards_taken_beside_again_and_again_are_watched_as_one_set_past_a_few_groups(
     tmp_path: Path, stopping: threading.Event
 ) -> None:
-    from modeldeploy.control.watches import MAX_WATCH_GROUPS, EventRouter, NamespaceWatches
-    from modeldeploy.kube.workqueue import WorkQueue
+    from modeldeploy.control.watches import MAX_WATCH_GROUPS
 
-    server = SelectingApiServer([sharded_pod(f"p{shard}", shard) for shard in range(8)])
+    pods = [sharded_pod(f"p{shard}", shard) for shard in range(8)]
     selected = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SHARD} in "
-    started: list[NamespaceWatches] = []
-    try:
-        client = kube.Kube(
-            kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
-            BY_KIND,
-        )
-        cache = new_cache()
-        watches = NamespaceWatches(
-            client, cache, EventRouter(cache, WorkQueue(), lambda *_: None), stopping, 8
-        )
-        started.append(watches)
+    with sharded_watches(pods, 8, tmp_path, stopping) as (watches, cache, server):
         watches.reselect(frozenset({0}))
         watches.fill("ml", wait_seconds=10)
         for last in range(1, MAX_WATCH_GROUPS):  # each taken beside: listed alone
@@ -443,13 +442,7 @@ def test_shards_taken_beside_again_and_again_are_watched_as_one_set_past_a_few_g
         watches.fill("ml", wait_seconds=10)
         held = ",".join(str(s) for s in range(MAX_WATCH_GROUPS + 1))
         assert f"{selected}({held})" in server.selectors, server.selectors
-        assert {name for kind, _, name in list(cache._objects) if kind == "Pod"} == {
-            f"p{s}" for s in range(MAX_WATCH_GROUPS + 1)
-        }
-    finally:
-        for watches in started:
-            watches.stop()
-        server.stop()
+        assert pods_cached(cache) == {f"p{s}" for s in range(MAX_WATCH_GROUPS + 1)}
 
 
 def test_the_watch_of_unlabelled_children_ends_once_none_is_left(
