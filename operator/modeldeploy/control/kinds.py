@@ -72,8 +72,8 @@ def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
 def identity(body: dict[str, Any]) -> dict[str, Any]:
     """What the cache keeps of a ModelDeployment whose passes another replica runs: enough
     to know it exists, at which version, and whose shard it is. Its whole body is read
-    again when this replica takes the shard: with every replica holding every resource
-    whole (status included), the resources it does not run were most of its memory."""
+    again when this replica takes the shard: every replica holding every resource whole
+    (status included) was a part of its memory that did not fall as replicas were added."""
     meta = body.get("metadata") or {}
     kept = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation") if k in meta}
     return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept, PARTIAL: True}
