@@ -300,12 +300,17 @@ class Applier:
             # Write-through: the next pass must not see the pre-apply object and apply again.
             self.cache.upsert(kind, result)
         LOG.info("applied %s %s/%s", kind, owner[0], name)
+        self._remember(owner, kind, name, digest, result)
+        return digest
+
+    def _remember(self, owner: Owner, kind: str, name: str, digest: str, live: dict[str, Any]) -> None:
+        """Record a child as applied with ``digest``; of an unwatched one, also the version
+        ``live`` (the apply's answer, or the child read) is at, for the resync to compare."""
         with self._lock:
             self._applied.setdefault(owner, {})[(kind, name)] = digest
             if kind not in WATCHED_CHILDREN:
-                version = str((result.get("metadata") or {}).get("resourceVersion") or "")
+                version = str((live.get("metadata") or {}).get("resourceVersion") or "")
                 self._versions.setdefault(owner, {})[(kind, name)] = version
-        return digest
 
     def _fence(self, manifest: Manifest, live: dict[str, Any] | None) -> Manifest:
         """``manifest`` as sent: an update of a child the cache holds carries the version the
@@ -357,11 +362,7 @@ class Applier:
         a replica that restarts, or takes a shard over, then re-applies none of them."""
         if applied_hash(live) != digest or not holds_all(live, manifest):
             return False
-        version = str((live.get("metadata") or {}).get("resourceVersion") or "")
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        with self._lock:
-            self._applied.setdefault(owner, {})[key] = digest
-            self._versions.setdefault(owner, {})[key] = version
+        self._remember(owner, manifest["kind"], manifest["metadata"]["name"], digest, live)
         return True
 
     def _delete(self, owner: Owner, owner_uid: str, kind: str, name: str) -> None:

@@ -128,10 +128,12 @@ class Kube:
     ) -> str:
         return self.kinds[kind].path(namespace, name, subresource)
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """One object, or None when it does not exist."""
+    def get(
+        self, kind: str, namespace: str, name: str, accept: str = "application/json"
+    ) -> dict[str, Any] | None:
+        """One object (``accept=METADATA``: its metadata alone), or None when it does not exist."""
         try:
-            result: dict[str, Any] = self._call("GET", self._path(kind, namespace, name))
+            result: dict[str, Any] = self._call("GET", self._path(kind, namespace, name), accept=accept)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -141,13 +143,8 @@ class Kube:
     def version(self, kind: str, namespace: str, name: str) -> str | None:
         """An object's resourceVersion, read with its metadata alone; None when it does not
         exist. Any change to the object, by anyone, moves it."""
-        try:
-            result = self._call("GET", self._path(kind, namespace, name), accept=METADATA)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str((result.get("metadata") or {}).get("resourceVersion") or "")
+        result = self.get(kind, namespace, name, accept=METADATA)
+        return None if result is None else str((result.get("metadata") or {}).get("resourceVersion") or "")
 
     def apply(self, manifest: dict[str, Any], field_manager: str) -> dict[str, Any]:
         """Server-side apply, forced: ``field_manager`` takes every field the manifest sets."""
