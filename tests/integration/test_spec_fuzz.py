@@ -86,6 +86,7 @@ class DryRunKube(Kube):
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> Any:
         if ("fieldManager", HANDOVER_FIELD_MANAGER) in (query or []):
             # The hand-over applies only spec.replicas to the Deployment the apply before
@@ -95,7 +96,7 @@ class DryRunKube(Kube):
         if method != "GET":
             query = [*(query or []), ("dryRun", "All")]
             self.writes.append((method, path))
-        result = super()._call(method, path, body, query, content_type, timeout)
+        result = super()._call(method, path, body, query, content_type, timeout, accept)
         if method == "PATCH" and path.endswith("/status"):
             self.statuses.append(result.get("status") or {})
         return result
