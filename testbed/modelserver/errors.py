@@ -57,6 +57,11 @@ class ServingError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]
 
+    @property
+    def number(self) -> int:
+        """The code's number, as gRPC and TF Serving's status protos carry it."""
+        return CODE_NAMES.index(self.code)
+
 
 def from_tensorflow(exc: Exception) -> ServingError:
     """A TensorFlow exception as TF Serving reports it: its own code, else UNKNOWN."""

@@ -20,7 +20,7 @@ from .conftest import ADDRESS, StartServer
 pytestmark = pytest.mark.timeout(120)
 
 
-def status_of(port: int, version: int) -> int:
+def version_status(port: int, version: int) -> get_model_status_pb2.ModelVersionStatus:
     with grpc.insecure_channel(f"{ADDRESS}:{port}") as channel:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = "mnist"
@@ -30,7 +30,11 @@ def status_of(port: int, version: int) -> int:
             .GetModelStatus(request, timeout=5)
             .model_version_status
         )
-        return int(entry.state)
+        return entry
+
+
+def status_of(port: int, version: int) -> int:
+    return int(version_status(port, version).state)
 
 
 def test_predict_metadata_and_status_over_grpc(start_server: StartServer) -> None:
@@ -66,3 +70,13 @@ def test_predict_metadata_and_status_over_grpc(start_server: StartServer) -> Non
         with pytest.raises(grpc.RpcError) as unknown:
             model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(missing, timeout=5)
         assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_version_that_failed_to_load_reports_its_error_code_over_grpc(start_server: StartServer) -> None:
+    _, _, port = start_server(6)
+    wait_for(
+        lambda: status_of(port, 6) == get_model_status_pb2.ModelVersionStatus.END, 30, what="version 6 END"
+    )
+    entry = version_status(port, 6)
+    assert entry.status.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert entry.status.error_message.startswith("Could not find SavedModel")
