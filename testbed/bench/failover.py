@@ -65,6 +65,11 @@ class Bench:
             },
         ).start()
 
+    def live_holder(self) -> str:
+        """The lease's holder when it is one of the running replicas, else ""."""
+        holder = self.holder()
+        return holder if holder in self.replicas else ""
+
     def holder(self) -> str:
         try:
             lease = self.leases.read_namespaced_lease(LEASE, NAMESPACE)
@@ -83,7 +88,7 @@ class Bench:
         return int(status.get("observedGeneration") or 0) >= generation
 
     def kill_once(self, rng: random.Random) -> tuple[float, float]:
-        leader: str = wait_for(lambda: self.holder() in self.replicas and self.holder(), 60, what="a leader")
+        leader = wait_for(self.live_holder, 60, what="a leader")
         time.sleep(rng.uniform(0, 3))  # a random point of the leader's renewal cycle, on purpose
         self.replicas.pop(leader).stop(kill=True)
         killed_at = time.monotonic()

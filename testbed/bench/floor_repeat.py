@@ -12,6 +12,7 @@ ratio away from 1 is the machine's noise or the order.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,10 @@ from testbed.support.wait import wait_for
 PHASES = ("A", "B", "C")
 
 
+def namespace_gone(core: kubernetes.client.CoreV1Api, name: str) -> bool:
+    return not namespace_exists(core, name)
+
+
 def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]]:
     """(wall seconds, CPU seconds of every process) of floors A, B and C on one control plane."""
     with fresh_control_plane(root) as (cluster, api):
@@ -43,7 +48,7 @@ def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]
                 for gone in ("floor-a", "floor-b"):
                     core.delete_namespace(gone)
                 for gone in ("floor-a", "floor-b"):
-                    wait_for(lambda g=gone: not namespace_exists(core, g), 900, what=f"{gone} deleted")
+                    wait_for(functools.partial(namespace_gone, core, gone), 900, what=f"{gone} deleted")
             settle(pids)
             before = cpu_seconds(pids)
             floor = run_floor(api, cluster.kubeconfig, n, 1, workers, namespace=f"floor-{phase.lower()}")

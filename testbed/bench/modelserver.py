@@ -13,6 +13,7 @@ Medians over ``--rounds``, each in a fresh process.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -105,9 +106,8 @@ def _pods_child(pods: int, store: str, work: str) -> dict[str, Any]:
             ServingEndpoints.start(ModelServer(args, registry, PathMap()), address, grpc_enabled=False)
         )
     for i in range(pods):
-        wait_for(
-            lambda i=i: _available(f"127.3.{i // 250}.{i % 250 + 1}", tfconfig.REST_PORT), 120, interval=0.05
-        )
+        address = f"127.3.{i // 250}.{i % 250 + 1}"
+        wait_for(functools.partial(_available, address, tfconfig.REST_PORT), 120, interval=0.05)
     loaded = time.monotonic() - started
     status = Path("/proc/self/status").read_text()
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024

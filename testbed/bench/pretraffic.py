@@ -16,6 +16,7 @@ Medians over rounds, with the spread, and each as a multiple of the gate probe.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = runner.check(spec, "mnist", 7, NEW_IP, serving, golden)
                     assert result.passed, result
                     figures[name].append(
-                        timed(lambda s=spec: runner.check(s, "mnist", 7, NEW_IP, serving, golden))
+                        timed(functools.partial(runner.check, spec, "mnist", 7, NEW_IP, serving, golden))
                     )
         finally:
             for server in servers:

@@ -222,7 +222,12 @@ def main(argv: list[str]) -> int:
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelserver-fleet-"))
     fleet = Fleet(api, args.namespace, args.control, args.grpc, workdir, node_paths)
-    signal.signal(signal.SIGTERM, lambda *_: (fleet.stop(), sys.exit(0)))
+
+    def stop_and_exit(*_: object) -> None:
+        fleet.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop_and_exit)
     fleet.run()
     return 0
 

@@ -227,6 +227,7 @@ class RestServer:
             def do_POST(self) -> None:
                 self._reply("POST")
 
+        self.address = address
         self.http = ThreadingHTTPServer((address, port), Handler)
         self.http.daemon_threads = True
         # No polling: a fleet serves thousands of pods from one process, and each server
@@ -247,6 +248,6 @@ class RestServer:
         ending.start()
         while ending.is_alive():
             with contextlib.suppress(OSError):
-                socket.create_connection(self.http.server_address[:2], timeout=1.0).close()
+                socket.create_connection((self.address, self.http.server_port), timeout=1.0).close()
             ending.join(0.05)
         self.http.server_close()

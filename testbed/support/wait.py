@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
@@ -21,8 +21,15 @@ def answers_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with its last value at the deadline."""
+def wait_for(
+    predicate: Callable[[], T | Literal[False] | None],
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    what: str = "",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with its last value at the deadline.
+    The value returned is that truthy one, so its type leaves out the None or False a
+    predicate answers with while it waits."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:

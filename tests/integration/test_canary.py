@@ -285,7 +285,7 @@ def test_manual_promote_skips_the_remaining_steps(
     cluster: Cluster, namespace: str, operator: Operator, traffic: Callable[..., TrafficDriver]
 ) -> None:
     # Pauses no test outlasts (each shorter than the deadline, as admission requires).
-    slow = {
+    slow: dict[str, Any] = {
         "steps": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "5m"}],
         "progressDeadlineSeconds": 600,
     }

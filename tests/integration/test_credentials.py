@@ -10,9 +10,11 @@ import json
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import kopf
 import pytest
 import yaml
 
@@ -67,7 +69,17 @@ def test_a_client_certificate_signed_by_the_cluster_ca_authenticates(
     key, csr, crt = tmp_path / "c.key", tmp_path / "c.csr", tmp_path / "c.crt"
     request = ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=cert-user"]
     subprocess.run(["openssl", *request, "-keyout", key, "-out", csr], check=True, capture_output=True)
-    signing = ["x509", "-req", "-in", csr, "-CA", pki / "ca.crt", "-CAkey", pki / "ca.key", "-CAcreateserial"]
+    signing: list[str | Path] = [
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        pki / "ca.crt",
+        "-CAkey",
+        pki / "ca.key",
+        "-CAcreateserial",
+    ]
     subprocess.run(["openssl", *signing, "-days", "1", "-out", crt], check=True, capture_output=True)
     inline = {
         "client-certificate-data": base64.b64encode(crt.read_bytes()).decode(),
@@ -80,7 +92,10 @@ def test_a_client_certificate_signed_by_the_cluster_ca_authenticates(
     assert "system:masters" in user["groups"]
     # kopf logs in from the same loader: the same server, CA and certificate.
     monkeypatch.setenv("KUBECONFIG", str(path))
-    info = handlers.login()
+    # kopf's decorator types the handler as an activity with kopf's own arguments; kopf
+    # calls it with those, which the handler takes as ``**_``.
+    login: Callable[[], kopf.ConnectionInfo] = cast(Any, handlers.login)
+    info = login()
     assert info.server == yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     assert info.token is None
     assert info.certificate_data == crt.read_bytes()

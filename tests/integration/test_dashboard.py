@@ -4,6 +4,7 @@ rolled-back canary, returns series. Grafana itself does not run here (see the RE
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -51,6 +52,11 @@ def label_values(address: str, label: str, match: str) -> list[str]:
         return values
 
 
+def offers_value(address: str, label: str, match: str, wanted: str) -> bool:
+    """Whether Prometheus offers ``wanted`` among the values of ``label`` for ``match``."""
+    return wanted in label_values(address, label, match)
+
+
 def test_every_panel_and_variable_query_returns_series_after_canaries(
     cluster: Cluster,
     namespace: str,
@@ -80,7 +86,7 @@ def test_every_panel_and_variable_query_returns_series_after_canaries(
         label = found.group(2)
         wanted = namespace if label == "namespace" else "mnist"
         wait_for(
-            lambda m=match, lb=label, w=wanted: w in label_values(prometheus, lb, m),
+            functools.partial(offers_value, prometheus, label, match, wanted),
             30,
             what=f"variable {variable['name']}",
         )
@@ -91,7 +97,9 @@ def test_every_panel_and_variable_query_returns_series_after_canaries(
         for target in panel["targets"]:
             expr = as_grafana_would(target["expr"], namespace, started)
             wait_for(
-                lambda e=expr: query(prometheus, e), 30, what=f"series for panel {panel['title']!r}: {expr}"
+                functools.partial(query, prometheus, expr),
+                30,
+                what=f"series for panel {panel['title']!r}: {expr}",
             )
             queried += 1
     assert queried >= 11

@@ -77,8 +77,7 @@ def test_broken_prometheus_answers_never_pass(
     traffic: Callable[..., TrafficDriver],
     broken_prometheus: ScriptedServer,
 ) -> None:
-    rollout = {"progressDeadlineSeconds": DEADLINE}
-    body = canary_sample(**rollout)
+    body = canary_sample(progressDeadlineSeconds=DEADLINE)
     body["spec"]["rollout"]["analysis"]["prometheus"] = {"address": broken_prometheus.address}
     serving_v1(cluster, namespace, body)
     traffic()

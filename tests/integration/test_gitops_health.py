@@ -94,9 +94,7 @@ def test_kstatus_and_argocd_follow_a_canary_a_pause_and_a_rollback(
     assert kstatus(paused)["status"] == "InProgress"  # still short of the spec, waiting for a person
     assert offered(paused) == {"promote", "abort", "resume"}
     reader.apply_action("resume")
-    wait_for(
-        lambda: canary(cluster, namespace) and not canary(cluster, namespace)["paused"], 30, what="resumed"
-    )
+    wait_for(lambda: not (canary(cluster, namespace) or {"paused": True})["paused"], 30, what="resumed")
 
     reader.apply_action("promote")  # skips the 60 s steps
     cluster.wait_phase(namespace, "mnist", "Ready", timeout=60)

@@ -132,7 +132,7 @@ def test_deleting_the_resource_garbage_collects_every_child(
     cluster.custom.delete_namespaced_custom_object(
         "serving.modeldeploy.dev", "v1alpha1", namespace, "modeldeployments", "mnist"
     )
-    empty = {"deployments": [], "services": [], "configmaps": []}
+    empty: dict[str, list[str]] = {"deployments": [], "services": [], "configmaps": []}
     wait_for(lambda: cluster.children(namespace, "mnist") == empty, 60, what="children collected")
     # Pods then honour their grace period (the kubelet's job, kwok's here): gone or terminating.
     wait_for(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cloudevents.core.base import BaseCloudEvent
 
 from testbed.modelserver.traffic import TrafficDriver
 from testbed.support.wait import wait_for
@@ -17,6 +18,12 @@ from .conftest import Cluster, Operator
 from .test_canary import canary_sample, serving_v1
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def weight_of(event: BaseCloudEvent) -> object:
+    data = event.get_data()
+    assert isinstance(data, dict), data
+    return data["weight"]
 
 
 @pytest.fixture
@@ -80,7 +87,7 @@ def test_rollouts_post_cloud_events_and_a_hanging_webhook_holds_nothing_up(
     assert isinstance(promoted, dict)
     assert isinstance(rolled_back, dict)
     assert (promoted["version"], promoted["replaced"]) == (2, 1)
-    assert [e.get_data()["weight"] for e in events[1:3]] == [20, 50]  # type: ignore[index]
+    assert [weight_of(e) for e in events[1:3]] == [20, 50]
     assert rolled_back["version"] == 3
     assert rolled_back["stableVersion"] == 2
     assert rolled_back["check"]["verdict"] == "Failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def snapshot(cluster: Cluster, namespace: str) -> dict[str, tuple[str, str]]:
     return objects
 
 
-def changes_during(seconds: int, list_fn: Callable[..., object], **kwargs: object) -> list[str]:
+def changes_during(seconds: int, list_fn: Callable[..., Any], **kwargs: object) -> list[str]:
     """Watch a collection for ``seconds`` from its current state; the changes seen."""
     initial = list_fn(**kwargs)
     rv = (

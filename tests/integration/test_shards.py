@@ -46,7 +46,7 @@ def start_replicas(
     namespace: str,
     names: list[str],
     kubeconfigs: dict[str, Path] | None = None,
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Operator]:
     return {
         name: start_operator(
@@ -55,7 +55,7 @@ def start_replicas(
             MODELDEPLOY_SHARDS=str(SHARDS),
             MODELDEPLOY_LEASE_NAMESPACE=namespace,
             POD_NAME=name,
-            **{**TIMINGS, **env},
+            **{**TIMINGS, **(env or {})},
         )
         for name in names
     }
@@ -239,7 +239,7 @@ def test_a_killed_replicas_canaries_are_taken_over_and_finished_exactly_once(
     traffic: Callable[..., TrafficDriver],
 ) -> None:
     replicas = ["replica-a", "replica-b", "replica-c"]
-    running = start_replicas(start_operator, namespace, replicas, **ROOMIER)
+    running = start_replicas(start_operator, namespace, replicas, env=ROOMIER)
     wait_for(lambda: holders(cluster, namespace) == expected(replicas), 60, what="the shards spread")
     names = names_held_by(namespace, replicas, replicas)  # one canary on each replica
     canaries_at_version_1(cluster, namespace, names, traffic)
@@ -285,7 +285,7 @@ def test_a_replica_that_joins_takes_its_shards_without_pausing_the_others(
     traffic: Callable[..., TrafficDriver],
 ) -> None:
     first, joining = ["replica-a", "replica-b"], "replica-c"
-    start_replicas(start_operator, namespace, first, **ROOMIER)
+    start_replicas(start_operator, namespace, first, env=ROOMIER)
     wait_for(lambda: holders(cluster, namespace) == expected(first), 60, what="the shards spread over two")
     everyone = [*first, joining]
     moving = assigned_shards(joining, everyone, SHARDS)
@@ -309,7 +309,7 @@ def test_a_replica_that_joins_takes_its_shards_without_pausing_the_others(
             for name in (moved, kept):
                 cluster.patch_md(namespace, name, {"spec": {"model": {"version": 2}}})
             wait_for(lambda: seen.steps_seen.get(moved), 30, what=f"{moved}'s canary under way")
-            start_replicas(start_operator, namespace, [joining], **ROOMIER)
+            start_replicas(start_operator, namespace, [joining], env=ROOMIER)
             wait_for(
                 lambda: holders(cluster, namespace) == expected(everyone), 30, what="the newcomer's shards"
             )
@@ -414,7 +414,7 @@ def test_a_replica_stalled_past_its_lease_lands_no_write_until_it_holds_the_shar
         "replica-a": cluster.local.operator_kubeconfig,
         "replica-b": cluster.local.standby_kubeconfig,
     }
-    running = start_replicas(start_operator, namespace, replicas, kubeconfigs, **ROOMIER)
+    running = start_replicas(start_operator, namespace, replicas, kubeconfigs, env=ROOMIER)
     wait_for(lambda: holders(cluster, namespace) == expected(replicas), 60, what="the shards spread")
     (name,) = names_held_by(namespace, replicas, ["replica-a"])
     canaries_at_version_1(cluster, namespace, [name], traffic)
@@ -468,7 +468,11 @@ def test_sharded_replicas_need_only_the_shipped_rights(
     base = f"shards-{namespace}"  # Leases of its own in the shared operator namespace
     kubeconfigs = {"replica-a": kubeconfig, "replica-b": kubeconfig}
     running = start_replicas(
-        start_operator, SA_NAMESPACE, ["replica-a", "replica-b"], kubeconfigs, MODELDEPLOY_LEASE_NAME=base
+        start_operator,
+        SA_NAMESPACE,
+        ["replica-a", "replica-b"],
+        kubeconfigs,
+        {"MODELDEPLOY_LEASE_NAME": base},
     )
     try:
         wait_for(

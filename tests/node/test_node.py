@@ -63,7 +63,7 @@ def test_a_pods_routes_hold_only_the_bridge_subnet(node_cluster: NodeCluster, no
     for route in routes:
         destination = route.split()[0]
         assert destination != "default", f"a pod must not have a default route: {routes}"
-        assert ipaddress.ip_network(destination).subnet_of(ipaddress.ip_network(POD_SUBNET)), routes
+        assert ipaddress.IPv4Network(destination).subnet_of(ipaddress.IPv4Network(POD_SUBNET)), routes
 
 
 def test_the_runtime_enforces_the_uid_and_a_read_only_root(

@@ -9,6 +9,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,10 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(60)
 
-BODY = {"metadata": {"namespace": "ml", "name": "mnist", "uid": "u"}, "spec": {"model": {"version": 3}}}
+BODY: dict[str, Any] = {
+    "metadata": {"namespace": "ml", "name": "mnist", "uid": "u"},
+    "spec": {"model": {"version": 3}},
+}
 BEFORE = ModelDeploymentStatus.model_validate({"phase": "Ready", "stable": {"version": 2}})
 
 

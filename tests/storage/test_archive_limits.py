@@ -156,10 +156,10 @@ def test_a_million_entries_is_refused_in_bounded_memory(tmp_path: Path) -> None:
         "status = Path('/proc/self/status').read_text().splitlines()\n"
         "print(next(int(line.split()[1]) for line in status if line.startswith('VmHWM:')) // 1024)\n"
     )
-    out = subprocess.run(
+    printed = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    message, peak_mib = out.strip().splitlines()
+    message, peak_mib = printed.strip().splitlines()
     assert "more than 100000 entries" in message
     assert int(peak_mib) < 150, f"peak RSS {peak_mib} MiB"
     assert len(list((tmp_path / "out").rglob("*"))) <= 100_001

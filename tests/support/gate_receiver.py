@@ -36,13 +36,13 @@ class GateReceiver:
                 self.end_headers()
                 self.wfile.write(reply)
 
+        self.host = host
         self.http = ThreadingHTTPServer((host, 0), Handler)
         self.http.daemon_threads = True
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
-        host, port = self.http.server_address[:2]
-        return f"http://{host}:{port}{path}"
+        return f"http://{self.host}:{self.http.server_port}{path}"
 
     def answer(self, path: str, status: int, reply: bytes = b"") -> None:
         with self._lock:

@@ -153,10 +153,10 @@ class InterleavingLock:
     """The cache's lock, letting another writer in right after its ``turn``-th release:
     what another thread may do between two of the cache's own steps."""
 
-    def __init__(self, turn: int, write: Callable[[], None]) -> None:
+    def __init__(self, turn: int, write: Callable[[], object]) -> None:
         self._lock = threading.Lock()
         self._turn = turn
-        self._write: Callable[[], None] | None = write
+        self._write: Callable[[], object] | None = write
 
     def __enter__(self) -> None:
         self._lock.acquire()

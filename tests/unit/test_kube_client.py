@@ -114,7 +114,7 @@ def test_a_list_comes_in_pages_and_each_item_is_slimmed_as_its_page_arrives(
     """The relist's pages: limit and continue are sent, and ``each`` sees every item of
     every page (the cache's slim, so whole objects are never held for the whole list)."""
     asked: list[dict[str, list[str]]] = []
-    pages = {
+    pages: dict[str, dict[str, Any]] = {
         "": {
             "metadata": {"continue": "page-2"},
             "items": [{"metadata": {"name": "a", "managedFields": [{"manager": "kwok"}]}}],

@@ -61,7 +61,7 @@ def elector(api: MemoryLease, identity: str, clock: Clock, started: list[str] | 
 
 
 def test_one_replica_leads_the_other_waits_and_takes_over_only_after_the_lease_duration() -> None:
-    api, clock, started = MemoryLease(), Clock(), []
+    api, clock, started = MemoryLease(), Clock(), list[str]()
     a, b = elector(api, "a", clock, started), elector(api, "b", clock, started)
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()

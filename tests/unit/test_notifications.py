@@ -126,7 +126,9 @@ def test_the_body_is_a_cloud_event_the_sdk_reads() -> None:
     assert event.get_type() == "dev.modeldeploy.rollout.RolledBack"
     assert event.get_source() == "/apis/serving.modeldeploy.dev/v1alpha1/namespaces/ml/modeldeployments/mnist"
     assert event.get_subject() == "ml/mnist"
-    assert event.get_time().year == 2026
+    sent_at = event.get_time()
+    assert sent_at is not None
+    assert sent_at.year == 2026
     data = event.get_data()
     assert isinstance(data, dict)
     assert (data["requestedVersion"], data["stableVersion"], data["version"]) == (3, 2, 3)

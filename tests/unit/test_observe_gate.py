@@ -53,7 +53,7 @@ def _serving(
 
 
 def test_a_serving_container_that_ended_after_the_gate_opened_closes_it() -> None:
-    running = {"running": {"startedAt": "2026-01-01T00:01:00Z"}}
+    running: dict[str, object] = {"running": {"startedAt": "2026-01-01T00:01:00Z"}}
     assert not serving_restarted_since_gate(_serving(running))
     assert passed_gate(_serving(running))
     # Restarted before the gate opened: the gate was opened for the new process.

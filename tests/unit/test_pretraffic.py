@@ -204,7 +204,10 @@ def test_a_changed_signature_fails_before_any_request_is_sent() -> None:
 
 def test_golden_expected_fails_on_wrong_answers_and_passes_within_the_tolerance() -> None:
     same_signature = metadata({"x": "DT_FLOAT"}, {"y": "DT_FLOAT"})
-    spec = {"warmupRequests": 3, "goldenRequests": {"configMapRef": {"name": "g", "key": "k"}}}
+    spec: dict[str, Any] = {
+        "warmupRequests": 3,
+        "goldenRequests": {"configMapRef": {"name": "g", "key": "k"}},
+    }
     wrong = run(spec, ScriptedPods(same_signature, 3.0))
     assert wrong.failure is not None
     assert wrong.failure[0] == "GoldenRequestsFailed"

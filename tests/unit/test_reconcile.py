@@ -471,7 +471,7 @@ def test_a_golden_configmap_that_cannot_be_used_holds_the_pod_shut_and_says_so(
 
     def pods_api(url: str, body: bytes | None) -> tuple[int, bytes]:
         sent.append(url)
-        metadata = {"metadata": {"signature_def": {"signature_def": {"serving_default": {}}}}}
+        metadata: dict[str, Any] = {"metadata": {"signature_def": {"signature_def": {"serving_default": {}}}}}
         return 200, json.dumps(metadata).encode()
 
     def read_config_map(namespace: str, name: str) -> dict[str, Any] | None:

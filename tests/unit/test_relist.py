@@ -184,7 +184,7 @@ def test_a_replica_taking_shards_reads_whole_the_resources_it_held_in_part(taken
         assert (server.whole_lists, sorted(server.read)) == (0, sorted(taken))
     # Held whole now, a steady relist reads nothing again.
     server.read.clear()
-    assert relist(server, cache, "ml") == set()
+    assert relist(server, cache, "ml") == set()  # type: ignore[arg-type]
     assert server.read == []
     assert server.whole_lists == (1 if taken_count > WHOLE_LIST_OVER else 0)
 
