@@ -1,12 +1,13 @@
 """`make bench-scale`: many ModelDeployments on sharded operator replicas, beside the floor.
 
     python -m testbed.bench.scale --n 10000 --replicas 3 --shards 32 --canaries 20 [--idle 60]
-        [--out bench-scale.json] [--keep DIR]
+        [--out bench-scale.json] [--keep DIR] [--no-floor]
 
 On a fresh local control plane (API audit log; each replica logs in as its own user):
 1. floor: N objects' children (ConfigMap, Deployment, Service, one pod each) applied
    straight (``run.run_floor``), timed until every Deployment is Available; then the floor's
-   namespace is deleted, so the operator starts on an empty cluster as the floor did;
+   namespace is deleted, so the operator starts on an empty cluster as the floor did
+   (``--no-floor`` leaves it out, and with it the ratio);
 2. operator: R replicas over ``--shards`` shard Leases (the shipped lease timings), the
    shards spread first; N ModelDeployments (Immediate, one pod each, the TF Serving double
    serving every pod) timed until every one is Ready; every client's requests, and the
@@ -87,6 +88,9 @@ class ScaleOptions:
     canaries: int = 20
     idle: float = 60.0
     workers: int = 32  # each replica's workers, and the floor's threads
+    # Without the floor a run measures everything but the ratio to it, in half the time:
+    # at N=10,000 the floor alone takes more than an hour on two CPUs.
+    floor: bool = True
 
 
 def identity(index: int) -> str:
@@ -365,11 +369,12 @@ class Run:
             "requests": cluster_requests(audit.namespace_requests(IDLE, mark, converged), n),
         }
         self.results["api"] = replica_requests(audit, IDLE, mark, converged, n)
-        floor = self.results["floor"]
-        self.results["ratio_total"] = self.results["operator"]["total_s"] / floor["total_s"]
-        self.results["cpu_ratio"] = sum(self.results["operator"]["cpu_s"].values()) / sum(
-            floor["cpu_s"].values()
-        )
+        if "floor" in self.results:
+            floor = self.results["floor"]
+            self.results["ratio_total"] = self.results["operator"]["total_s"] / floor["total_s"]
+            self.results["cpu_ratio"] = sum(self.results["operator"]["cpu_s"].values()) / sum(
+                floor["cpu_s"].values()
+            )
         return mark
 
     def canaries_ready(self) -> None:
@@ -482,7 +487,8 @@ def run(options: ScaleOptions, root: Path) -> dict[str, Any]:
     try:
         wait_node_ready(cluster)
         bench.results["wall_s"] = {"cluster_up": round(time.monotonic() - with_phase_start, 1)}
-        bench.floor()
+        if options.floor:
+            bench.floor()
         with bench.phase("replicas_started"):
             bench.start_operator()
         assert bench.replicas is not None
@@ -537,22 +543,13 @@ def checks(bench: Run, audit: Audit, start: int, steps: StepLog, versions: list[
 
 
 def table(results: dict[str, Any]) -> str:
-    floor, op, api = results["floor"], results["operator"], results["api"]
+    api = results["api"]
     rows = [
         (
             "ModelDeployments (N), replicas, shards",
             f"{results['n']} x 1 pod, {results['replicas']} replica(s), {results['shards']} shards",
         ),
-        ("floor: all Deployments Available", _spread(floor)),
-        ("operator: all Ready (model-aware)", _spread(op)),
-        (
-            "ratio operator/floor: wall, CPU-seconds",
-            f"{results['ratio_total']:.2f}, {results['cpu_ratio']:.2f}",
-        ),
-        (
-            "API requests per object, every client: floor / operator",
-            f"{floor['requests']['per_object']:.1f} / {op['requests']['per_object']:.1f}",
-        ),
+        *floor_rows(results),
         ("replicas' requests per object", f"{api['per_object_total']} {api['per_object_by_verb']}"),
         ("... by replica", f"{api['per_object_by_user']}"),
         (
@@ -597,6 +594,30 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def floor_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The operator beside the floor; without a floor, the operator alone."""
+    op = results["operator"]
+    if "floor" not in results:
+        return [
+            ("floor", "not run (--no-floor)"),
+            ("operator: all Ready (model-aware)", _spread(op)),
+            ("API requests per object, every client", f"{op['requests']['per_object']:.1f}"),
+        ]
+    floor = results["floor"]
+    return [
+        ("floor: all Deployments Available", _spread(floor)),
+        ("operator: all Ready (model-aware)", _spread(op)),
+        (
+            "ratio operator/floor: wall, CPU-seconds",
+            f"{results['ratio_total']:.2f}, {results['cpu_ratio']:.2f}",
+        ),
+        (
+            "API requests per object, every client: floor / operator",
+            f"{floor['requests']['per_object']:.1f} / {op['requests']['per_object']:.1f}",
+        ),
+    ]
+
+
 def _spread(phase: dict[str, Any]) -> str:
     return f"{phase['total_s']:.1f}s (p50 {phase['p50_s']:.1f}s, p99 {phase['p99_s']:.1f}s)"
 
@@ -617,10 +638,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=32, help="each replica's workers, the floor's threads")
     parser.add_argument("--out", type=Path, default=REPO / "bench-scale.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and the audit log in this folder")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor: every figure but the ratio to it",
+    )
     args = parser.parse_args(argv)
     if args.replicas < 1 or args.canaries < 1:
         parser.error("--replicas and --canaries must be at least 1")
-    options = ScaleOptions(args.n, args.replicas, args.shards, args.canaries, args.idle, args.workers)
+    options = ScaleOptions(
+        args.n, args.replicas, args.shards, args.canaries, args.idle, args.workers, args.floor
+    )
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         results = run(options, args.keep)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from testbed.bench.run import Audit
-from testbed.bench.scale import StepLog, double_writes
+from testbed.bench.scale import StepLog, double_writes, table
 
 pytestmark = pytest.mark.timeout(30)
 A, B = "modeldeploy-operator", "modeldeploy-operator-2"
@@ -89,3 +89,45 @@ def test_a_rollout_never_seen_is_caught() -> None:
     assert log_of(("c0", 2, 0), ("c0", 2, 1), ("c0", 2, 2)).problems([2, 3]) == [
         "c0 v3: steps [], expected [0, 1, 2]"
     ]
+
+
+def phase_figures(total: float) -> dict[str, Any]:
+    return {"total_s": total, "p50_s": total / 2, "p99_s": total, "requests": {"per_object": 9.5}}
+
+
+def scale_results(with_floor: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "n": 10,
+        "replicas": 3,
+        "shards": 32,
+        "idle_s": 5.0,
+        "idle_writes": 0,
+        "operator": phase_figures(30.0),
+        "api": {
+            "per_object_total": 8.0,
+            "per_object_by_verb": {},
+            "per_object_by_user": {},
+            "status_writes_per_object": 2.0,
+            "refused_status_writes_per_object": 0.0,
+            "gate_patches_per_object": 1.0,
+        },
+        "replicas_footprint": {},
+        "peak_rss_mib": {},
+        "canary_reaction": {"m": 2, "transitions": 4, "p50_s": 0.05, "p99_s": 0.2, "max_s": 0.2},
+        "checks": [],
+        "wall_s": {},
+    }
+    if with_floor:
+        results.update(floor=phase_figures(20.0), ratio_total=1.5, cpu_ratio=1.25)
+    return results
+
+
+def test_the_table_shows_the_ratio_with_a_floor_and_says_when_none_ran() -> None:
+    with_floor = table(scale_results(with_floor=True))
+    assert "ratio operator/floor: wall, CPU-seconds" in with_floor
+    assert "1.50, 1.25" in with_floor
+    without = table(scale_results(with_floor=False))
+    assert "not run (--no-floor)" in without
+    assert "ratio" not in without
+    rows = dict(line.split("  ", 1) for line in without.splitlines())
+    assert rows["operator: all Ready (model-aware)"].strip() == "30.0s (p50 15.0s, p99 30.0s)"
