@@ -23,6 +23,7 @@ from modeldeploy.api.names import LABEL_MANAGED_BY, LABEL_NAME, LABEL_SHARD, MAN
 from modeldeploy.control.kinds import BY_KIND, new_cache
 from modeldeploy.kube import client as kube
 from modeldeploy.kube.reflector import Reflector
+from modeldeploy.kube.transport import Interrupter
 from testbed.support.wait import wait_for
 from tests.unit.test_kube_client import loopback_kubeconfig
 
@@ -214,12 +215,13 @@ def test_a_pass_waits_for_its_namespace_s_first_lists_then_is_retried_later(
 
 class HoldingApiServer:
     """Answers every list with the pods ``pods_listed`` gives (those of ``items`` in the
-    list's namespace) and holds every watch open until ``end_watches``, as an idle
-    namespace's watches stay open."""
+    list's namespace) and holds every watch open until it stops, as an idle namespace's
+    watches stay open."""
 
     def __init__(self, items: dict[str, list[dict[str, Any]]]) -> None:
         self.items = items
         self.ended = threading.Event()
+        self.watching = 0  # watches the server holds open now
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -230,6 +232,7 @@ class HoldingApiServer:
                 self.send_header("Content-Type", "application/json")
                 if query.get("watch") == "true":
                     self.end_headers()  # no length: the watch runs until the connection closes
+                    server.watching += 1
                     server.ended.wait(20)
                     return
                 namespace = parts.path.split("/namespaces/")[1].split("/")[0]
@@ -249,9 +252,6 @@ class HoldingApiServer:
 
     def pods_listed(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self.items.get(namespace, [])
-
-    def end_watches(self) -> None:
-        self.ended.set()
 
     def stop(self) -> None:
         self.ended.set()
@@ -283,7 +283,6 @@ def test_a_namespace_s_reflectors_stop_with_its_last_model_deployment_and_start_
     server = HoldingApiServer({"ci-0": [listed]})
     started: list[NamespaceWatches] = []
     try:
-        baseline = threading.active_count()
         client = kube.Kube(
             kube.load_client_config(8, str(loopback_kubeconfig(tmp_path, server.http.server_address[1]))),
             BY_KIND,
@@ -302,11 +301,10 @@ def test_a_namespace_s_reflectors_stop_with_its_last_model_deployment_and_start_
         assert all(watches.unwatch_if_empty(namespace) for namespace in namespaces)
         assert watches.namespaces() == []
         assert cache.get("Pod", "ci-0", "a") is None, "a namespace no longer watched leaves the cache"
-        server.end_watches()  # the server ends each watch (or sends a bookmark): none resumes
-        # Another test's leftover thread may end meanwhile: at most the baseline.
-        wait_for(lambda: threading.active_count() <= baseline, 10, what="the threads back to the baseline")
-        assert watch_threads() == 0
-        server.ended.clear()
+        # Their watches stay open on the server's side (a quiet namespace): stopping the
+        # reflectors ends them, not the server.
+        wait_for(lambda: watch_threads() == 0, 10, what="the reflectors' threads ended")
+        assert not server.ended.is_set()
         watches.fill("ci-0", wait_seconds=10)
         assert watch_threads() == len(CHILD_WATCHES)
         assert cache.get("Pod", "ci-0", "a") is not None
@@ -487,4 +485,56 @@ def test_the_watch_of_unlabelled_children_ends_once_none_is_left(
         assert cache.get("Pod", "ml", "old") is None
         assert len(server.asked) == 2, "no list or watch after the last one went"
     finally:
+        server.stop()
+
+
+def test_an_interrupted_watch_ends_at_once_whether_it_was_waiting_or_not_yet_asked(tmp_path: Path) -> None:
+    """The server holds both watches open (a quiet namespace); each ends only because it
+    was interrupted: one while its read waits, one before its request went out."""
+    server = HoldingApiServer({})
+    try:
+        client = client_of(tmp_path, server.http.server_address[1])
+        waiting, early = Interrupter(), Interrupter()
+        seen: list[list[dict[str, Any]]] = []
+        reader = threading.Thread(
+            target=lambda: seen.append(list(client.watch(POD, "ns", "1", 300, waiting)))
+        )
+        reader.start()
+        wait_for(lambda: server.watching, 10, what="the watch held by the server")
+        waiting.interrupt()
+        reader.join(10)
+        assert not reader.is_alive()
+        assert seen == [[]]
+        early.interrupt()
+        assert list(client.watch(POD, "ns", "1", 300, early)) == []
+        assert not server.ended.is_set(), "the server ended no watch itself"
+    finally:
+        server.stop()
+
+
+def test_a_namespace_busy_with_its_cache_holds_up_no_other_namespace_s_events(
+    tmp_path: Path, stopping: threading.Event
+) -> None:
+    """While one namespace's reflectors hold its guard (a long list going into the cache,
+    its reflectors being replaced), another namespace's events still land."""
+    from modeldeploy.control.watches import EventRouter, NamespaceWatches
+    from modeldeploy.kube.workqueue import WorkQueue
+
+    server = HoldingApiServer({})
+    cache = new_cache()
+    client = client_of(tmp_path, server.http.server_address[1])
+    watches = NamespaceWatches(client, cache, EventRouter(cache, WorkQueue(), lambda *_: None), stopping)
+    try:
+        busy, other = watches.watch("ci-busy"), watches.watch("ci-other")
+        arrived = owned_pod("a", "7", "md-a")
+        arrived["metadata"]["namespace"] = "ci-other"
+        pods = next(r for r in other if r.kind.kind == "Pod")
+        with busy[0].guard:
+            delivered = threading.Thread(target=pods.on_event, args=("ADDED", arrived), daemon=True)
+            delivered.start()
+            delivered.join(10)
+            assert not delivered.is_alive(), "an event of another namespace waited for the busy one"
+        assert cache.get("Pod", "ci-other", "a") is not None
+    finally:
+        watches.stop()
         server.stop()

@@ -137,6 +137,12 @@ class WatchGroup:
     stop: threading.Event
     reflectors: list[Reflector]
 
+    def end(self) -> None:
+        """Stop every reflector of the group, and end the watches they wait on."""
+        self.stop.set()
+        for reflector in self.reflectors:
+            reflector.interrupt()
+
 
 class NamespaceWatches:
     """The children's reflectors, per namespace that holds a ModelDeployment, started on its
@@ -165,9 +171,11 @@ class NamespaceWatches:
         # then one for each set of shards taken since, beside it.
         self._groups: dict[str, list[WatchGroup]] = {}
         self._lock = threading.Lock()  # kopf's event loop adds namespaces while others read
-        # Held while a reflector's list or event goes into the cache, and while reflectors
-        # are stopped: nothing a stopped reflector saw lands after its replacement listed.
-        self._guard = threading.Lock()
+        # namespace -> the lock held while a reflector's list or event of it goes into the
+        # cache, and while its reflectors are stopped: nothing a stopped reflector saw lands
+        # after its replacement listed. One per namespace, so a long list of one holds up
+        # no other namespace's events.
+        self._guards: dict[str, threading.Lock] = {}
 
     def namespaces(self) -> list[str]:
         with self._lock:
@@ -178,6 +186,7 @@ class NamespaceWatches:
         with self._lock:
             groups = self._groups.get(namespace)
             if groups is None:
+                self._guards[namespace] = threading.Lock()
                 groups = self._groups[namespace] = [self._start(namespace, self.held, unlabelled_too=True)]
                 LOG.info("watching %s in namespace %s", ", ".join(k.plural for k in CHILD_WATCHES), namespace)
             return [reflector for group in groups for reflector in group.reflectors]
@@ -209,9 +218,9 @@ class NamespaceWatches:
 
     def _restart(self, namespace: str, groups: list[WatchGroup]) -> None:
         """Under the lock: replace the namespace's reflectors by one group for the held shards."""
-        with self._guard:
+        with self._guards[namespace]:
             for group in groups:
-                group.stop.set()
+                group.end()
             if self.held is not None:
                 since, let_go = self.cache.mark(), labelled_outside(self.held)
                 for kind in CHILD_WATCHES:
@@ -259,9 +268,9 @@ class NamespaceWatches:
             groups = self._groups.pop(namespace, None)
             if groups is None:
                 return False
-            with self._guard:
+            with self._guards.pop(namespace):
                 for group in groups:
-                    group.stop.set()
+                    group.end()
             since = self.cache.mark()
             for kind in CHILD_WATCHES:
                 self.cache.replace(kind.kind, namespace, [], since)
@@ -273,7 +282,7 @@ class NamespaceWatches:
         with self._lock:
             for groups in self._groups.values():
                 for group in groups:
-                    group.stop.set()
+                    group.end()
 
     def _reflector(
         self,
@@ -288,21 +297,27 @@ class NamespaceWatches:
             self.cache,
             kind,
             namespace,
-            partial(self._deliver, stop, kind.kind, covers),
+            partial(self._deliver, self._guards[namespace], stop, kind.kind, covers),
             partial(self.router.queue_owners, namespace),
             stop,
             covers,
             until_empty,
-            self._guard,
+            self._guards[namespace],
         )
 
     def _deliver(
-        self, stop: threading.Event, kind: str, covers: Covers, type_: str, body: dict[str, Any]
+        self,
+        guard: threading.Lock,
+        stop: threading.Event,
+        kind: str,
+        covers: Covers,
+        type_: str,
+        body: dict[str, Any],
     ) -> None:
         """A child's event, unless its reflector was stopped meanwhile: the cache dropped
         that namespace, or another selector's reflector took its place, and must not gain
         back what it no longer watches."""
-        with self._guard:
+        with guard:
             if not stop.is_set():
                 self.router.on_child_event(kind, type_, body, covers)
 

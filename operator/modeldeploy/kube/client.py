@@ -17,7 +17,7 @@ from typing import Any
 
 from .credentials import load
 from .kinds import Kind
-from .transport import ApiClient, ApiError
+from .transport import ApiClient, ApiError, Interrupter
 from .workqueue import RetryLaterError
 
 LOG = logging.getLogger(__name__)
@@ -223,10 +223,18 @@ class Kube:
             if not token:
                 return items, version
 
-    def watch(self, kind: Kind, namespace: str, version: str, seconds: int) -> Iterator[dict[str, Any]]:
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str,
+        version: str,
+        seconds: int,
+        interrupter: Interrupter | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """The watch events of a kind in ``namespace`` after ``version``, with bookmarks, until
-        the server ends the watch after ``seconds``. A read waits at most WATCH_READ_TIMEOUT:
-        longer than the server's bookmark interval, so only a silent connection times out."""
+        the server ends the watch after ``seconds`` (or ``interrupter`` does). A read waits at
+        most WATCH_READ_TIMEOUT: longer than the server's bookmark interval, so only a
+        silent connection times out."""
         query: list[tuple[str, Any]] = [
             ("watch", "true"),
             ("resourceVersion", version),
@@ -236,7 +244,10 @@ class Kube:
         if kind.selector:
             query.append(("labelSelector", kind.selector))
         timeout = (REQUEST_TIMEOUT[0], WATCH_READ_TIMEOUT)
-        for line in self.watch_api.stream_lines(kind.path(namespace), query=query, timeout=timeout):
+        lines = self.watch_api.stream_lines(
+            kind.path(namespace), query=query, timeout=timeout, interrupter=interrupter
+        )
+        for line in lines:
             event = json.loads(line)
             if isinstance(event, dict):
                 yield event

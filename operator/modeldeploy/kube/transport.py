@@ -3,6 +3,7 @@ JSON in and out (the client builds the paths and bodies)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import ssl
@@ -40,6 +41,40 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"({self.status}) {self.reason}: {self.message}"
+
+
+class Interrupter:
+    """Ends a stream's blocked read from another thread, for good: a stopped watch lets go
+    of its thread and its connection now, not at the server's next event or timeout."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answer: urllib3.BaseHTTPResponse | None = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self.interrupted = True
+            self._shut(self._answer)
+
+    def attach(self, answer: urllib3.BaseHTTPResponse) -> None:
+        with self._lock:
+            self._answer = answer
+            if self.interrupted:  # interrupted while the request was on its way
+                self._shut(answer)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._answer = None
+
+    @staticmethod
+    def _shut(answer: urllib3.BaseHTTPResponse | None) -> None:
+        # Shutting the socket's reading side wakes the read waiting on it, which then
+        # sees the stream end; the connection is closed, never put back into the pool.
+        # One already released or closed has nothing blocked on it.
+        if answer is not None:
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                answer.shutdown()
 
 
 @dataclass(frozen=True)
@@ -85,14 +120,21 @@ class ApiClient:
         return Response(answer.status, dict(answer.headers), answer.data)
 
     def stream_lines(
-        self, path: str, *, query: Sequence[tuple[str, Any]] = (), timeout: tuple[float, float]
+        self,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] = (),
+        timeout: tuple[float, float],
+        interrupter: Interrupter | None = None,
     ) -> Iterator[bytes]:
         """GET an answer that streams (a watch), one non-empty line at a time as it arrives.
 
         The read timeout bounds each wait for bytes, not the whole answer. An error status
         raises ApiError before the first line; a connection left before the end is closed,
-        never put back into the pool half read."""
+        never put back into the pool half read. ``interrupter`` ends the stream early."""
         answer = self._open("GET", path, query, None, None, timeout, preload=False)
+        if interrupter is not None:
+            interrupter.attach(answer)
         finished = False
         try:
             pending = b""
@@ -102,8 +144,10 @@ class ApiClient:
                 yield from (line for line in lines if line.strip())
             if pending.strip():
                 yield pending
-            finished = True
+            finished = not (interrupter and interrupter.interrupted)
         finally:
+            if interrupter is not None:
+                interrupter.detach()
             if not finished:
                 answer.close()
             answer.release_conn()
