@@ -48,14 +48,13 @@ from testbed.bench.run import (
     cpu_seconds,
     create_mds,
     fresh_control_plane,
-    namespace_exists,
     run_floor,
     settle,
     spec,
     timings,
 )
 from testbed.cluster.localcluster import LocalCluster
-from testbed.support.kube import create_namespace
+from testbed.support.kube import create_namespace, wait_namespace_deleted
 from testbed.support.wait import wait_for
 
 
@@ -127,7 +126,7 @@ def run_phase(
 
 def delete_and_wait(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
     core.delete_namespace(namespace)
-    wait_for(lambda: not namespace_exists(core, namespace), 900, what=f"{namespace} deleted")
+    wait_namespace_deleted(core, namespace)
 
 
 def rotated(index: int) -> tuple[Phase, ...]:

@@ -12,7 +12,6 @@ ratio away from 1 is the machine's noise or the order.
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import sys
 import tempfile
@@ -24,17 +23,12 @@ from testbed.bench.run import (
     cpu_delta,
     cpu_seconds,
     fresh_control_plane,
-    namespace_exists,
     run_floor,
     settle,
 )
-from testbed.support.wait import wait_for
+from testbed.support.kube import wait_namespace_deleted
 
 PHASES = ("A", "B", "C")
-
-
-def namespace_gone(core: kubernetes.client.CoreV1Api, name: str) -> bool:
-    return not namespace_exists(core, name)
 
 
 def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]]:
@@ -48,7 +42,7 @@ def one_round(root: Path, n: int, workers: int) -> dict[str, tuple[float, float]
                 for gone in ("floor-a", "floor-b"):
                     core.delete_namespace(gone)
                 for gone in ("floor-a", "floor-b"):
-                    wait_for(functools.partial(namespace_gone, core, gone), 900, what=f"{gone} deleted")
+                    wait_namespace_deleted(core, gone)
             settle(pids)
             before = cpu_seconds(pids)
             floor = run_floor(api, cluster.kubeconfig, n, 1, workers, namespace=f"floor-{phase.lower()}")

@@ -38,7 +38,7 @@ from testbed.bench.measure import (
     timings,
 )
 from testbed.cluster.localcluster import LocalCluster, free_ports, go_module_dir, versions
-from testbed.support.kube import create_namespace, namespace_exists
+from testbed.support.kube import create_namespace, wait_namespace_deleted
 from testbed.support.wait import answers_ok, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,5 +316,5 @@ def run_peer_phase(
     finally:
         controller.stop()
     core.delete_namespace(NAMESPACE)
-    wait_for(lambda: not namespace_exists(core, NAMESPACE), 900, what=f"{NAMESPACE} deleted")
+    wait_namespace_deleted(core, NAMESPACE)
     return results

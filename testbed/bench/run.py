@@ -69,7 +69,7 @@ from testbed.bench.measure import (
 from testbed.bench.peer import PeerSettings
 from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster
 from testbed.modelserver.store import NODE_PATH, make_store
-from testbed.support.kube import create_namespace, kubectl_path, namespace_exists
+from testbed.support.kube import create_namespace, kubectl_path, wait_namespace_deleted
 from testbed.support.operator import OperatorProcess
 from testbed.support.wait import wait_for
 
@@ -169,7 +169,7 @@ def run_contract_phase(
     operator's), as the operator phase started beside the floor's."""
     core = kubernetes.client.CoreV1Api(api)
     core.delete_namespace("bench-floor")
-    wait_for(lambda: not namespace_exists(core, "bench-floor"), 900, what="bench-floor deleted")
+    wait_namespace_deleted(core, "bench-floor")
     pids = cluster.pids()  # the control plane; this process is counted as "bench"
     namespace = "bench-contract"
     create_namespace(core, namespace)

@@ -47,7 +47,7 @@ from modeldeploy.kube.lease import LeaseTimings
 from modeldeploy.kube.shards import assigned_shards, shard_lease_name, shard_of
 from testbed.cluster.localcluster import MODELDEPLOYMENT_CRD, LocalCluster, replica_user
 from testbed.modelserver.store import NODE_PATH, make_store
-from testbed.support.kube import create_namespace
+from testbed.support.kube import create_namespace, wait_namespace_deleted
 from testbed.support.operator import OperatorProcess
 from testbed.support.wait import wait_for
 
@@ -62,7 +62,6 @@ from .run import (
     cpu_seconds,
     create_mds,
     matching,
-    namespace_exists,
     proc_usage,
     run_floor,
     settle,
@@ -331,7 +330,7 @@ class Run:
         self.results["floor"] = floor
         with self.phase("floor_deleted"):
             core.delete_namespace(FLOOR)
-            wait_for(lambda: not namespace_exists(core, FLOOR), READY_TIMEOUT, 1.0, what="floor deleted")
+            wait_namespace_deleted(core, FLOOR, READY_TIMEOUT, 1.0)
 
     def start_operator(self) -> None:
         """The model servers, then the replicas, until the Leases show the shards spread."""

@@ -53,6 +53,13 @@ def namespace_exists(core: kubernetes.client.CoreV1Api, name: str) -> bool:
         raise
 
 
+def wait_namespace_deleted(
+    core: kubernetes.client.CoreV1Api, name: str, timeout: float = 900.0, interval: float = 0.2
+) -> None:
+    """Wait until a namespace being deleted is gone: its finalizers empty it first."""
+    wait_for(lambda: not namespace_exists(core, name), timeout, interval, what=f"{name} deleted")
+
+
 @contextmanager
 def temporary_namespace(core: kubernetes.client.CoreV1Api, prefix: str) -> Iterator[str]:
     """A fresh namespace ``<prefix>-<random>`` for one test, deleted afterwards."""
