@@ -17,6 +17,8 @@ def test_defaults_and_overrides() -> None:
     assert settings.lease_duration_seconds == LeaseTimings().lease_duration == 10
     assert settings.shard_count == 1  # one Lease: today's single leader
     assert Settings.from_env({"MODELDEPLOY_SHARDS": "32"}).shard_count == 32
+    assert settings.first_pass_workers == 16 < settings.workers  # some always free for rollouts under way
+    assert Settings.from_env({"MODELDEPLOY_FIRST_PASS_WORKERS": "4"}).first_pass_workers == 4
 
 
 def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
@@ -53,6 +55,8 @@ def test_a_service_link_in_a_number_setting_is_named_in_the_error() -> None:
             r"MODELDEPLOY_PROMETHEUS_ALLOWED: 'ftp://x' is not",
         ),
         ({"MODELDEPLOY_SHARDS": "0"}, r"MODELDEPLOY_SHARDS=0 must be at least 1"),
+        ({"MODELDEPLOY_WORKERS": "0"}, r"MODELDEPLOY_WORKERS=0 must be at least 1"),
+        ({"MODELDEPLOY_FIRST_PASS_WORKERS": "0"}, r"MODELDEPLOY_FIRST_PASS_WORKERS=0 must be at least 1"),
         ({"MODELDEPLOY_SHARDS": "-3"}, r"MODELDEPLOY_SHARDS=-3 must be at least 1"),
         (
             {"MODELDEPLOY_PROMETHEUS_ALLOWED": "http://user@prometheus:9090"},

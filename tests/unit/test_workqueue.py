@@ -167,3 +167,74 @@ def test_a_key_waits_for_one_timer_the_earliest() -> None:
     clock.now = 2000.0
     assert len(queue) == 0
     assert queue.ready() == 0
+
+
+def test_normal_passes_beyond_the_bound_wait_while_urgent_and_first_keys_go() -> None:
+    queue = WorkQueue(normal_limit=2)
+    for key in ("n1", "n2", "n3"):
+        queue.add(key)
+    assert [queue.get(), queue.get()] == ["n1", "n2"]
+    queue.add("u", urgent=True)
+    queue.add("f", first=True)
+    assert [queue.get(), queue.get()] == ["f", "u"]
+    queue.done("u")  # an urgent pass ending frees no normal slot
+    third: list[Hashable | None] = []
+    taker = threading.Thread(target=lambda: third.append(queue.get()), daemon=True)
+    taker.start()
+    taker.join(0.2)
+    assert third == [], "a third normal pass started past the bound"
+    queue.done("n1")
+    taker.join(5)
+    assert third == ["n3"]
+
+
+def test_a_normal_key_made_urgent_is_not_held_by_the_bound() -> None:
+    queue = WorkQueue(normal_limit=1)
+    queue.add("n1")
+    queue.add("n2")
+    assert queue.get() == "n1"
+    queue.add("n2", urgent=True)  # a child of n2 changed while it waited
+    assert queue.get() == "n2"
+
+
+@pytest.mark.timeout(20)
+def test_a_burst_of_normal_passes_leaves_workers_for_urgent_work() -> None:
+    """Normal passes that all block (as a first rollout waits on the API server's
+    ClusterIP allocation) hold at most the bound's workers: an urgent key still runs, and
+    never more normal passes at once than the bound."""
+    queue = WorkQueue(normal_limit=2)
+    release, lock = threading.Event(), threading.Lock()
+    running: set[Hashable] = set()
+    most_at_once: list[int] = [0]
+    urgent_done = threading.Event()
+
+    def handle(key: Hashable) -> None:
+        if key == "urgent":
+            urgent_done.set()
+            return None
+        with lock:
+            running.add(key)
+            most_at_once[0] = max(most_at_once[0], len(running))
+        release.wait(10)
+        with lock:
+            running.discard(key)
+        return None
+
+    run_workers(queue, handle, 4)
+    for i in range(10):
+        queue.add(f"n{i}")
+    deadline = time.monotonic() + 5
+    while len(running) < 2:  # the burst has taken its workers
+        assert time.monotonic() < deadline, "no normal pass started"
+        time.sleep(0.01)
+    queue.add("urgent", urgent=True)
+    try:
+        assert urgent_done.wait(5), "the urgent key found no free worker"
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10
+    while len(queue) or running:
+        assert time.monotonic() < deadline, "the normal keys did not all run"
+        time.sleep(0.01)
+    queue.close()
+    assert most_at_once[0] == 2

@@ -190,7 +190,8 @@ def build_operator(settings: Settings) -> Operator:
     def keeps_whole(namespace: str, name: str) -> bool:
         return all(shards.holds_key((namespace, name)) for shards in holders)
 
-    cache, queue, stopping = new_cache(keeps_whole), WorkQueue(), threading.Event()
+    cache, stopping = new_cache(keeps_whole), threading.Event()
+    queue = WorkQueue(normal_limit=settings.first_pass_workers)
     writes = Writes(client)
     # A replica that starts leading passes over every resource it has cached (what the old
     # leader left half done, what this one skipped while standing by), each confirmed first.

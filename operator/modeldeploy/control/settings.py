@@ -27,6 +27,12 @@ class Settings:
     # checks): threads overlap the waits, and a busy API server that creates Services
     # one at a time still has requests queued from the others.
     workers: int = 32
+    # MODELDEPLOY_FIRST_PASS_WORKERS: at most this many of the workers run first rollouts
+    # and resyncs at once; the others stay free for rollouts under way. A first rollout
+    # creates a Service, and the API server allocates ClusterIPs one at a time: a longer
+    # line there only makes each wait longer, until waits pass the read timeout and the
+    # allocations are given back.
+    first_pass_workers: int = 16
     # MODELDEPLOY_RESYNC_SECONDS: every resource's unwatched children (ConfigMaps, Services)
     # are checked this often, and those changed or deleted since applied are applied again.
     resync_seconds: float = 600.0
@@ -99,6 +105,7 @@ class Settings:
 
         return cls(
             workers=number("MODELDEPLOY_WORKERS", cls.workers, int),
+            first_pass_workers=number("MODELDEPLOY_FIRST_PASS_WORKERS", cls.first_pass_workers, int),
             resync_seconds=number("MODELDEPLOY_RESYNC_SECONDS", cls.resync_seconds),
             relist_seconds=number("MODELDEPLOY_RELIST_SECONDS", cls.relist_seconds),
             fetcher_image=_image(
@@ -129,6 +136,10 @@ class Settings:
         with the others. Checked at start-up, apart from ``from_env``, which reads each
         variable on its own."""
         problems = self.lease_timings.problems(LEASE_VARIABLES)
+        if self.workers < 1:
+            problems.append(f"MODELDEPLOY_WORKERS={self.workers} must be at least 1")
+        if self.first_pass_workers < 1:
+            problems.append(f"MODELDEPLOY_FIRST_PASS_WORKERS={self.first_pass_workers} must be at least 1")
         if self.shard_count < 1:
             problems.append(f"MODELDEPLOY_SHARDS={self.shard_count} must be at least 1")
         problems += [

@@ -7,6 +7,12 @@ one object without a lock per object.
 Three priorities, so work already under way (urgent: a child changed, a timer fell due)
 need not wait behind a burst of first passes in a first-in-first-out queue, and a
 person's action (first) waits behind nothing.
+
+Normal passes (first rollouts, resyncs) may also be bounded in number at once. A first
+rollout creates a Service, and the API server allocates ClusterIPs one at a time (a lock
+held across a request of its own): with thousands created at once, every worker waited in
+that line, urgent work found no free worker, and passes that waited past their read
+timeout gave their allocation back, so half the line's work was thrown away.
 """
 
 from __future__ import annotations
@@ -23,8 +29,12 @@ PRIORITY_NORMAL, PRIORITY_URGENT, PRIORITY_FIRST = 0, 1, 2
 
 
 class WorkQueue:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, normal_limit: int | None = None) -> None:
+        """``normal_limit``: at most this many normal passes at once (None: no bound); urgent
+        and first keys are taken whatever it is."""
         self._clock = clock
+        self._normal_limit = normal_limit
+        self._normal_running: set[Hashable] = set()
         self._cond = threading.Condition()
         # By priority: normal (first passes), urgent (children, timers), first (a person's action).
         self._queues: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
@@ -96,17 +106,35 @@ class WorkQueue:
                 if self._closed:
                     return None
                 wait = self._promote_due()
-                waiting = next((q for q in reversed(self._queues) if q), None)
-                if waiting is not None:
-                    key = waiting.popleft()
+                priority = self._next_priority()
+                if priority is not None:
+                    key = self._queues[priority].popleft()
                     del self._queued[key]
                     self._processing[key] = self._clock()
+                    if priority == PRIORITY_NORMAL:
+                        self._normal_running.add(key)
                     return key
                 self._cond.wait(timeout=wait)
+
+    def _next_priority(self) -> int | None:
+        """The highest priority with a key waiting that may start now."""
+        for priority in (PRIORITY_FIRST, PRIORITY_URGENT):
+            if self._queues[priority]:
+                return priority
+        if self._queues[PRIORITY_NORMAL] and not self._normal_full():
+            return PRIORITY_NORMAL
+        return None
+
+    def _normal_full(self) -> bool:
+        return self._normal_limit is not None and len(self._normal_running) >= self._normal_limit
 
     def done(self, key: Hashable) -> None:
         with self._cond:
             self._processing.pop(key, None)
+            if key in self._normal_running:
+                self._normal_running.discard(key)
+                if self._queues[PRIORITY_NORMAL]:
+                    self._cond.notify()  # a worker may have waited for this slot
             if key in self._dirty:
                 self._add_locked(key, self._dirty.pop(key))
 
