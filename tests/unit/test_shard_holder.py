@@ -4,6 +4,7 @@ the API server's (resourceVersion grows; a stale update gets 409) and a fake clo
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ class MemoryLeases:
     def __init__(self) -> None:
         self.leases: dict[str, dict[str, Any]] = {}
         self.rv = 0
+        self.lock = threading.RLock()  # a holder renews its shards' Leases from several threads
 
     def named(self, name: str) -> NamedLease:
         return NamedLease(self, name)
@@ -41,9 +43,13 @@ class MemoryLeases:
         return copy.deepcopy(list(self.leases.values()))
 
     def store(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        self.rv += 1
-        self.leases[name] = {"metadata": {"name": name, "resourceVersion": str(self.rv)}, "spec": dict(spec)}
-        return copy.deepcopy(self.leases[name])
+        with self.lock:
+            self.rv += 1
+            self.leases[name] = {
+                "metadata": {"name": name, "resourceVersion": str(self.rv)},
+                "spec": dict(spec),
+            }
+            return copy.deepcopy(self.leases[name])
 
 
 class NamedLease:
@@ -56,14 +62,19 @@ class NamedLease:
         return copy.deepcopy(self.all.leases.get(self.name))
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        if self.name in self.all.leases:
-            raise ApiError(status=409, reason="AlreadyExists")
-        return self.all.store(self.name, spec)
+        with self.all.lock:
+            if self.name in self.all.leases:
+                raise ApiError(status=409, reason="AlreadyExists")
+            return self.all.store(self.name, spec)
 
     def update(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-        if lease["metadata"]["resourceVersion"] != self.all.leases[self.name]["metadata"]["resourceVersion"]:
-            raise ApiError(status=409, reason="Conflict")
-        return self.all.store(self.name, spec)
+        with self.all.lock:
+            if (
+                lease["metadata"]["resourceVersion"]
+                != self.all.leases[self.name]["metadata"]["resourceVersion"]
+            ):
+                raise ApiError(status=409, reason="Conflict")
+            return self.all.store(self.name, spec)
 
 
 def holder(
@@ -232,3 +243,41 @@ def test_a_shard_renewed_past_its_renew_deadline_counts_as_taken_again() -> None
     assert taken[1:] == [frozenset(range(SHARDS))]  # owed: every pass over them runs again
     rounds(clock, [a], 2)
     assert len(taken) == 2  # renewed in time: nothing more
+
+
+class BarrierLeases(MemoryLeases):
+    """Shard Lease updates wait until ``parties`` of them are under way together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier: threading.Barrier | None = None
+
+    def named(self, name: str) -> NamedLease:
+        return BarrierLease(self, name)
+
+
+class BarrierLease(NamedLease):
+    all: BarrierLeases
+
+    def update(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        if self.all.barrier is not None and "-member-" not in self.name:
+            self.all.barrier.wait()
+        return super().update(lease, spec)
+
+
+def test_a_holder_renews_its_shards_leases_at_once() -> None:
+    """One after another, a slow API server's round trips add up past the renew deadline
+    for the last shards; at once, a round takes about one round trip."""
+    leases, clock = BarrierLeases(), Clock()
+    replica = holder(leases, "replica-a", clock, shards=4)
+    rounds(clock, [replica], 2)
+    assert replica.held() == frozenset(range(4))
+    versions = {name: lease["metadata"]["resourceVersion"] for name, lease in leases.leases.items()}
+    leases.barrier = threading.Barrier(4, timeout=5)  # broken unless all four renew together
+    replica.tick()
+    renewed = {
+        name
+        for name, lease in leases.leases.items()
+        if lease["metadata"]["resourceVersion"] != versions[name]
+    }
+    assert len(renewed - {name for name in renewed if "-member-" in name}) == 4

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ from .lease import LeaderElector, LeaseApi, LeaseTimings
 from .shards import assigned_shards, shard_lease_name
 
 LOG = logging.getLogger(__name__)
+# Shard Leases renewed at once. One after another, a busy API server's round trips added up
+# past the renew deadline for the last shards of a round: they lapsed, and every resource of
+# theirs was passed over again, which made the API server busier still.
+RENEWALS_AT_ONCE = 16
 
 
 class LeaseCollection:
@@ -112,6 +117,9 @@ class ShardHolder:
             for shard in range(self.shard_count)
         }
         self._by_lease = {elector.api.name: elector for elector in self._electors.values()}
+        self._renewals = ThreadPoolExecutor(
+            max_workers=min(self.shard_count, RENEWALS_AT_ONCE), thread_name_prefix="shard-renew"
+        )
 
     def holds(self, shard: int) -> bool:
         """Whether this replica may act for ``shard`` now (within its renew deadline)."""
@@ -128,9 +136,16 @@ class ShardHolder:
         wanted = self._wanted()
         for shard in sorted(self.held() - wanted):
             self._release(shard)
-        for shard in sorted(wanted):
-            self._contend(shard)
+        self._contend_all(sorted(wanted))
         self._report(self.held())
+
+    def _contend_all(self, shards: list[int]) -> None:
+        """Acquire or renew every shard's Lease at once, and wait for them all."""
+        if len(shards) == 1:
+            self._contend(shards[0])
+            return
+        for _ in self._renewals.map(self._contend, shards):
+            pass
 
     def _wanted(self) -> frozenset[int]:
         if self.shard_count == 1:
@@ -192,6 +207,7 @@ class ShardHolder:
     def release(self) -> None:
         """On a clean shutdown: give every shard and the heartbeat up, so others take over at once."""
         self._stop.set()
+        self._renewals.shutdown(wait=False, cancel_futures=True)
         for elector in self._electors.values():
             elector.release()  # nothing to do for a shard it does not lead
         if self.shard_count > 1:
