@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from testbed.bench import contract_price, floor_repeat, modelserver, relist_cost
+from testbed.bench import contract_price, floor_repeat, modelserver, relist_cost, service_rate
 from testbed.bench.request_costs import CHILD_KINDS, measure
 from testbed.bench.run import CONTRACT_RATIOS, PEER_RATIOS, BenchOptions, run_rounds, table
 from testbed.cluster.localcluster import OPERATOR_USER
@@ -122,6 +122,13 @@ def test_request_costs_tool_measures_every_kind(tmp_path: Path) -> None:
     }
     assert all(used["kube-apiserver"] >= 0 for used in results.values())
     assert sum(used["kube-apiserver"] for used in results.values()) > 0  # 100 requests cost something
+
+
+def test_service_rate_tool_creates_what_it_counts(tmp_path: Path) -> None:
+    rows = service_rate.measure(tmp_path, count=10, clients=[2], presents=[0, 15])
+    assert [(present, clients) for present, clients, _ in rows] == [(0, 2), (15, 2)]
+    assert all(set(rates) == {"clusterip", "headless", "configmap"} for _, _, rates in rows)
+    assert all(rate > 0 for _, _, rates in rows for rate in rates.values())
 
 
 def test_model_server_figures_are_measured(capsys: pytest.CaptureFixture[str]) -> None:
