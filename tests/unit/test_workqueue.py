@@ -238,3 +238,65 @@ def test_a_burst_of_normal_passes_leaves_workers_for_urgent_work() -> None:
         time.sleep(0.01)
     queue.close()
     assert most_at_once[0] == 2
+
+
+def test_a_failed_normal_pass_comes_back_normal_until_one_finishes() -> None:
+    queue = WorkQueue(normal_limit=1)
+    queue.add("n1")
+    queue.add("n2")
+    assert queue.get() == "n1"
+    queue.add("n1", urgent=True)  # its own child's event, while it waits on the API server
+    queue.done("n1", finished=False)
+    assert queue.get() == "n2"  # n1 went back behind n2, not ahead as urgent
+    queue.add("n1", urgent=True)  # its retry timer falling due
+    waiting: list[Hashable | None] = []
+    taker = threading.Thread(target=lambda: waiting.append(queue.get()), daemon=True)
+    taker.start()
+    taker.join(0.2)
+    assert waiting == [], "a failed normal pass came back past the bound"
+    queue.done("n2")
+    taker.join(5)
+    assert waiting == ["n1"]
+    queue.done("n1")  # finished: n1 is urgent again like any key
+    queue.add("n3")
+    assert queue.get() == "n3"
+    queue.add("n1", urgent=True)
+    assert queue.get() == "n1"
+
+
+@pytest.mark.timeout(20)
+def test_failed_first_passes_and_their_childrens_events_stay_within_the_bound() -> None:
+    queue = WorkQueue(normal_limit=1)
+    lock = threading.Lock()
+    calls: dict[Hashable, int] = {}
+    running: set[Hashable] = set()
+    finished: set[Hashable] = set()
+    most_at_once = [0]
+    overlap = threading.Event()
+
+    def handle(key: Hashable) -> None:
+        with lock:
+            calls[key] = calls.get(key, 0) + 1
+            running.add(key)
+            most_at_once[0] = max(most_at_once[0], len(running))
+            if len(running) > 1:
+                overlap.set()
+        try:
+            if calls[key] == 1:
+                queue.add(key, urgent=True)  # the children it created raised events
+                raise RuntimeError("the Service apply timed out")
+            overlap.wait(0.2)  # room for another pass to join, were it let past the bound
+            finished.add(key)
+        finally:
+            with lock:
+                running.discard(key)
+
+    run_workers(queue, handle, 4)
+    for i in range(4):
+        queue.add(f"n{i}")
+    deadline = time.monotonic() + 15
+    while len(finished) < 4:
+        assert time.monotonic() < deadline, f"only {sorted(map(str, finished))} finished"
+        time.sleep(0.01)
+    queue.close()
+    assert most_at_once[0] == 1

@@ -12,7 +12,10 @@ Normal passes (first rollouts, resyncs) may also be bounded in number at once. A
 rollout creates a Service, and the API server allocates ClusterIPs one at a time (a lock
 held across a request of its own): with thousands created at once, every worker waited in
 that line, urgent work found no free worker, and passes that waited past their read
-timeout gave their allocation back, so half the line's work was thrown away.
+timeout gave their allocation back, so half the line's work was thrown away. A normal pass
+that fails stays normal until one of the key's passes finishes: its retry, and the events
+its own children raised meanwhile, would otherwise come back urgent and join the line
+beyond the bound.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class WorkQueue:
         self._clock = clock
         self._normal_limit = normal_limit
         self._normal_running: set[Hashable] = set()
+        self._normal_owed: set[Hashable] = set()  # a normal pass failed; none finished since
         self._cond = threading.Condition()
         # By priority: normal (first passes), urgent (children, timers), first (a person's action).
         self._queues: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
@@ -56,6 +60,8 @@ class WorkQueue:
             self._add_locked(key, PRIORITY_FIRST if first else PRIORITY_URGENT if urgent else PRIORITY_NORMAL)
 
     def _add_locked(self, key: Hashable, priority: int) -> None:
+        if priority == PRIORITY_URGENT and key in self._normal_owed:
+            priority = PRIORITY_NORMAL
         if key in self._processing:
             self._dirty[key] = max(self._dirty.get(key, PRIORITY_NORMAL), priority)
         elif key not in self._queued:
@@ -128,11 +134,16 @@ class WorkQueue:
     def _normal_full(self) -> bool:
         return self._normal_limit is not None and len(self._normal_running) >= self._normal_limit
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: Hashable, finished: bool = True) -> None:
+        """The pass of ``key`` ended; ``finished`` False if it failed and wants another."""
         with self._cond:
             self._processing.pop(key, None)
+            if finished:
+                self._normal_owed.discard(key)
             if key in self._normal_running:
                 self._normal_running.discard(key)
+                if not finished:
+                    self._normal_owed.add(key)
                 if self._queues[PRIORITY_NORMAL]:
                     self._cond.notify()  # a worker may have waited for this slot
             if key in self._dirty:
@@ -201,8 +212,10 @@ def run_workers(
     def work() -> None:
         while (key := queue.get()) is not None:
             again: float | None
+            finished = False
             try:
                 again = handle(key)
+                finished = True
                 backoff.succeeded(key)
             except RetryLaterError as exc:
                 delay = backoff.failed(key)
@@ -212,7 +225,7 @@ def run_workers(
                 again = backoff.failed(key)
                 LOG.exception("reconcile of %s failed; retrying in %.0fs", key, again)
             finally:
-                queue.done(key)
+                queue.done(key, finished)
             if again is not None:
                 queue.add_after(key, again)
 
