@@ -169,6 +169,19 @@ def test_a_key_waits_for_one_timer_the_earliest() -> None:
     assert queue.ready() == 0
 
 
+def held_until_done(queue: WorkQueue, running: Hashable) -> Hashable | None:
+    """The key a waiting worker gets once ``running`` is done; None if it got one before."""
+    taken: list[Hashable | None] = []
+    taker = threading.Thread(target=lambda: taken.append(queue.get()), daemon=True)
+    taker.start()
+    taker.join(0.2)
+    if taken:
+        return None
+    queue.done(running)
+    taker.join(5)
+    return taken[0] if taken else None
+
+
 def test_normal_passes_beyond_the_bound_wait_while_urgent_and_first_keys_go() -> None:
     queue = WorkQueue(normal_limit=2)
     for key in ("n1", "n2", "n3"):
@@ -178,14 +191,7 @@ def test_normal_passes_beyond_the_bound_wait_while_urgent_and_first_keys_go() ->
     queue.add("f", first=True)
     assert [queue.get(), queue.get()] == ["f", "u"]
     queue.done("u")  # an urgent pass ending frees no normal slot
-    third: list[Hashable | None] = []
-    taker = threading.Thread(target=lambda: third.append(queue.get()), daemon=True)
-    taker.start()
-    taker.join(0.2)
-    assert third == [], "a third normal pass started past the bound"
-    queue.done("n1")
-    taker.join(5)
-    assert third == ["n3"]
+    assert held_until_done(queue, "n1") == "n3", "a third normal pass started past the bound"
 
 
 def test_a_normal_key_made_urgent_is_not_held_by_the_bound() -> None:
@@ -249,14 +255,7 @@ def test_a_failed_normal_pass_comes_back_normal_until_one_finishes() -> None:
     queue.done("n1", finished=False)
     assert queue.get() == "n2"  # n1 went back behind n2, not ahead as urgent
     queue.add("n1", urgent=True)  # its retry timer falling due
-    waiting: list[Hashable | None] = []
-    taker = threading.Thread(target=lambda: waiting.append(queue.get()), daemon=True)
-    taker.start()
-    taker.join(0.2)
-    assert waiting == [], "a failed normal pass came back past the bound"
-    queue.done("n2")
-    taker.join(5)
-    assert waiting == ["n1"]
+    assert held_until_done(queue, "n2") == "n1", "a failed normal pass came back past the bound"
     queue.done("n1")  # finished: n1 is urgent again like any key
     queue.add("n3")
     assert queue.get() == "n3"
