@@ -56,15 +56,16 @@ class Creator:
             self.core.create_namespaced_config_map(NAMESPACE, config_map(name))
             return
         self.core.create_namespaced_service(NAMESPACE, service(name, headless=kind == "headless"))
-        if kind == "clusterip":
-            self.cluster_ips += 1
 
     def rate(self, kind: str, count: int, clients: int) -> float:
         """Creates per second, ``count`` of ``kind`` from ``clients`` threads."""
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(lambda _: self.make(kind), range(count)))
-        return count / (time.monotonic() - start)
+        seconds = time.monotonic() - start
+        if kind == "clusterip":
+            self.cluster_ips += count  # counted here: ``make`` runs on many threads at once
+        return count / seconds
 
     def fill_to(self, present: int) -> None:
         missing = max(0, present - self.cluster_ips)
