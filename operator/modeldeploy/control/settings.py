@@ -136,12 +136,12 @@ class Settings:
         with the others. Checked at start-up, apart from ``from_env``, which reads each
         variable on its own."""
         problems = self.lease_timings.problems(LEASE_VARIABLES)
-        if self.workers < 1:
-            problems.append(f"MODELDEPLOY_WORKERS={self.workers} must be at least 1")
-        if self.first_pass_workers < 1:
-            problems.append(f"MODELDEPLOY_FIRST_PASS_WORKERS={self.first_pass_workers} must be at least 1")
-        if self.shard_count < 1:
-            problems.append(f"MODELDEPLOY_SHARDS={self.shard_count} must be at least 1")
+        counts = {
+            "MODELDEPLOY_WORKERS": self.workers,
+            "MODELDEPLOY_FIRST_PASS_WORKERS": self.first_pass_workers,
+            "MODELDEPLOY_SHARDS": self.shard_count,
+        }
+        problems += [f"{name}={count} must be at least 1" for name, count in counts.items() if count < 1]
         problems += [
             f"MODELDEPLOY_PROMETHEUS_ALLOWED: {entry!r} is not an http(s)://host[:port][/path] base URL"
             for entry in self.prometheus_allowed
