@@ -1,6 +1,8 @@
-"""One model server process standing in for every simulated pod of a namespace.
+"""One model server process standing in for every simulated pod of a namespace, or of many.
 
     python -m testbed.modelserver.fleet --kubeconfig K --namespace NS [--control C] [--grpc]
+    python -m testbed.modelserver.fleet --kubeconfig K --control-dir DIR
+
 
 kwok runs no containers, so this does what the kubelet and the pod would: for each
 running pod of a ModelDeployment it starts a model server on the pod's loopback IP,
@@ -15,6 +17,10 @@ a pod starts) maps ``"<model>/<version>"`` or ``"*"`` to ``{"load_seconds": N}``
 time before the load starts, as a large model takes; and ``{"metrics": FAULT}``: a broken
 metrics page (``nan``, ``garbage``, ``non_utf8``, ``drip``) for the operator's fault tests;
 and ``{"predict_seconds": N}``: each prediction takes at least that long, as a heavy model's.
+
+``--control-dir`` serves the pods of every namespace NS that has a file ``DIR/NS.json``
+(the same table, plus ``"grpc": true`` to serve gRPC there too), so one process, with its
+TensorFlow imported and its models loaded once, serves one test after another.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from urllib.parse import urlparse
 
 import kubernetes
 import urllib3
+from kubernetes.watch.watch import iter_resp_lines
 
 from modeldeploy.api.names import (
     ANNOTATION_CONFIG_HASH,
@@ -52,11 +59,16 @@ LOG = logging.getLogger("modelserver.fleet")
 SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
-def control_entry(control: Path | None, model: str, version: int) -> dict[str, Any]:
+def control_table(control: Path | None) -> dict[str, Any]:
     try:
-        table: dict[str, Any] = json.loads(control.read_text()) if control else {}
+        table = json.loads(control.read_text()) if control else {}
     except (OSError, ValueError):
-        table = {}
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def control_entry(control: Path | None, model: str, version: int) -> dict[str, Any]:
+    table = control_table(control)
     return dict(table.get(f"{model}/{version}") or table.get("*") or {})
 
 
@@ -77,28 +89,38 @@ class Fleet:
     def __init__(
         self,
         api: kubernetes.client.ApiClient,
-        namespace: str,
+        namespace: str | None,
         control: Path | None,
         grpc_enabled: bool,
         workdir: Path,
         node_paths: PathMap | None = None,
+        control_dir: Path | None = None,
     ) -> None:
         self.core = kubernetes.client.CoreV1Api(api)
-        self.namespace = namespace
+        self.namespace = namespace  # None: every namespace with a file in control_dir
         self.control = control
+        self.control_dir = control_dir
         self.grpc_enabled = grpc_enabled
         self.workdir = workdir
         self.node_paths = node_paths or PathMap()
         self.registry = Registry()
         self.pods: dict[str, ServingEndpoints] = {}  # pod uid -> its server
-        self._config_data: dict[tuple[str, str], dict[str, str]] = {}
+        self._config_data: dict[tuple[str, str, str], dict[str, str]] = {}
         self.stopping = threading.Event()
 
-    def _config_map(self, name: str, config_hash: str) -> dict[str, str]:
-        """A ConfigMap's data, read once per (name, the pod template's config hash)."""
-        key = (name, config_hash)
+    def _control(self, namespace: str) -> Path | None:
+        """The control table of a namespace's pods (None: no faults, nothing slowed)."""
+        return self.control_dir / f"{namespace}.json" if self.control_dir else self.control
+
+    def _serves(self, namespace: str) -> bool:
+        control = self._control(namespace)
+        return self.control_dir is None or (control is not None and control.exists())
+
+    def _config_map(self, namespace: str, name: str, config_hash: str) -> dict[str, str]:
+        """A ConfigMap's data, read once per (namespace, name, the pod template's config hash)."""
+        key = (namespace, name, config_hash)
         if key not in self._config_data:
-            config_map = self.core.read_namespaced_config_map(name, self.namespace, _preload_content=False)
+            config_map = self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
             self._config_data[key] = json.loads(config_map.data).get("data") or {}
         return self._config_data[key]
 
@@ -112,7 +134,9 @@ class Fleet:
             if "configMap" in volume:
                 annotations = pod["metadata"].get("annotations") or {}
                 data = self._config_map(
-                    volume["configMap"]["name"], annotations.get(ANNOTATION_CONFIG_HASH, "")
+                    pod["metadata"]["namespace"],
+                    volume["configMap"]["name"],
+                    annotations.get(ANNOTATION_CONFIG_HASH, ""),
                 )
                 folder = self.workdir / pod["metadata"]["uid"] / mount["name"]
                 folder.mkdir(parents=True, exist_ok=True)
@@ -125,14 +149,18 @@ class Fleet:
                 parsed = urlparse(uri)
                 if parsed.scheme != "file":
                     LOG.warning(
-                        "pod %s: %s storage is not served here", pod["metadata"]["name"], parsed.scheme
+                        "pod %s/%s: %s storage is not served here",
+                        pod["metadata"]["namespace"],
+                        pod["metadata"]["name"],
+                        parsed.scheme,
                     )
                     return None
                 mounts.append((model_dir, self.node_paths.host(parsed.path)))
         return PathMap(tuple(mounts))
 
     def _start(self, pod: dict[str, Any], ip: str) -> None:
-        name = pod["metadata"]["name"]
+        name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        control = self._control(pod["metadata"]["namespace"])
         serving = next((c for c in pod["spec"]["containers"] if c["name"] == SERVING_CONTAINER), None)
         if serving is None:
             return
@@ -142,16 +170,17 @@ class Fleet:
         try:
             flags = parse(list(serving.get("args") or []))
             model_version = _served(pod)
-            entry = control_entry(self.control, *model_version) if model_version else {}
+            entry = control_entry(control, *model_version) if model_version else {}
             server = ModelServer(
                 flags,
                 self.registry,
                 paths,
-                lambda model, version: load_delay(self.control, model, version),
+                lambda model, version: load_delay(control, model, version),
                 metrics_fault=entry.get("metrics"),
                 predict_seconds=float(entry.get("predict_seconds", 0.0)),
             )
-            self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, self.grpc_enabled)
+            grpc_enabled = self.grpc_enabled or control_table(control).get("grpc") is True
+            self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, grpc_enabled)
         except Exception as exc:  # a bad flag, config or bind: the container would crash, no server
             LOG.error("pod %s: the model server does not start: %s", name, exc)
             return
@@ -169,33 +198,70 @@ class Fleet:
         gone = event_type == "DELETED" or meta.get("deletionTimestamp") is not None
         if gone or status.get("phase") != "Running" or not ip:
             self._stop(meta["uid"])
-        elif meta["uid"] not in self.pods:
+        elif meta["uid"] not in self.pods and self._serves(meta["namespace"]):
             self._start(pod, ip)
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            watch = kubernetes.watch.Watch()
-            try:
-                # Plain JSON: building the client's typed models costs more CPU than the
-                # servers themselves, on the cores the benchmark measures.
-                for event in watch.stream(
-                    self.core.list_namespaced_pod,
-                    self.namespace,
-                    label_selector=SELECTOR,
-                    timeout_seconds=30,
-                    deserialize=False,
-                ):
-                    if event["type"] == "ERROR":
-                        break  # e.g. an expired resourceVersion: list and watch again
+    def _list(self, **kwargs: Any) -> Any:
+        # Plain JSON: building the client's typed models costs more CPU than the servers
+        # themselves, on the cores the benchmark measures.
+        if self.namespace is None:
+            return self.core.list_pod_for_all_namespaces(label_selector=SELECTOR, **kwargs)
+        return self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR, **kwargs)
+
+    def relist(self) -> str:
+        """Serve exactly the running pods listed now; the resourceVersion to watch from.
+
+        A pod deleted while nothing watched sends no event: without this its server would
+        keep its address, and the next pod given that address could not bind it."""
+        pod_list = json.loads(self._list(_preload_content=False).data)
+        listed = set()
+        for pod in pod_list["items"]:
+            listed.add(pod["metadata"]["uid"])
+            self.sync("ADDED", pod)
+        for uid in set(self.pods) - listed:
+            self._stop(uid)
+        return str(pod_list["metadata"]["resourceVersion"])
+
+    def watch_from(self, resource_version: str) -> str | None:
+        """Follow pod events until the watch times out; where to go on, or None to list again."""
+        response = self._list(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=30,
+            _preload_content=False,
+        )
+        try:
+            for line in iter_resp_lines(response):
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    return None  # e.g. an expired resourceVersion: list and watch again
+                resource_version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
                     self.sync(event["type"], event["object"])
-                    if self.stopping.is_set():
-                        break
-            except kubernetes.client.exceptions.ApiException as exc:
-                if exc.status != 410:  # an expired watch just starts over
-                    raise
+                if self.stopping.is_set():
+                    break
+        finally:
+            response.release_conn()
+        return resource_version
+
+    def run(self) -> None:
+        resource_version: str | None = None
+        while not self.stopping.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self.relist()
+                resource_version = self.watch_from(resource_version)
             except urllib3.exceptions.HTTPError:
                 # The API server is down (a fault test kills it): the servers keep serving,
-                # as containers outlive their control plane; watch again shortly.
+                # as containers outlive their control plane; list and watch again shortly.
+                resource_version = None
+                self.stopping.wait(0.5)
+            except kubernetes.client.exceptions.ApiException as exc:
+                # An expired watch (410) or an API server still starting: list and watch
+                # again; one fleet serves test after test, so it must outlive any of them.
+                LOG.warning("listing pods again after %s %s", exc.status, exc.reason)
+                resource_version = None
                 self.stopping.wait(0.5)
 
     def stop(self) -> None:
@@ -207,7 +273,11 @@ class Fleet:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--namespace", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--namespace", help="serve this namespace's pods")
+    where.add_argument(
+        "--control-dir", type=Path, help="serve the pods of each namespace NS with a file DIR/NS.json"
+    )
     parser.add_argument("--control", type=Path, default=None)
     parser.add_argument("--grpc", action="store_true", help="also serve gRPC on each pod's IP")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -221,7 +291,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelserver-fleet-"))
-    fleet = Fleet(api, args.namespace, args.control, args.grpc, workdir, node_paths)
+    fleet = Fleet(
+        api, args.namespace, args.control, args.grpc, workdir, node_paths, control_dir=args.control_dir
+    )
 
     def stop_and_exit(*_: object) -> None:
         fleet.stop()

@@ -229,11 +229,14 @@ _FAILED = pytest.StashKey[bool]()
 
 @dataclass
 class ModelServers:
-    """The model server fleet serving every modeldeploy pod of the test's namespace."""
+    """The model servers of every modeldeploy pod of the test's namespace."""
 
     control: Path
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
+    fleet: ModelServerFleet
+    namespace: str
+
+    def log(self) -> str:
+        return self.fleet.lines_about(self.namespace)
 
     def _set(self, model: str, version: int, **entry: object) -> None:
         table = json.loads(self.control.read_text()) if self.control.exists() else {}
@@ -260,32 +263,65 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_store(tmp_path_factory.mktemp("models-store"))
 
 
+@dataclass
+class ModelServerFleet:
+    """One model server process per test worker, serving the pods of each namespace that has
+    a control table in ``control_dir``: TensorFlow is imported and each model loaded once, not
+    once per test (about 11 CPU-seconds each time, on the cores the tests share)."""
+
+    control_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the model server fleet exited ({self.process.returncode}):\n{tail}")
+
+    def lines_about(self, namespace: str) -> str:
+        """The log lines that name the namespace (each pod's server logs its namespace)."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in lines if f" {namespace}/" in line)
+
+
+@pytest.fixture(scope="session")
+def modelserver_fleet(
+    cluster: Cluster, model_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServerFleet]:
+    root = tmp_path_factory.mktemp("modelservers")
+    control_dir = root / "control"
+    control_dir.mkdir()
+    log_path = root / "modelservers.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "testbed.modelserver.fleet",
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--control-dir={control_dir}",
+                f"--workdir={root / 'pods'}",
+                f"--node-path={NODE_PATH}={model_store}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    yield ModelServerFleet(control_dir, log_path, process)
+    process.terminate()
+    process.wait(timeout=20)
+
+
 @pytest.fixture
 def modelservers(
-    cluster: Cluster, namespace: str, tmp_path: Path, model_store: Path, request: pytest.FixtureRequest
+    modelserver_fleet: ModelServerFleet, namespace: str, request: pytest.FixtureRequest
 ) -> Iterator[ModelServers]:
-    handle = ModelServers(tmp_path / "modelservers.json", tmp_path / "modelservers.log")
-    handle.control.write_text("{}")
-    log = open(handle.log_path, "ab")  # noqa: SIM115 - the child process keeps it
-    grpc = ["--grpc"] if request.node.get_closest_marker("grpc") else []
-    handle.process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testbed.modelserver.fleet",
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--namespace={namespace}",
-            f"--control={handle.control}",
-            f"--node-path={NODE_PATH}={model_store}",
-            *grpc,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    modelserver_fleet.alive()
+    handle = ModelServers(modelserver_fleet.control_dir / f"{namespace}.json", modelserver_fleet, namespace)
+    # The fleet serves this namespace's pods from the moment its table exists.
+    handle.control.write_text(json.dumps({"grpc": True} if request.node.get_closest_marker("grpc") else {}))
     yield handle
-    handle.process.terminate()
-    handle.process.wait(timeout=20)
+    handle.control.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -347,8 +383,7 @@ def start_operator(
         for op in started:
             # Shown under "Captured stdout teardown" of the failed test.
             print(f"===== operator log {op.log_path.name} =====\n{op.log()[-20000:]}")
-        if modelservers.log_path.exists():
-            print(f"===== model servers =====\n{modelservers.log_path.read_text(errors='replace')[-5000:]}")
+        print(f"===== model servers =====\n{modelservers.log()[-5000:]}")
 
 
 @pytest.fixture

@@ -270,8 +270,8 @@ def test_a_slow_model_s_warm_up_never_delays_another_resource_s_abort(
     start_operator(MODELDEPLOY_WORKERS="1")
     modelservers.slow_predictions(2, seconds=0.05, model="slow")  # the model is named after it
     slow = with_checks("slow", warmupRequests=2000)
-    # Version 1 is the fleet's first TensorFlow load and 2000 warm-up requests: on two busy
-    # cores that has taken over a minute, which is not what this test is about.
+    # Version 1 takes 2000 warm-up requests of 50 ms: on two busy cores that has taken over
+    # a minute, which is not what this test is about.
     slow["spec"]["rollout"]["progressDeadlineSeconds"] = 300
     cluster.create_md(namespace, slow)
     cluster.wait_phase(namespace, "slow", "Ready", timeout=180)
