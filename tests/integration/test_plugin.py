@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -97,9 +98,11 @@ def test_status_watch_exits_0_on_ready_1_on_rollback_2_on_timeout_and_get_w_foll
     assert edit.exit_code(30) == 0, edit.output
     assert "spec.model.version 1 -> 2" in edit.output
     # Started right after the edit: the status still says Ready, for the generation before.
+    # The watch must follow the canary, not end there. Which step it first sees depends on
+    # how long its own start takes: the first step pauses 2 s, a busy machine's start as much.
     ready = plugin("status", "mnist", "--watch", "--timeout", "120s")
     assert ready.exit_code(150) == 0, ready.output
-    assert "Progressing, canary version 2 step 1 at 20%" in ready.output
+    assert re.search(r"Progressing, canary version 2 step [12] at (20|50)%", ready.output), ready.output
     assert ready.lines[-1].split(" ", 1)[1].startswith("Ready")
 
     # get -w redrew the view as the canary went: a step with its share, countdown and pod
