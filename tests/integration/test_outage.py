@@ -100,7 +100,13 @@ def test_api_server_crash_and_partition_mid_canary_end_in_a_promotion(
     serving_v1(cluster, namespace, canary_sample(steps=steps, progressDeadlineSeconds=900))
     traffic()
     cluster.patch_md(namespace, "mnist", {"spec": {"model": {"version": 2}}})
-    wait_for(lambda: (canary(cluster, namespace) or {}).get("weight") == 20, 60, what="canary at 20%")
+    # Its pod must exist before the crash: a ReplicaSet whose first pod create fails while
+    # the API server is down retries on the controller-manager's backoff, tens of seconds later.
+    wait_for(
+        lambda: (c := canary(cluster, namespace) or {}).get("weight") == 20 and c.get("readyReplicas", 0),
+        60,
+        what="canary at 20% with a ready pod",
+    )
 
     # 1. kube-apiserver dies mid-canary and stays down.
     cluster.local.kill("kube-apiserver")
