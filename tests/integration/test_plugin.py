@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import yaml
 from modeldeploy.api.actions import parse_promote
 from modeldeploy.api.names import ANNOTATION_PROMOTE, CONDITION_MODEL_AVAILABLE
 from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.priority import background_pool
 from testbed.support.wait import wait_for
 
 from .conftest import Cluster, Operator, sample
@@ -203,7 +203,7 @@ RUN_ALL_SECONDS = 240
 # Each plugin process spends about 2 CPU-seconds starting. Eighteen at once held both cores
 # for a quarter of a minute per batch, and the other test worker's canaries and model
 # servers starved meanwhile; two at a time take about as long on two cores and leave it its
-# share.
+# share. They also run at background priority.
 PLUGINS_AT_ONCE = 2
 
 
@@ -222,7 +222,7 @@ def run_all(
             timeout=max(1.0, deadline - time.monotonic()),
         )
 
-    with ThreadPoolExecutor(max_workers=PLUGINS_AT_ONCE) as pool:
+    with background_pool(PLUGINS_AT_ONCE) as pool:
         return dict(zip(verbs, pool.map(run, verbs), strict=True))
 
 

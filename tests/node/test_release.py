@@ -26,6 +26,7 @@ from hack.release import Release, build_release
 from modeldeploy.api.names import GROUP, PLURAL, VERSION
 from testbed.cluster.operator_manifests import OPERATOR_NAMESPACE, operator_container
 from testbed.modelserver.traffic import TrafficDriver
+from testbed.support.priority import in_background
 from testbed.support.s3server import CREDENTIALS
 from testbed.support.tools import helm
 from testbed.support.wait import wait_for
@@ -48,19 +49,25 @@ OPERATOR_ONLY = {"kopf", "grpcio", "prometheus-client", "protobuf", "tensorflow-
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """`make release VERSION=1.2.3` of this checkout (its tracked files, as they are)."""
-    return build_release(REPO, RELEASE_VERSION, tmp_path_factory.mktemp("dist"))
+    dist = tmp_path_factory.mktemp("dist")
+    # Minutes of CPU: at background priority, so the other worker's canaries keep their pace.
+    return in_background(lambda: build_release(REPO, RELEASE_VERSION, dist))
 
 
 @pytest.fixture(scope="session")
 def plugin_venv(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment holding the plugin's wheel and its declared dependencies."""
     venv = tmp_path_factory.mktemp("plugin") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(release.plugin_wheel)],
-        check=True,
-        timeout=600,
-    )
+
+    def install() -> None:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", str(release.plugin_wheel)],
+            check=True,
+            timeout=600,
+        )
+
+    in_background(install)
     return venv
 
 
