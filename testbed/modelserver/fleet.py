@@ -67,13 +67,13 @@ def control_table(control: Path | None) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def control_entry(control: Path | None, model: str, version: int) -> dict[str, Any]:
-    table = control_table(control)
+def entry_of(table: dict[str, Any], model: str, version: int) -> dict[str, Any]:
     return dict(table.get(f"{model}/{version}") or table.get("*") or {})
 
 
 def load_delay(control: Path | None, model: str, version: int) -> float:
-    return float(control_entry(control, model, version).get("load_seconds", 0.0))
+    """Read when the load begins, not when the pod started: a test may slow a version late."""
+    return float(entry_of(control_table(control), model, version).get("load_seconds", 0.0))
 
 
 def _served(pod: dict[str, Any]) -> tuple[str, int] | None:
@@ -170,7 +170,8 @@ class Fleet:
         try:
             flags = parse(list(serving.get("args") or []))
             model_version = _served(pod)
-            entry = control_entry(control, *model_version) if model_version else {}
+            table = control_table(control)
+            entry = entry_of(table, *model_version) if model_version else {}
             server = ModelServer(
                 flags,
                 self.registry,
@@ -179,7 +180,7 @@ class Fleet:
                 metrics_fault=entry.get("metrics"),
                 predict_seconds=float(entry.get("predict_seconds", 0.0)),
             )
-            grpc_enabled = self.grpc_enabled or control_table(control).get("grpc") is True
+            grpc_enabled = self.grpc_enabled or table.get("grpc") is True
             self.pods[pod["metadata"]["uid"]] = ServingEndpoints.start(server, ip, grpc_enabled)
         except Exception as exc:  # a bad flag, config or bind: the container would crash, no server
             LOG.error("pod %s: the model server does not start: %s", name, exc)

@@ -231,9 +231,13 @@ _FAILED = pytest.StashKey[bool]()
 class ModelServers:
     """The model servers of every modeldeploy pod of the test's namespace."""
 
-    control: Path
     fleet: ModelServerFleet
     namespace: str
+
+    @property
+    def control(self) -> Path:
+        """The namespace's control table: the fleet serves its pods while the file exists."""
+        return self.fleet.control_dir / f"{self.namespace}.json"
 
     def log(self) -> str:
         return self.fleet.lines_about(self.namespace)
@@ -317,8 +321,7 @@ def modelservers(
     modelserver_fleet: ModelServerFleet, namespace: str, request: pytest.FixtureRequest
 ) -> Iterator[ModelServers]:
     modelserver_fleet.alive()
-    handle = ModelServers(modelserver_fleet.control_dir / f"{namespace}.json", modelserver_fleet, namespace)
-    # The fleet serves this namespace's pods from the moment its table exists.
+    handle = ModelServers(modelserver_fleet, namespace)
     handle.control.write_text(json.dumps({"grpc": True} if request.node.get_closest_marker("grpc") else {}))
     yield handle
     handle.control.unlink(missing_ok=True)
