@@ -6,6 +6,11 @@ its own with its own control plane (ports and pod addresses are drawn at random)
 in different workers never share a cluster. A file stays on one worker, keeping its module
 fixtures to one set-up; the real node's tests share one machine-wide pod bridge, so they
 all go to one worker, and first, because they are the longest group.
+
+The two workers share two cores. The real node's tests build images, start containers and
+build the release packages: minutes of CPU at a time. The tests that judge a canary by its
+latency against the stable's resolve one histogram bucket, and a stable slowed by a busy
+machine crosses it, so they run on the node group's worker, after it, never beside it.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ TESTS = Path(__file__).resolve().parent
 FIRST = ("node", "integration")
 
 
+# Files that share the real node's unit of work, so that they never run beside it.
+BESIDE_NODE = ("integration/test_relative.py",)
+
+
 def scope_of(nodeid: str) -> str:
-    """The unit of work of a test: every real-node test shares one; the others their file."""
+    """The unit of work of a test: every real-node test shares one, and so do the files that
+    must not run beside them; the others have their file."""
     path = nodeid.split("::", 1)[0]
-    if path.startswith("tests/node/") or path.startswith("node/"):
+    local = path.removeprefix("tests/")
+    if local.startswith("node/") or local in BESIDE_NODE:
         return "node"
     return path
 
