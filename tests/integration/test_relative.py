@@ -242,9 +242,9 @@ def test_a_canary_as_fast_as_the_stable_is_promoted_by_the_latency_ratio(
     modelservers.slow_predictions(1, STABLE_SECONDS)
     modelservers.slow_predictions(2, STABLE_SECONDS)
     rollout = latency_rollout(1, "15s")
-    # While the other test worker builds the release (minutes of CPU), the traffic driver
-    # may not keep 70 requests a second and the checks then lack requests: they wait it
-    # out, and so does the test. Idle, the step ends in about 20 s.
+    # On a busy machine the traffic driver may not keep 70 requests a second and the checks
+    # then lack requests: they wait it out, and so does the test. Idle, the step ends in
+    # about 20 s. (This file no longer runs beside the release builds: tests/conftest.py.)
     rollout["progressDeadlineSeconds"] = 300
     serving_v1(cluster, namespace, sample("mnist", rollout=rollout))
     traffic(**LATENCY_TRAFFIC)
