@@ -76,7 +76,7 @@ FLOOR, IDLE, CANARIES, LEASES = "bench-floor", "bench-scale", "bench-canaries", 
 LEASE = "modeldeploy-operator"
 # The canary spec's steps (run.spec): status.canary.step goes 0, 1, 2 in every rollout.
 STEP_COUNT = 2
-READY_TIMEOUT = 3600.0  # ten thousand objects on two cores take many minutes
+READY_TIMEOUT = 7200.0  # ten thousand ClusterIP Services on two cores take over an hour
 
 
 @dataclass(frozen=True)

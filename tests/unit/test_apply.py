@@ -16,6 +16,7 @@ from modeldeploy.children.routing import build_service
 from modeldeploy.control.apply import Applier, ChildOwnedByAnotherError, holds_all, manifest_hash
 from modeldeploy.control.kinds import new_cache
 from modeldeploy.kube.cache import ObjectCache
+from modeldeploy.kube.transport import ApiError
 
 
 class RecordingKube:
@@ -243,3 +244,25 @@ def test_holds_all_ignores_the_servers_defaults_and_nothing_else() -> None:
     assert not holds_all(live, {"spec": {"ports": [{"port": 8500}, {"port": 8501}]}})  # one port gone
     assert not holds_all(live, {"spec": {"type": "NodePort"}})
     assert not holds_all({"data": None}, {"data": {"a": "b"}})
+
+
+class TimedOutKube(RecordingKube):
+    """Answers every apply with the 504 of a request that waited past its timeout."""
+
+    def apply(self, manifest: dict[str, Any], field_manager: str = "modeldeploy") -> dict[str, Any]:
+        raise ApiError(status=504, reason="Gateway Timeout")
+
+
+def test_service_applies_are_timed_answered_or_not_and_no_other_kind(md: ModelDeployment) -> None:
+    timed: list[tuple[float, float]] = []
+    kube, cache = RecordingKube(), new_cache()
+    apply = Applier(kube, cache, service_timed=lambda started, seconds: timed.append((started, seconds)))  # type: ignore[arg-type]
+    children = [build_config_map(md, 3), build_service(md), build_deployment(md, 3, 2, "stable")]
+    apply.ensure(md, "first", lambda: DesiredState(children=children))
+    assert len(kube.applied) == 3
+    assert len(timed) == 1, "the bound was told of applies other than the Service's"
+    assert timed[0][1] >= 0.0
+    failing = Applier(TimedOutKube(), new_cache(), service_timed=lambda *when: timed.append(when))  # type: ignore[arg-type]
+    with pytest.raises(ApiError):
+        failing.ensure(md, "first", lambda: DesiredState(children=[build_service(md)]))
+    assert len(timed) == 2, "a Service apply that failed was not timed"

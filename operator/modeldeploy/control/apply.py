@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
@@ -156,12 +157,22 @@ class NotLeadingError(Exception):
 
 
 class Applier:
-    def __init__(self, kube: Kube, cache: ObjectCache, leading: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        cache: ObjectCache,
+        leading: Callable[[], bool] = lambda: True,
+        service_timed: Callable[[float, float], None] = lambda started, seconds: None,
+    ) -> None:
         self.kube = kube
         self.cache = cache
         # With leader election: asked before each write, so a replica that lost its lease
         # (paused past its renew deadline, say) stops at the next child, not after all.
         self.leading = leading
+        # Told when each Service apply was sent (time.monotonic) and how long it took,
+        # answered or not: the API server allocates ClusterIPs one at a time, and the first
+        # passes' bound follows that line's waits (kube.congestion).
+        self.service_timed = service_timed
         self._lock = threading.Lock()
         # owner -> (kind, name) -> hash last applied. A restart loses it and re-applies
         # once, which server-side apply makes harmless.
@@ -289,7 +300,7 @@ class Applier:
             manifest, self.cache.get(kind, owner[0], name) if kind in WATCHED_CHILDREN else None
         )
         try:
-            result = self.kube.apply(fenced, FIELD_MANAGER)
+            result = self._send(fenced)
         except ApiError as exc:
             if fenced is not manifest and exc.status in (404, 409):
                 raise RetryLaterError(f"{kind} {name} changed since this pass read it", 0.05) from None
@@ -302,6 +313,16 @@ class Applier:
         LOG.info("applied %s %s/%s", kind, owner[0], name)
         self._remember(owner, kind, name, digest, result)
         return digest
+
+    def _send(self, manifest: Manifest) -> dict[str, Any]:
+        """Apply ``manifest``; a Service's apply timed, whatever its outcome."""
+        if manifest["kind"] != "Service":
+            return self.kube.apply(manifest, FIELD_MANAGER)
+        started = time.monotonic()
+        try:
+            return self.kube.apply(manifest, FIELD_MANAGER)
+        finally:
+            self.service_timed(started, time.monotonic() - started)
 
     def _remember(self, owner: Owner, kind: str, name: str, digest: str, live: dict[str, Any]) -> None:
         """Record a child as applied with ``digest``; of an unwatched one, also the version

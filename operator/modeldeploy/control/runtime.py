@@ -16,6 +16,7 @@ from typing import Any
 from ..api.names import KIND
 from ..kube.cache import ObjectCache, is_partial
 from ..kube.client import Kube, load_client_config
+from ..kube.congestion import AdaptiveBound
 from ..kube.lease import LeaderElector, LeaseApi
 from ..kube.shard_holder import LeaseCollection, ShardHolder
 from ..kube.shards import shard_of
@@ -191,7 +192,9 @@ def build_operator(settings: Settings) -> Operator:
         return all(shards.holds_key((namespace, name)) for shards in holders)
 
     cache, stopping = new_cache(keeps_whole), threading.Event()
-    queue = WorkQueue(normal_limit=settings.first_pass_workers)
+    # First passes at once: at most the setting, fewer while Service creates wait long.
+    first_passes = AdaptiveBound(settings.first_pass_workers)
+    queue = WorkQueue(normal_limit=first_passes)
     writes = Writes(client)
     # A replica that starts leading passes over every resource it has cached (what the old
     # leader left half done, what this one skipped while standing by), each confirmed first.
@@ -226,7 +229,7 @@ def build_operator(settings: Settings) -> Operator:
     reconciler = Reconciler(
         writes,
         cache,
-        Applier(client, cache, leading),
+        Applier(client, cache, leading, service_timed=first_passes.observe),
         settings.build_options,
         clock=writes.now,
         pre_traffic=_pre_traffic(queue),

@@ -31,7 +31,8 @@ class Settings:
     # and resyncs at once; the others stay free for rollouts under way. A first rollout
     # creates a Service, and the API server allocates ClusterIPs one at a time: a longer
     # line there only makes each wait longer, until waits pass the read timeout and the
-    # allocations are given back.
+    # allocations are given back. So fewer run while Service creates take over 10 s
+    # (halved on each such episode, raised again as they speed up).
     first_pass_workers: int = 16
     # MODELDEPLOY_RESYNC_SECONDS: every resource's unwatched children (ConfigMaps, Services)
     # are checked this often, and those changed or deleted since applied are applied again.

@@ -12,7 +12,8 @@ Normal passes (first rollouts, resyncs) may also be bounded in number at once. A
 rollout creates a Service, and the API server allocates ClusterIPs one at a time (a lock
 held across a request of its own): with thousands created at once, every worker waited in
 that line, urgent work found no free worker, and passes that waited past their read
-timeout gave their allocation back, so half the line's work was thrown away. A normal pass
+timeout gave their allocation back, so half the line's work was thrown away. The bound
+may adapt to how long those creates wait (``congestion.AdaptiveBound``). A normal pass
 that fails stays normal until one of the key's passes finishes: its retry, and the events
 its own children raised meanwhile, would otherwise come back urgent and join the line
 beyond the bound.
@@ -32,11 +33,19 @@ PRIORITY_NORMAL, PRIORITY_URGENT, PRIORITY_FIRST = 0, 1, 2
 
 
 class WorkQueue:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, normal_limit: int | None = None) -> None:
-        """``normal_limit``: at most this many normal passes at once (None: no bound); urgent
-        and first keys are taken whatever it is."""
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, normal_limit: int | Callable[[], int] | None = None
+    ) -> None:
+        """``normal_limit``: at most this many normal passes at once (None: no bound), or a
+        function asked for that number each time a normal key could start (a bound that
+        adapts, ``congestion.AdaptiveBound``); urgent and first keys are taken whatever it is."""
         self._clock = clock
-        self._normal_limit = normal_limit
+        self._normal_limit: Callable[[], int] | None
+        if isinstance(normal_limit, int):
+            fixed = normal_limit
+            self._normal_limit = lambda: fixed
+        else:
+            self._normal_limit = normal_limit
         self._normal_running: set[Hashable] = set()
         self._normal_owed: set[Hashable] = set()  # a normal pass failed; none finished since
         self._cond = threading.Condition()
@@ -132,7 +141,7 @@ class WorkQueue:
         return None
 
     def _normal_full(self) -> bool:
-        return self._normal_limit is not None and len(self._normal_running) >= self._normal_limit
+        return self._normal_limit is not None and len(self._normal_running) >= self._normal_limit()
 
     def done(self, key: Hashable, finished: bool = True) -> None:
         """The pass of ``key`` ended; ``finished`` False if it failed and wants another."""
