@@ -5,8 +5,7 @@ Kubernetes allocates ClusterIPs one at a time, and each Service present makes th
 allocation slower; on a busy API server it falls to one or two a second. A fixed number of
 first passes in that line then waits longer and longer, until the waits pass the client's
 read timeout: each timed-out create gives its ClusterIP back, the retry joins the line
-again, and the work done per second collapses (measured: from 2.5 Services a second to
-0.35 once waits reached 30 s, with 10,000 ModelDeployments on three replicas).
+again, and the work done per second collapses (the performance page has the figures).
 
 The line's pace does not depend on its length, only each wait does. So the bound follows
 the waits, as TCP's window follows round trips (additive increase, multiplicative
