@@ -7,15 +7,7 @@ import pytest
 from modeldeploy.kube.congestion import AdaptiveBound
 from modeldeploy.kube.workqueue import WorkQueue
 
-from .test_workqueue import held_until_done
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from .test_workqueue import FakeClock, held_until_done
 
 
 def bound(ceiling: int = 16) -> tuple[AdaptiveBound, FakeClock]:
